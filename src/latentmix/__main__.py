@@ -1,0 +1,5 @@
+import sys
+
+from latentmix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,169 @@
+"""Command line: ``latentmix train | reproduce | detect`` (``latentmix COMMAND --help`` for each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional, Sequence
+
+from latentmix.errors import ConfigError
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and the grid commands: everything in `RunConfig`."""
+    data = parser.add_argument_group("data and noise")
+    data.add_argument("--dataset", default="spiral", help="spiral, cifar10, fashion-mnist, mnist, kmnist (default spiral)")
+    data.add_argument("--data", help="your own .npz or .csv file (see docs/data.md); overrides --dataset")
+    data.add_argument("--data-dir", help="folder of a file-based data set (CIFAR-10 release, IDX files)")
+    data.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 archive (opt-in)")
+    data.add_argument("--noise", type=float, default=0.0, help="synthetic noise rate in [0, 1] (default 0)")
+    data.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "asymmetric"])
+    data.add_argument("--noise-selection", default="exact", choices=["exact", "bernoulli"],
+                      help="exact: round(rate*N) samples relabelled; bernoulli: each with probability rate")
+    data.add_argument("--noise-exclude-true-label", action="store_true",
+                      help="relabel to a different class (default: uniform over all classes, as the paper)")
+    data.add_argument("--noise-seed", type=int, help="seed of the noisy labels (default: --seed)")
+    data.add_argument("--noisy-labels", dest="noisy_labels_file", help="real noisy labels, one per sample (.npy/.csv)")
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", default="ce", help="ce, m, lr-m, m-dyr-s, m-dyr-h, lr-m-dyr-h, dlr-m-dyr-h, lr-m-dyr-h-0-4")
+    method.add_argument("--layers", help="eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input)")
+    method.add_argument("--alpha", type=float, help="mixup Beta(alpha, alpha) (default: the data set's protocol)")
+    method.add_argument("--correction", choices=["none", "soft", "hard"], help="override the method's bootstrapping")
+    method.add_argument("--warmup-epochs", type=int, help="epochs before bootstrapping starts")
+    method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer (default 1.0)")
+    method.add_argument("--soft-side-weighting", choices=["lam", "half"], help="M-DYR-S side weights (default lam)")
+    method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single"],
+                        help="reference: two extra forwards per batch as [A]; single: one (faster)")
+    method.add_argument("--noise-model", default="beta", choices=["beta", "gaussian"])
+    method.add_argument("--posterior-lookup", default="monotone", choices=["monotone", "reference"])
+    method.add_argument("--track-transform", default="train", choices=["train", "eval"],
+                        help="transform of the per-epoch loss-tracking pass (reference: train)")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--epochs", type=int, help="shorten/lengthen the protocol; lr milestones scale in proportion")
+    optim.add_argument("--batch-size", type=int)
+    optim.add_argument("--lr", type=float)
+    optim.add_argument("--weight-decay", type=float)
+    optim.add_argument("--model", help="spiral-mlp, mlp, small-cnn, preact-resnet18, text, fusion (default: per data set)")
+    optim.add_argument("--width", type=float, default=1.0, help="width multiplier of the CNNs (default 1)")
+    optim.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    optim.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
+    optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    optim.add_argument("--compile", action="store_true", help="torch.compile the un-mixed forwards")
+
+
+def config_from_args(args: argparse.Namespace):
+    from latentmix.training import RunConfig
+
+    names = {f.name for f in fields(RunConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["noise_include_true_label"] = not getattr(args, "noise_exclude_true_label", False)
+    if values.get("noise") is not None and not 0.0 <= values["noise"] <= 1.0:
+        raise ConfigError(f"--noise must be in [0, 1], got {values['noise']}")
+    return RunConfig(**values)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from latentmix.experiments import run_id
+    from latentmix.training import train
+
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
+    if (out / "result.json").exists() and not args.resume:
+        raise ConfigError(f"{out} already holds a finished run; pass --resume to keep it, or another --out")
+    result = train(config, run_dir=out, resume=args.resume, progress=not args.quiet)
+    _print_summary(result.summary(), out)
+    return 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    print(f"method {summary['method']} (layers {summary['mix_layers']}, correction {summary['correction']}) "
+          f"on {summary['dataset']}, noise {summary['noise']:g}, seed {summary['seed']}, {summary['epochs']} epochs")
+    print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}")
+    if summary.get("last_train_acc_clean") is not None:
+        print(f"  train acc vs given labels {summary['last_train_acc_noisy']:.4f}, vs clean labels {summary['last_train_acc_clean']:.4f}")
+    if summary.get("detection_auc") is not None:
+        print(f"  noise detection: AUC {summary['detection_auc']:.4f}, precision {summary['detection_precision']:.3f}, "
+              f"recall {summary['detection_recall']:.3f} at P(noisy) > 0.5")
+    print(f"  {summary['wall_time_s']:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv)")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Rank the training labels of a finished run by P(noisy) (re-using its label_issues.csv, or
+    recomputing it from the run's checkpoint)."""
+    import csv
+
+    run_dir = Path(args.run_dir)
+    issues = run_dir / "label_issues.csv"
+    if not issues.exists():
+        from latentmix.detect import detect_from_checkpoint
+
+        detect_from_checkpoint(run_dir)
+    with issues.open() as handle:
+        rows = list(csv.DictReader(handle))
+    flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
+    print(f"{len(flagged)} of {len(rows)} training labels have P(noisy) > {args.threshold:g} ({issues})")
+    for row in rows[: args.top]:
+        extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
+        print(f"  sample {row['index']}: given {row['given_label']}, predicted {row['predicted_label']}, "
+              f"P(noisy) {float(row['p_noisy']):.3f}{extra}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from latentmix.experiments import reproduce
+
+    return reproduce.main(args)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentmix", description="Noise-tolerant training with latent mixup.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_run_options(train)
+    train.add_argument("--out", help="run folder (default runs/DATASET/RUN_ID)")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    detect = commands.add_parser("detect", help="which labels of a trained run are wrong?")
+    detect.add_argument("run_dir", help="a run folder written by latentmix train")
+    detect.add_argument("--top", type=int, default=20, help="how many of the most suspicious labels to print")
+    detect.add_argument("--threshold", type=float, default=0.5)
+    detect.set_defaults(handler=cmd_detect)
+
+    reproduce = commands.add_parser("reproduce", help="run one of the paper's tables")
+    from latentmix.experiments.reproduce import add_reproduce_arguments
+
+    add_reproduce_arguments(reproduce)
+    reproduce.set_defaults(handler=cmd_reproduce)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"latentmix: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latentmix: interrupted; run the same command with --resume (train) or again (reproduce) to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

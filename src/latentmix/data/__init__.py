@@ -1,0 +1,124 @@
+"""Data sets as plain tensors, with the transforms that turn stored samples into model inputs.
+
+A `Dataset` holds the whole training and validation sets in memory (on the training device when
+the trainer moves it there). Inputs are one of three shapes, the same that `latentmix.mixing`
+accepts: a tensor, a tuple of tensors, or a dict of tensors (one entry per modality).
+
+`train_transform(inputs, generator)` is applied to each training batch (augmentation plus
+conversion to float, e.g. uint8 images -> normalised float crops); `eval_transform(inputs)` to
+validation batches. Both default to the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Union
+
+import torch
+
+Inputs = Union[torch.Tensor, tuple, dict]
+TrainTransform = Callable[[Inputs, torch.Generator], Inputs]
+EvalTransform = Callable[[Inputs], Inputs]
+
+
+@dataclass
+class Dataset:
+    """A classification data set held in memory.
+
+    Attributes:
+        name: short name (``"spiral"``, ``"cifar10"``, ...).
+        train_inputs / val_inputs: tensor (N, ...), tuple or dict of such tensors.
+        train_labels: (N,) int64 labels of the training set as shipped. When `train_labels_clean`
+            is True they are the ground truth and synthetic noise is applied on top of them; when
+            False they are the user's (possibly noisy) labels and no clean reference exists.
+        val_labels: (M,) int64 validation/test labels.
+        num_classes: C.
+        train_labels_clean: whether `train_labels` are known to be correct.
+        given_noisy_labels: optional (N,) int64 labels that replace synthetic noise (real noisy
+            labels read from a file); `train_labels` then stay the clean reference if known.
+        train_transform / eval_transform: see module docstring.
+        info: free-form facts for the run folder (generator parameters, file paths, ...).
+    """
+
+    name: str
+    train_inputs: Inputs
+    train_labels: torch.Tensor
+    val_inputs: Inputs
+    val_labels: torch.Tensor
+    num_classes: int
+    train_labels_clean: bool = True
+    given_noisy_labels: Optional[torch.Tensor] = None
+    train_transform: Optional[TrainTransform] = None
+    eval_transform: Optional[EvalTransform] = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_labels.shape[0])
+
+    @property
+    def num_val(self) -> int:
+        return int(self.val_labels.shape[0])
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """Move every tensor to `device` (the transforms are device-agnostic tensor ops)."""
+        def move(x: Any) -> Any:
+            return map_inputs(x, lambda t: t.to(device))
+
+        self.train_inputs = move(self.train_inputs)
+        self.val_inputs = move(self.val_inputs)
+        self.train_labels = self.train_labels.to(device)
+        self.val_labels = self.val_labels.to(device)
+        if self.given_noisy_labels is not None:
+            self.given_noisy_labels = self.given_noisy_labels.to(device)
+        return self
+
+
+def map_inputs(inputs: Inputs, fn: Callable[[torch.Tensor], torch.Tensor]) -> Inputs:
+    """Apply `fn` to every tensor of a tensor / tuple / dict input."""
+    if isinstance(inputs, torch.Tensor):
+        return fn(inputs)
+    if isinstance(inputs, Mapping):
+        return {key: map_inputs(value, fn) for key, value in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(map_inputs(value, fn) for value in inputs)
+    raise TypeError(f"inputs must be a tensor, a tuple or a dict of tensors, got {type(inputs).__name__}")
+
+
+def index_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    """Select the samples `index` (a 1-D index tensor) from every tensor of `inputs`."""
+    return map_inputs(inputs, lambda t: t[index])
+
+
+DATASETS = ("spiral", "cifar10", "fashion-mnist", "mnist", "kmnist", "arrays")
+
+
+def load_dataset(name: str, *, data_dir: Optional[str] = None, data_path: Optional[str] = None,
+                 download: bool = False, **options: Any) -> Dataset:
+    """Load a data set by name. `data_dir` is the folder of file-based sets; `data_path` a user's
+    .npz/.csv file (name "arrays", chosen automatically when `data_path` is given)."""
+    from latentmix.errors import ConfigError
+
+    key = "arrays" if data_path else name.strip().lower()
+    if key == "spiral":
+        from latentmix.data.spiral import load_spiral
+
+        return load_spiral(**options)
+    if key == "cifar10":
+        from latentmix.data.cifar import load_cifar10
+
+        if data_dir is None and not download:
+            raise ConfigError("cifar10 needs --data-dir pointing at cifar-10-batches-py/ or cifar-10-python.tar.gz "
+                              "(or --download to fetch the official archive)")
+        return load_cifar10(data_dir or "data", download=download, **options)
+    if key in ("fashion-mnist", "mnist", "kmnist"):
+        from latentmix.data.idx import load_mnist_like
+
+        return load_mnist_like(data_dir, name=key, **options) if data_dir else load_mnist_like(name=key, **options)
+    if key == "arrays":
+        from latentmix.data.arrays import load_arrays
+
+        if not data_path:
+            raise ConfigError("the 'arrays' data set needs --data my.npz (or .csv)")
+        return load_arrays(data_path, **options)
+    raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, or pass --data FILE")

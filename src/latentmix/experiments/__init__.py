@@ -1,0 +1,80 @@
+"""Experiments are data: a `Grid` declares the runs of a table; runners execute them.
+
+A grid is the product of methods (each a preset name plus an optional layer range), noise rates
+and seeds over one data set with shared run settings. `Grid.runs()` lists the `RunConfig`s; each
+has a stable `run_id` used as its folder name and as its key in the sweep store, so an interrupted
+grid resumes without redoing finished runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence
+
+from latentmix.mixing import format_layers, parse_layers
+from latentmix.training import RunConfig
+
+
+@dataclass(frozen=True)
+class GridMethod:
+    """One row of a table: a method preset, optionally with its layers overridden, and a label."""
+
+    method: str
+    layers: Optional[str] = None
+    label: Optional[str] = None
+
+    @property
+    def row(self) -> str:
+        if self.label:
+            return self.label
+        return self.method if self.layers is None else f"{self.method}({format_layers(parse_layers(self.layers))})"
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    dataset: str
+    methods: tuple[GridMethod, ...]
+    noise_rates: tuple[float, ...]
+    seeds: tuple[int, ...]
+    base: RunConfig = field(default_factory=RunConfig)
+
+    def runs(self) -> list[RunConfig]:
+        return [
+            replace(self.base, dataset=self.dataset, method=m.method, layers=m.layers, noise=noise, seed=seed)
+            for m in self.methods for noise in self.noise_rates for seed in self.seeds
+        ]
+
+
+def run_id(config: RunConfig) -> str:
+    """A readable, stable folder name for a run: method, layers, noise, seed (and alpha if set)."""
+    layers = "" if config.layers is None else f"_L{format_layers(parse_layers(config.layers))}"
+    alpha = "" if config.alpha is None else f"_a{config.alpha:g}"
+    correction = "" if config.correction is None else f"_{config.correction}"
+    return f"{config.method}{layers}{correction}{alpha}_n{config.noise:g}_s{config.seed}".replace(",", "+")
+
+
+def row_label(config: RunConfig) -> str:
+    """The table row of a run: the method, and its layers when they were overridden."""
+    if config.layers is None:
+        return config.method
+    return f"{config.method}({format_layers(parse_layers(config.layers))})"
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's grids
+# --------------------------------------------------------------------------------------------
+
+SPIRAL_RANGES = tuple(f"{low}-{high}" for low in range(5) for high in range(low + 1, 6))  # 0-1 .. 4-5
+
+
+def spiral_table2_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
+                       noise_rates: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4)) -> Grid:
+    """Paper Table 2: CE, input mixup M(0-0) and LR-M over every range 0-1 .. 4-5, at 0-40% noise."""
+    methods = (GridMethod("ce", label="ce"), GridMethod("m", label="m(0-0)")) + tuple(
+        GridMethod("lr-m", layers=r) for r in SPIRAL_RANGES
+    )
+    return Grid(
+        name="spiral-table2", dataset="spiral", methods=methods, noise_rates=tuple(noise_rates),
+        seeds=tuple(range(seeds)), base=RunConfig(dataset="spiral", epochs=epochs, alpha=alpha, checkpoint=False),
+    )

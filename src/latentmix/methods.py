@@ -1,0 +1,120 @@
+"""Methods are data: which layers to mix, alpha, which loss correction, warm-up, regularizer weight.
+
+The presets reproduce the rows of the paper's Table 1 and Table 2; any other combination is the
+same `Method` with other fields (``latentmix train --layers 1-3 --correction hard``). The training
+loop reads these fields and never branches on a method's name.
+
+Layer sets use the mixing module's numbering: 0 = input, k >= 1 = output of the k-th mix point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from latentmix.errors import ConfigError
+from latentmix.mixing import format_layers, parse_layers
+
+CORRECTIONS = ("none", "soft", "hard")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method.
+
+    Attributes:
+        name: display name (``"lr-m-dyr-h"``).
+        mix_layers: eligible mix layers S; () means no mixing (plain cross-entropy).
+        alpha: mixup's Beta(alpha, alpha) parameter; None takes the data set's protocol default.
+        correction: "none", "soft" (M-DYR-S) or "hard" (M-DYR-H) dynamic bootstrapping.
+        warmup_epochs: epochs of plain (mixed) cross-entropy before bootstrapping starts; None
+            takes the protocol's (105 of 300 in the CIFAR protocol, scaled with --epochs).
+        reg_weight: weight of the uniform-prior regularizer, added with bootstrapping only.
+        soft_side_weighting: "lam" ([A]'s current code) or "half" (its 2019 release), soft only.
+    """
+
+    name: str
+    mix_layers: tuple[int, ...] = ()
+    alpha: Optional[float] = None
+    correction: str = "none"
+    warmup_epochs: Optional[int] = None
+    reg_weight: float = 1.0
+    soft_side_weighting: str = "lam"
+
+    def __post_init__(self) -> None:
+        if self.correction not in CORRECTIONS:
+            raise ConfigError(f"unknown correction {self.correction!r}: choose one of {', '.join(CORRECTIONS)}")
+        if self.alpha is not None and self.alpha < 0:
+            raise ConfigError(f"mixup alpha must be >= 0, got {self.alpha}")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ConfigError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
+        if self.soft_side_weighting not in ("lam", "half"):
+            raise ConfigError(f"soft side weighting must be 'lam' or 'half', got {self.soft_side_weighting!r}")
+        if any(layer < 0 for layer in self.mix_layers):
+            raise ConfigError(f"mix layers must be >= 0, got {format_layers(self.mix_layers)}")
+
+    @property
+    def mixes(self) -> bool:
+        return bool(self.mix_layers)
+
+    @property
+    def corrects(self) -> bool:
+        return self.correction != "none"
+
+    def describe(self) -> str:
+        parts = [self.name, f"layers {format_layers(self.mix_layers)}" if self.mixes else "no mixing"]
+        if self.corrects:
+            parts.append(f"{self.correction} bootstrapping")
+        return ", ".join(parts)
+
+
+PRESETS: dict[str, Method] = {
+    method.name: method
+    for method in [
+        Method("ce"),
+        Method("m", mix_layers=(0,)),
+        Method("lr-m", mix_layers=(0, 1, 2)),
+        Method("m-dyr-s", mix_layers=(0,), correction="soft"),
+        Method("m-dyr-h", mix_layers=(0,), correction="hard"),
+        Method("lr-m-dyr-s", mix_layers=(0, 1, 2), correction="soft"),
+        Method("lr-m-dyr-h", mix_layers=(0, 1, 2), correction="hard"),
+        Method("dlr-m-dyr-h", mix_layers=(1, 2, 3, 4), correction="hard"),
+        Method("lr-m-dyr-h-0-4", mix_layers=(0, 1, 2, 3, 4), correction="hard"),
+    ]
+}
+
+
+def get_method(
+    name: str,
+    *,
+    layers: Optional[str] = None,
+    alpha: Optional[float] = None,
+    correction: Optional[str] = None,
+    warmup_epochs: Optional[int] = None,
+    reg_weight: Optional[float] = None,
+    soft_side_weighting: Optional[str] = None,
+) -> Method:
+    """A preset by name, with any field overridden (``get_method("lr-m", layers="3-4")``).
+
+    Overriding the layers of a preset renames it to show them: ``lr-m`` with layers 3-4 is
+    ``lr-m(3-4)``, as in the paper's Table 2.
+    """
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise ConfigError(f"unknown method {name!r}: choose one of {', '.join(PRESETS)}")
+    method = PRESETS[key]
+    changes: dict = {}
+    if layers is not None:
+        mix_layers = parse_layers(layers)
+        changes["mix_layers"] = mix_layers
+        if mix_layers != method.mix_layers:
+            changes["name"] = f"{method.name}({format_layers(mix_layers)})"
+    for field_name, value in [
+        ("alpha", alpha), ("correction", correction), ("warmup_epochs", warmup_epochs),
+        ("reg_weight", reg_weight), ("soft_side_weighting", soft_side_weighting),
+    ]:
+        if value is not None:
+            changes[field_name] = value
+    if "correction" in changes and changes["correction"] != method.correction and "name" not in changes:
+        changes["name"] = f"{method.name}+{changes['correction']}"
+    return replace(method, **changes) if changes else method

@@ -1,0 +1,254 @@
+"""Latent-representation mixup (Manifold Mixup) for any `nn.Module`, through forward hooks.
+
+Layer numbering: layer 0 is the model's input; layer k >= 1 is the output of the k-th *mix point*,
+a submodule named by the user (``model.get_submodule(name)``). A mix point may also be a tuple of
+names: the outputs of all of them are mixed with the same lam and permutation (the encoders of a
+multimodal fusion model).
+
+One mixed forward (Verma et al. 2019, "Manifold Mixup", Alg. 1; the paper, section II.A):
+  1. pick a layer k from the eligible set S, lam ~ Beta(alpha, alpha), a permutation `perm` of the
+     batch (one batch mixed with a shuffled copy of itself, as the reference does);
+  2. run the model; at layer k replace the hidden state h by ``lam * h + (1 - lam) * h[perm]``;
+  3. the loss mixes the targets the same way (`mixed_cross_entropy`).
+
+The model's code is untouched: the mix is a forward hook that lives only for one forward call.
+Nothing here knows about training; use `LatentMixer` in your own loop if you like.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentmix.errors import ConfigError
+
+MixPoint = Union[str, Sequence[str]]
+Inputs = Union[torch.Tensor, tuple, list, dict]
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """Everything one mixed step needs: the layer, the mixing weight and the partner of each sample.
+
+    `layer` None means "no mixing" (plain cross-entropy); then lam is 1 and perm is None.
+    """
+
+    layer: Optional[int]
+    lam: float
+    perm: Optional[torch.Tensor]
+
+    @property
+    def mixes(self) -> bool:
+        return self.layer is not None
+
+
+NO_MIX = MixPlan(layer=None, lam=1.0, perm=None)
+
+
+def mix_tensors(value, lam: float, perm: torch.Tensor):
+    """``lam * h + (1 - lam) * h[perm]`` for a tensor, or for every floating tensor of a tuple/dict.
+
+    Integer tensors cannot be interpolated (token ids): they raise, since mixing them silently
+    would mean leaving one modality unmixed while its targets are mixed.
+    """
+    if isinstance(value, torch.Tensor):
+        if not torch.is_floating_point(value):
+            raise ConfigError(
+                f"cannot mix an integer tensor (dtype {value.dtype}, e.g. token ids) at the input: "
+                "raw tokens have no meaningful interpolation. Choose hidden mix layers instead "
+                "(e.g. --layers 1-2) so the mix happens on learned features."
+            )
+        return lam * value + (1.0 - lam) * value[perm]
+    if isinstance(value, Mapping):
+        return {key: mix_tensors(item, lam, perm) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(mix_tensors(item, lam, perm) for item in value)
+    raise TypeError(f"cannot mix a {type(value).__name__}; expected tensors, tuples or dicts of tensors")
+
+
+def parse_layers(spec: Union[str, int, Sequence[int], None]) -> tuple[int, ...]:
+    """Parse an eligible-layer set: ``"3-4"`` (inclusive range), ``"0,2,4"``, ``2``, ``[1, 2]``.
+
+    Returns a sorted tuple of distinct layer indices; ``None``/``""``/``"none"`` -> () (no mixing).
+    """
+    if spec is None:
+        return ()
+    if isinstance(spec, (int, np.integer)):
+        return (int(spec),)
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text in ("", "none"):
+            return ()
+        layers: set[int] = set()
+        try:
+            for part in text.split(","):
+                part = part.strip()
+                if "-" in part:
+                    low, high = (int(p) for p in part.split("-", 1))
+                    if low > high:
+                        raise ConfigError(f"layer range {part!r} is empty: write the lower bound first, e.g. '1-3'")
+                    layers.update(range(low, high + 1))
+                else:
+                    layers.add(int(part))
+        except ValueError:
+            raise ConfigError(
+                f"cannot read mix layers {spec!r}: use a range like '0-2', a list like '0,2,4' or one index"
+            ) from None
+        return tuple(sorted(layers))
+    return tuple(sorted({int(layer) for layer in spec}))
+
+
+def format_layers(layers: Sequence[int]) -> str:
+    """Inverse of `parse_layers` for display: (0, 1, 2) -> '0-2', (0, 2) -> '0,2', () -> 'none'."""
+    layers = sorted(layers)
+    if not layers:
+        return "none"
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    if len(layers) == 1:
+        return f"{layers[0]}-{layers[0]}"
+    return ",".join(str(layer) for layer in layers)
+
+
+class LatentMixer:
+    """Runs a model with its hidden state mixed at one chosen layer.
+
+    Args:
+        model: any `nn.Module` whose forward takes the inputs as one argument.
+        mix_points: names of submodules (or tuples of names) in forward order; defaults to the
+            model's own ``mix_points`` attribute. Layer k >= 1 is the output of ``mix_points[k-1]``.
+
+    Example::
+
+        mixer = LatentMixer(model, ["block1", "block2"])
+        plan = mixer.sample_plan(eligible_layers=(0, 1, 2), alpha=2.0, batch_size=len(x), rng=rng)
+        logits = mixer.forward(x, plan)
+        loss = mixed_cross_entropy(logits, y, plan)
+    """
+
+    def __init__(self, model: nn.Module, mix_points: Optional[Sequence[MixPoint]] = None):
+        if mix_points is None:
+            mix_points = getattr(model, "mix_points", None)
+            if mix_points is None:
+                raise ConfigError(
+                    f"{type(model).__name__} has no `mix_points` attribute: pass mix_points=[...] "
+                    "naming the submodules whose outputs may be mixed"
+                )
+        self.model = model
+        self.mix_points: tuple[tuple[str, ...], ...] = tuple(
+            (point,) if isinstance(point, str) else tuple(point) for point in mix_points
+        )
+        available = dict(model.named_modules())
+        self._modules: list[list[nn.Module]] = []
+        for point in self.mix_points:
+            modules = []
+            for name in point:
+                if name not in available or name == "":
+                    valid = ", ".join(n for n in available if n) or "(none)"
+                    raise ConfigError(f"mix point {name!r} is not a submodule of {type(model).__name__}; valid names: {valid}")
+                modules.append(available[name])
+            self._modules.append(modules)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of mixable layers, the input included."""
+        return len(self.mix_points) + 1
+
+    def describe_layers(self) -> str:
+        names = ["0 = input"] + [f"{k} = {'+'.join(point)}" for k, point in enumerate(self.mix_points, start=1)]
+        return ", ".join(names)
+
+    def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
+        """Validate an eligible-layer set against this model; returns it as a sorted tuple."""
+        layers = tuple(sorted(set(int(layer) for layer in layers)))
+        for layer in layers:
+            if not 0 <= layer < self.num_layers:
+                raise ConfigError(
+                    f"mix layer {layer} is out of range for {type(self.model).__name__}: valid layers are "
+                    f"0..{self.num_layers - 1} ({self.describe_layers()})"
+                )
+        return layers
+
+    @staticmethod
+    def sample_plan(
+        eligible_layers: Sequence[int], alpha: float, batch_size: int, rng: np.random.Generator,
+        device: Union[torch.device, str, None] = None,
+    ) -> MixPlan:
+        """Draw (k, lam, perm) for one batch from `rng`, in that order.
+
+        k is uniform over `eligible_layers`; lam ~ Beta(alpha, alpha) (alpha <= 0 gives lam = 1,
+        i.e. no interpolation); perm is a uniform permutation of the batch. An empty eligible set
+        draws nothing and returns `NO_MIX`, so plain cross-entropy consumes no random numbers.
+        """
+        if not eligible_layers:
+            return NO_MIX
+        layer = int(eligible_layers[rng.integers(len(eligible_layers))])
+        lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
+        perm = torch.from_numpy(rng.permutation(batch_size)).to(device)
+        return MixPlan(layer=layer, lam=lam, perm=perm)
+
+    def forward(self, inputs: Inputs, plan: MixPlan = NO_MIX) -> torch.Tensor:
+        """The model's output with the hidden state at `plan.layer` mixed (plain forward for NO_MIX)."""
+        if not plan.mixes:
+            return self.model(inputs)
+        if plan.layer == 0:
+            return self.model(mix_tensors(inputs, plan.lam, plan.perm))
+        if not 0 < plan.layer < self.num_layers:
+            self.check_layers([plan.layer])
+        with self._mix_hooks(plan):
+            return self.model(inputs)
+
+    __call__ = forward
+
+    @contextmanager
+    def _mix_hooks(self, plan: MixPlan) -> Iterator[None]:
+        calls: dict[int, int] = {}
+
+        def make_hook(module_index: int, name: str):
+            def hook(module: nn.Module, args, output):
+                calls[module_index] = calls.get(module_index, 0) + 1
+                if calls[module_index] > 1:
+                    raise ConfigError(
+                        f"mix point {name!r} ran more than once in one forward pass, so 'its output' is "
+                        "ambiguous; choose a submodule that runs once (e.g. a block, not a shared activation)"
+                    )
+                return mix_tensors(output, plan.lam, plan.perm)
+
+            return hook
+
+        point = self.mix_points[plan.layer - 1]
+        handles = [
+            module.register_forward_hook(make_hook(index, name))
+            for index, (module, name) in enumerate(zip(self._modules[plan.layer - 1], point))
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def mixed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, plan: MixPlan) -> torch.Tensor:
+    """Mixup loss ``lam * CE(out, y) + (1 - lam) * CE(out, y[perm])`` (Zhang et al. 2018, eq. 1).
+
+    With `NO_MIX` this is plain cross-entropy. Equal to the soft-target cross-entropy against
+    ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``.
+    """
+    loss = F.cross_entropy(logits, targets)
+    if not plan.mixes or plan.lam == 1.0:
+        return loss
+    return plan.lam * loss + (1.0 - plan.lam) * F.cross_entropy(logits, targets[plan.perm])
+
+
+def mixed_soft_targets(targets: torch.Tensor, num_classes: int, plan: MixPlan) -> torch.Tensor:
+    """The mixed one-hot targets ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``, shape (B, C)."""
+    one_hot = F.one_hot(targets, num_classes).float()
+    if not plan.mixes:
+        return one_hot
+    return plan.lam * one_hot + (1.0 - plan.lam) * one_hot[plan.perm]

@@ -1,0 +1,708 @@
+"""Unsupervised label-noise models over per-sample training losses.
+
+The main model is the two-component Beta mixture of Arazo et al. 2019, "Unsupervised Label Noise
+Modeling and Loss Correction" (ICML). Samples with wrong labels are learnt late, so early in
+training their loss is high; a 1-D mixture fitted to the per-sample losses separates a low-loss
+("clean") component from a high-loss ("noisy") one, and the posterior of the high-loss component
+is used as P(noisy) for each sample. A two-component Gaussian mixture in the style of DivideMix
+(Li et al. 2020) is offered behind the same interface.
+
+Design: plain arrays in, plain arrays out (NumPy arrays or torch tensors accepted, NumPy returned,
+except `posterior_torch`, which stays on the tensor's device). Fitted state is a handful of Python
+floats and a 100-entry table, so a model fits in a checkpoint via `state_dict()` /
+`from_state_dict()`.
+
+Beta mixture, step by step (`BetaMixture.fit`):
+
+1. Percentiles p5 and p95 of the losses. Samples outside [p5, p95] are dropped from the fit.
+   ``loss_min = p5 + 1e-5``, ``loss_max = p95``.
+2. Rescale ``x = (l - loss_min) / (loss_max - loss_min + 1e-6)``; ``x >= 1 -> 1 - 1e-3`` and
+   ``x <= 0 -> 1e-3``. The same rescaling (same constants, same clamps) is applied to any loss
+   queried later (`rescale`).
+3. EM (`fit_beta_mixture_em`) on x clipped to [1e-4, 1 - 1e-4]: components start at
+   (alpha, beta) = (1, 2) [clean, low loss] and (2, 1) [noisy, high loss], weights 0.5 / 0.5;
+   the M-step is a responsibility-weighted method of moments. Component 1 is the noisy one.
+   Every fit starts afresh (no warm start from an earlier fit).
+4. P(noisy | x) = w1 p1(x) / (w1 p1(x) + w0 p0(x) + 1e-12) is tabulated at 100 points
+   ``linspace(1e-12, 1 - 1e-12, 100)``; from the table's argmax on, every entry is set to the max
+   (so P(noisy) never falls at high loss). Queries read the table (see `lookup` below).
+
+``lookup`` modes:
+
+* ``"monotone"`` (default): the table left of the argmax is replaced by the running minimum taken
+  from the right, so the whole table is non-decreasing in the loss. This fixes a flaw of the
+  reference: when the fitted noisy component has alpha < 1 its density blows up near 0, and the
+  reference table can say P(noisy) ~ 1 for the *cleanest* samples. (A cumulative max from the left
+  is deliberately not used: it would spread such a spurious entry 0 over the whole table.)
+  A query reads the nearest table point, index ``round(99 * x)``, matching the table's 1/99 spacing.
+* ``"reference"``: the reference table and look-up exactly: only the part from the argmax on is
+  flattened, and the index is ``int(100 * x)`` clamped to [0, 99] (which does not match the
+  table's 1/99 spacing; kept for faithful reproduction).
+
+Degenerate input: empty losses, NaN or +-inf losses raise `ConfigError`. When the losses show no
+spread (p95 - p5 <= 9e-6, so the reference rescale denominator ``p95 - p5 - 1e-5 + 1e-6`` is not
+positive, or fewer than two distinct losses remain inside [p5, p95] -- e.g. all losses equal),
+there is no evidence of two populations: the model is marked ``degenerate`` and its posterior is
+0 for every loss ("no evidence of noise").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from latentmix.errors import ConfigError
+
+__all__ = [
+    "BetaMixture",
+    "GaussianMixture",
+    "fit_beta_mixture_em",
+    "fit_noise_model",
+    "noise_model_from_state_dict",
+    "detection_metrics",
+    "LOOKUP_MODES",
+    "NOISE_MODEL_KINDS",
+]
+
+LOOKUP_MODES = ("monotone", "reference")
+NOISE_MODEL_KINDS = ("beta", "gaussian")
+
+# Constants of the reference implementation (kept bit-for-bit).
+_PERCENTILE_LOW = 5.0
+_PERCENTILE_HIGH = 95.0
+_MIN_OFFSET = 1e-5  # loss_min = p5 + 1e-5
+_DENOM_EPS = 1e-6  # (l - min) / (max - min + 1e-6)
+_RESCALE_CLAMP = 1e-3  # x >= 1 -> 1 - 1e-3, x <= 0 -> 1e-3
+_EM_CLIP = 1e-4  # EM inputs clipped to [1e-4, 1 - 1e-4]
+_EPS_NAN = 1e-12  # responsibility floor, posterior denominator, table grid end points
+_TABLE_SIZE = 100
+
+# Guards that only act in degenerate cases: the concentration kappa = alpha + beta of a
+# method-of-moments fit is clipped to this range, so a zero (or tiny) weighted variance gives a
+# very peaked but finite Beta instead of inf/NaN, and a variance at the m(1-m) bound gives a
+# U-shaped Beta instead of alpha = 0.
+_KAPPA_MIN = 1e-6
+_KAPPA_MAX = 1e6
+
+_BETA_INIT_ALPHAS = (1.0, 2.0)
+_BETA_INIT_BETAS = (2.0, 1.0)
+_INIT_WEIGHTS = (0.5, 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _to_numpy(values: Any, name: str) -> np.ndarray:
+    """NumPy float64 copy of `values` (array-like or torch tensor, any device)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to("cpu", torch.float64).numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: expected an array of numbers, got {type(values).__name__} ({exc})") from exc
+    return arr
+
+
+def _fit_input(losses: Any, name: str = "losses") -> np.ndarray:
+    """Validated 1-D float64 array for a fit: non-empty and finite."""
+    arr = _to_numpy(losses, name)
+    if arr.ndim != 1:
+        raise ConfigError(f"{name}: expected a 1-D array of shape (n,), got shape {arr.shape}; flatten it first")
+    if arr.size == 0:
+        raise ConfigError(f"{name}: empty; a noise model needs at least one per-sample loss to fit")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise ConfigError(
+            f"{name}: {n_nan} NaN and {n_inf} infinite value(s) out of {arr.size}; the training loss "
+            "diverged or the per-sample losses were computed wrongly -- fix the losses before fitting"
+        )
+    return arr
+
+
+def _query_input(losses: Any, name: str = "losses") -> np.ndarray:
+    """Float64 array for a posterior query: any shape, +-inf allowed (clamped), NaN refused."""
+    arr = _to_numpy(losses, name)
+    if np.isnan(arr).any():
+        raise ConfigError(f"{name}: {int(np.isnan(arr).sum())} NaN value(s); P(noisy) is undefined for a NaN loss")
+    return arr
+
+
+def _check_iterations(em_iterations: Any) -> int:
+    if isinstance(em_iterations, bool) or not isinstance(em_iterations, (int, np.integer)) or em_iterations < 1:
+        raise ConfigError(f"em_iterations: expected an integer >= 1, got {em_iterations!r}")
+    return int(em_iterations)
+
+
+def _check_lookup(lookup: Any) -> str:
+    if lookup not in LOOKUP_MODES:
+        raise ConfigError(f"lookup: expected one of {LOOKUP_MODES}, got {lookup!r}")
+    return lookup
+
+
+def _betaln(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def _beta_logpdf(log_x: np.ndarray, log_1mx: np.ndarray, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """Log densities, shape (K, n), of K Beta components at n points given log x and log(1 - x)."""
+    betaln = np.array([_betaln(float(a), float(b)) for a, b in zip(alphas, betas)])  # K scalars
+    return (alphas[:, None] - 1.0) * log_x[None, :] + (betas[:, None] - 1.0) * log_1mx[None, :] - betaln[:, None]
+
+
+def _torch_compute_dtype(device: torch.device) -> torch.dtype:
+    # float64 keeps posterior_torch bit-identical to the NumPy path; MPS has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+# --------------------------------------------------------------------------------------------------
+# Beta mixture
+
+
+def fit_beta_mixture_em(
+    x: Any,
+    *,
+    iterations: int = 10,
+    alphas: tuple[float, float] = _BETA_INIT_ALPHAS,
+    betas: tuple[float, float] = _BETA_INIT_BETAS,
+    weights: tuple[float, float] = _INIT_WEIGHTS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EM for a K-component Beta mixture on data already strictly inside (0, 1); no clipping here.
+
+    Args:
+        x: shape (n,), every value in the open interval (0, 1).
+        iterations: number of EM iterations (each one E-step then one M-step; no early stop).
+        alphas, betas, weights: initial parameters, each of length K (default: the reference's
+            (1, 2) clean / (2, 1) noisy, weights 0.5 / 0.5).
+
+    Returns:
+        (alphas, betas, weights), each a float64 array of shape (K,).
+
+    E-step: r_k = w_k * Beta(x; a_k, b_k), floored at 1e-12, normalised over k (computed in log
+    space, so huge densities do not overflow). M-step: weighted method of moments per component,
+    m = sum(r x) / sum(r), v = sum(r (x - m)^2) / sum(r), a = m (m (1 - m) / v - 1),
+    b = a (1 - m) / m; weights = mean responsibility. The concentration m (1 - m) / v - 1 = a + b
+    is clipped to [1e-6, 1e6] so a zero variance never yields inf or NaN.
+    """
+    arr = _fit_input(x, "x")
+    if not ((arr > 0.0) & (arr < 1.0)).all():
+        raise ConfigError(
+            f"x: values must lie strictly inside (0, 1) (got min {arr.min()!r}, max {arr.max()!r}); "
+            "rescale and clip them first (BetaMixture.fit does this for raw losses)"
+        )
+    iterations = _check_iterations(iterations)
+    a = np.asarray(alphas, dtype=np.float64).copy()
+    b = np.asarray(betas, dtype=np.float64).copy()
+    w = np.asarray(weights, dtype=np.float64).copy()
+    if not (a.shape == b.shape == w.shape and a.ndim == 1 and a.size >= 1):
+        raise ConfigError("alphas, betas, weights: expected three 1-D sequences of the same length K >= 1")
+    if (a <= 0).any() or (b <= 0).any() or (w < 0).any() or not np.isfinite(np.concatenate([a, b, w])).all():
+        raise ConfigError("alphas, betas must be > 0 and weights >= 0 (all finite)")
+
+    log_x = np.log(arr)
+    log_1mx = np.log1p(-arr)
+    log_floor = math.log(_EPS_NAN)
+    for _ in range(iterations):
+        # E-step: log(w_k p_k(x)), floored at log(1e-12), then normalised over k without overflow.
+        with np.errstate(divide="ignore"):
+            log_r = np.log(w)[:, None] + _beta_logpdf(log_x, log_1mx, a, b)
+        np.maximum(log_r, log_floor, out=log_r)
+        log_r -= log_r.max(axis=0, keepdims=True)
+        r = np.exp(log_r)
+        r /= r.sum(axis=0, keepdims=True)
+        # M-step: weighted method of moments.
+        r_sum = r.sum(axis=1)  # (K,), > 0 thanks to the floor
+        m = (r @ arr) / r_sum
+        v = np.einsum("kn,kn->k", r, (arr[None, :] - m[:, None]) ** 2) / r_sum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = m * (1.0 - m) / v - 1.0
+        kappa = np.where(np.isnan(kappa), _KAPPA_MAX, kappa)
+        kappa = np.clip(kappa, _KAPPA_MIN, _KAPPA_MAX)
+        a = m * kappa
+        b = (1.0 - m) * kappa  # == a (1 - m) / m
+        w = r_sum / arr.size
+    return a, b, w
+
+
+def _beta_posterior_table(alphas: np.ndarray, betas: np.ndarray, weights: np.ndarray, lookup: str) -> np.ndarray:
+    """P(noisy) at linspace(1e-12, 1 - 1e-12, 100), flattened from the argmax on (shape (100,))."""
+    grid = np.linspace(_EPS_NAN, 1.0 - _EPS_NAN, _TABLE_SIZE)
+    with np.errstate(over="ignore", under="ignore"):
+        lik = weights[:, None] * np.exp(_beta_logpdf(np.log(grid), np.log1p(-grid), alphas, betas))
+    with np.errstate(invalid="ignore"):
+        table = lik[1] / (lik.sum(axis=0) + _EPS_NAN)
+    table = np.nan_to_num(table, nan=0.0, posinf=1.0)  # only reachable through overflow (inf / inf)
+    table = np.clip(table, 0.0, 1.0)
+    peak = int(np.argmax(table))
+    table[peak:] = table[peak]
+    if lookup == "monotone":
+        # Running minimum from the right: entry i becomes min(table[i:peak + 1]).
+        table[: peak + 1] = np.minimum.accumulate(table[: peak + 1][::-1])[::-1]
+    return table
+
+
+class BetaMixture:
+    """Two-component Beta mixture over per-sample losses; `posterior` gives P(noisy).
+
+    Build one with `BetaMixture.fit(losses)` (or `from_state_dict`, or the constructor with known
+    parameters). The fitted state is read-only:
+
+    Attributes:
+        alphas, betas, weights: float64 arrays of shape (2,); component 0 clean, 1 noisy.
+        loss_min, loss_max: floats, the rescaling (p5 + 1e-5 and p95 of the fitted losses).
+        table: float64 array of shape (100,), P(noisy) at the look-up grid.
+        lookup: "monotone" (default) or "reference"; see the module docstring.
+        em_iterations: EM iterations used by the fit.
+        degenerate: True when the losses had no spread; then P(noisy) = 0 for every loss.
+    """
+
+    kind = "beta"
+
+    def __init__(
+        self,
+        alphas: Any,
+        betas: Any,
+        weights: Any,
+        loss_min: float,
+        loss_max: float,
+        *,
+        lookup: str = "monotone",
+        em_iterations: int = 10,
+        degenerate: bool = False,
+        table: Any = None,
+    ) -> None:
+        self._lookup = _check_lookup(lookup)
+        self._em_iterations = _check_iterations(em_iterations)
+        self._degenerate = bool(degenerate)
+        params = []
+        for name, value in (("alphas", alphas), ("betas", betas), ("weights", weights)):
+            arr = _to_numpy(value, name).reshape(-1).copy()
+            if arr.shape != (2,) or not np.isfinite(arr).all():
+                raise ConfigError(f"{name}: expected 2 finite numbers, got {value!r}")
+            arr.setflags(write=False)
+            params.append(arr)
+        self._alphas, self._betas, self._weights = params
+        if (self._alphas <= 0).any() or (self._betas <= 0).any() or (self._weights < 0).any():
+            raise ConfigError("alphas and betas must be > 0, weights >= 0")
+        self._loss_min = float(loss_min)
+        self._loss_max = float(loss_max)
+        if not (math.isfinite(self._loss_min) and math.isfinite(self._loss_max)):
+            raise ConfigError(f"loss_min/loss_max must be finite, got {loss_min!r}, {loss_max!r}")
+        if self._loss_max - self._loss_min + _DENOM_EPS <= 0:
+            raise ConfigError(
+                f"loss_max - loss_min + 1e-6 must be > 0 (got loss_min={loss_min!r}, loss_max={loss_max!r})"
+            )
+        if self._degenerate:
+            tab = np.zeros(_TABLE_SIZE)
+        elif table is not None:
+            tab = _to_numpy(table, "table").reshape(-1).copy()
+            if tab.shape != (_TABLE_SIZE,) or not np.isfinite(tab).all() or (tab < 0).any() or (tab > 1).any():
+                raise ConfigError(f"table: expected {_TABLE_SIZE} numbers in [0, 1]")
+        else:
+            tab = _beta_posterior_table(self._alphas, self._betas, self._weights, self._lookup)
+        tab.setflags(write=False)
+        self._table = tab
+        self._torch_tables: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    # -- read-only state ------------------------------------------------------------------------
+    alphas = property(lambda self: self._alphas)
+    betas = property(lambda self: self._betas)
+    weights = property(lambda self: self._weights)
+    loss_min = property(lambda self: self._loss_min)
+    loss_max = property(lambda self: self._loss_max)
+    table = property(lambda self: self._table)
+    lookup = property(lambda self: self._lookup)
+    em_iterations = property(lambda self: self._em_iterations)
+    degenerate = property(lambda self: self._degenerate)
+
+    def __repr__(self) -> str:
+        if self._degenerate:
+            return f"BetaMixture(degenerate, loss_min={self._loss_min:.4g}, loss_max={self._loss_max:.4g})"
+        comps = ", ".join(
+            f"{tag}: a={a:.3g} b={b:.3g} w={w:.3g}"
+            for tag, a, b, w in zip(("clean", "noisy"), self._alphas, self._betas, self._weights)
+        )
+        return f"BetaMixture({comps}; loss in [{self._loss_min:.4g}, {self._loss_max:.4g}], lookup={self._lookup!r})"
+
+    # -- fitting ----------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, losses: Any, *, em_iterations: int = 10, lookup: str = "monotone") -> "BetaMixture":
+        """Fit a fresh model to per-sample losses.
+
+        Args:
+            losses: shape (n,), NumPy array or torch tensor (any device), finite, n >= 1.
+            em_iterations: EM iterations (reference: 10).
+            lookup: "monotone" (default) or "reference".
+
+        Returns:
+            A fitted `BetaMixture`. Raises `ConfigError` for empty or non-finite losses.
+        """
+        lookup = _check_lookup(lookup)
+        em_iterations = _check_iterations(em_iterations)
+        arr = _fit_input(losses)
+        p_low, p_high = np.percentile(arr, [_PERCENTILE_LOW, _PERCENTILE_HIGH])
+        kept = arr[(arr >= p_low) & (arr <= p_high)]
+        loss_min = float(p_low) + _MIN_OFFSET
+        loss_max = float(p_high)
+        if loss_max - loss_min + _DENOM_EPS <= 0 or kept.size < 2 or kept.min() == kept.max():
+            c = float(p_high)
+            return cls(
+                _BETA_INIT_ALPHAS, _BETA_INIT_BETAS, _INIT_WEIGHTS, c, c,
+                lookup=lookup, em_iterations=em_iterations, degenerate=True,
+            )
+        x = _rescale_np(kept, loss_min, loss_max)
+        x = np.clip(x, _EM_CLIP, 1.0 - _EM_CLIP)
+        alphas, betas, weights = fit_beta_mixture_em(x, iterations=em_iterations)
+        return cls(alphas, betas, weights, loss_min, loss_max, lookup=lookup, em_iterations=em_iterations)
+
+    # -- queries ----------------------------------------------------------------------------------
+    def rescale(self, losses: Any) -> np.ndarray:
+        """Losses (any shape) mapped to (0, 1) with the fitted min/max and the reference clamps."""
+        return _rescale_np(_query_input(losses), self._loss_min, self._loss_max)
+
+    def _index(self, x: np.ndarray) -> np.ndarray:
+        if self._lookup == "reference":
+            idx = (_TABLE_SIZE * x).astype(np.int64)
+        else:
+            idx = np.rint((_TABLE_SIZE - 1) * x).astype(np.int64)
+        return np.clip(idx, 0, _TABLE_SIZE - 1)
+
+    def posterior(self, losses: Any) -> np.ndarray:
+        """P(noisy) in [0, 1] for losses of any shape (NumPy array or torch tensor).
+
+        Returns a float64 NumPy array of the same shape. NaN losses raise `ConfigError`; +-inf
+        are clamped like any loss outside the fitted range. A degenerate model returns zeros.
+        """
+        arr = _query_input(losses)
+        if self._degenerate:
+            return np.zeros(arr.shape)
+        return self._table[self._index(_rescale_np(arr, self._loss_min, self._loss_max))]
+
+    def _device_table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        tab = self._torch_tables.get(key)
+        if tab is None:
+            tab = torch.as_tensor(np.array(self._table), dtype=dtype).to(device)
+            self._torch_tables[key] = tab
+        return tab
+
+    def posterior_torch(self, losses: torch.Tensor) -> torch.Tensor:
+        """P(noisy) for a tensor of losses, computed with torch ops on its device (no host sync).
+
+        Same rescale and table look-up as `posterior` (in float64, float32 on MPS). Returns a
+        tensor of the input's shape on the input's device, in the input's floating dtype (float32
+        for integer input). NaN losses are not checked (that would need a host sync): they give NaN.
+        """
+        if not isinstance(losses, torch.Tensor):
+            raise ConfigError(f"losses: posterior_torch expects a torch.Tensor, got {type(losses).__name__}")
+        out_dtype = losses.dtype if losses.is_floating_point() else torch.float32
+        if self._degenerate:
+            return torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+        dtype = _torch_compute_dtype(losses.device)
+        l = losses.detach().to(dtype)
+        x = (l - self._loss_min) / (self._loss_max - self._loss_min + _DENOM_EPS)
+        x = torch.where(x >= 1.0, torch.full_like(x, 1.0 - _RESCALE_CLAMP), x)
+        x = torch.where(x <= 0.0, torch.full_like(x, _RESCALE_CLAMP), x)
+        is_nan = torch.isnan(x)
+        x = torch.where(is_nan, torch.zeros_like(x), x)
+        if self._lookup == "reference":
+            idx = (x * _TABLE_SIZE).to(torch.int64)
+        else:
+            idx = torch.round(x * (_TABLE_SIZE - 1)).to(torch.int64)
+        idx = idx.clamp_(0, _TABLE_SIZE - 1)
+        p = self._device_table(losses.device, dtype)[idx]
+        p = torch.where(is_nan, torch.full_like(p, float("nan")), p)
+        return p.to(out_dtype)
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (floats, lists, str, bool) for a checkpoint or JSON."""
+        return {
+            "kind": self.kind,
+            "version": 1,
+            "alphas": [float(v) for v in self._alphas],
+            "betas": [float(v) for v in self._betas],
+            "weights": [float(v) for v in self._weights],
+            "loss_min": self._loss_min,
+            "loss_max": self._loss_max,
+            "lookup": self._lookup,
+            "em_iterations": self._em_iterations,
+            "degenerate": self._degenerate,
+            "table": [float(v) for v in self._table],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "BetaMixture":
+        """Rebuild a model from `state_dict()`; the stored table is used as is (identical posteriors)."""
+        _check_state(state, cls.kind, ("alphas", "betas", "weights", "loss_min", "loss_max", "lookup", "table"))
+        return cls(
+            state["alphas"], state["betas"], state["weights"], state["loss_min"], state["loss_max"],
+            lookup=state["lookup"], em_iterations=state.get("em_iterations", 10),
+            degenerate=state.get("degenerate", False), table=state["table"],
+        )
+
+
+def _rescale_np(arr: np.ndarray, loss_min: float, loss_max: float) -> np.ndarray:
+    x = (arr - loss_min) / (loss_max - loss_min + _DENOM_EPS)
+    x[x >= 1.0] = 1.0 - _RESCALE_CLAMP
+    x[x <= 0.0] = _RESCALE_CLAMP
+    return x
+
+
+def _check_state(state: Mapping[str, Any], kind: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"state: expected a dict from state_dict(), got {type(state).__name__}")
+    if state.get("kind") != kind:
+        raise ConfigError(f"state: kind is {state.get('kind')!r}, expected {kind!r}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ConfigError(f"state: missing key(s) {missing}; it was not written by state_dict() of this version")
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian mixture (DivideMix style)
+
+
+class GaussianMixture:
+    """Two-component 1-D Gaussian mixture over min/max-normalised losses (as in DivideMix).
+
+    Losses are normalised to [0, 1] by the min and max of the fitted losses; EM runs a fixed number
+    of iterations from means at the 25th / 75th percentiles, the overall variance, weights 0.5 / 0.5,
+    adding `reg_covar` (DivideMix / sklearn: 5e-4) to each variance. The higher-mean component is
+    the noisy one (stored as component 1). `posterior` evaluates the exact posterior of that
+    component at the normalised loss, clipped to [0, 1]; unlike the Beta model's monotone mode it
+    is not forced monotone (with unequal variances it may fall at extreme losses). Zero spread
+    (all losses equal) gives a degenerate model with P(noisy) = 0 everywhere.
+
+    Attributes: means, variances, weights (float64 arrays, shape (2,)), loss_min, loss_max,
+    em_iterations, reg_covar, degenerate.
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        means: Any,
+        variances: Any,
+        weights: Any,
+        loss_min: float,
+        loss_max: float,
+        *,
+        em_iterations: int = 10,
+        reg_covar: float = 5e-4,
+        degenerate: bool = False,
+    ) -> None:
+        self._em_iterations = _check_iterations(em_iterations)
+        self._reg_covar = float(reg_covar)
+        self._degenerate = bool(degenerate)
+        params = []
+        for name, value in (("means", means), ("variances", variances), ("weights", weights)):
+            arr = _to_numpy(value, name).reshape(-1).copy()
+            if arr.shape != (2,) or not np.isfinite(arr).all():
+                raise ConfigError(f"{name}: expected 2 finite numbers, got {value!r}")
+            arr.setflags(write=False)
+            params.append(arr)
+        self._means, self._variances, self._weights = params
+        if (self._variances <= 0).any() or (self._weights < 0).any():
+            raise ConfigError("variances must be > 0, weights >= 0")
+        self._loss_min = float(loss_min)
+        self._loss_max = float(loss_max)
+        if not (math.isfinite(self._loss_min) and math.isfinite(self._loss_max)) or (
+            self._loss_max < self._loss_min or (self._loss_max == self._loss_min and not self._degenerate)
+        ):
+            raise ConfigError(f"loss_min/loss_max: need finite loss_min < loss_max, got {loss_min!r}, {loss_max!r}")
+
+    means = property(lambda self: self._means)
+    variances = property(lambda self: self._variances)
+    weights = property(lambda self: self._weights)
+    loss_min = property(lambda self: self._loss_min)
+    loss_max = property(lambda self: self._loss_max)
+    em_iterations = property(lambda self: self._em_iterations)
+    reg_covar = property(lambda self: self._reg_covar)
+    degenerate = property(lambda self: self._degenerate)
+
+    def __repr__(self) -> str:
+        if self._degenerate:
+            return f"GaussianMixture(degenerate, loss={self._loss_min:.4g})"
+        comps = ", ".join(
+            f"{tag}: mu={m:.3g} var={v:.3g} w={w:.3g}"
+            for tag, m, v, w in zip(("clean", "noisy"), self._means, self._variances, self._weights)
+        )
+        return f"GaussianMixture({comps}; loss in [{self._loss_min:.4g}, {self._loss_max:.4g}])"
+
+    @classmethod
+    def fit(cls, losses: Any, *, em_iterations: int = 10, reg_covar: float = 5e-4) -> "GaussianMixture":
+        """Fit to per-sample losses, shape (n,) (NumPy or torch); `ConfigError` if empty/non-finite."""
+        em_iterations = _check_iterations(em_iterations)
+        if not (isinstance(reg_covar, (int, float)) and math.isfinite(reg_covar) and reg_covar > 0):
+            raise ConfigError(f"reg_covar: expected a finite number > 0, got {reg_covar!r}")
+        arr = _fit_input(losses)
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi == lo:
+            return cls((0.0, 1.0), (1.0, 1.0), _INIT_WEIGHTS, lo, lo,
+                       em_iterations=em_iterations, reg_covar=reg_covar, degenerate=True)
+        x = (arr - lo) / (hi - lo)
+        mu = np.percentile(x, [25.0, 75.0])
+        var = np.full(2, x.var() + reg_covar)
+        w = np.array(_INIT_WEIGHTS)
+        for _ in range(em_iterations):
+            r = _gauss_resp(x, mu, var, w)  # (2, n)
+            nk = r.sum(axis=1) + 10 * np.finfo(np.float64).eps
+            mu = (r @ x) / nk
+            var = np.einsum("kn,kn->k", r, (x[None, :] - mu[:, None]) ** 2) / nk + reg_covar
+            w = nk / x.size
+        order = np.argsort(mu, kind="stable")  # component 1 = higher mean = noisy
+        return cls(mu[order], var[order], w[order] / w.sum(), lo, hi,
+                   em_iterations=em_iterations, reg_covar=reg_covar)
+
+    def rescale(self, losses: Any) -> np.ndarray:
+        """Losses (any shape) normalised by the fitted min/max and clipped to [0, 1]."""
+        arr = _query_input(losses)
+        if self._degenerate:
+            return np.zeros(arr.shape)
+        return np.clip((arr - self._loss_min) / (self._loss_max - self._loss_min), 0.0, 1.0)
+
+    def posterior(self, losses: Any) -> np.ndarray:
+        """P(noisy) in [0, 1], float64 array of the input's shape; NaN raises `ConfigError`."""
+        x = self.rescale(losses)
+        if self._degenerate:
+            return x  # zeros
+        return _gauss_resp(x.reshape(-1), self._means, self._variances, self._weights)[1].reshape(x.shape)
+
+    def posterior_torch(self, losses: torch.Tensor) -> torch.Tensor:
+        """Like `posterior`, with torch ops on the tensor's device (no host sync); NaN in, NaN out."""
+        if not isinstance(losses, torch.Tensor):
+            raise ConfigError(f"losses: posterior_torch expects a torch.Tensor, got {type(losses).__name__}")
+        out_dtype = losses.dtype if losses.is_floating_point() else torch.float32
+        if self._degenerate:
+            return torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+        dtype = _torch_compute_dtype(losses.device)
+        x = ((losses.detach().to(dtype) - self._loss_min) / (self._loss_max - self._loss_min)).clamp(0.0, 1.0)
+        logs = []
+        for k in range(2):
+            mu, var, w = float(self._means[k]), float(self._variances[k]), float(self._weights[k])
+            logs.append(math.log(w) - 0.5 * math.log(2 * math.pi * var) - (x - mu) ** 2 / (2 * var)
+                        if w > 0 else torch.full_like(x, -math.inf))
+        # P(noisy) = sigmoid(log w1 p1 - log w0 p0)
+        return torch.sigmoid(logs[1] - logs[0]).to(out_dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (floats, lists, str, bool)."""
+        return {
+            "kind": self.kind,
+            "version": 1,
+            "means": [float(v) for v in self._means],
+            "variances": [float(v) for v in self._variances],
+            "weights": [float(v) for v in self._weights],
+            "loss_min": self._loss_min,
+            "loss_max": self._loss_max,
+            "em_iterations": self._em_iterations,
+            "reg_covar": self._reg_covar,
+            "degenerate": self._degenerate,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "GaussianMixture":
+        _check_state(state, cls.kind, ("means", "variances", "weights", "loss_min", "loss_max"))
+        return cls(
+            state["means"], state["variances"], state["weights"], state["loss_min"], state["loss_max"],
+            em_iterations=state.get("em_iterations", 10), reg_covar=state.get("reg_covar", 5e-4),
+            degenerate=state.get("degenerate", False),
+        )
+
+
+def _gauss_resp(x: np.ndarray, mu: np.ndarray, var: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Responsibilities, shape (2, n), of 1-D Gaussian components (log-space, normalised over k)."""
+    with np.errstate(divide="ignore"):
+        log_p = (np.log(w) - 0.5 * np.log(2 * np.pi * var))[:, None] - (x[None, :] - mu[:, None]) ** 2 / (
+            2 * var[:, None]
+        )
+    log_p -= log_p.max(axis=0, keepdims=True)
+    r = np.exp(log_p)
+    r /= r.sum(axis=0, keepdims=True)
+    return r
+
+
+# --------------------------------------------------------------------------------------------------
+# dispatch
+
+
+_FIT_OPTIONS = {"beta": ("em_iterations", "lookup"), "gaussian": ("em_iterations", "reg_covar")}
+
+
+def fit_noise_model(losses: Any, kind: str = "beta", **opts: Any) -> BetaMixture | GaussianMixture:
+    """Fit a noise model of the given kind ("beta": `BetaMixture`, "gaussian": `GaussianMixture`).
+
+    `opts` are passed to the model's `fit` (beta: em_iterations, lookup; gaussian: em_iterations,
+    reg_covar). Unknown kinds or options raise `ConfigError`.
+    """
+    if kind not in _FIT_OPTIONS:
+        raise ConfigError(f"kind: unknown noise model {kind!r}; choose one of {NOISE_MODEL_KINDS}")
+    unknown = sorted(set(opts) - set(_FIT_OPTIONS[kind]))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for noise model {kind!r}; allowed: {_FIT_OPTIONS[kind]}")
+    cls = BetaMixture if kind == "beta" else GaussianMixture
+    return cls.fit(losses, **opts)
+
+
+def noise_model_from_state_dict(state: Mapping[str, Any]) -> BetaMixture | GaussianMixture:
+    """Rebuild whichever model wrote `state` (dispatch on its "kind")."""
+    kind = state.get("kind") if isinstance(state, Mapping) else None
+    if kind == "beta":
+        return BetaMixture.from_state_dict(state)
+    if kind == "gaussian":
+        return GaussianMixture.from_state_dict(state)
+    raise ConfigError(f"state: unknown noise model kind {kind!r}; expected one of {NOISE_MODEL_KINDS}")
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def detection_metrics(p_noisy: Any, is_noisy: Any, threshold: float = 0.5) -> dict[str, float]:
+    """How well P(noisy) finds the truly noisy samples.
+
+    Args:
+        p_noisy: shape (n,), scores (higher = more likely noisy), finite.
+        is_noisy: shape (n,), ground truth (bool or 0/1).
+        threshold: a sample is flagged noisy when p_noisy > threshold.
+
+    Returns:
+        dict(auc=..., precision=..., recall=...) of Python floats. `auc` is the ROC AUC from the
+        rank (Mann-Whitney U) formula with tied scores given their average rank, i.e. P(score of a
+        noisy sample > score of a clean one) + 0.5 P(equal); it is NaN when only one class is
+        present. precision = TP / (TP + FP) and recall = TP / (TP + FN) of the flagged set, each
+        defined as 0.0 when its denominator is 0.
+    """
+    scores = _to_numpy(p_noisy, "p_noisy")
+    truth_raw = _to_numpy(is_noisy, "is_noisy")
+    if scores.ndim != 1 or truth_raw.shape != scores.shape:
+        raise ConfigError(
+            f"p_noisy and is_noisy: expected two 1-D arrays of the same shape, got {scores.shape} and {truth_raw.shape}"
+        )
+    if not np.isfinite(scores).all():
+        raise ConfigError("p_noisy: contains NaN or infinite values")
+    if not np.isin(truth_raw, (0.0, 1.0)).all():
+        raise ConfigError("is_noisy: expected booleans or 0/1 values")
+    truth = truth_raw.astype(bool)
+    n_pos = int(truth.sum())
+    n_neg = truth.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        auc = float("nan")
+    else:
+        _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)  # 1-based rank of the last member of each tie group
+        avg_rank = ends - (counts - 1) / 2.0
+        rank_sum = avg_rank[inverse.reshape(-1)][truth].sum()
+        auc = float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    flagged = scores > threshold
+    tp = int((flagged & truth).sum())
+    n_flagged = int(flagged.sum())
+    precision = tp / n_flagged if n_flagged else 0.0
+    recall = tp / n_pos if n_pos else 0.0
+    return {"auc": auc, "precision": float(precision), "recall": float(recall)}

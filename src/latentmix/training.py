@@ -1,0 +1,665 @@
+"""One training loop for every method, read top to bottom like the paper's algorithm.
+
+For each epoch (1-based, as in the reference):
+    set the learning rate of the step schedule
+    for each batch of the shuffled training set:
+        augment the batch (training transform)
+        if bootstrapping (correction on and past warm-up):
+            the model's own prediction on the un-mixed batch (the bootstrapping target, detached)
+            each sample's P(noisy) from its current loss and the last fitted noise model
+        draw the mix (layer k from S, lam ~ Beta(alpha, alpha), a permutation)
+        mixed forward -> loss (mixed CE, or bootstrapping + prior regularizer) -> SGD step
+    track: one pass over the training set (eval mode, no gradients) gives each sample's loss
+    fit the noise model (two-component Beta mixture) on those losses -> P(noisy) per sample
+    evaluate on the validation set; log the epoch; checkpoint
+
+Sources: paper Appendix A/B (protocols), Arazo et al. 2019 reference `train.py` (warm-up, loss
+tracking, per-batch P(noisy)), Manifold Mixup reference (mixing). Where this code chooses between
+reference behaviours the choice is a field of `RunConfig`, and docs/algorithm.md says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
+from latentmix.errors import ConfigError
+from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from latentmix.losses import hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss
+from latentmix.methods import Method, get_method
+from latentmix.mixing import NO_MIX, LatentMixer, MixPlan, format_layers, mixed_cross_entropy
+from latentmix.noise import NoisyLabels, labels_from_file, make_noisy_labels
+from latentmix.noise_model import detection_metrics, fit_noise_model
+
+
+# --------------------------------------------------------------------------------------------
+# Protocols: per-data-set defaults (paper Appendix A and B)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The optimisation schedule of a data set. `milestones` are 1-based epochs at which the lr is
+    multiplied by `lr_decay`; `warmup_epochs` is how long bootstrapping waits."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    milestones: tuple[int, ...]
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_decay: float = 0.1
+    alpha: float = 1.0
+    warmup_epochs: int = 105
+    eval_batch_size: int = 1000
+
+    def scaled(self, epochs: int) -> "Protocol":
+        """The same protocol over `epochs` epochs: milestones and warm-up scaled in proportion."""
+        if epochs == self.epochs:
+            return self
+        factor = epochs / self.epochs
+        return replace(
+            self, epochs=epochs,
+            milestones=tuple(max(1, round(m * factor)) for m in self.milestones),
+            warmup_epochs=round(self.warmup_epochs * factor),
+        )
+
+
+# Spirals (Appendix B): SGD momentum 0.9, batch 24, 300 epochs, lr 0.03 / 10 at 100 and 250; no
+# weight decay is named. alpha is not given by the paper: 2.0 is the Manifold Mixup reference's
+# default for hidden-state mixing; docs/spiral.md shows how the choice affects Table 2.
+# CIFAR-10 (Appendix A, [A] RunScripts.sh): batch 128, lr 0.1 / 10 at 100 and 250, wd 1e-4,
+# alpha 32, bootstrapping from epoch 106.
+PROTOCOLS: dict[str, Protocol] = {
+    "spiral": Protocol(epochs=300, batch_size=24, lr=0.03, milestones=(100, 250), alpha=2.0,
+                       warmup_epochs=105, eval_batch_size=1000),
+    "cifar10": Protocol(epochs=300, batch_size=128, lr=0.1, milestones=(100, 250), weight_decay=1e-4,
+                        alpha=32.0, warmup_epochs=105, eval_batch_size=1000),
+    # A CPU-sized schedule for the MNIST family (issue 4): the CIFAR shape in 30 epochs.
+    "fashion-mnist": Protocol(epochs=30, batch_size=128, lr=0.05, milestones=(10, 25), weight_decay=1e-4,
+                              alpha=8.0, warmup_epochs=10, eval_batch_size=2000),
+    "arrays": Protocol(epochs=50, batch_size=64, lr=0.05, milestones=(25, 40), weight_decay=1e-4,
+                       alpha=2.0, warmup_epochs=15, eval_batch_size=2000),
+}
+PROTOCOLS["mnist"] = PROTOCOLS["kmnist"] = PROTOCOLS["fashion-mnist"]
+
+
+def lr_at_epoch(protocol: Protocol, epoch: int) -> float:
+    """Step schedule as [A] runs it: its `scheduler.step()` is called at the *start* of each epoch,
+    so the decay already applies in the milestone epoch itself (lr 0.1 for epochs 1-99, 0.01 for
+    100-249, 0.001 for 250-300 in the CIFAR protocol)."""
+    decays = sum(1 for milestone in protocol.milestones if epoch >= milestone)
+    return protocol.lr * protocol.lr_decay**decays
+
+
+# --------------------------------------------------------------------------------------------
+# Run configuration and result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run. None means "the data set's protocol default"."""
+
+    dataset: str = "spiral"
+    method: str = "ce"
+    layers: Optional[str] = None
+    alpha: Optional[float] = None
+    correction: Optional[str] = None
+    warmup_epochs: Optional[int] = None
+    reg_weight: Optional[float] = None
+    soft_side_weighting: Optional[str] = None
+    # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards
+    # (train mode for the target, eval mode for P(noisy)); "single" = one eval-mode forward for both.
+    bootstrap_forward: str = "reference"
+    noise: float = 0.0
+    noise_kind: str = "symmetric"
+    noise_selection: str = "exact"
+    noise_include_true_label: bool = True
+    noise_seed: Optional[int] = None
+    noisy_labels_file: Optional[str] = None
+    seed: int = 0
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    model: Optional[str] = None
+    width: float = 1.0
+    data_dir: Optional[str] = None
+    data: Optional[str] = None
+    download: bool = False
+    noise_model: str = "beta"
+    posterior_lookup: str = "monotone"
+    track_transform: str = "train"
+    device: str = "auto"
+    amp: Optional[bool] = None
+    channels_last: Optional[bool] = None
+    compile: bool = False
+    checkpoint: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def resolved_method(self) -> Method:
+        return get_method(
+            self.method, layers=self.layers, alpha=self.alpha, correction=self.correction,
+            warmup_epochs=self.warmup_epochs, reg_weight=self.reg_weight,
+            soft_side_weighting=self.soft_side_weighting,
+        )
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind: summary figures, per-epoch metrics and per-sample P(noisy)."""
+
+    config: RunConfig
+    method: Method
+    metrics: list[dict]
+    best_val_acc: float
+    last_val_acc: float
+    best_epoch: int
+    p_noisy: np.ndarray
+    predictions: np.ndarray
+    noisy_labels: np.ndarray
+    is_noisy: Optional[np.ndarray]
+    run_dir: Optional[Path] = None
+    model: Optional[nn.Module] = None
+    wall_time_s: float = 0.0
+
+    def summary(self) -> dict:
+        last = self.metrics[-1] if self.metrics else {}
+        return {
+            "method": self.method.name,
+            "mix_layers": format_layers(self.method.mix_layers),
+            "correction": self.method.correction,
+            "dataset": self.config.dataset,
+            "noise": self.config.noise,
+            "seed": self.config.seed,
+            "epochs": len(self.metrics),
+            "best_val_acc": self.best_val_acc,
+            "last_val_acc": self.last_val_acc,
+            "best_epoch": self.best_epoch,
+            "last_train_acc_noisy": last.get("train_acc_noisy"),
+            "last_train_acc_clean": last.get("train_acc_clean"),
+            "detection_auc": last.get("detection_auc"),
+            "detection_precision": last.get("detection_precision"),
+            "detection_recall": last.get("detection_recall"),
+            "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up helpers
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
+    base = PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
+    if config.epochs is not None:
+        if config.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
+        base = base.scaled(config.epochs)
+    changes = {}
+    if config.batch_size is not None:
+        if config.batch_size < 2:
+            raise ConfigError(f"batch size must be >= 2 (mixup pairs samples), got {config.batch_size}")
+        changes["batch_size"] = config.batch_size
+    if config.lr is not None:
+        if not config.lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {config.lr}")
+        changes["lr"] = config.lr
+    if config.weight_decay is not None:
+        changes["weight_decay"] = config.weight_decay
+    return replace(base, **changes)
+
+
+def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
+    """The run's training labels, fixed once from `noise_seed` (default: the training seed).
+
+    Real noisy labels (a file, or the data set's own given labels) take precedence over synthetic
+    noise; the mask is then known only where the data set has clean labels.
+    """
+    noise_seed = config.seed if config.noise_seed is None else config.noise_seed
+    clean = dataset.train_labels.cpu()
+    if config.noisy_labels_file:
+        return labels_from_file(config.noisy_labels_file, clean_labels=clean if dataset.train_labels_clean else None,
+                                num_classes=dataset.num_classes)
+    if dataset.given_noisy_labels is not None:
+        given = dataset.given_noisy_labels.cpu().long()
+        mask = given != clean if dataset.train_labels_clean else torch.zeros_like(given, dtype=torch.bool)
+        return NoisyLabels(labels=given, is_noisy=mask)
+    return make_noisy_labels(
+        clean, dataset.num_classes, kind=config.noise_kind, rate=config.noise, seed=noise_seed,
+        **({"selection": config.noise_selection, "include_true_label": config.noise_include_true_label}
+           if config.noise_kind == "symmetric" else {}),
+    )
+
+
+def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
+    """The data set's default model (or `config.model`), initialised from the run's seed.
+
+    The seed is applied inside `torch.random.fork_rng`, so the caller's global RNG is untouched.
+    """
+    from latentmix.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config.model, dataset, width=config.width)
+
+
+def has_integer_inputs(inputs: Inputs) -> bool:
+    found = []
+    map_inputs(inputs, lambda t: found.append(not torch.is_floating_point(t)) or t)
+    return any(found)
+
+
+@dataclass
+class RunStreams:
+    """The run's random streams, one per purpose, so that adding a draw in one place does not
+    shift the others: data order, mixing (layer, lam, perm) and augmentation."""
+
+    order: np.random.Generator
+    mixing: np.random.Generator
+    augment: torch.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int, device: torch.device) -> "RunStreams":
+        order_seq, mixing_seq, augment_seq = np.random.SeedSequence(seed).spawn(3)
+        augment = torch.Generator(device=device)
+        augment.manual_seed(int(augment_seq.generate_state(1)[0]))
+        return cls(np.random.default_rng(order_seq), np.random.default_rng(mixing_seq), augment)
+
+    def state_dict(self) -> dict:
+        return {"order": self.order.bit_generator.state, "mixing": self.mixing.bit_generator.state,
+                "augment": self.augment.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.bit_generator.state = state["order"]
+        self.mixing.bit_generator.state = state["mixing"]
+        self.augment.set_state(state["augment"].cpu() if hasattr(state["augment"], "cpu") else state["augment"])
+
+
+def batch_indices(num_samples: int, batch_size: int, rng: np.random.Generator, device: torch.device) -> list[torch.Tensor]:
+    """One epoch's shuffled mini-batches (the last one may be smaller, as a DataLoader gives it)."""
+    order = torch.from_numpy(rng.permutation(num_samples)).to(device)
+    return list(order.split(batch_size))
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces of one epoch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tracked:
+    """Per-sample results of one pass over the training set."""
+
+    losses: torch.Tensor  # (N,) cross-entropy against the given (noisy) labels
+    predictions: torch.Tensor  # (N,) argmax class
+
+
+@torch.no_grad()
+def track_training_losses(
+    model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs],
+    batch_size: int, autocast: Callable = nullcontext,
+) -> Tracked:
+    """[A] ``track_training_loss``: the whole training set once, eval mode, no gradients, each
+    sample's cross-entropy against its given label (and its predicted class)."""
+    was_training = model.training
+    model.eval()
+    losses, predictions = [], []
+    for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
+        with autocast():
+            logits = model(transform(index_inputs(inputs, index)))
+        logits = logits.float()
+        losses.append(F.cross_entropy(logits, labels[index], reduction="none"))
+        predictions.append(logits.argmax(dim=1))
+    model.train(was_training)
+    return Tracked(torch.cat(losses), torch.cat(predictions))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs],
+             batch_size: int, autocast: Callable = nullcontext) -> torch.Tensor:
+    """Accuracy (as a 0-dim tensor on the device, read once per epoch) in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=labels.device)
+    for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
+        with autocast():
+            logits = model(transform(index_inputs(inputs, index)))
+        correct += (logits.argmax(dim=1) == labels[index]).sum()
+    model.train(was_training)
+    return correct / labels.shape[0]
+
+
+@torch.no_grad()
+def bootstrapping_inputs(
+    model: nn.Module, x: Inputs, y: torch.Tensor, noise_model: Any, mode: str, autocast: Callable = nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The detached bootstrapping target (logits on the un-mixed batch) and each sample's P(noisy).
+
+    "reference" ([A] train.py): a train-mode forward for the target (its batch-norm statistics
+    update as in the reference) and an eval-mode forward whose per-sample loss gives P(noisy).
+    "single": one eval-mode forward for both, a third cheaper per step; its effect on accuracy is
+    measured in benchmarks/README.md.
+    P(noisy) is clamped to [1e-4, 1 - 1e-4] as in the reference.
+    """
+    if mode == "reference":
+        with autocast():
+            clean_logits = model(x).float()
+        model.eval()
+        with autocast():
+            eval_logits = model(x).float()
+        model.train()
+    elif mode == "single":
+        model.eval()
+        with autocast():
+            clean_logits = eval_logits = model(x).float()
+        model.train()
+    else:
+        raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose reference or single")
+    losses = F.cross_entropy(eval_logits, y, reduction="none")
+    p_noisy = noise_model.posterior_torch(losses).to(losses.dtype).clamp(1e-4, 1.0 - 1e-4)
+    return clean_logits, p_noisy
+
+
+def training_loss(method: Method, logits: torch.Tensor, y: torch.Tensor, plan: MixPlan,
+                  clean_logits: Optional[torch.Tensor], p_noisy: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mixed cross-entropy during warm-up and for methods without correction; otherwise the
+    method's bootstrapping loss plus the prior regularizer ([A] adds it with bootstrapping only)."""
+    logits = logits.float()
+    if clean_logits is None:
+        return mixed_cross_entropy(logits, y, plan)
+    if method.correction == "hard":
+        loss = hard_bootstrapping_loss(logits, y, clean_logits, p_noisy, plan)
+    else:
+        loss = soft_bootstrapping_loss(logits, y, clean_logits, p_noisy, plan, method.soft_side_weighting)
+    return loss + method.reg_weight * prior_regularizer(logits)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRIC_FIELDS = [
+    "epoch", "lr", "train_loss", "val_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
+    "detection_auc", "detection_precision", "detection_recall", "epoch_time_s",
+]
+
+
+def train(
+    config: RunConfig,
+    *,
+    dataset: Optional[Dataset] = None,
+    model: Optional[nn.Module] = None,
+    mix_points: Optional[Sequence] = None,
+    run_dir: Optional[str | os.PathLike] = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Optional[Callable[[dict], None]] = None,
+) -> RunResult:
+    """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
+    otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
+    `result.json`, `label_issues.csv` and a per-epoch checkpoint are written there (atomically), and
+    `resume=True` continues from the last complete epoch. `on_epoch_end(row)` sees each epoch's row
+    (the sweep runner reports intermediate values through it)."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    method = config.resolved_method()
+    if config.bootstrap_forward not in ("reference", "single"):
+        raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: choose reference or single")
+    if config.track_transform not in ("train", "eval"):
+        raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
+    if dataset is None:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download)
+    protocol = protocol_for(config, dataset.name)
+    alpha = protocol.alpha if method.alpha is None else method.alpha
+    warmup = protocol.warmup_epochs if method.warmup_epochs is None else method.warmup_epochs
+    if config.epochs is not None and method.warmup_epochs is not None:
+        warmup = method.warmup_epochs  # an explicit warm-up is taken as given, never rescaled
+
+    labels = make_labels(config, dataset)
+    if model is None:
+        model = build_run_model(config, dataset)
+    mixer = LatentMixer(model, mix_points)
+    eligible_layers = mixer.check_layers(method.mix_layers)
+    if 0 in eligible_layers and has_integer_inputs(dataset.train_inputs):
+        raise ConfigError(
+            f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
+            f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
+        )
+
+    use_cuda = device.type == "cuda"
+    amp = use_cuda if config.amp is None else config.amp
+    # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
+    channels_last = use_cuda if config.channels_last is None else config.channels_last
+    dataset = dataset.to(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    noisy_labels = labels.labels.to(device)
+    is_noisy = labels.is_noisy.to(device)
+    clean_known = dataset.train_labels_clean
+    clean_labels = dataset.train_labels
+
+    identity = lambda inputs: inputs  # noqa: E731
+    eval_transform = dataset.eval_transform or identity
+    train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
+    streams = RunStreams.from_seed(config.seed, device)
+    augment = lambda inputs: train_transform(inputs, streams.augment)  # noqa: E731
+    track_transform = augment if config.track_transform == "train" else eval_transform
+    if channels_last:
+        to_cl = lambda x: map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)  # noqa: E731
+        augment, eval_fn = (lambda inputs: to_cl(train_transform(inputs, streams.augment))), (lambda i: to_cl(eval_transform(i)))
+        track_transform = augment if config.track_transform == "train" else eval_fn
+        eval_transform = eval_fn
+    # torch.compile serves the un-mixed forwards (bootstrapping target, tracking, evaluation); the
+    # mixed forward stays eager because its hooks change from step to step.
+    forward_model = torch.compile(model) if config.compile else model
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                                weight_decay=protocol.weight_decay)
+    run_path = Path(run_dir) if run_dir is not None else None
+    metrics: list[dict] = []
+    noise_model = None
+    start_epoch = 1
+    if run_path is not None:
+        run_path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_path / "config.json", {
+            "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
+            "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
+            "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
+            "device": str(device), "amp": amp, "channels_last": channels_last,
+        })
+        checkpoint_path = run_path / CHECKPOINT_NAME
+        if resume and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path, device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            streams.load_state_dict(state["streams"])
+            metrics = state["metrics"]
+            if state.get("noise_model") is not None:
+                noise_model = _noise_model_from_state(state["noise_model"])
+            if not torch.equal(state["noisy_labels"].to(device), noisy_labels):
+                raise ConfigError(f"checkpoint {checkpoint_path} was written with other noisy labels than this "
+                                  "config makes; resume with the same config or start a new run folder")
+            start_epoch = state["epoch"] + 1
+
+    epochs = range(start_epoch, protocol.epochs + 1)
+    bar = _progress_bar(epochs, progress, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
+    tracked = None
+    model.train()
+    for epoch in bar:
+        epoch_started = time.perf_counter()
+        lr = lr_at_epoch(protocol, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        bootstrapping = method.corrects and epoch > warmup and noise_model is not None
+
+        # ---- train one epoch; the loss is summed on the device and read once at the end ----
+        loss_sum = torch.zeros((), device=device)
+        batches = batch_indices(dataset.num_train, protocol.batch_size, streams.order, device)
+        for index in batches:
+            x = augment(index_inputs(dataset.train_inputs, index))
+            y = noisy_labels[index]
+            clean_logits = p_noisy = None
+            if bootstrapping:
+                clean_logits, p_noisy = bootstrapping_inputs(forward_model, x, y, noise_model,
+                                                             config.bootstrap_forward, autocast)
+            plan = mixer.sample_plan(eligible_layers, alpha, y.shape[0], streams.mixing, device)
+            with autocast():
+                logits = mixer.forward(x, plan)
+            loss = training_loss(method, logits, y, plan, clean_logits, p_noisy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * y.shape[0]
+
+        # ---- track per-sample losses, fit the noise model, evaluate ----
+        tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
+                                        protocol.eval_batch_size, autocast)
+        noise_model = fit_run_noise_model(config, tracked.losses)
+        val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
+                           protocol.eval_batch_size, autocast)
+        row = {
+            "epoch": epoch, "lr": lr,
+            "train_loss": float(loss_sum) / dataset.num_train,
+            "val_acc": float(val_acc),
+            "train_acc_noisy": float((tracked.predictions == noisy_labels).float().mean()),
+            "train_acc_clean": float((tracked.predictions == clean_labels).float().mean()) if clean_known else None,
+            "bootstrapping": bootstrapping,
+        }
+        if clean_known and bool(is_noisy.any()):
+            p_noisy_all = noise_model.posterior(tracked.losses.cpu().numpy())
+            detection = detection_metrics(p_noisy_all, is_noisy.cpu().numpy())
+            row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
+                       detection_recall=detection["recall"])
+        row["epoch_time_s"] = time.perf_counter() - epoch_started
+        metrics.append(row)
+        if not math.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.3f}")
+        if run_path is not None and config.checkpoint:
+            # Per-epoch files make an interrupted run resumable; runs too short to need it (a grid
+            # of tiny models) skip them and write metrics.csv once at the end.
+            atomic_write_csv(run_path / "metrics.csv", metrics, METRIC_FIELDS)
+            atomic_torch_save(run_path / CHECKPOINT_NAME, {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
+                "noise_model": {"kind": config.noise_model, "state": noise_model.state_dict()},
+            })
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+
+    if tracked is None:  # resumed a finished run: recompute the final per-sample view
+        tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
+                                        protocol.eval_batch_size, autocast)
+        noise_model = fit_run_noise_model(config, tracked.losses)
+    val_accs = [row["val_acc"] for row in metrics]
+    best_index = int(np.argmax(val_accs))
+    result = RunResult(
+        config=config, method=method, metrics=metrics,
+        best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
+        p_noisy=noise_model.posterior(tracked.losses.cpu().numpy()),
+        predictions=tracked.predictions.cpu().numpy(), noisy_labels=noisy_labels.cpu().numpy(),
+        is_noisy=is_noisy.cpu().numpy() if clean_known else None,
+        run_dir=run_path, model=model, wall_time_s=time.perf_counter() - started,
+    )
+    if run_path is not None:
+        atomic_write_csv(run_path / "metrics.csv", metrics, METRIC_FIELDS)
+        write_label_issues(run_path / "label_issues.csv", result)
+        atomic_write_json(run_path / "result.json", result.summary())
+    return result
+
+
+def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
+    """Fit the run's noise model (a fresh fit every epoch, as [A] does) on the tracked losses."""
+    options = {"lookup": config.posterior_lookup} if config.noise_model == "beta" else {}
+    return fit_noise_model(losses.cpu().numpy(), kind=config.noise_model, **options)
+
+
+def write_label_issues(path: Path, result: RunResult) -> None:
+    """`label_issues.csv`: every training sample, most-likely-mislabeled first (P(noisy) descending)."""
+    order = np.argsort(-result.p_noisy, kind="stable")
+    rows = []
+    for index in order:
+        row = {"index": int(index), "given_label": int(result.noisy_labels[index]),
+               "p_noisy": float(result.p_noisy[index]), "predicted_label": int(result.predictions[index])}
+        if result.is_noisy is not None:
+            row["truly_noisy"] = int(result.is_noisy[index])
+        rows.append(row)
+    fieldnames = ["index", "given_label", "p_noisy", "predicted_label"] + (["truly_noisy"] if result.is_noisy is not None else [])
+    atomic_write_csv(path, rows, fieldnames)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a clear error."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise ConfigError(f"checkpoint {path} is unreadable or corrupt ({type(error).__name__}); "
+                          "delete it to start the run afresh") from None
+
+
+def _noise_model_from_state(saved: dict):
+    from latentmix.noise_model import BetaMixture, GaussianMixture
+
+    cls = BetaMixture if saved["kind"] == "beta" else GaussianMixture
+    return cls.from_state_dict(saved["state"])
+
+
+def _progress_bar(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        if isinstance(value, dict):
+            return {str(k): _jsonable(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_jsonable(v) for v in value]
+        return repr(value)
