@@ -142,9 +142,10 @@ def test_model_for_inputs():
     tokens[0, 0] = 39
     text = model_for_inputs(tokens, 3)
     assert isinstance(text, TextClassifier) and text.embed.num_embeddings == 40
-    fusion = model_for_inputs(_multimodal(), 3)
+    inputs = _multimodal()
+    fusion = model_for_inputs(inputs, 3)
     assert isinstance(fusion, FusionNet)
-    assert fusion(_multimodal()).shape == (4, 3)
+    assert fusion(inputs).shape == (4, 3)
     explicit = model_for_inputs(torch.randn(5, 3), 2, {"x": "features"})
     assert isinstance(explicit, MLP) and explicit.in_features == 3
 

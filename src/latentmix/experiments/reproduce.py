@@ -11,7 +11,13 @@ from latentmix.experiments import paper
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.report import markdown_table, results_csv_rows
 
-TARGETS = ("spiral",)
+# Each target lives in its own module with a `run(args) -> int`; this file only dispatches.
+TARGETS = {
+    "spiral": "latentmix.experiments.reproduce:reproduce_spiral",
+    "cifar10": "latentmix.experiments.cifar:reproduce_cifar10",
+    "fashion-mnist": "latentmix.experiments.fashion:reproduce_fashion_mnist",
+    "multimodal": "latentmix.experiments.fashion:reproduce_multimodal",
+}
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +28,10 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", help="comma-separated noise rates to run (default: the table's)")
     parser.add_argument("--out", help="output folder (default runs/reproduce-TARGET)")
     parser.add_argument("--sequential", action="store_true", help="train runs one at a time (plain path)")
+    parser.add_argument("--methods", help="comma-separated methods to run (default: the table's)")
+    parser.add_argument("--data-dir", help="data folder (cifar10: the release; fashion-mnist: IDX files)")
+    parser.add_argument("--width", type=float, help="network width multiplier (CNN targets)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -39,11 +49,14 @@ def _noise_list(text: str | None, default: tuple[float, ...]) -> tuple[float, ..
 
 
 def main(args: argparse.Namespace) -> int:
+    import importlib
+
     if args.target not in TARGETS:
         raise ConfigError(f"unknown reproduce target {args.target!r}: choose one of {', '.join(TARGETS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    return reproduce_spiral(args)
+    module_name, function_name = TARGETS[args.target].split(":")
+    return getattr(importlib.import_module(module_name), function_name)(args)
 
 
 def reproduce_spiral(args: argparse.Namespace) -> int:
