@@ -14,6 +14,11 @@ from latentmix.models.small import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
 def _flat_names(mix_points):
     for entry in mix_points:
         if isinstance(entry, tuple):

@@ -126,6 +126,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+# Modules that add their own sub-command (`register(subparsers)`), e.g. "latentmix.sweep".
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentmix", description="Noise-tolerant training with latent mixup.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reproduce_arguments(reproduce)
     reproduce.set_defaults(handler=cmd_reproduce)
+
+    # Commands that live in their own modules: each has `register(commands)` adding its parser.
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 
