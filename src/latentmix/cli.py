@@ -127,7 +127,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own sub-command (`register(subparsers)`), e.g. "latentmix.sweep".
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["latentmix.sweep", "latentmix.tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

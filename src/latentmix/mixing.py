@@ -116,6 +116,48 @@ def format_layers(layers: Sequence[int]) -> str:
     return ",".join(str(layer) for layer in layers)
 
 
+@dataclass(frozen=True)
+class EpochMixDraws:
+    """One epoch's mixing draws for every step, taken from the run's mixing stream in one go.
+
+    Drawing per epoch (rather than per step) lets the vectorized population trainer reproduce a
+    sequential run's draws exactly with a handful of NumPy calls per run and epoch.
+
+    Attributes:
+        layers: (steps,) chosen layer per step; -1 when the method does not mix.
+        lams: (steps,) float64 lam per step (1.0 when not mixing).
+        perm_keys: (steps, batch_size) uniform keys; a step's permutation is their stable argsort
+            (over the first b keys for a last batch of size b).
+    """
+
+    layers: np.ndarray
+    lams: np.ndarray
+    perm_keys: np.ndarray
+
+    def plan(self, step: int, batch_size: int, device: Union[torch.device, str, None] = None) -> MixPlan:
+        layer = int(self.layers[step])
+        if layer < 0:
+            return NO_MIX
+        perm = np.argsort(self.perm_keys[step, :batch_size], kind="stable")
+        return MixPlan(layer=layer, lam=float(self.lams[step]), perm=torch.from_numpy(perm).to(device))
+
+
+def draw_epoch_mixing(
+    eligible_layers: Sequence[int], alpha: float, num_steps: int, batch_size: int, rng: np.random.Generator
+) -> EpochMixDraws:
+    """Draw every step's (layer, lam, permutation) of one epoch, in this order from `rng`:
+    ``num_steps`` uniforms choosing the layer (uniform over S), ``num_steps`` Beta(alpha, alpha)
+    lams (none when alpha <= 0: lam = 1), and a (num_steps, batch_size) block of permutation keys.
+    An empty eligible set draws nothing (plain cross-entropy)."""
+    if not eligible_layers:
+        return EpochMixDraws(np.full(num_steps, -1), np.ones(num_steps), np.zeros((num_steps, 0)))
+    choices = np.asarray(eligible_layers)
+    layers = choices[np.minimum((rng.random(num_steps) * len(choices)).astype(np.int64), len(choices) - 1)]
+    lams = rng.beta(alpha, alpha, num_steps) if alpha > 0 else np.ones(num_steps)
+    keys = rng.random((num_steps, batch_size))
+    return EpochMixDraws(layers, lams, keys)
+
+
 class LatentMixer:
     """Runs a model with its hidden state mixed at one chosen layer.
 

@@ -29,11 +29,15 @@ Beta mixture, step by step (`BetaMixture.fit`):
 
 ``lookup`` modes:
 
-* ``"monotone"`` (default): the table left of the argmax is replaced by the running minimum taken
+* ``"monotone"`` (default): the table left of the peak is replaced by the running minimum taken
   from the right, so the whole table is non-decreasing in the loss. This fixes a flaw of the
-  reference: when the fitted noisy component has alpha < 1 its density blows up near 0, and the
-  reference table can say P(noisy) ~ 1 for the *cleanest* samples. (A cumulative max from the left
-  is deliberately not used: it would spread such a spurious entry 0 over the whole table.)
+  reference: when the fitted noisy component has alpha < 1 (smaller than the clean one's) its
+  density blows up near 0, and the reference table can say P(noisy) ~ 1 for the *cleanest*
+  samples. (A cumulative max from the left is deliberately not used: it would spread such a
+  spurious entry 0 over the whole table.) The peak is the argmax of the table at or after its
+  global minimum -- the plain argmax in the usual case; when the spurious entry 0 is itself the
+  global max the plain argmax is 0 and the reference sets the *whole* table to the max (every
+  sample flagged noisy), which the monotone mode avoids.
   A query reads the nearest table point, index ``round(99 * x)``, matching the table's 1/99 spacing.
 * ``"reference"``: the reference table and look-up exactly: only the part from the argmax on is
   flattened, and the index is ``int(100 * x)`` clamped to [0, 99] (which does not match the
@@ -204,28 +208,52 @@ def fit_beta_mixture_em(
     if (a <= 0).any() or (b <= 0).any() or (w < 0).any() or not np.isfinite(np.concatenate([a, b, w])).all():
         raise ConfigError("alphas, betas must be > 0 and weights >= 0 (all finite)")
 
-    log_x = np.log(arr)
-    log_1mx = np.log1p(-arr)
+    n = arr.size
+    # Design matrices, so each E-step and M-step is a single small matrix product:
+    # log(w_k p_k(x)) = [a_k - 1, b_k - 1, log w_k - betaln(a_k, b_k)] . [log x, log(1 - x), 1]
+    # and the moment sums [sum r, sum r x, sum r x^2] = r @ [1, x, x^2].
+    feats = np.empty((3, n))
+    np.log(arr, out=feats[0])
+    np.log1p(-arr, out=feats[1])
+    feats[2] = 1.0
+    moments_basis = np.empty((n, 3))
+    moments_basis[:, 0] = 1.0
+    moments_basis[:, 1] = arr
+    np.multiply(arr, arr, out=moments_basis[:, 2])
     log_floor = math.log(_EPS_NAN)
+    coef = np.empty((a.size, 3))
     for _ in range(iterations):
-        # E-step: log(w_k p_k(x)), floored at log(1e-12), then normalised over k without overflow.
+        # E-step: r_k = max(w_k p_k(x), 1e-12) normalised over k, done in log space (no overflow).
+        coef[:, 0] = a - 1.0
+        coef[:, 1] = b - 1.0
         with np.errstate(divide="ignore"):
-            log_r = np.log(w)[:, None] + _beta_logpdf(log_x, log_1mx, a, b)
+            coef[:, 2] = np.log(w) - np.array([_betaln(float(ak), float(bk)) for ak, bk in zip(a, b)])
+        log_r = coef @ feats  # (K, n)
         np.maximum(log_r, log_floor, out=log_r)
-        log_r -= log_r.max(axis=0, keepdims=True)
-        r = np.exp(log_r)
-        r /= r.sum(axis=0, keepdims=True)
-        # M-step: weighted method of moments.
-        r_sum = r.sum(axis=1)  # (K,), > 0 thanks to the floor
-        m = (r @ arr) / r_sum
-        v = np.einsum("kn,kn->k", r, (arr[None, :] - m[:, None]) ** 2) / r_sum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kappa = m * (1.0 - m) / v - 1.0
-        kappa = np.where(np.isnan(kappa), _KAPPA_MAX, kappa)
-        kappa = np.clip(kappa, _KAPPA_MIN, _KAPPA_MAX)
+        if a.size == 2:
+            # Two components: r_1 = 1 / (1 + exp(l_0 - l_1)), r_0 = 1 - r_1, one exp per sample.
+            r = log_r
+            diff = np.subtract(log_r[0], log_r[1])
+            np.clip(diff, -700.0, 700.0, out=diff)
+            np.exp(diff, out=diff)  # r_0 / r_1
+            np.add(diff, 1.0, out=r[1])
+            np.reciprocal(r[1], out=r[1])
+            np.multiply(diff, r[1], out=r[0])
+        else:
+            log_r -= log_r.max(axis=0, keepdims=True)
+            r = np.exp(log_r, out=log_r)
+            r /= r.sum(axis=0, keepdims=True)
+        # M-step: weighted method of moments (v from E[x^2] - m^2: data lie in (0, 1)).
+        sums = r @ moments_basis  # (K, 3)
+        r_sum = sums[:, 0]  # > 0 thanks to the floor
+        m = sums[:, 1] / r_sum
+        v = sums[:, 2] / r_sum - m * m
+        # A zero (or round-off negative) variance would make kappa infinite: cap kappa at 1e6.
+        v = np.maximum(v, m * (1.0 - m) / (_KAPPA_MAX + 1.0))
+        kappa = np.clip(m * (1.0 - m) / v - 1.0, _KAPPA_MIN, _KAPPA_MAX)
         a = m * kappa
         b = (1.0 - m) * kappa  # == a (1 - m) / m
-        w = r_sum / arr.size
+        w = r_sum / n
     return a, b, w
 
 
@@ -238,11 +266,19 @@ def _beta_posterior_table(alphas: np.ndarray, betas: np.ndarray, weights: np.nda
         table = lik[1] / (lik.sum(axis=0) + _EPS_NAN)
     table = np.nan_to_num(table, nan=0.0, posinf=1.0)  # only reachable through overflow (inf / inf)
     table = np.clip(table, 0.0, 1.0)
-    peak = int(np.argmax(table))
+    if lookup == "reference":
+        peak = int(np.argmax(table))
+        table[peak:] = table[peak]
+        return table
+    # Monotone: the peak is the argmax at or after the global minimum. This is the plain argmax
+    # whenever that lies right of the minimum (the usual case); it differs only when a spurious
+    # low-loss spike is itself the global max (argmax 0), where the plain rule would set the whole
+    # table to that max and flag every sample noisy.
+    low = int(np.argmin(table))
+    peak = low + int(np.argmax(table[low:]))
     table[peak:] = table[peak]
-    if lookup == "monotone":
-        # Running minimum from the right: entry i becomes min(table[i:peak + 1]).
-        table[: peak + 1] = np.minimum.accumulate(table[: peak + 1][::-1])[::-1]
+    # Running minimum from the right: entry i becomes min(table[i:peak + 1]).
+    table[: peak + 1] = np.minimum.accumulate(table[: peak + 1][::-1])[::-1]
     return table
 
 

@@ -39,7 +39,7 @@ from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from latentmix.losses import hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss
 from latentmix.methods import Method, get_method
-from latentmix.mixing import NO_MIX, LatentMixer, MixPlan, format_layers, mixed_cross_entropy
+from latentmix.mixing import LatentMixer, MixPlan, draw_epoch_mixing, format_layers, mixed_cross_entropy
 from latentmix.noise import NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
 
@@ -143,6 +143,9 @@ class RunConfig:
     noise_model: str = "beta"
     posterior_lookup: str = "monotone"
     track_transform: str = "train"
+    # Epochs between passes over the training set (train accuracy, per-sample losses, noise model).
+    # Loss-correcting methods need it every epoch; for plain grids a sparser curve saves time.
+    track_every: int = 1
     device: str = "auto"
     amp: Optional[bool] = None
     channels_last: Optional[bool] = None
@@ -284,6 +287,23 @@ def has_integer_inputs(inputs: Inputs) -> bool:
     found = []
     map_inputs(inputs, lambda t: found.append(not torch.is_floating_point(t)) or t)
     return any(found)
+
+
+def model_inputs_sample(dataset: Dataset) -> Inputs:
+    """Two training samples as the model receives them (after the training transform), so that
+    stored uint8 images (CIFAR-10), which the transform turns into floats, count as mixable at
+    layer 0 while token ids do not. A private generator leaves the run's streams untouched."""
+    sample = index_inputs(dataset.train_inputs, torch.arange(min(2, dataset.num_train)))
+    if dataset.train_transform is None:
+        return sample
+    generator = torch.Generator(device=map_inputs_device(sample))
+    return dataset.train_transform(sample, generator)
+
+
+def map_inputs_device(inputs: Inputs) -> torch.device:
+    devices = []
+    map_inputs(inputs, lambda t: devices.append(t.device) or t)
+    return devices[0] if devices else torch.device("cpu")
 
 
 @dataclass
@@ -458,7 +478,7 @@ def train(
         model = build_run_model(config, dataset)
     mixer = LatentMixer(model, mix_points)
     eligible_layers = mixer.check_layers(method.mix_layers)
-    if 0 in eligible_layers and has_integer_inputs(dataset.train_inputs):
+    if 0 in eligible_layers and has_integer_inputs(model_inputs_sample(dataset)):
         raise ConfigError(
             f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
             f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
@@ -535,14 +555,15 @@ def train(
         # ---- train one epoch; the loss is summed on the device and read once at the end ----
         loss_sum = torch.zeros((), device=device)
         batches = batch_indices(dataset.num_train, protocol.batch_size, streams.order, device)
-        for index in batches:
+        mix_draws = draw_epoch_mixing(eligible_layers, alpha, len(batches), protocol.batch_size, streams.mixing)
+        for step, index in enumerate(batches):
             x = augment(index_inputs(dataset.train_inputs, index))
             y = noisy_labels[index]
             clean_logits = p_noisy = None
             if bootstrapping:
                 clean_logits, p_noisy = bootstrapping_inputs(forward_model, x, y, noise_model,
                                                              config.bootstrap_forward, autocast)
-            plan = mixer.sample_plan(eligible_layers, alpha, y.shape[0], streams.mixing, device)
+            plan = mix_draws.plan(step, y.shape[0], device)
             with autocast():
                 logits = mixer.forward(x, plan)
             loss = training_loss(method, logits, y, plan, clean_logits, p_noisy)
@@ -552,20 +573,19 @@ def train(
             loss_sum += loss.detach() * y.shape[0]
 
         # ---- track per-sample losses, fit the noise model, evaluate ----
-        tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                        protocol.eval_batch_size, autocast)
-        noise_model = fit_run_noise_model(config, tracked.losses)
         val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
                            protocol.eval_batch_size, autocast)
-        row = {
-            "epoch": epoch, "lr": lr,
-            "train_loss": float(loss_sum) / dataset.num_train,
-            "val_acc": float(val_acc),
-            "train_acc_noisy": float((tracked.predictions == noisy_labels).float().mean()),
-            "train_acc_clean": float((tracked.predictions == clean_labels).float().mean()) if clean_known else None,
-            "bootstrapping": bootstrapping,
-        }
-        if clean_known and bool(is_noisy.any()):
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(loss_sum) / dataset.num_train,
+               "val_acc": float(val_acc), "train_acc_noisy": None, "train_acc_clean": None,
+               "bootstrapping": bootstrapping}
+        if tracks_at(epoch, config, method, protocol):
+            tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
+                                            protocol.eval_batch_size, autocast)
+            noise_model = fit_run_noise_model(config, tracked.losses)
+            row["train_acc_noisy"] = float((tracked.predictions == noisy_labels).float().mean())
+            if clean_known:
+                row["train_acc_clean"] = float((tracked.predictions == clean_labels).float().mean())
+        if row["train_acc_noisy"] is not None and clean_known and bool(is_noisy.any()):
             p_noisy_all = noise_model.posterior(tracked.losses.cpu().numpy())
             detection = detection_metrics(p_noisy_all, is_noisy.cpu().numpy())
             row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
@@ -607,6 +627,15 @@ def train(
         write_label_issues(run_path / "label_issues.csv", result)
         atomic_write_json(run_path / "result.json", result.summary())
     return result
+
+
+def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol) -> bool:
+    """Whether epoch `epoch` ends with a pass over the training set: every epoch for
+    loss-correcting methods (the noise model needs fresh losses), else every `track_every`
+    epochs and always at the last one."""
+    if config.track_every < 1:
+        raise ConfigError(f"track_every must be >= 1, got {config.track_every}")
+    return method.corrects or epoch % config.track_every == 0 or epoch == protocol.epochs
 
 
 def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):

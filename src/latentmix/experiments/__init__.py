@@ -76,5 +76,6 @@ def spiral_table2_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Opti
     )
     return Grid(
         name="spiral-table2", dataset="spiral", methods=methods, noise_rates=tuple(noise_rates),
-        seeds=tuple(range(seeds)), base=RunConfig(dataset="spiral", epochs=epochs, alpha=alpha, checkpoint=False),
+        seeds=tuple(range(seeds)),
+        base=RunConfig(dataset="spiral", epochs=epochs, alpha=alpha, checkpoint=False, track_every=10),
     )

@@ -96,12 +96,6 @@ def reproduce_spiral(args: argparse.Namespace) -> int:
 
 
 def run_spiral_grid(grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
-    from latentmix.experiments.runner import run_grid_sequential
+    from latentmix.experiments.runner import run_grid
 
-    if sequential:
-        return run_grid_sequential(grid, out, progress=progress)
-    try:
-        from latentmix.population import run_grid_vectorized
-    except ImportError:
-        return run_grid_sequential(grid, out, progress=progress)
-    return run_grid_vectorized(grid, out, progress=progress)
+    return run_grid(grid, out, vectorized=not sequential, progress=progress)

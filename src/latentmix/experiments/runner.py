@@ -1,4 +1,10 @@
-"""Run a grid one run at a time, each in its own folder; finished runs are never run again."""
+"""Run a grid through the sweep store: each run in its own folder, finished runs never run again.
+
+`run_grid` turns the grid into an Optuna study (`latentmix.sweep`): by default a SQLite file
+``OUT/sweep.db`` beside the run folders ``OUT/runs/<run_id>``; with a PostgreSQL `storage` other
+machines can work on the same grid (``latentmix sweep work``). Runs that the vectorized population
+trainer supports are trained together when `vectorized` is True.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from latentmix.experiments import Grid, row_label, run_id
-from latentmix.training import RunConfig, train
+from latentmix.experiments import Grid
 
 
 def load_finished(run_dir: Path) -> Optional[dict]:
@@ -20,25 +25,22 @@ def load_finished(run_dir: Path) -> Optional[dict]:
         return None  # a half-written file cannot exist (atomic writes), but a hand-edited one can
 
 
+def run_grid(grid: Grid, out_dir: Path, *, storage: Optional[str] = None, workers: int = 1, vectorized: bool = True,
+             progress: bool = True) -> list[dict]:
+    """Train every run of `grid` not yet finished in the sweep store; returns one summary per
+    finished run (with ``row``, ``run_id`` and ``run_dir``), in grid order."""
+    from latentmix.sweep import run_sweep
+
+    return run_sweep(grid.name, grid.runs(), Path(out_dir), storage=storage, workers=workers, vectorized=vectorized,
+                     progress=progress)
+
+
 def run_grid_sequential(grid: Grid, out_dir: Path, progress: bool = True,
                         on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
-    """Train every run of `grid` that has no `result.json` yet under ``out_dir/runs/<run_id>``."""
-    from tqdm.auto import tqdm
-
-    results = []
-    configs = grid.runs()
-    bar = tqdm(configs, desc=grid.name, unit="run", disable=not progress, dynamic_ncols=True)
-    best = 0.0
-    for config in bar:
-        run_dir = out_dir / "runs" / run_id(config)
-        summary = load_finished(run_dir)
-        if summary is None:
-            result = train(config, run_dir=run_dir, progress=False, resume=True)
-            summary = result.summary()
-        summary = {**summary, "row": row_label(config), "run_id": run_id(config)}
-        results.append(summary)
-        best = max(best, summary["best_val_acc"])
-        bar.set_postfix(best=f"{best:.3f}")
-        if on_result:
+    """`run_grid` with every run trained on its own (no vectorized populations)."""
+    results = run_grid(grid, out_dir, vectorized=False, progress=progress)
+    if on_result:
+        for summary in results:
             on_result(summary)
     return results
+

@@ -1,0 +1,281 @@
+"""`latentmix tune`: search the eligible mix layers, alpha and loss correction on your data.
+
+Optuna's TPE sampler proposes (layer range low-high, alpha, correction); each trial is one
+training run whose per-epoch validation accuracy is reported as an intermediate value, so the
+MedianPruner stops runs that trail the median of earlier trials at the same epoch. The study
+lives in the same kind of store as a sweep (SQLite ``OUT/tune.db`` by default, with heartbeats),
+so an interrupted search resumes, and several processes or machines may search together with
+``--storage``.
+
+Which validation accuracy
+-------------------------
+Synthetic noise is added to the training labels only, so the built-in data sets and files with
+clean reference labels have a clean validation split: trials are ranked on it. When your file has
+only its own (possibly noisy) labels, the validation labels are as noisy as the training labels and
+trials are ranked on that noisy accuracy. See `validation_note` for why that still ranks settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Optional
+
+from latentmix.errors import ConfigError
+from latentmix.training import RunConfig
+
+DEFAULT_ALPHA_RANGE = (0.1, 32.0)
+CORRECTIONS = ("none", "soft", "hard")
+
+# RunConfig fields and their `latentmix train` flags, where the flag is not simply --field-name.
+_FLAG_NAMES = {"noisy_labels_file": "--noisy-labels"}
+_NOT_TRAIN_FLAGS = {"checkpoint"}
+
+
+def validation_kind(dataset, config: RunConfig) -> tuple[str, str]:
+    """("clean" | "noisy", why) for the validation labels trials are ranked on."""
+    if config.data is None:
+        return "clean", (f"the {dataset.name} validation labels are the data set's own; noise is only added to "
+                         "the training labels")
+    if dataset.train_labels_clean:
+        return "clean", ("your file has clean reference labels, so the validation split is labelled with them "
+                         "(the noisy labels are used for training only)")
+    source = dataset.info.get("val_source")
+    if source == "file":
+        return "noisy", ("your file has only its given labels and its own val_* arrays; latentmix cannot tell "
+                         "whether those validation labels are clean, so treat the ranking as on noisy labels")
+    return "noisy", ("your file has only its given (possibly noisy) labels, so the held-out validation split "
+                     "carries the same noise")
+
+
+def validation_note(num_classes: int) -> str:
+    """Why accuracy on symmetrically noisy validation labels still ranks settings (stated exactly)."""
+    c = num_classes
+    return (
+        "Ranking on noisy validation labels: if a fraction eta of the validation labels was replaced by a "
+        f"uniformly drawn other class (symmetric noise, independent of the inputs), a model whose accuracy "
+        f"on the true labels is a scores, in expectation, a(1 - eta) + (1 - a) eta/(C - 1) = "
+        f"eta/(C - 1) + a (1 - eta C/(C - 1)) with C = {c}. That is an increasing linear function of a while "
+        f"eta < (C - 1)/C, so settings keep their order in expectation. It is not a constant offset: the "
+        f"gaps between settings shrink by the factor 1 - eta C/(C - 1), so small differences need more "
+        "validation samples to tell apart from sampling noise; and with class-dependent (asymmetric) noise "
+        "the order can change."
+    )
+
+
+def train_command(config: RunConfig) -> str:
+    """A ready-to-run ``latentmix train ...`` line for `config` (fields left at their defaults omitted)."""
+    default = RunConfig()
+    parts = ["latentmix", "train"]
+    for f in fields(RunConfig):
+        value, base = getattr(config, f.name), getattr(default, f.name)
+        if f.name in _NOT_TRAIN_FLAGS or value == base:
+            continue
+        if f.name == "noise_include_true_label":
+            if not value:
+                parts.append("--noise-exclude-true-label")
+            continue
+        flag = _FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        if isinstance(value, bool):
+            if f.name in ("amp", "channels_last"):
+                parts.append(flag if value else "--no-" + flag[2:])
+            elif value:
+                parts.append(flag)
+            continue
+        if value is None:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def _layer_bounds(config: RunConfig, dataset) -> tuple[int, int, str]:
+    from latentmix.mixing import LatentMixer
+    from latentmix.training import build_run_model, has_integer_inputs
+
+    mixer = LatentMixer(build_run_model(config, dataset))
+    low = 1 if has_integer_inputs(dataset.train_inputs) else 0  # token ids cannot be interpolated
+    if mixer.num_layers - 1 < low:
+        raise ConfigError("this model has no hidden layer to mix")
+    return low, mixer.num_layers - 1, mixer.describe_layers()
+
+
+def _alpha_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--alpha-range must be LOW,HIGH like 0.1,32, got {text!r}") from None
+    if not 0 < low <= high:
+        raise ConfigError(f"--alpha-range needs 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def _corrections(text: str) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [v for v in values if v not in CORRECTIONS]
+    if bad or not values:
+        raise ConfigError(f"--corrections must be a comma-separated subset of {', '.join(CORRECTIONS)}, got {text!r}")
+    return values
+
+
+def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] = None, study_name: str = "tune",
+         alpha_range: tuple[float, float] = DEFAULT_ALPHA_RANGE, corrections: tuple[str, ...] = CORRECTIONS,
+         fixed_layers: Optional[str] = None, fixed_alpha: Optional[float] = None,
+         fixed_correction: Optional[str] = None, objective: str = "best", timeout: Optional[float] = None,
+         progress: bool = True, sampler_seed: Optional[int] = None, log=print) -> dict:
+    """Search layers/alpha/correction for `base`; returns a dict with the best trial's settings,
+    value, config, train command and the validation kind. Stops after `trials` finished (complete
+    or pruned) trials in the study, counting those of earlier, interrupted searches."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from latentmix.data import load_dataset
+    from latentmix.sweep import SweepStore, display_url
+    from latentmix.training import protocol_for, train
+
+    if trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if objective not in ("best", "last"):
+        raise ConfigError(f"objective must be best or last, got {objective!r}")
+    base.resolved_method()  # a bad --method is an error now, not in every trial
+    dataset = load_dataset(base.dataset, data_dir=base.data_dir, data_path=base.data, download=base.download)
+    min_layer, max_layer, layer_names = _layer_bounds(base, dataset)
+    kind, why = validation_kind(dataset, base)
+    epochs = protocol_for(base, dataset.name).epochs
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(out_dir.resolve() / 'tune.db').as_posix()}"
+    store = SweepStore(url)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=max(1, min(10, trials // 2)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, trials // 4)),
+                                         n_warmup_steps=max(1, epochs // 4))
+    with store.lock:
+        study = optuna.create_study(study_name=study_name, storage=store.storage, direction="maximize",
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+    study.set_user_attr("validation", kind)
+    log(f"tuning on {dataset.name}: layers {layer_names}; {epochs} epochs per trial; store {display_url(url)}")
+    log(f"validation: {kind} labels ({why})")
+    if kind == "noisy":
+        log(validation_note(dataset.num_classes))
+
+    def objective_fn(trial) -> float:
+        if fixed_layers is None:
+            a = trial.suggest_int("layer_a", min_layer, max_layer)
+            b = trial.suggest_int("layer_b", min_layer, max_layer)
+            layers = f"{min(a, b)}-{max(a, b)}"
+        else:
+            layers = fixed_layers
+        alpha = fixed_alpha if fixed_alpha is not None else trial.suggest_float("alpha", *alpha_range, log=True)
+        correction = fixed_correction or trial.suggest_categorical("correction", list(corrections))
+        config = replace(base, layers=layers, alpha=alpha, correction=correction, checkpoint=False)
+        trial.set_user_attr("layers", layers)
+        trial.set_user_attr("config", config.to_dict())
+        run_dir = out_dir / "trials" / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+
+        def on_epoch_end(row: dict) -> None:
+            trial.report(float(row["val_acc"]), int(row["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"val acc {row['val_acc']:.4f} at epoch {row['epoch']} trails the median")
+
+        result = train(config, dataset=dataset, run_dir=run_dir, progress=False, on_epoch_end=on_epoch_end)
+        summary = result.summary()
+        trial.set_user_attr("result", {k: v for k, v in summary.items() if isinstance(v, (int, float, str, type(None)))})
+        return float(summary["best_val_acc"] if objective == "best" else summary["last_val_acc"])
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True)
+
+    def on_trial(study_, frozen) -> None:
+        if bar is None:
+            return
+        bar.n = min(trials, len(study_.get_trials(deepcopy=False, states=finished)))
+        with_value = [t for t in study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if with_value:
+            bar.set_postfix(best=f"{max(t.value for t in with_value):.4f}", refresh=False)
+        bar.refresh()
+
+    if done < trials:
+        try:
+            study.optimize(objective_fn, n_trials=trials - done, timeout=timeout, catch=(FloatingPointError,),
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), on_trial])
+        finally:
+            if bar is not None:
+                bar.close()
+    elif bar is not None:
+        bar.close()
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ConfigError("no trial finished (all pruned or failed); try more --trials or more --epochs")
+    best = max(complete, key=lambda t: t.value)
+    config = RunConfig.from_dict(best.user_attrs["config"])
+    config = replace(config, checkpoint=True)
+    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    result = {
+        "best_value": best.value, "objective": f"{objective}_val_acc", "validation": kind, "validation_why": why,
+        "trial": best.number, "layers": config.layers, "alpha": config.alpha, "correction": config.correction,
+        "trials_complete": len(complete), "trials_pruned": pruned, "config": config.to_dict(),
+        "command": train_command(config), "storage": display_url(url), "study": study_name,
+    }
+    from latentmix.io import atomic_write_json
+
+    atomic_write_json(out_dir / "best.json", result)
+    return result
+
+
+def register(commands) -> None:
+    from latentmix.cli import _add_run_options
+
+    parser = commands.add_parser(
+        "tune", help="search mix layers, alpha and correction on your data (Optuna TPE + median pruning)",
+        description="Each trial is a training run; --layers/--alpha/--correction fix that dimension instead of "
+                    "searching it. The best settings come with a ready-to-run `latentmix train` line.")
+    _add_run_options(parser)
+    parser.set_defaults(method="lr-m")
+    search = parser.add_argument_group("search")
+    search.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials to reach")
+    search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    search.add_argument("--alpha-range", default="0.1,32", help="LOW,HIGH of the log-uniform alpha search")
+    search.add_argument("--corrections", default="none,soft,hard", help="corrections to try")
+    search.add_argument("--objective", choices=["best", "last"], default="best",
+                        help="rank trials by best-epoch or last-epoch validation accuracy")
+    search.add_argument("--out", help="output folder (default runs/tune-DATASET)")
+    search.add_argument("--storage", help="study store URL (default sqlite:///OUT/tune.db)")
+    search.add_argument("--study", default="tune", help="study name in the store")
+    search.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random)")
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from latentmix.cli import config_from_args
+
+    base = config_from_args(args)
+    fixed_layers, fixed_alpha, fixed_correction = base.layers, base.alpha, base.correction
+    name = Path(base.data).stem if base.data else base.dataset
+    out = Path(args.out or f"runs/tune-{name}")
+    result = tune(base, trials=args.trials, out_dir=out, storage=args.storage, study_name=args.study,
+                  alpha_range=_alpha_range(args.alpha_range), corrections=_corrections(args.corrections),
+                  fixed_layers=fixed_layers, fixed_alpha=fixed_alpha, fixed_correction=fixed_correction,
+                  objective=args.objective, timeout=args.timeout, progress=not args.quiet,
+                  sampler_seed=args.sampler_seed)
+    alpha = result["alpha"]
+    print(f"best of {result['trials_complete']} complete trials ({result['trials_pruned']} pruned): "
+          f"{result['objective'].replace('_', ' ')} {result['best_value']:.4f} on {result['validation']} validation "
+          f"labels (trial {result['trial']})")
+    print(f"  layers {result['layers']}, alpha {alpha:.4g}, correction {result['correction']}"
+          if alpha is not None and math.isfinite(alpha) else f"  layers {result['layers']}, correction {result['correction']}")
+    print("run it:")
+    print(f"  {result['command']}")
+    print(f"(all trials: {out}/trials/, best settings: {out}/best.json)")
+    return 0

@@ -1,0 +1,356 @@
+"""Tests of latentmix.mixing against hand-written forwards and closed forms."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentmix.errors import ConfigError
+from latentmix.mixing import (
+    NO_MIX,
+    LatentMixer,
+    MixPlan,
+    format_layers,
+    mixed_cross_entropy,
+    mixed_soft_targets,
+    parse_layers,
+)
+from latentmix.models.small import SpiralMLP
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _spiral_batch(batch=6):
+    model = SpiralMLP()
+    x = torch.randn(batch, 4)
+    return model, x
+
+
+def _perm(batch):
+    # a fixed derangement, so every sample really gets another partner
+    return torch.roll(torch.arange(batch), 1)
+
+
+def _manual_spiral_forward(model: SpiralMLP, x, layer, lam, perm):
+    """SpiralMLP forward written out by hand, mixing the state after layer `layer` (0 = input)."""
+    h = x
+    if layer == 0:
+        h = lam * h + (1 - lam) * h[perm]
+    for k, block in enumerate([model.layer1, model.layer2, model.layer3, model.layer4, model.layer5], start=1):
+        linear, act = block[0], block[1]
+        h = act(h @ linear.weight.T + linear.bias)
+        if k == layer:
+            h = lam * h + (1 - lam) * h[perm]
+    return h @ model.output.weight.T + model.output.bias
+
+
+# ------------------------------------------------------------------------------------------------
+# identity and per-layer mixing
+
+
+@pytest.mark.parametrize("layer", range(6))
+def test_lam_one_is_identity_for_spiral_mlp(layer):
+    model, x = _spiral_batch()
+    mixer = LatentMixer(model)
+    expected = model(x)
+    out = mixer.forward(x, MixPlan(layer=layer, lam=1.0, perm=_perm(len(x))))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def _sequential_model():
+    return nn.Sequential(OrderedDict([
+        ("fc1", nn.Linear(3, 5)), ("act1", nn.Tanh()),
+        ("fc2", nn.Linear(5, 4)), ("act2", nn.ReLU()),
+        ("head", nn.Linear(4, 2)),
+    ]))
+
+
+@pytest.mark.parametrize("layer", range(4))
+def test_lam_one_is_identity_for_named_sequential(layer):
+    model = _sequential_model()
+    x = torch.randn(5, 3)
+    mixer = LatentMixer(model, ["act1", "fc2", "act2"])
+    assert mixer.num_layers == 4
+    out = mixer.forward(x, MixPlan(layer=layer, lam=1.0, perm=_perm(5)))
+    torch.testing.assert_close(out, model(x), rtol=0, atol=0)
+
+
+def test_named_sequential_mixes_at_the_named_module():
+    model = _sequential_model()
+    x = torch.randn(5, 3)
+    mixer = LatentMixer(model, ["act1", "fc2", "act2"])
+    lam, perm = 0.35, _perm(5)
+    h = model.fc2(model.act1(model.fc1(x)))  # layer 2 = fc2 output
+    h = lam * h + (1 - lam) * h[perm]
+    expected = model.head(model.act2(h))
+    out = mixer.forward(x, MixPlan(layer=2, lam=lam, perm=perm))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", range(6))
+def test_mixing_matches_manual_forward(layer):
+    model, x = _spiral_batch()
+    lam, perm = 0.3, _perm(len(x))
+    mixer = LatentMixer(model)
+    out = mixer.forward(x, MixPlan(layer=layer, lam=lam, perm=perm))
+    expected = _manual_spiral_forward(model, x, layer, lam, perm)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # and the mix really changed something (lam < 1 with a derangement)
+    assert not torch.allclose(out, model(x), atol=1e-4)
+
+
+def test_manual_forward_reproduces_plain_forward():
+    """Sanity of the helper itself: lam = 1 by hand is the model's own forward."""
+    model, x = _spiral_batch()
+    torch.testing.assert_close(_manual_spiral_forward(model, x, 3, 1.0, _perm(len(x))), model(x))
+
+
+def test_no_mix_plan_is_plain_forward():
+    model, x = _spiral_batch()
+    torch.testing.assert_close(LatentMixer(model).forward(x, NO_MIX), model(x), rtol=0, atol=0)
+
+
+def test_gradients_reach_layers_below_the_mix_and_hook_is_removed():
+    model, x = _spiral_batch()
+    plain = model(x).detach()
+    mixer = LatentMixer(model)
+    out = mixer.forward(x, MixPlan(layer=3, lam=0.4, perm=_perm(len(x))))
+    out.sum().backward()
+    assert model.layer1[0].weight.grad is not None
+    assert model.layer1[0].weight.grad.abs().sum() > 0
+    assert model.layer5[0].weight.grad.abs().sum() > 0
+    # no hook left behind: a plain forward gives the un-mixed output again
+    for module in model.modules():
+        assert len(module._forward_hooks) == 0
+    torch.testing.assert_close(model(x), plain, rtol=0, atol=0)
+    torch.testing.assert_close(mixer.forward(x, NO_MIX), plain, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# structured inputs at layer 0
+
+
+class _Recorder(nn.Module):
+    """Records what it was called with; returns a float that depends on every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = None
+
+    def forward(self, inputs):
+        self.seen = inputs
+        values = inputs.values() if isinstance(inputs, dict) else inputs
+        return torch.stack([v.float().flatten(1).sum(dim=1) for v in values], dim=1)
+
+
+def test_tuple_inputs_mixed_with_same_lam_and_perm():
+    model = _Recorder()
+    a, b = torch.randn(4, 3), torch.randn(4, 2)
+    lam, perm = 0.25, torch.tensor([3, 2, 0, 1])
+    LatentMixer(model, []).forward((a, b), MixPlan(layer=0, lam=lam, perm=perm))
+    assert isinstance(model.seen, tuple) and len(model.seen) == 2
+    torch.testing.assert_close(model.seen[0], lam * a + (1 - lam) * a[perm])
+    torch.testing.assert_close(model.seen[1], lam * b + (1 - lam) * b[perm])
+
+
+def test_dict_inputs_mixed_with_same_lam_and_perm():
+    model = _Recorder()
+    inputs = {"image": torch.randn(4, 2, 2), "features": torch.randn(4, 5)}
+    lam, perm = 0.6, torch.tensor([1, 0, 3, 2])
+    LatentMixer(model, []).forward(inputs, MixPlan(layer=0, lam=lam, perm=perm))
+    assert set(model.seen) == {"image", "features"}
+    for key, value in inputs.items():
+        torch.testing.assert_close(model.seen[key], lam * value + (1 - lam) * value[perm])
+
+
+def test_integer_input_at_layer_zero_raises():
+    model = _Recorder()
+    tokens = torch.randint(0, 10, (4, 3))
+    with pytest.raises(ConfigError, match="hidden"):
+        LatentMixer(model, []).forward(tokens, MixPlan(layer=0, lam=0.5, perm=torch.tensor([1, 0, 3, 2])))
+    with pytest.raises(ConfigError, match="hidden"):
+        LatentMixer(model, []).forward({"tokens": tokens, "x": torch.randn(4, 2)},
+                                       MixPlan(layer=0, lam=0.5, perm=torch.tensor([1, 0, 3, 2])))
+
+
+# ------------------------------------------------------------------------------------------------
+# bad mix points and layers
+
+
+class _SharedLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.fc(self.fc(x)))
+
+
+def test_mix_point_that_runs_twice_raises_and_cleans_up():
+    model = _SharedLinear()
+    x = torch.randn(3, 4)
+    mixer = LatentMixer(model, ["fc"])
+    with pytest.raises(ConfigError, match="more than once"):
+        mixer.forward(x, MixPlan(layer=1, lam=0.5, perm=torch.tensor([2, 0, 1])))
+    assert len(model.fc._forward_hooks) == 0
+    model(x)  # still usable
+
+
+def test_bad_mix_point_name_lists_valid_names():
+    model = SpiralMLP()
+    with pytest.raises(ConfigError) as info:
+        LatentMixer(model, ["layer1", "nope"])
+    message = str(info.value)
+    assert "nope" in message
+    for name in ("layer1", "layer5", "output"):
+        assert name in message
+
+
+def test_model_without_mix_points_needs_them():
+    with pytest.raises(ConfigError, match="mix_points"):
+        LatentMixer(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("layer", [6, 9, -1])
+def test_out_of_range_layer_lists_valid_range(layer):
+    model, x = _spiral_batch()
+    mixer = LatentMixer(model)
+    with pytest.raises(ConfigError, match=r"0\.\.5"):
+        mixer.check_layers([0, layer])
+    with pytest.raises(ConfigError, match=r"0\.\.5"):
+        mixer.forward(x, MixPlan(layer=layer, lam=0.5, perm=_perm(len(x))))
+
+
+def test_check_layers_sorts_and_dedups():
+    assert LatentMixer(SpiralMLP()).check_layers([3, 0, 3, 5]) == (0, 3, 5)
+
+
+# ------------------------------------------------------------------------------------------------
+# parse / format
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("3-4", (3, 4)), ("0,2", (0, 2)), ("0-2", (0, 1, 2)), (" 1-2, 4 ", (1, 2, 4)), ("5", (5,)),
+    ("none", ()), ("None", ()), ("", ()), (None, ()), (2, (2,)), ([2, 1, 2], (1, 2)), ("4-4", (4,)),
+])
+def test_parse_layers(spec, expected):
+    assert parse_layers(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["a", "1-", "-", "3-1", "1,,2", "0-x", "two"])
+def test_parse_layers_rejects_bad_strings(spec):
+    with pytest.raises(ConfigError):
+        parse_layers(spec)
+
+
+@pytest.mark.parametrize("layers, text", [
+    ((0, 1, 2), "0-2"), ((0, 2), "0,2"), ((), "none"), ((3,), "3-3"), ((4, 3), "3-4"), ((0, 1, 3), "0,1,3"),
+])
+def test_format_layers(layers, text):
+    assert format_layers(layers) == text
+    assert parse_layers(text) == tuple(sorted(layers))
+
+
+# ------------------------------------------------------------------------------------------------
+# sampling plans
+
+
+def test_sample_plan_draws_from_eligible_set_only():
+    rng = np.random.default_rng(0)
+    eligible = (1, 3, 4)
+    seen = set()
+    for _ in range(300):
+        plan = LatentMixer.sample_plan(eligible, alpha=2.0, batch_size=7, rng=rng)
+        assert plan.mixes
+        seen.add(plan.layer)
+        assert 0.0 <= plan.lam <= 1.0
+        assert sorted(plan.perm.tolist()) == list(range(7))
+    assert seen == set(eligible)
+
+
+def test_sample_plan_lams_vary_and_alpha_zero_gives_one():
+    rng = np.random.default_rng(1)
+    lams = [LatentMixer.sample_plan((0,), 1.0, 4, rng).lam for _ in range(50)]
+    assert min(lams) < 0.3 and max(lams) > 0.7  # Beta(1,1) is uniform
+    assert LatentMixer.sample_plan((0,), 0.0, 4, rng).lam == 1.0
+
+
+def test_empty_eligible_set_is_no_mix_and_draws_nothing():
+    rng = np.random.default_rng(5)
+    before = rng.bit_generator.state
+    assert LatentMixer.sample_plan((), alpha=2.0, batch_size=8, rng=rng) is NO_MIX
+    assert rng.bit_generator.state == before
+    assert not NO_MIX.mixes and NO_MIX.lam == 1.0 and NO_MIX.perm is None
+
+
+# ------------------------------------------------------------------------------------------------
+# mixed targets and loss
+
+
+def test_mixed_soft_targets_by_hand():
+    y = torch.tensor([0, 2, 1])
+    perm = torch.tensor([1, 2, 0])
+    plan = MixPlan(layer=1, lam=0.7, perm=perm)
+    # y[perm] = [2, 1, 0]
+    expected = torch.tensor([
+        [0.7, 0.0, 0.3],
+        [0.0, 0.3, 0.7],
+        [0.3, 0.7, 0.0],
+    ])
+    torch.testing.assert_close(mixed_soft_targets(y, 3, plan), expected)
+    torch.testing.assert_close(mixed_soft_targets(y, 3, NO_MIX), torch.eye(3)[[0, 2, 1]])
+
+
+def test_mixed_cross_entropy_is_soft_target_cross_entropy():
+    logits = torch.randn(5, 4)
+    y = torch.tensor([0, 3, 1, 1, 2])
+    perm = torch.tensor([4, 0, 1, 2, 3])
+    lam = 0.37
+    plan = MixPlan(layer=2, lam=lam, perm=perm)
+    soft = torch.zeros(5, 4)
+    for i in range(5):
+        soft[i, y[i]] += lam
+        soft[i, y[perm[i]]] += 1 - lam
+    expected = -(soft * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    torch.testing.assert_close(mixed_cross_entropy(logits, y, plan), expected)
+    torch.testing.assert_close(
+        -(mixed_soft_targets(y, 4, plan) * F.log_softmax(logits, dim=1)).sum(dim=1).mean(), expected)
+    torch.testing.assert_close(mixed_cross_entropy(logits, y, NO_MIX), F.cross_entropy(logits, y))
+
+
+# ------------------------------------------------------------------------------------------------
+# a mix point of several modules
+
+
+class _TwoBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branch_a = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+        self.branch_b = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.branch_a(x), self.branch_b(x)], dim=1))
+
+
+def test_tuple_mix_point_mixes_every_branch():
+    model = _TwoBranch()
+    x = torch.randn(4, 3)
+    lam, perm = 0.2, torch.tensor([2, 3, 1, 0])
+    mixer = LatentMixer(model, [("branch_a", "branch_b")])
+    assert mixer.num_layers == 2
+    a, b = model.branch_a(x), model.branch_b(x)
+    a = lam * a + (1 - lam) * a[perm]
+    b = lam * b + (1 - lam) * b[perm]
+    expected = model.head(torch.cat([a, b], dim=1))
+    torch.testing.assert_close(mixer.forward(x, MixPlan(layer=1, lam=lam, perm=perm)), expected)
+    # mixing only one branch would give something else
+    only_a = model.head(torch.cat([a, model.branch_b(x)], dim=1))
+    assert not torch.allclose(only_a, expected, atol=1e-4)
