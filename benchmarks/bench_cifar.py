@@ -125,7 +125,8 @@ class StepBench:
         self.noise_model = fit_noise_model(losses) if self.method.corrects else None
 
     def step(self) -> None:
-        index = torch.from_numpy(self.rng.choice(self.labels.shape[0], self.batch_size, replace=False)).to(self.device)
+        num = self.labels.shape[0]  # a tiny release may hold fewer images than one batch
+        index = torch.from_numpy(self.rng.choice(num, self.batch_size, replace=num < self.batch_size)).to(self.device)
         x = self.transform(index_inputs(self.inputs, index), self.generator)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -233,3 +233,17 @@ def test_reproduce_cifar10_needs_data(tmp_path: Path, capsys) -> None:
 
     assert main(["reproduce", "cifar10", "--out", str(tmp_path), "--quiet"]) == 2
     assert "--data-dir" in capsys.readouterr().err
+
+
+def test_figures_option_adds_the_figure_methods_and_draws_figure3(data_dir: Path, tmp_path: Path) -> None:
+    import argparse
+
+    from latentmix.experiments.cifar import reproduce_cifar10
+
+    args = argparse.Namespace(target="cifar10", seeds=1, epochs=2, alpha=None, noise="0.5", out=str(tmp_path),
+                              sequential=True, methods="m-dyr-h", data_dir=str(data_dir), width=WIDTH,
+                              device="cpu", quiet=True, figures=True, download=False)
+    assert reproduce_cifar10(args) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["dlr-m-dyr-h_n0.5_s0", "m-dyr-h_n0.5_s0"]
+    assert (tmp_path / "figure3.png").exists() and not (tmp_path / "figure4.png").exists()
+    assert "| dlr-m-dyr-h |" in (tmp_path / "table.md").read_text()

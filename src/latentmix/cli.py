@@ -54,6 +54,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
     optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     optim.add_argument("--compile", action="store_true", help="torch.compile the un-mixed forwards")
+    optim.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for spirals, torch's default otherwise)")
+
+
+def set_threads(threads: Optional[int], dataset: str) -> None:
+    """Tiny models (spirals) spend each step in per-operation overhead, where extra threads only
+    add synchronisation (several times slower on a busy 2-core machine): use one unless told."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    elif dataset == "spiral":
+        torch.set_num_threads(1)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -75,6 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from latentmix.training import train
 
     config = config_from_args(args)
+    set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
     if (out / "result.json").exists() and not args.resume:
         raise ConfigError(f"{out} already holds a finished run; pass --resume to keep it, or another --out")

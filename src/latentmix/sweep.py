@@ -41,19 +41,20 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig
+from latentmix.training import CHECKPOINT_NAME, RunConfig
 
 DEFAULT_HEARTBEAT_S = 10
 DEFAULT_GRACE_S = 30
@@ -100,7 +101,10 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError("reading a TOML sweep spec on Python 3.10 needs `pip install tomli`") from None
 
     path = Path(path)
     try:
@@ -295,12 +299,10 @@ class StoreLock:
         if self._depth > 1:
             return
         try:
-            if self._path is not None:
-                import fcntl
-
+            if self._path is not None and _fcntl() is not None:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 self._handle = open(self._path, "a+")
-                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX)
+                _fcntl().flock(self._handle.fileno(), _fcntl().LOCK_EX)
             elif self.backend == "postgresql":
                 self._connection = self._engine_for_lock().connect()
                 self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self.KEY})
@@ -333,9 +335,7 @@ class StoreLock:
     def _close(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(Exception):
-                import fcntl
-
-                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+                _fcntl().flock(self._handle.fileno(), _fcntl().LOCK_UN)
             self._handle.close()
             self._handle = None
         if self._connection is not None:
@@ -349,6 +349,14 @@ class StoreLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _fcntl():
+    try:
+        import fcntl
+    except ImportError:  # Windows: one worker process per SQLite store
+        return None
+    return fcntl
 
 
 def _retry_callback(max_retry: Optional[int]):
@@ -578,7 +586,10 @@ def claim_runs(store: SweepStore, study, *, limit: int = 1, vectorized: bool = T
                     storage.set_trial_user_attr(frozen._trial_id, "duplicate_of", rid)
                     storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
                 continue
-            config = RunConfig.from_dict(frozen.user_attrs["config"])
+            try:
+                config = RunConfig.from_dict(frozen.user_attrs["config"])
+            except (ConfigError, TypeError):
+                continue  # written by another latentmix version: leave it to a worker that reads it
             if overrides:
                 config = replace(config, **overrides)
             if claims:
@@ -777,7 +788,7 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
         if all(summary.get(k) is not None for k in ("p_noisy", "predictions", "noisy_labels")):
             write_label_issues(run_dir / "label_issues.csv", SimpleNamespace(
                 p_noisy=summary["p_noisy"], predictions=summary["predictions"], noisy_labels=summary["noisy_labels"],
-                is_noisy=summary.get("is_noisy") if summary.get("actual_noise_rate") is not None else None))
+                is_noisy=summary.get("is_noisy") if claim.config.data is None else None))  # clean labels known
         scalars = _scalar_summary(summary)
         atomic_write_json(run_dir / "result.json", scalars)
         report.trained += 1
@@ -800,23 +811,28 @@ def work_on(store: SweepStore, study, claims: Sequence[Claim], out_dir: Path, re
                     continue
                 if summary is not None:
                     report.reused += 1
+                    _set_attrs(claim.trial, {"reused": True})
                     _report_missing(claim.trial, _metrics_from_csv(run_dir), set())
                     _finish(study, claim, summary, run_dir, report, summary.get("trained_as", "reused"))
                 else:
                     to_train.append(claim)
-            population = _population_module() if len(to_train) > 1 else None
+            # A run with a checkpoint (a retry) resumes on its own; the others may share a population.
+            has_checkpoint = [(out_dir / "runs" / c.run_id / CHECKPOINT_NAME).exists() for c in to_train]
+            resume = [c for c, yes in zip(to_train, has_checkpoint) if yes]
+            fresh = [c for c, yes in zip(to_train, has_checkpoint) if not yes]
+            population = _population_module() if len(fresh) > 1 else None
             if population is not None:
                 try:
-                    _train_population(study, to_train, out_dir, report, population)
+                    _train_population(study, fresh, out_dir, report, population)
                 except Exception as error:  # noqa: BLE001 - record it on every run of the population
-                    for claim in to_train:
+                    for claim in fresh:
                         _fail(study, claim, error, report)
-            else:
-                for claim in to_train:
-                    try:
-                        _train_sequential(study, claim, out_dir / "runs" / claim.run_id, report)
-                    except Exception as error:  # noqa: BLE001 - the run failed; the sweep goes on
-                        _fail(study, claim, error, report)
+                fresh = []
+            for claim in resume + fresh:
+                try:
+                    _train_sequential(study, claim, out_dir / "runs" / claim.run_id, report)
+                except Exception as error:  # noqa: BLE001 - the run failed; the sweep goes on
+                    _fail(study, claim, error, report)
         except KeyboardInterrupt:
             from optuna.trial import TrialState
 
@@ -995,13 +1011,17 @@ def run_sweep(name: str, configs: Sequence[RunConfig], out_dir: str | os.PathLik
         report = run_worker(store, study, out_dir, vectorized=vectorized, population_size=population_size,
                             wait=wait, poll_interval=poll_interval, progress=progress, overrides=overrides)
     except BaseException:
-        for helper in helpers:
-            helper.terminate()
-        raise
-    finally:
-        for helper in helpers:
+        for helper in helpers:  # Ctrl-C: each helper puts its runs back in the queue, then exits
             with contextlib.suppress(Exception):
-                helper.wait()
+                helper.send_signal(signal.SIGINT)
+        for helper in helpers:
+            try:
+                helper.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+        raise
+    for helper in helpers:
+        helper.wait()
     counts = sweep_counts(study)
     atomic_write_json(out_dir / "sweep.json", {
         "name": name, "storage": display_url(url), "counts": counts, "enqueued": enqueued,

@@ -18,7 +18,6 @@ trials are ranked on that noisy accuracy. See `validation_note` for why that sti
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 from dataclasses import fields, replace
@@ -52,6 +51,13 @@ def validation_kind(dataset, config: RunConfig) -> tuple[str, str]:
                      "carries the same noise")
 
 
+def expected_noisy_accuracy(accuracy: float, eta: float, num_classes: int) -> float:
+    """Expected accuracy measured against labels of which a fraction `eta` was replaced by a
+    uniformly drawn *other* class, for a model with accuracy `accuracy` on the true labels (noise
+    independent of the model's errors): a(1 - eta) + (1 - a) eta / (C - 1)."""
+    return accuracy * (1.0 - eta) + (1.0 - accuracy) * eta / (num_classes - 1)
+
+
 def validation_note(num_classes: int) -> str:
     """Why accuracy on symmetrically noisy validation labels still ranks settings (stated exactly)."""
     c = num_classes
@@ -73,7 +79,7 @@ def train_command(config: RunConfig) -> str:
     parts = ["latentmix", "train"]
     for f in fields(RunConfig):
         value, base = getattr(config, f.name), getattr(default, f.name)
-        if f.name in _NOT_TRAIN_FLAGS or value == base:
+        if f.name in _NOT_TRAIN_FLAGS or (value == base and not (f.name == "dataset" and config.data is None)):
             continue
         if f.name == "noise_include_true_label":
             if not value:
@@ -127,7 +133,7 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
          alpha_range: tuple[float, float] = DEFAULT_ALPHA_RANGE, corrections: tuple[str, ...] = CORRECTIONS,
          fixed_layers: Optional[str] = None, fixed_alpha: Optional[float] = None,
          fixed_correction: Optional[str] = None, objective: str = "best", timeout: Optional[float] = None,
-         progress: bool = True, sampler_seed: Optional[int] = None, log=print) -> dict:
+         progress: bool = True, sampler_seed: Optional[int] = None, pruner=None, log=print) -> dict:
     """Search layers/alpha/correction for `base`; returns a dict with the best trial's settings,
     value, config, train command and the validation kind. Stops after `trials` finished (complete
     or pruned) trials in the study, counting those of earlier, interrupted searches."""
@@ -151,8 +157,9 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     url = storage or f"sqlite:///{(out_dir.resolve() / 'tune.db').as_posix()}"
     store = SweepStore(url)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=max(1, min(10, trials // 2)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, trials // 4)),
-                                         n_warmup_steps=max(1, epochs // 4))
+    if pruner is None:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, trials // 4)),
+                                             n_warmup_steps=max(1, epochs // 4))
     with store.lock:
         study = optuna.create_study(study_name=study_name, storage=store.storage, direction="maximize",
                                     sampler=sampler, pruner=pruner, load_if_exists=True)

@@ -31,7 +31,13 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", help="comma-separated methods to run (default: the table's)")
     parser.add_argument("--data-dir", help="data folder (cifar10: the release; fashion-mnist: IDX files)")
     parser.add_argument("--width", type=float, help="network width multiplier (CNN targets)")
+    parser.add_argument("--model", help="model of the table's runs where a target offers a choice "
+                                        "(fashion-mnist: small-cnn, the default, or mlp)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--figures", action="store_true",
+                        help="cifar10: also run the methods of Figures 3-5 (dlr-m-dyr-h, lr-m-dyr-h-0-4)")
+    parser.add_argument("--download", action="store_true", help="cifar10: fetch the official archive (opt-in)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for sequential spiral runs)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -55,6 +61,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown reproduce target {args.target!r}: choose one of {', '.join(TARGETS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    from latentmix.cli import set_threads
+
+    # One thread suits one tiny run at a time; a vectorized population is real arithmetic.
+    set_threads(args.threads, args.target if args.sequential else "population")
     module_name, function_name = TARGETS[args.target].split(":")
     return getattr(importlib.import_module(module_name), function_name)(args)
 

@@ -36,7 +36,8 @@ def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Modul
     if key == "spiral-mlp":
         return small.SpiralMLP(in_features=_feature_dim(inputs, key), num_classes=num_classes)
     if key == "mlp":
-        return small.MLP(in_features=_feature_dim(inputs, key), num_classes=num_classes)
+        # MLP flattens its input, so images (N, C, H, W) work too: in_features = C*H*W.
+        return small.MLP(in_features=_flat_dim(inputs, key), num_classes=num_classes)
     if key == "small-cnn":
         channels, height = _image_shape(inputs, key)
         return small.SmallCNN(in_channels=channels, num_classes=num_classes, width=max(4, round(32 * width)),
@@ -57,6 +58,16 @@ def _feature_dim(inputs, key: str) -> int:
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2:
         raise ConfigError(f"model {key} needs (N, D) feature inputs; these inputs are not")
     return int(inputs.shape[1])
+
+
+def _flat_dim(inputs, key: str) -> int:
+    import math
+
+    import torch
+
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
+        raise ConfigError(f"model {key} needs one tensor input (N, D) or (N, C, H, W); these inputs are not")
+    return int(math.prod(inputs.shape[1:]))
 
 
 def _image_shape(inputs, key: str) -> tuple[int, int]:
