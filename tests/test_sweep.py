@@ -382,8 +382,6 @@ def _kill_one_worker_mid_run(tmp_path: Path, storage: str | None, epochs: int = 
     counts = sweep_counts(study)
     assert counts["done"] == len(expected) and counts["retries"] == 1 and counts["complete_trials"] == len(expected)
     assert len(collect_results(study, load_spec(spec).configs)) == len(expected)
-    if os.environ.get("LATENTMIX_KEEP_SWEEP"):
-        shutil.copytree(out, os.environ["LATENTMIX_KEEP_SWEEP"], dirs_exist_ok=True)
     figures = {"runs": len(expected), "workers": 3, "killed": 1, "retries": counts["retries"],
                "resumed_from_epoch": retry.user_attrs.get("resumed_from_epoch"), "trials": len(trials),
                "wall_s": round(wall, 1)}

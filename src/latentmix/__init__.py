@@ -1,0 +1,51 @@
+"""latentmix: noise-tolerant training with latent-representation mixup and loss correction.
+
+The Python API (imported on first use, so ``import latentmix`` stays cheap)::
+
+    from latentmix import fit, LatentMixer, Method, get_method, PRESETS, make_noisy_labels, BetaMixture
+
+* `fit` (latentmix.api): train any `nn.Module` with named mix points on tensors -> `RunResult`.
+* `LatentMixer`, `mixed_cross_entropy` (latentmix.mixing): latent mixup for your own loop.
+* `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods as data.
+* `make_noisy_labels` (latentmix.noise): synthetic label noise.
+* `BetaMixture` (latentmix.noise_model): the two-component loss mixture giving P(noisy).
+* `train`, `RunConfig`, `RunResult` (latentmix.training): the training loop itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "fit": "latentmix.api",
+    "dataset_from_tensors": "latentmix.api",
+    "LatentMixer": "latentmix.mixing",
+    "mixed_cross_entropy": "latentmix.mixing",
+    "Method": "latentmix.methods",
+    "PRESETS": "latentmix.methods",
+    "get_method": "latentmix.methods",
+    "make_noisy_labels": "latentmix.noise",
+    "NoisyLabels": "latentmix.noise",
+    "BetaMixture": "latentmix.noise_model",
+    "train": "latentmix.training",
+    "RunConfig": "latentmix.training",
+    "RunResult": "latentmix.training",
+    "Dataset": "latentmix.data",
+    "ConfigError": "latentmix.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'latentmix' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

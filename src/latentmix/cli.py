@@ -1,4 +1,4 @@
-"""Command line: ``latentmix train | reproduce | detect`` (``latentmix COMMAND --help`` for each)."""
+"""Command line: ``latentmix train | reproduce | detect | sweep | tune | report`` (``latentmix COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ def config_from_args(args: argparse.Namespace):
     values["noise_include_true_label"] = not getattr(args, "noise_exclude_true_label", False)
     if values.get("noise") is not None and not 0.0 <= values["noise"] <= 1.0:
         raise ConfigError(f"--noise must be in [0, 1], got {values['noise']}")
+    if values.get("data") and values.get("dataset") == "spiral":
+        # --data overrides --dataset: name the run after the file (its summary and default folder
+        # said "spiral", the --dataset default, before)
+        values["dataset"] = Path(values["data"]).stem or "arrays"
     return RunConfig(**values)
 
 
@@ -85,6 +89,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run; under ``torchrun --nproc_per_node=K`` the K processes train it together
+    (data-parallel, docs/distributed.md) and the first one writes the run folder and prints."""
+    from latentmix.distributed import distributed_run
     from latentmix.experiments import run_id
     from latentmix.training import train
 
@@ -93,8 +100,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
     if (out / "result.json").exists() and not args.resume:
         raise ConfigError(f"{out} already holds a finished run; pass --resume to keep it, or another --out")
-    result = train(config, run_dir=out, resume=args.resume, progress=not args.quiet)
-    _print_summary(result.summary(), out)
+    with distributed_run(config.device) as dist:
+        result = train(config, run_dir=out, resume=args.resume, progress=not args.quiet, distributed=dist)
+        if dist is None or dist.is_main:
+            _print_summary(result.summary(), out)
     return 0
 
 
@@ -142,7 +151,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own sub-command (`register(subparsers)`), e.g. "latentmix.sweep".
-COMMAND_MODULES: list[str] = ["latentmix.sweep", "latentmix.tune"]
+COMMAND_MODULES: list[str] = ["latentmix.sweep", "latentmix.tune", "latentmix.report_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

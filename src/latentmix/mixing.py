@@ -134,11 +134,15 @@ class EpochMixDraws:
     lams: np.ndarray
     perm_keys: np.ndarray
 
-    def plan(self, step: int, batch_size: int, device: Union[torch.device, str, None] = None) -> MixPlan:
+    def plan(self, step: int, batch_size: int, device: Union[torch.device, str, None] = None,
+             offset: int = 0) -> MixPlan:
+        """Step `step`'s plan for `batch_size` samples. `offset` > 0 plans a shard of a global
+        batch (a data-parallel process's samples offset .. offset+batch_size-1): the step's layer
+        and lam, and a permutation within the shard from the shard's own keys."""
         layer = int(self.layers[step])
         if layer < 0:
             return NO_MIX
-        perm = np.argsort(self.perm_keys[step, :batch_size], kind="stable")
+        perm = np.argsort(self.perm_keys[step, offset:offset + batch_size], kind="stable")
         return MixPlan(layer=layer, lam=float(self.lams[step]), perm=torch.from_numpy(perm).to(device))
 
 

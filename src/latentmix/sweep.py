@@ -68,7 +68,7 @@ MACHINE_FIELDS = ("device", "amp", "channels_last", "compile", "checkpoint", "da
                   "noisy_labels_file", "download")
 # Fields that the runs of one vectorized population must share.
 POPULATION_SHARED = ("dataset", "data", "data_dir", "model", "width", "epochs", "batch_size", "lr",
-                     "weight_decay", "device")
+                     "weight_decay", "device", "track_every")
 RESULT_ATTR = "result"
 
 
@@ -374,6 +374,12 @@ def _serialize_sqlite(engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):  # noqa: ANN001
         dbapi_connection.isolation_level = None
+        # Write-ahead logging: readers never block the writer and a commit costs no full fsync of
+        # the database file (about 3x faster per trial.report here); safe for processes on one machine.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection):  # noqa: ANN001
@@ -551,12 +557,8 @@ def _population_key(config: RunConfig) -> tuple:
 
 
 def _population_module():
-    try:
-        from latentmix import population
-    except ImportError:
-        return None
-    if not hasattr(population, "train_population") or not hasattr(population, "supports_population"):
-        return None
+    from latentmix import population
+
     return population
 
 
@@ -652,9 +654,10 @@ class WorkerReport:
     lost: int = 0  # finished here, but the store had already failed the trial (stale heartbeat)
     populations: int = 0  # vectorized populations trained
     stale_failed: int = 0  # trials of dead workers this worker failed (each queued again)
+    show_progress: bool = False  # a progress bar over the epochs of each vectorized population
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "show_progress"}
 
 
 def _scalar_summary(summary: dict) -> dict:
@@ -758,29 +761,37 @@ def _train_sequential(study, claim: Claim, run_dir: Path, report: WorkerReport) 
     _finish(study, claim, result.summary(), run_dir, report, "sequential")
 
 
-def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport, population) -> None:
-    import inspect
+def _epochs_of(config: RunConfig) -> int:
+    from latentmix.training import protocol_for
 
+    return protocol_for(config, "arrays" if config.data else config.dataset).epochs
+
+
+def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport, population) -> None:
     from latentmix.io import atomic_write_csv, atomic_write_json
     from latentmix.training import METRIC_FIELDS, write_label_issues
 
     configs = [c.config for c in claims]
     reported: list[set] = [set() for _ in claims]
+    # Every trial.report is a database transaction (~2 ms): a population of hundreds of runs would
+    # spend longer reporting than training. Its runs report every `stride`-th epoch (<= 30 values
+    # per run); the full per-epoch curve is in each run's metrics.csv and its `val_acc_curve` attr.
+    stride = max(1, max(_epochs_of(c) for c in configs) // 30)
 
     def on_epoch_end(epoch: int, rows: list[dict]) -> None:
+        if epoch % stride:
+            return
         for claim, row, seen in zip(claims, rows, reported):
             claim.trial.report(float(row["val_acc"]), int(epoch))
             seen.add(epoch)
 
-    kwargs: dict = {"progress": False}
-    if "on_epoch_end" in inspect.signature(population.train_population).parameters:
-        kwargs["on_epoch_end"] = on_epoch_end
-    results = population.train_population(configs, **kwargs)
+    results = population.train_population(configs, progress=report.show_progress, on_epoch_end=on_epoch_end)
     report.populations += 1
     for claim, summary, seen in zip(claims, results, reported):
         run_dir = out_dir / "runs" / claim.run_id
         metrics = summary.get("metrics") or []
-        _report_missing(claim.trial, metrics, seen)
+        _report_missing(claim.trial, [row for row in metrics if row["epoch"] % stride == 0 or row is metrics[-1]], seen)
+        _set_attrs(claim.trial, {"val_acc_curve": [round(float(row["val_acc"]), 6) for row in metrics]})
         summary = {**summary, "trained_as": summary.get("trained_as", f"population of {len(claims)}")}
         atomic_write_json(run_dir / "config.json", {"config": claim.config.to_dict(), "trained_as": summary["trained_as"]})
         if metrics:
@@ -862,7 +873,7 @@ def run_worker(store: SweepStore, study, out_dir: str | os.PathLike, *, vectoriz
     """Take and train pending runs until none is pending or running (or, with ``wait=False``,
     none is pending). Runs of dead workers are failed after the grace period and taken again."""
     out_dir = Path(out_dir)
-    report = WorkerReport()
+    report = WorkerReport(show_progress=progress)
     limit = max(1, int(population_size)) if vectorized else 1
     bar = None
     if progress:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
+from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from latentmix.losses import hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss
@@ -78,23 +79,23 @@ class Protocol:
 
 
 # Spirals (Appendix B): SGD momentum 0.9, batch 24, 300 epochs, lr 0.03 / 10 at 100 and 250; no
-# weight decay is named. alpha is not given by the paper: 2.0 is the Manifold Mixup reference's
-# default for hidden-state mixing; docs/spiral.md shows how the choice affects Table 2.
+# weight decay is named. alpha is not given by the paper: we use 32, the default of [A]'s code that
+# the paper builds on; with it input mixup falls to the paper's M(0-0) level (docs/spiral.md).
 # CIFAR-10 (Appendix A, [A] RunScripts.sh): batch 128, lr 0.1 / 10 at 100 and 250, wd 1e-4,
 # alpha 32, bootstrapping from epoch 106.
 PROTOCOLS: dict[str, Protocol] = {
-    "spiral": Protocol(epochs=300, batch_size=24, lr=0.03, milestones=(100, 250), alpha=2.0,
+    "spiral": Protocol(epochs=300, batch_size=24, lr=0.03, milestones=(100, 250), alpha=32.0,
                        warmup_epochs=105, eval_batch_size=1000),
     "cifar10": Protocol(epochs=300, batch_size=128, lr=0.1, milestones=(100, 250), weight_decay=1e-4,
                         alpha=32.0, warmup_epochs=105, eval_batch_size=1000),
     # A CPU-sized schedule for the MNIST family (issue 4, docs/fashion-mnist.md): the CIFAR shape
-    # (lr / 10 at 1/3 and 5/6 of the run, bootstrapping from just after the first decay) in 15
+    # (lr / 10 at 1/3 and 5/6 of the run, bootstrapping from just after the first decay) in 12
     # epochs, so that `reproduce fashion-mnist` (72 runs on 10k images) fits in an hour on 2 cores.
-    "fashion-mnist": Protocol(epochs=15, batch_size=128, lr=0.05, milestones=(5, 12), weight_decay=1e-4,
-                              alpha=8.0, warmup_epochs=5, eval_batch_size=500),
+    "fashion-mnist": Protocol(epochs=12, batch_size=128, lr=0.05, milestones=(4, 10), weight_decay=1e-4,
+                              alpha=8.0, warmup_epochs=4, eval_batch_size=500),
     # The image+tokens benchmark (latentmix.data.multimodal, `reproduce multimodal`): same shape.
-    "fashion-mnist-multimodal": Protocol(epochs=15, batch_size=128, lr=0.05, milestones=(5, 12), weight_decay=1e-4,
-                                         alpha=8.0, warmup_epochs=5, eval_batch_size=500),
+    "fashion-mnist-multimodal": Protocol(epochs=12, batch_size=128, lr=0.05, milestones=(4, 10), weight_decay=1e-4,
+                                         alpha=8.0, warmup_epochs=4, eval_batch_size=500),
     "arrays": Protocol(epochs=50, batch_size=64, lr=0.05, milestones=(25, 40), weight_decay=1e-4,
                        alpha=2.0, warmup_epochs=15, eval_batch_size=2000),
 }
@@ -262,7 +263,7 @@ def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
     """
     noise_seed = config.seed if config.noise_seed is None else config.noise_seed
     clean = dataset.train_labels.cpu()
-    if config.noisy_labels_file:
+    if config.noisy_labels_file and not (config.data and dataset.given_noisy_labels is not None):
         return labels_from_file(config.noisy_labels_file, clean_labels=clean if dataset.train_labels_clean else None,
                                 num_classes=dataset.num_classes)
     if dataset.given_noisy_labels is not None:
@@ -359,36 +360,45 @@ class Tracked:
 @torch.no_grad()
 def track_training_losses(
     model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs],
-    batch_size: int, autocast: Callable = nullcontext,
+    batch_size: int, autocast: Callable = nullcontext, dist: DistContext = ONE_PROCESS,
 ) -> Tracked:
     """[A] ``track_training_loss``: the whole training set once, eval mode, no gradients, each
-    sample's cross-entropy against its given label (and its predicted class)."""
+    sample's cross-entropy against its given label (and its predicted class).
+
+    Data-parallel (`dist`): each process forwards its shard of every batch and the results are
+    gathered into sample order, so every process holds all N values. The transform sees the whole
+    batch, so a random (training) transform draws as in one process and the streams stay equal."""
     was_training = model.training
     model.eval()
-    losses, predictions = [], []
+    losses, predictions, held = [], [], []
     for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
+        part = dist.shard(len(index))
         with autocast():
-            logits = model(transform(index_inputs(inputs, index)))
+            logits = model(index_inputs(transform(index_inputs(inputs, index)), part))
         logits = logits.float()
-        losses.append(F.cross_entropy(logits, labels[index], reduction="none"))
+        losses.append(F.cross_entropy(logits, labels[index[part]], reduction="none"))
         predictions.append(logits.argmax(dim=1))
+        held.append(index[part])
     model.train(was_training)
-    return Tracked(torch.cat(losses), torch.cat(predictions))
+    held = torch.cat(held)
+    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]),
+                   dist.gather_by_index(torch.cat(predictions), held, labels.shape[0]))
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs],
-             batch_size: int, autocast: Callable = nullcontext) -> torch.Tensor:
-    """Accuracy (as a 0-dim tensor on the device, read once per epoch) in eval mode."""
+             batch_size: int, autocast: Callable = nullcontext, dist: DistContext = ONE_PROCESS) -> torch.Tensor:
+    """Accuracy (as a 0-dim tensor on the device, read once per epoch) in eval mode. Data-parallel
+    (`dist`): each process counts its shard of the samples and the counts are summed."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=labels.device)
-    for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
+    for index in torch.arange(labels.shape[0], device=labels.device)[dist.shard(labels.shape[0])].split(batch_size):
         with autocast():
             logits = model(transform(index_inputs(inputs, index)))
         correct += (logits.argmax(dim=1) == labels[index]).sum()
     model.train(was_training)
-    return correct / labels.shape[0]
+    return dist.all_reduce_sum(correct) / labels.shape[0]
 
 
 @torch.no_grad()
@@ -477,22 +487,33 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict], None]] = None,
+    distributed: Optional[DistContext] = None,
 ) -> RunResult:
     """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
     otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
     `result.json`, `label_issues.csv` and a per-epoch checkpoint are written there (atomically), and
     `resume=True` continues from the last complete epoch. `on_epoch_end(row)` sees each epoch's row
-    (the sweep runner reports intermediate values through it)."""
+    (the sweep runner reports intermediate values through it).
+
+    `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
+    data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
+    and only the main process writes the run folder (docs/distributed.md)."""
     started = time.perf_counter()
-    device = resolve_device(config.device)
+    dist = distributed or single_process(resolve_device(config.device))
+    device = dist.device
     method = config.resolved_method()
     if config.bootstrap_forward not in ("reference", "single"):
         raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: choose reference or single")
     if config.track_transform not in ("train", "eval"):
         raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download)
+        # A user's data file and its per-sample noisy labels are read together, so that the labels
+        # file (one per sample of the file) goes through the same validation split as the data.
+        options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
+                               **options)
     protocol = protocol_for(config, dataset.name)
+    dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
     warmup = protocol.warmup_epochs if method.warmup_epochs is None else method.warmup_epochs
     if config.epochs is not None and method.warmup_epochs is not None:
@@ -542,17 +563,19 @@ def train(
     optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                                 weight_decay=protocol.weight_decay)
     run_path = Path(run_dir) if run_dir is not None else None
+    out_path = run_path if dist.is_main else None  # the folder this process writes: main process only
     metrics: list[dict] = []
     noise_model = None
     start_epoch = 1
-    if run_path is not None:
-        run_path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_path / "config.json", {
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_path / "config.json", {
             "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
             "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
             "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
-            "device": str(device), "amp": amp, "channels_last": channels_last,
+            "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
         })
+    if run_path is not None:  # every process resumes from the same checkpoint
         checkpoint_path = run_path / CHECKPOINT_NAME
         if resume and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path, device)
@@ -567,8 +590,9 @@ def train(
                                   "config makes; resume with the same config or start a new run folder")
             start_epoch = state["epoch"] + 1
 
+    train_mixer = dist.wrap_mixer(mixer)  # data-parallel: the mixed forward runs through DDP
     epochs = range(start_epoch, protocol.epochs + 1)
-    bar = _progress_bar(epochs, progress, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
+    bar = _progress_bar(epochs, progress and dist.is_main, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
     tracked = None
     model.train()
     for epoch in bar:
@@ -579,15 +603,18 @@ def train(
         bootstrapping = method.corrects and epoch > warmup and noise_model is not None
 
         # ---- train one epoch; the loss is summed on the device and read once at the end ----
+        # (data-parallel: every process draws the same global batches and mixing draws, augments
+        # the whole batch, and trains on its shard; mixup partners come from within the shard)
         loss_sum = torch.zeros((), device=device)
-        batches = batch_indices(dataset.num_train, protocol.batch_size, streams.order, device)
+        batches = dist.even_batches(batch_indices(dataset.num_train, protocol.batch_size, streams.order, device))
         mix_draws = draw_epoch_mixing(eligible_layers, alpha, len(batches), protocol.batch_size, streams.mixing)
         for step, index in enumerate(batches):
-            x = augment(index_inputs(dataset.train_inputs, index))
-            y = noisy_labels[index]
-            plan = mix_draws.plan(step, y.shape[0], device)
+            shard = dist.shard(len(index))
+            x = index_inputs(augment(index_inputs(dataset.train_inputs, index)), shard)
+            y = noisy_labels[index[shard]]
+            plan = mix_draws.plan(step, y.shape[0], device, offset=shard.start)
             loss = training_step(
-                mixer, forward_model, optimizer, method, x, y, plan,
+                train_mixer, forward_model, optimizer, method, x, y, plan,
                 noise_model=noise_model if bootstrapping else None,
                 bootstrap_forward=config.bootstrap_forward, autocast=autocast,
             )
@@ -595,13 +622,14 @@ def train(
 
         # ---- track per-sample losses, fit the noise model, evaluate ----
         val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
-                           protocol.eval_batch_size, autocast)
-        row = {"epoch": epoch, "lr": lr, "train_loss": float(loss_sum) / dataset.num_train,
+                           protocol.eval_batch_size, autocast, dist=dist)
+        num_seen = sum(len(index) for index in batches)
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(dist.all_reduce_sum(loss_sum)) / num_seen,
                "val_acc": float(val_acc), "train_acc_noisy": None, "train_acc_clean": None,
                "bootstrapping": bootstrapping}
         if tracks_at(epoch, config, method, protocol):
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                            protocol.eval_batch_size, autocast)
+                                            protocol.eval_batch_size, autocast, dist=dist)
             noise_model = fit_run_noise_model(config, tracked.losses)
             row["train_acc_noisy"] = float((tracked.predictions == noisy_labels).float().mean())
             if clean_known:
@@ -617,11 +645,11 @@ def train(
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
         if progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.3f}")
-        if run_path is not None and config.checkpoint:
+        if out_path is not None and config.checkpoint:
             # Per-epoch files make an interrupted run resumable; runs too short to need it (a grid
             # of tiny models) skip them and write metrics.csv once at the end.
-            atomic_write_csv(run_path / "metrics.csv", metrics, METRIC_FIELDS)
-            atomic_torch_save(run_path / CHECKPOINT_NAME, {
+            atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
+            atomic_torch_save(out_path / CHECKPOINT_NAME, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
                 "noise_model": {"kind": config.noise_model, "state": noise_model.state_dict()},
@@ -631,7 +659,7 @@ def train(
 
     if tracked is None:  # resumed a finished run: recompute the final per-sample view
         tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                        protocol.eval_batch_size, autocast)
+                                        protocol.eval_batch_size, autocast, dist=dist)
         noise_model = fit_run_noise_model(config, tracked.losses)
     val_accs = [row["val_acc"] for row in metrics]
     best_index = int(np.argmax(val_accs))
@@ -643,10 +671,10 @@ def train(
         is_noisy=is_noisy.cpu().numpy() if clean_known else None,
         run_dir=run_path, model=model, wall_time_s=time.perf_counter() - started,
     )
-    if run_path is not None:
-        atomic_write_csv(run_path / "metrics.csv", metrics, METRIC_FIELDS)
-        write_label_issues(run_path / "label_issues.csv", result)
-        atomic_write_json(run_path / "result.json", result.summary())
+    if out_path is not None:
+        atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
+        write_label_issues(out_path / "label_issues.csv", result)
+        atomic_write_json(out_path / "result.json", result.summary())
     return result
 
 

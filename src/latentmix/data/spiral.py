@@ -26,7 +26,7 @@ from latentmix.data import Dataset
 from latentmix.errors import ConfigError
 
 DEFAULT_TURNS = 1.75
-DEFAULT_POINT_NOISE = 0.07
+DEFAULT_POINT_NOISE = 0.15
 
 
 def make_spiral_points(

@@ -37,7 +37,6 @@ import csv
 import json
 import re
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -88,7 +87,8 @@ _METHOD_RE = re.compile(r"^([a-z0-9-]+)(?:\(([0-9,\- ]+)\))?$")
 def _grid_methods(text: Optional[str], default: Sequence[str], deep_layers: str,
                   default_layers: Optional[str] = None) -> tuple[GridMethod, ...]:
     """Parse --methods ("ce,m-dyr-h,lr-m(1-2)") into grid rows. "dlr-m-dyr-h" gets `deep_layers`;
-    with `default_layers`, every mixing preset without explicit layers gets them (multimodal)."""
+    with `default_layers`, every layer-range preset (lr-m, lr-m-dyr-h, ...) without explicit layers
+    gets them (multimodal); input mixup (m, m-dyr-*) keeps layer 0 and is refused by the trainer."""
     names = default if not text else tuple(p.strip().lower() for p in text.split(",") if p.strip())
     if not names:
         raise ConfigError(f"--methods must name methods like ce,m-dyr-h, got {text!r}")
@@ -102,8 +102,8 @@ def _grid_methods(text: Optional[str], default: Sequence[str], deep_layers: str,
         method = get_method(preset, layers=layers)  # a clear error for an unknown name, now
         if layers is None and preset == "dlr-m-dyr-h":
             layers = deep_layers
-        elif layers is None and default_layers is not None and method.mixes:
-            layers = default_layers
+        elif layers is None and default_layers is not None and len(method.mix_layers) > 1:
+            layers = default_layers  # a range preset (lr-*) moves to the given range; m / m-dyr-* keep layer 0
         rows.append(GridMethod(preset, layers=layers))
     return tuple(rows)
 
@@ -175,7 +175,8 @@ def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, al
     rows = _grid_methods(methods, FASHION_METHODS, deep_layers=f"1-{_mix_point_count(model)}")
     base = RunConfig(dataset="fashion-mnist", data_dir=str(data_dir), epochs=epochs, alpha=alpha,
                      model=None if model in (None, "small-cnn") else model, width=float(width), device=device,
-                     checkpoint=True)
+                     # channels-last: a ~35% faster CNN training step on the CPU (docs/fashion-mnist.md)
+                     channels_last=model in (None, "small-cnn"), checkpoint=True)
     name = "fashion-mnist-table1" + ("" if base.model is None else f"-{base.model}")
     return Grid(name=name, dataset="fashion-mnist", methods=rows, noise_rates=tuple(noise_rates),
                 seeds=tuple(range(seeds)), base=base)
@@ -355,7 +356,7 @@ def multimodal_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Optiona
     from latentmix.data.multimodal import NAME
 
     rows = _grid_methods(methods, MULTIMODAL_METHODS, deep_layers=MULTIMODAL_LAYERS, default_layers=MULTIMODAL_LAYERS)
-    base = RunConfig(dataset=NAME, epochs=epochs, alpha=alpha, device=device, checkpoint=True)
+    base = RunConfig(dataset=NAME, epochs=epochs, alpha=alpha, device=device, channels_last=True, checkpoint=True)
     return Grid(name="fashion-mnist-multimodal", dataset=NAME, methods=rows, noise_rates=tuple(noise_rates),
                 seeds=tuple(range(seeds)), base=base)
 

@@ -31,8 +31,11 @@ def run_grid(grid: Grid, out_dir: Path, *, storage: Optional[str] = None, worker
     finished run (with ``row``, ``run_id`` and ``run_dir``), in grid order."""
     from latentmix.sweep import run_sweep
 
-    return run_sweep(grid.name, grid.runs(), Path(out_dir), storage=storage, workers=workers, vectorized=vectorized,
-                     progress=progress)
+    configs = grid.runs()
+    # One worker takes every pending run of a shape into one population: the per-step overhead is
+    # then paid once for the whole grid (sweeps shared between machines use smaller populations).
+    return run_sweep(grid.name, configs, Path(out_dir), storage=storage, workers=workers, vectorized=vectorized,
+                     population_size=max(1, len(configs) // max(1, workers)), progress=progress)
 
 
 def run_grid_sequential(grid: Grid, out_dir: Path, progress: bool = True,

@@ -1,0 +1,216 @@
+"""Python API: train any `nn.Module` with latent mixup and loss correction on tensors you hold.
+
+Example (a text model whose token ids cannot be mixed, so mixing starts at the embeddings)::
+
+    from latentmix import fit
+
+    result = fit(model, train_tokens, train_labels, val_inputs=val_tokens, val_labels=val_labels,
+                 method="lr-m-dyr-h", mix_points=["embed", "encoder"], layers="1-2", epochs=20)
+    result.best_val_acc, result.p_noisy  # accuracy and each training sample's P(label is wrong)
+
+`fit` builds a `latentmix.data.Dataset` from the tensors and calls `latentmix.training.train`, the
+same loop as the command line; the optimisation schedule is the ``"arrays"`` protocol of
+`latentmix.training.PROTOCOLS` (SGD, momentum 0.9) unless overridden here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from latentmix.data import Dataset, map_inputs
+from latentmix.errors import ConfigError
+from latentmix.training import RunConfig, RunResult, train
+
+__all__ = ["fit", "dataset_from_tensors"]
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
+InputsLike = Union[torch.Tensor, np.ndarray, Mapping[str, Any], tuple]
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - anything numpy cannot read
+        raise ConfigError(f"{what} must be a tensor or an array, got {type(value).__name__}") from exc
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ConfigError(f"{what} must be numeric, got dtype {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _as_inputs(value: Any, what: str) -> Any:
+    if isinstance(value, Mapping):
+        if not value:
+            raise ConfigError(f"{what} is an empty dict; give one tensor per modality")
+        return {str(key): _as_tensor(item, f"{what}[{key!r}]") for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_as_tensor(item, f"{what}[{i}]") for i, item in enumerate(value))
+    return _as_tensor(value, what)
+
+
+def _lengths(inputs: Any) -> list[int]:
+    lengths: list[int] = []
+
+    def note(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0:
+            raise ConfigError("inputs need a sample axis: got a scalar tensor")
+        lengths.append(int(t.shape[0]))
+        return t
+
+    map_inputs(inputs, note)
+    return lengths
+
+
+def _labels(value: Any, what: str, n: int) -> torch.Tensor:
+    labels = _as_tensor(value, what)
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.dim() != 1:
+        raise ConfigError(f"{what} must be 1-D class ids, got shape {tuple(labels.shape)}")
+    if torch.is_floating_point(labels):
+        if not bool(torch.isfinite(labels).all()) or not bool((labels == labels.round()).all()):
+            raise ConfigError(f"{what} must be integer class ids, got non-integral values")
+    elif labels.dtype == torch.bool:
+        labels = labels.long()
+    labels = labels.long()
+    if labels.shape[0] != n:
+        raise ConfigError(f"length mismatch: {what} has {labels.shape[0]} entries but the inputs have {n} samples")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ConfigError(f"{what} must be class ids >= 0, found {int(labels.min())}")
+    return labels
+
+
+def dataset_from_tensors(
+    train_inputs: InputsLike, train_labels: ArrayLike, val_inputs: InputsLike, val_labels: ArrayLike, *,
+    num_classes: Optional[int] = None, clean_labels: Optional[ArrayLike] = None, noise: float = 0.0,
+    name: str = "custom",
+) -> Dataset:
+    """A `Dataset` over tensors/arrays (a tensor, a tuple or a dict of them per split); no transforms.
+
+    Label semantics: with `clean_labels`, `train_labels` are your noisy labels and `clean_labels`
+    the truth (noise detection is scored against them); with ``noise > 0``, `train_labels` are
+    taken as clean and synthetic noise is added by the trainer; otherwise `train_labels` are your
+    labels as they are (possibly noisy, no reference)."""
+    train_inputs = _as_inputs(train_inputs, "train_inputs")
+    val_inputs = _as_inputs(val_inputs, "val_inputs")
+    if type(train_inputs) is not type(val_inputs) or (
+            isinstance(train_inputs, dict) and set(train_inputs) != set(val_inputs)):
+        raise ConfigError("val_inputs must have the same structure as train_inputs (the same dict keys / tuple length)")
+    n_train, n_val = _lengths(train_inputs), _lengths(val_inputs)
+    if len(set(n_train)) != 1:
+        raise ConfigError(f"train_inputs disagree on the number of samples: {n_train}")
+    if len(set(n_val)) != 1:
+        raise ConfigError(f"val_inputs disagree on the number of samples: {n_val}")
+    n, m = n_train[0], n_val[0]
+    if n < 2:
+        raise ConfigError(f"need at least 2 training samples (mixup pairs samples), got {n}")
+    given = _labels(train_labels, "train_labels", n)
+    val = _labels(val_labels, "val_labels", m)
+    clean = _labels(clean_labels, "clean_labels", n) if clean_labels is not None else None
+    if clean is not None and noise > 0:
+        raise ConfigError("give either clean_labels (your labels are already noisy) or noise > 0 (add synthetic "
+                          "noise to clean labels), not both")
+    if not 0.0 <= float(noise) <= 1.0:
+        raise ConfigError(f"noise must be in [0, 1], got {noise}")
+    max_label = max(int(t.max()) for t in (given, val, clean) if t is not None and t.numel())
+    if num_classes is None:
+        num_classes = max(max_label + 1, 2)
+    elif int(num_classes) < 2 or max_label >= int(num_classes):
+        raise ConfigError(f"num_classes={num_classes} does not fit the labels (largest class id {max_label}; "
+                          "need num_classes >= 2 and > every id)")
+    return Dataset(
+        name=name,
+        train_inputs=train_inputs,
+        train_labels=clean if clean is not None else given,
+        val_inputs=val_inputs,
+        val_labels=val,
+        num_classes=int(num_classes),
+        train_labels_clean=clean is not None or noise > 0,
+        given_noisy_labels=given if clean is not None else None,
+        info={"source": "tensors"},
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_inputs: InputsLike,
+    train_labels: ArrayLike,
+    *,
+    val_inputs: InputsLike,
+    val_labels: ArrayLike,
+    method: str = "lr-m-dyr-h",
+    mix_points: Optional[Sequence] = None,
+    layers: Union[str, Sequence[int], None] = None,
+    num_classes: Optional[int] = None,
+    epochs: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    lr: Optional[float] = None,
+    noise: float = 0.0,
+    clean_labels: Optional[ArrayLike] = None,
+    seed: int = 0,
+    device: str = "auto",
+    run_dir: Optional[Union[str, os.PathLike]] = None,
+    progress: bool = True,
+    **settings: Any,
+) -> RunResult:
+    """Train `model` on the given tensors with a method of `latentmix.methods` and return the result.
+
+    Args:
+        model: any `nn.Module` whose forward takes the inputs as one argument (a tensor, a tuple or a
+            dict of tensors) and returns logits (N, C). It is trained in place (and moved to `device`).
+        train_inputs / val_inputs: tensors or numpy arrays (or a tuple / dict of them), N and M samples.
+            They reach the model as given: normalise them yourself.
+        train_labels / val_labels: class ids 0..C-1, shapes (N,) and (M,).
+        method: a preset (``ce``, ``m``, ``lr-m``, ``m-dyr-s``, ``m-dyr-h``, ``lr-m-dyr-s``,
+            ``lr-m-dyr-h``, ...). Its eligible layers are overridden by `layers`.
+        mix_points: submodule names (or tuples of names) whose outputs are mix layers 1, 2, ...;
+            default: the model's ``mix_points`` attribute. Not needed for ``ce``.
+        layers: eligible mix layers, e.g. ``"1-2"`` or ``[1, 2]`` (0 = the input; refused when the
+            inputs hold integer token ids).
+        num_classes: C (default: largest label + 1).
+        epochs / batch_size / lr: override the ``"arrays"`` protocol (50 epochs, batch 64, lr 0.05;
+            the lr milestones and the bootstrapping warm-up scale with `epochs`).
+        noise: add this rate of synthetic symmetric noise to `train_labels` (taken as clean).
+        clean_labels: the true labels when `train_labels` are already noisy (scores noise detection).
+        seed: seeds data order, mixing and synthetic noise (the model's initialisation is yours).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        run_dir: when given, config.json, metrics.csv, result.json, label_issues.csv and checkpoints
+            are written there.
+        progress: show a progress bar.
+        **settings: any other `RunConfig` field (``alpha``, ``warmup_epochs``, ``weight_decay``,
+            ``correction``, ``reg_weight``, ``bootstrap_forward``, ``noise_kind``, ...).
+
+    Returns a `RunResult`: ``best_val_acc``, ``last_val_acc``, per-epoch ``metrics``, per-sample
+    ``p_noisy`` (probability that each training label is wrong, from the final noise model),
+    ``predictions``, the ``noisy_labels`` trained on, ``is_noisy`` (when known) and the ``model``.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
+                                   clean_labels=clean_labels, noise=noise, name=str(settings.pop("name", "custom")))
+    if layers is not None and not isinstance(layers, str):
+        layers = ",".join(str(int(layer)) for layer in layers)
+    reserved = {"dataset", "data", "data_dir", "method", "layers", "noise", "seed", "epochs", "batch_size", "lr",
+                "device", "model", "width", "download"}
+    clash = sorted(set(settings) & reserved)
+    if clash:
+        raise ConfigError(f"fit() sets {', '.join(clash)} itself; pass them as its own arguments")
+    values = dict(dataset=dataset.name, method=method, layers=layers, noise=float(noise), seed=int(seed),
+                  epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                  checkpoint=run_dir is not None, **settings)
+    config = RunConfig.from_dict(values)
+    method_obj = config.resolved_method()
+    if mix_points is None and getattr(model, "mix_points", None) is None:
+        if method_obj.mixes and any(layer > 0 for layer in method_obj.mix_layers):
+            raise ConfigError(
+                f"method {method_obj.name} mixes hidden layers {list(method_obj.mix_layers)}, but {type(model).__name__} "
+                "has no `mix_points` attribute: pass mix_points=[...] naming the submodules whose outputs are layers 1, 2, ..."
+            )
+        mix_points = ()
+    return train(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, progress=progress)
