@@ -13,8 +13,7 @@ from latentmix.data.idx import load_mnist_like, write_idx
 from latentmix.data.multimodal import image_tokens, load_fashion_multimodal, multimodal_from_images
 from latentmix.errors import ConfigError
 from latentmix.experiments.fashion import (
-    FASHION_METHODS, build_multimodal_model, fashion_grid, multimodal_grid, prepare_fashion_subset,
-    run_multimodal_grid,
+    FASHION_METHODS, fashion_grid, multimodal_grid, prepare_fashion_subset,
 )
 from latentmix.training import PROTOCOLS, RunConfig, train
 
@@ -153,18 +152,24 @@ def test_multimodal_dataset_shapes_range_determinism(idx_dir):
 
 
 def test_multimodal_one_epoch_fusion_run(idx_dir, tmp_path):
-    dataset = load_fashion_multimodal(idx_dir)
-    grid = multimodal_grid(seeds=1, epochs=1, noise_rates=(0.2,), device="cpu")
+    from latentmix.experiments.runner import run_grid
+
+    grid = multimodal_grid(seeds=1, epochs=1, noise_rates=(0.2,), device="cpu", data_dir=str(idx_dir))
     assert [(m.method, m.layers) for m in grid.methods] == [("ce", None), ("lr-m", "1-3"), ("lr-m-dyr-h", "1-3")]
-    results = run_multimodal_grid(grid, tmp_path / "mm", dataset, progress=False)
+    results = run_grid(grid, tmp_path / "mm", vectorized=False, progress=False)
     assert [r["row"] for r in results] == ["ce", "lr-m(1-3)", "lr-m-dyr-h(1-3)"]
     assert all(r["epochs"] == 1 and r["detection_auc"] is not None for r in results)
     assert (tmp_path / "mm" / "runs" / "lr-m_L1-3_n0.2_s0" / "result.json").exists()
 
 
 def test_multimodal_refuses_layer_zero(idx_dir):
+    from latentmix.models import build_model
+    from latentmix.models.small import ImageEncoder
+
     dataset = load_fashion_multimodal(idx_dir)
-    model = build_multimodal_model(dataset, seed=0)
+    model = build_model(None, dataset)
+    image_encoder = model.get_submodule("encoders.image")
+    assert isinstance(image_encoder, ImageEncoder) and image_encoder.net[0].out_channels == 8  # the declared width
     assert len(model.mix_points) == 3 and model.mix_points[0] == ("encoders.image", "encoders.tokens")
     for method, layers in (("m", None), ("lr-m-dyr-h", None), ("lr-m", "0-3")):
         config = RunConfig(dataset=dataset.name, method=method, layers=layers, epochs=1, device="cpu")

@@ -28,17 +28,6 @@ __all__ = [
 ]
 
 
-def _per_sample_ce(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -log_probs.gather(1, targets[:, None]).squeeze(1)
-
-
-def _mixed_halves(plan: MixPlan, per_sample_a: torch.Tensor, per_sample_b_fn) -> torch.Tensor:
-    """``lam * mean(a) + (1 - lam) * mean(b)``, where b is only computed when the batch is mixed."""
-    if not plan.mixes:
-        return per_sample_a.mean()
-    return plan.lam * per_sample_a.mean() + (1.0 - plan.lam) * per_sample_b_fn().mean()
-
-
 def hard_bootstrapping_loss(
     logits: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor, w: torch.Tensor, plan: MixPlan
 ) -> torch.Tensor:
@@ -54,12 +43,17 @@ def hard_bootstrapping_loss(
     log_probs = F.log_softmax(logits, dim=1)
     z = clean_logits.detach().argmax(dim=1)
     w = w.detach()
-
-    def side(index: torch.Tensor | None) -> torch.Tensor:
-        labels, predictions, weights = (y, z, w) if index is None else (y[index], z[index], w[index])
-        return (1.0 - weights) * _per_sample_ce(log_probs, labels) + weights * _per_sample_ce(log_probs, predictions)
-
-    return _mixed_halves(plan, side(None), lambda: side(plan.perm))
+    if not plan.mixes:
+        targets, weights = torch.stack([y, z], dim=1), torch.stack([1.0 - w, w], dim=1)
+        side_weights = torch.ones(1, 2, device=logits.device)
+    else:
+        # All four cross-entropies (y, z and their partners') in one gather, weighted per side.
+        perm = plan.perm
+        targets = torch.stack([y, z, y[perm], z[perm]], dim=1)
+        weights = torch.stack([1.0 - w, w, 1.0 - w[perm], w[perm]], dim=1)
+        side_weights = torch.tensor([[plan.lam, plan.lam, 1.0 - plan.lam, 1.0 - plan.lam]], device=logits.device)
+    per_sample = -log_probs.gather(1, targets) * weights  # (B, 2 or 4)
+    return (per_sample.mean(dim=0) * side_weights).sum()
 
 
 def soft_bootstrapping_loss(

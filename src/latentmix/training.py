@@ -24,10 +24,10 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -401,6 +401,25 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: 
     return dist.all_reduce_sum(correct) / labels.shape[0]
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for one forward, then train mode again.
+
+    Same effect as ``model.eval()`` / ``model.train()``, which walk the module tree through
+    `nn.Module.__setattr__` (about 0.1 ms each for the spiral MLP, a tenth of its whole training
+    step); bootstrapping switches twice per batch, so the flags are set directly.
+    """
+    modules = list(model.modules())
+    for module in modules:
+        module.__dict__["training"] = False
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.__dict__["training"] = True
+
+
+
 @torch.no_grad()
 def bootstrapping_inputs(
     model: nn.Module, x: Inputs, y: torch.Tensor, noise_model: Any, mode: str, autocast: Callable = nullcontext,
@@ -416,15 +435,13 @@ def bootstrapping_inputs(
     if mode == "reference":
         with autocast():
             clean_logits = model(x).float()
-        model.eval()
-        with autocast():
-            eval_logits = model(x).float()
-        model.train()
+        with eval_mode(model):
+            with autocast():
+                eval_logits = model(x).float()
     elif mode == "single":
-        model.eval()
-        with autocast():
-            clean_logits = eval_logits = model(x).float()
-        model.train()
+        with eval_mode(model):
+            with autocast():
+                clean_logits = eval_logits = model(x).float()
     else:
         raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose reference or single")
     losses = F.cross_entropy(eval_logits, y, reduction="none")

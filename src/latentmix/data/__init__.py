@@ -90,7 +90,7 @@ def index_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
     return map_inputs(inputs, lambda t: t[index])
 
 
-DATASETS = ("spiral", "cifar10", "fashion-mnist", "mnist", "kmnist", "arrays")
+DATASETS = ("spiral", "cifar10", "fashion-mnist", "mnist", "kmnist", "fashion-mnist-multimodal", "arrays")
 
 
 def load_dataset(name: str, *, data_dir: Optional[str] = None, data_path: Optional[str] = None,
@@ -115,6 +115,10 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, data_path: Option
         from latentmix.data.idx import load_mnist_like
 
         return load_mnist_like(data_dir, name=key, **options) if data_dir else load_mnist_like(name=key, **options)
+    if key == "fashion-mnist-multimodal":
+        from latentmix.data.multimodal import load_benchmark
+
+        return load_benchmark(data_dir)
     if key == "arrays":
         from latentmix.data.arrays import load_arrays
 

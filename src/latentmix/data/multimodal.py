@@ -35,6 +35,10 @@ __all__ = ["DEFAULT_GRID", "DEFAULT_LEVELS", "image_tokens", "multimodal_from_im
 DEFAULT_GRID = 7
 DEFAULT_LEVELS = 16
 NAME = "fashion-mnist-multimodal"
+DEFAULT_TRAIN_SIZE = 10_000  # the benchmark's training subset (seed 0), as the Fashion-MNIST table's
+# The image encoder of the benchmark's fusion model: conv widths 8 and 16, flattened map (see
+# `latentmix.models.small.ImageEncoder`); a data set declares it in info["modalities"].
+IMAGE_ENCODER_WIDTH = 8
 
 
 def image_tokens(images: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID, levels: int = DEFAULT_LEVELS) -> np.ndarray:
@@ -83,7 +87,7 @@ def multimodal_from_images(image_dataset: Dataset, grid: int = DEFAULT_GRID, lev
         "image_source": dict(image_dataset.info),
         "input_kinds": {"image": "image", "tokens": "tokens"},
         "vocab_sizes": {"tokens": int(levels)},
-        "modalities": {"image": {"kind": "image", "shape": shape},
+        "modalities": {"image": {"kind": "image", "shape": shape, "width": IMAGE_ENCODER_WIDTH, "pooling": "flatten"},
                        "tokens": {"kind": "tokens", "vocab_size": int(levels)}},
         "token_grid": int(grid),
         "token_levels": int(levels),
@@ -115,3 +119,14 @@ def load_fashion_multimodal(root: str | os.PathLike | None = None, *, train_size
     images = load_mnist_like(root, name="fashion-mnist", train_size=train_size, val_size=val_size,
                              seed=seed if (train_size or val_size) else None)
     return multimodal_from_images(images, grid=grid, levels=levels)
+
+
+def load_benchmark(root: str | os.PathLike | None = None) -> Dataset:
+    """The benchmark's data set: `DEFAULT_TRAIN_SIZE` training images drawn with seed 0 (all of
+    them when the folder holds fewer, as the tests' tiny IDX files do) and the whole test set."""
+    from latentmix.data.idx import load_mnist_like
+
+    images = load_mnist_like(root, name="fashion-mnist")
+    if images.num_train > DEFAULT_TRAIN_SIZE:
+        images = load_mnist_like(root, name="fashion-mnist", train_size=DEFAULT_TRAIN_SIZE, seed=0)
+    return multimodal_from_images(images)

@@ -25,9 +25,9 @@ multimodal: latent mixup when the input cannot be mixed
 it (7x7 cell means quantised to 16 levels). A `FusionNet` (image encoder + token encoder, two fusion
 layers) is trained with CE, input-free latent mixup (LR-M over layers 1-3: the encoder outputs, mixed
 together, and the two fusion layers) and the same with hard bootstrapping (LR-M-DYR-H, layers 1-3).
-Layer 0 is refused: the token ids are integers. The fusion model's image encoder is narrower than
-the library default (``MULTIMODAL_IMAGE_WIDTH``), which a `RunConfig` cannot name, so these runs are
-trained here with the data set and model passed to `train` (same folder layout, same resumption).
+Layer 0 is refused: the token ids are integers. The data set (``--dataset fashion-mnist-multimodal``)
+declares its image encoder (width 8, flattened map) in its modality specs, so its runs are ordinary
+`RunConfig`s through the same grid runner as every table.
 """
 
 from __future__ import annotations
@@ -48,20 +48,21 @@ from latentmix.experiments import Grid, GridMethod, paper, row_label, run_id
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
 from latentmix.report import markdown_table, results_csv_rows
+from latentmix.data import load_dataset
+from latentmix.data.multimodal import DEFAULT_TRAIN_SIZE as MULTIMODAL_TRAIN_SIZE, IMAGE_ENCODER_WIDTH, NAME
+from latentmix.experiments.runner import run_grid
 from latentmix.training import RunConfig
 
 __all__ = [
     "FASHION_TRAIN_SIZE", "FASHION_WIDTH", "SUBSET_SEED", "FASHION_METHODS", "MULTIMODAL_METHODS",
-    "MULTIMODAL_TRAIN_SIZE", "MULTIMODAL_IMAGE_WIDTH", "prepare_fashion_subset", "fashion_grid",
-    "multimodal_grid", "build_multimodal_model", "run_multimodal_grid", "write_tables", "write_curves",
+    "MULTIMODAL_TRAIN_SIZE", "prepare_fashion_subset", "fashion_grid",
+    "multimodal_grid", "write_tables", "write_curves",
     "reproduce_fashion_mnist", "reproduce_multimodal",
 ]
 
 FASHION_TRAIN_SIZE = 10_000
 FASHION_WIDTH = 0.25
 SUBSET_SEED = 0
-MULTIMODAL_TRAIN_SIZE = 10_000
-MULTIMODAL_IMAGE_WIDTH = 8
 
 NOISE_RATES = paper.TABLE1_NOISE  # 0, 20, 50, 80 %
 
@@ -183,13 +184,9 @@ def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, al
 
 
 def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
-    """Through the project's grid runner (the store-backed `run_grid` when present)."""
-    from latentmix.experiments import runner
+    from latentmix.experiments.runner import run_grid
 
-    run_grid = getattr(runner, "run_grid", None)
-    if run_grid is not None and not sequential:
-        return run_grid(grid, out, progress=progress)
-    return runner.run_grid_sequential(grid, out, progress=progress)
+    return run_grid(grid, out, vectorized=not sequential, progress=progress)
 
 
 def _check_common(args: argparse.Namespace) -> tuple[Optional[float], str]:
@@ -306,122 +303,55 @@ def write_curves(results: Sequence[dict], out: Path, rows: Sequence[str], noise_
 # --------------------------------------------------------------------------------------------
 
 
-class SpatialImageEncoder(torch.nn.Module):
-    """(N, C, H, W) -> (N, out_features): the SmallCNN's blocks as an encoder, conv3x3(width)-BN-ReLU-
-    maxpool2, conv3x3(2*width)-BN-ReLU-maxpool2, flatten, Linear + ReLU. Unlike the library's
-    `ImageEncoder` (global average pooling) it keeps where things are, which Fashion-MNIST's
-    classes need: at width 8 the library encoder learns far more slowly (docs/fashion-mnist.md)."""
-
-    def __init__(self, in_channels: int, width: int = MULTIMODAL_IMAGE_WIDTH, out_features: int = 64,
-                 image_size: Sequence[int] = (28, 28)) -> None:
-        super().__init__()
-        from torch import nn
-
-        h, w = (int(s) for s in image_size)
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), out_features), nn.ReLU(),
-        )
-        self.out_features = out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        return self.net(x.float())
-
-
-def build_multimodal_model(dataset, seed: int = 0, image_width: int = MULTIMODAL_IMAGE_WIDTH) -> torch.nn.Module:
-    """The benchmark's `FusionNet`: image encoder `SpatialImageEncoder` (width `image_width`) and the
-    library's token encoder (embedding 32 + conv 64 + max pooling), each to 64 features, then
-    fusion1/fusion2 (128) and the head. Mix layers: 1 = both encoder outputs (one lam, one
-    permutation), 2 = fusion1, 3 = fusion2. Initialised from `seed` without touching the global RNG."""
-    from latentmix.models.small import FusionNet
-
-    modalities = dataset.info["modalities"]
-    image_shape = tuple(modalities["image"]["shape"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = FusionNet({"image": modalities["image"], "tokens": modalities["tokens"]}, dataset.num_classes)
-        model.encoders["image"] = SpatialImageEncoder(image_shape[0], width=int(image_width), out_features=64,
-                                                      image_size=image_shape[1:])
-    return model
-
-
 def multimodal_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
                     noise_rates: Sequence[float] = NOISE_RATES, methods: Optional[str] = None,
-                    device: str = "auto") -> Grid:
+                    device: str = "auto", data_dir: Optional[str] = None) -> Grid:
     """CE, LR-M (1-3) and LR-M-DYR-H (1-3) on the image+tokens set (mixing presets get layers 1-3
     unless --methods names others; a layer-0 range is refused when the run starts)."""
-    from latentmix.data.multimodal import NAME
-
     rows = _grid_methods(methods, MULTIMODAL_METHODS, deep_layers=MULTIMODAL_LAYERS, default_layers=MULTIMODAL_LAYERS)
-    base = RunConfig(dataset=NAME, epochs=epochs, alpha=alpha, device=device, channels_last=True, checkpoint=True)
+    base = RunConfig(dataset=NAME, data_dir=data_dir, epochs=epochs, alpha=alpha, device=device, channels_last=True,
+                     checkpoint=True)
     return Grid(name="fashion-mnist-multimodal", dataset=NAME, methods=rows, noise_rates=tuple(noise_rates),
                 seeds=tuple(range(seeds)), base=base)
-
-
-def run_multimodal_grid(grid: Grid, out: Path, dataset, progress: bool = True,
-                        model_factory: Optional[Callable] = None) -> list[dict]:
-    """Train every run of `grid` without a result.json under ``out/runs/<run_id>`` (resuming an
-    interrupted one from its checkpoint), with `dataset` and a fresh model per run."""
-    from tqdm.auto import tqdm
-
-    from latentmix.experiments.runner import load_finished
-    from latentmix.training import train
-
-    factory = model_factory or (lambda config: build_multimodal_model(dataset, seed=config.seed))
-    results = []
-    configs = grid.runs()
-    bar = tqdm(configs, desc=grid.name, unit="run", disable=not progress, dynamic_ncols=True)
-    for config in bar:
-        run_dir = Path(out) / "runs" / run_id(config)
-        summary = load_finished(run_dir)
-        if summary is None:
-            result = train(config, dataset=dataset, model=factory(config), run_dir=run_dir, resume=True, progress=False)
-            summary = result.summary()
-        results.append({**summary, "row": row_label(config), "run_id": run_id(config), "run_dir": str(run_dir)})
-        if progress:
-            bar.set_postfix(last=f"{summary['best_val_acc']:.3f}")
-    return results
 
 
 def reproduce_multimodal(args: argparse.Namespace) -> int:
     """CE vs input-free latent mixup (layers 1-3) vs latent mixup + hard bootstrapping on the
     image+tokens Fashion-MNIST benchmark; writes table.md, results.csv, runs.csv, summary.json and
     curves into --out (default runs/reproduce-multimodal)."""
-    from latentmix.data.multimodal import load_fashion_multimodal
     from latentmix.experiments.reproduce import _noise_list
 
     width, device = _check_common(args)
-    image_width = MULTIMODAL_IMAGE_WIDTH if width is None else max(4, round(32 * width))
+    if width is not None:
+        raise ConfigError("reproduce multimodal has a fixed fusion model (docs/fashion-mnist.md); --width is not offered")
     if getattr(args, "model", None) not in (None, "fusion"):
         raise ConfigError(f"reproduce multimodal trains the fusion model only; --model {args.model!r} is not offered")
     noise_rates = _noise_list(args.noise, NOISE_RATES)
-    grid = multimodal_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
-                           methods=getattr(args, "methods", None), device=device)
-    out = Path(args.out or "runs/reproduce-multimodal")
-    progress = not getattr(args, "quiet", False)
-    from latentmix.data.idx import DEFAULT_ROOTS, load_mnist_like
+    from latentmix.data.idx import DEFAULT_ROOTS
 
     source = getattr(args, "data_dir", None) or DEFAULT_ROOTS["fashion-mnist"]
-    available = load_mnist_like(source, name="fashion-mnist").num_train
-    n_train = min(MULTIMODAL_TRAIN_SIZE, available)
-    dataset = load_fashion_multimodal(source, train_size=n_train if n_train < available else None, seed=SUBSET_SEED)
+    grid = multimodal_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
+                           methods=getattr(args, "methods", None), device=device, data_dir=str(source))
+    for row in grid.methods:
+        if 0 in get_method(row.method, layers=row.layers).mix_layers:
+            raise ConfigError(f"method {row.row} mixes layer 0 (the input), but the inputs include integer token ids, "
+                              "which cannot be interpolated; choose hidden layers (e.g. lr-m(1-3))")
+    out = Path(args.out or "runs/reproduce-multimodal")
+    progress = not getattr(args, "quiet", False)
+    dataset = load_dataset(NAME, data_dir=str(source))
     started = time.perf_counter()
-    results = run_multimodal_grid(grid, out, dataset, progress=progress,
-                                  model_factory=lambda config: build_multimodal_model(dataset, config.seed, image_width))
+    results = run_grid(grid, out, vectorized=False, progress=progress)
     wall = time.perf_counter() - started
     rows = [_row_of(m) for m in grid.methods]
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     setting = (f"{dataset.num_train} training images + 49 tokens each, {dataset.num_val}-sample test set, FusionNet "
-               f"(image encoder width {image_width}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")
+               f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")
     text = write_tables(results, out, noise_rates, rows, "Fashion-MNIST image+tokens", setting)
     figures = write_curves(results, out, rows, noise_rates, "Fashion-MNIST image+tokens")
     atomic_write_csv(out / "runs.csv", results)
     atomic_write_json(out / "summary.json", {
         "runs": len(results), "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "methods": rows,
-        "noise_rates": list(noise_rates), "train_size": dataset.num_train, "image_width": image_width,
+        "noise_rates": list(noise_rates), "train_size": dataset.num_train, "image_width": IMAGE_ENCODER_WIDTH,
         "token_grid": dataset.info["token_grid"], "token_levels": dataset.info["token_levels"],
         "figures": [p.name for p in figures],
         "mean_run_time_s": float(np.mean([r["wall_time_s"] for r in results if r.get("wall_time_s")]))

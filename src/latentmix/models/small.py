@@ -208,17 +208,28 @@ class TextClassifier(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """(N, C, H, W) -> (N, out_features): two conv3x3-BN-ReLU stages, max-pool between, global average pool."""
+    """(N, C, H, W) -> (N, out_features): two conv3x3-BN-ReLU stages with max-pooling, then
+    `pooling="average"` (global average pool; any image size) or `"flatten"` (a second max-pool and
+    the flattened map, like SmallCNN: keeps *where* things are, which learns much faster on small
+    grey-scale images such as Fashion-MNIST at low width; docs/fashion-mnist.md)."""
 
     def __init__(self, in_channels: int, width: int = 32, out_features: int = 64,
-                 image_size: Union[int, Sequence[int]] = 28) -> None:
+                 image_size: Union[int, Sequence[int]] = 28, pooling: str = "average") -> None:
         super().__init__()
         h, w = _pair(image_size)
         pool: nn.Module = nn.MaxPool2d(2) if min(h, w) >= 2 else nn.Identity()
+        if pooling == "average":
+            head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, out_features)]
+        elif pooling == "flatten":
+            if min(h, w) < 4:
+                raise ConfigError(f"flatten pooling needs images of at least 4x4, got {h}x{w}")
+            head = [nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), out_features)]
+        else:
+            raise ConfigError(f"unknown image pooling {pooling!r}; choose 'average' or 'flatten'")
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), pool,
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, out_features), nn.ReLU(),
+            *head, nn.ReLU(),
         )
         self.out_features = out_features
 
@@ -255,7 +266,8 @@ def _encoder_for(key: str, spec: Mapping[str, Any], encoder_dim: int) -> nn.Modu
                 shape = (1,) + shape
             if len(shape) != 3:
                 raise ConfigError(f"modality {key!r}: image shape must be (C, H, W), got {spec['shape']}")
-            return ImageEncoder(shape[0], out_features=encoder_dim, image_size=shape[1:])
+            return ImageEncoder(shape[0], width=int(spec.get("width", 32)), out_features=encoder_dim,
+                                image_size=shape[1:], pooling=str(spec.get("pooling", "average")))
         if kind == "tokens":
             return TokenEncoder(int(spec["vocab_size"]), embed_dim=int(spec.get("embed_dim", 32)), hidden=encoder_dim)
         if kind == "features":
@@ -401,6 +413,8 @@ def model_for_inputs(dataset_or_inputs: Any, num_classes: Optional[int] = None,
         for key, tensor in inputs.items():
             kind = kinds.get(key) or _infer_kind(tensor)
             specs[key] = _spec_for(key, kind, tensor, others.get(key, []), info)
+            # A data set may declare its encoders (e.g. the image width and pooling of a benchmark).
+            specs[key].update((info.get("modalities") or {}).get(key, {}))
         return FusionNet(specs, num_classes)
 
     raise ConfigError(f"model_for_inputs supports a tensor or a dict of tensors, got {type(inputs).__name__}")
