@@ -29,13 +29,6 @@ WIDTH = 0.0625
 PER_BATCH, NUM_TEST = 8, 16  # 40 training images, 16 test images
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:

@@ -7,17 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from latentmix.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _train_args(out, *extra):

@@ -49,13 +49,8 @@ TIGHT = {"train_loss": 1e-5, "val_acc": 0.0021, "train_acc_noisy": 0.0021, "trai
 # 0.015 AUC, 0.017 train loss; the one-process seed-to-seed spread is 0.019 val acc and 0.016 AUC).
 STATISTICAL = {"val_acc": 0.05, "detection_auc": 0.04, "train_loss": 0.05, "train_acc_clean": 0.05}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the CLI does for spirals, so that both sides compute alike
-    yield
-    torch.set_num_threads(previous)
+# The 1-process side runs in this process with one thread (tests/conftest.py), as the CLI does
+# for spirals, so that both sides compute alike.
 
 
 def _cli_args(values: dict) -> list[str]:

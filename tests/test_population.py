@@ -4,19 +4,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from latentmix.errors import ConfigError
 from latentmix.population import supports_population, train_population
 from latentmix.training import RunConfig, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 CONFIGS = [

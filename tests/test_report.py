@@ -28,15 +28,6 @@ METRIC_FIELDS = ["epoch", "lr", "train_loss", "val_acc", "train_acc_noisy", "tra
                  "detection_auc", "detection_precision", "detection_recall", "epoch_time_s"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --------------------------------------------------------------------------------------------
 # Fake run folders with known numbers

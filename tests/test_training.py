@@ -13,14 +13,6 @@ from latentmix.errors import ConfigError
 from latentmix.training import METRIC_FIELDS, PROTOCOLS, Protocol, RunConfig, lr_at_epoch, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is small and shared; one thread is much faster for these tiny models.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _small_spiral(n=200):
     return load_spiral(num_train=n, num_val=n)

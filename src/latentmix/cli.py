@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence

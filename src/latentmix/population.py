@@ -23,8 +23,7 @@ methods (a per-run noise model inside the step) go through the sequential traine
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -37,7 +36,7 @@ from latentmix.errors import ConfigError
 from latentmix.mixing import draw_epoch_mixing
 from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.training import (
-    METRIC_FIELDS, Protocol, RunConfig, RunStreams, build_run_model, lr_at_epoch, make_labels, protocol_for,
+    RunConfig, RunStreams, build_run_model, lr_at_epoch, make_labels, protocol_for,
     resolve_device,
 )
 

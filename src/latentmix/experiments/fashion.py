@@ -38,13 +38,12 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 from latentmix.errors import ConfigError
-from latentmix.experiments import Grid, GridMethod, paper, row_label, run_id
+from latentmix.experiments import Grid, GridMethod, paper, row_label
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
 from latentmix.report import markdown_table, results_csv_rows
@@ -219,7 +218,7 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - started
     rows = [_row_of(m) for m in grid.methods]
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
-    model_text = (f"MLP 784-256-256-10" if model == "mlp"
+    model_text = ("MLP 784-256-256-10" if model == "mlp"
                   else f"SmallCNN width {width:g} ({max(4, round(32 * width))}/{2 * max(4, round(32 * width))} channels)")
     setting = (f"{n_train} training images, 10k-image test set, {model_text}, {epochs} epochs, "
                f"mean ± std over {args.seeds} seed(s)")

@@ -71,7 +71,6 @@ def main(args: argparse.Namespace) -> int:
 
 def reproduce_spiral(args: argparse.Namespace) -> int:
     from latentmix.experiments import SPIRAL_RANGES, spiral_table2_grid
-    from latentmix.experiments.runner import run_grid_sequential
 
     noise_rates = _noise_list(args.noise, paper.TABLE2_NOISE)
     grid = spiral_table2_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates)
