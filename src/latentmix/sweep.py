@@ -1129,6 +1129,10 @@ def _overrides(args: argparse.Namespace, spec: Optional[SweepSpec]) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    if args.sequential and all(config.dataset == "spiral" for config in spec.configs):
+        from latentmix.cli import set_threads
+
+        set_threads(None, "spiral")  # one tiny run at a time: one thread (see set_threads)
     out, url = _spec_location(spec, args)
     overrides = _overrides(args, spec)
     results = run_sweep(spec.name, spec.configs, out, storage=url, workers=args.workers,

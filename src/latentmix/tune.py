@@ -265,9 +265,10 @@ def register(commands) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from latentmix.cli import config_from_args
+    from latentmix.cli import config_from_args, set_threads
 
     base = config_from_args(args)
+    set_threads(args.threads, base.dataset)  # trials are single tiny runs on spirals: one thread
     fixed_layers, fixed_alpha, fixed_correction = base.layers, base.alpha, base.correction
     name = Path(base.data).stem if base.data else base.dataset
     out = Path(args.out or f"runs/tune-{name}")
