@@ -1,6 +1,7 @@
 """Accuracy effect of `--bootstrap-forward single` against the reference's two extra forwards.
 
     python benchmarks/compare_bootstrap_forward.py [--noise 0.5,0.8] [--seeds 3] [--out DIR]
+        [--reference-out runs/reproduce-fashion-mnist]   # reuse the table's M-DYR-H runs
 
 Trains M-DYR-H on the CPU-sized Fashion-MNIST setting (the `reproduce fashion-mnist` subset,
 model and schedule: a SmallCNN with batch-norm, so the two variants really differ) with both
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="runs/compare-bootstrap-forward")
     parser.add_argument("--data-dir", help="Fashion-MNIST IDX folder (default: the system copy)")
+    parser.add_argument("--reference-out", help="output folder of `latentmix reproduce fashion-mnist`: its finished "
+                                                "M-DYR-H runs (same seeds and labels) serve as the reference side")
     args = parser.parse_args()
     noise = tuple(float(x) for x in args.noise.split(","))
     out = Path(args.out)
@@ -37,7 +40,8 @@ def main() -> None:
         grid = fashion_grid(str(folder), seeds=args.seeds, noise_rates=noise)
         grid = replace(grid, name=f"bootstrap-forward-{mode}", methods=(GridMethod("m-dyr-h"),),
                        base=replace(grid.base, bootstrap_forward=mode))
-        results[mode] = {(r["noise"], r["seed"]): r for r in run_grid(grid, out / mode, progress=True)}
+        where = Path(args.reference_out) if mode == "reference" and args.reference_out else out / mode
+        results[mode] = {(r["noise"], r["seed"]): r for r in run_grid(grid, where, progress=True)}
     print(f"\nM-DYR-H on Fashion-MNIST (10k subset), {args.seeds} seeds: reference (2 extra forwards) vs single (1)")
     print(f"{'noise':>6s} {'metric':>14s} {'reference':>16s} {'single':>16s} {'single - ref':>14s}")
     for rate in noise:
