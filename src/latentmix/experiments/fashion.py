@@ -182,6 +182,22 @@ def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, al
                 seeds=tuple(range(seeds)), base=base)
 
 
+def _write_outputs(results: list[dict], out: Path, rows: list[str], noise_rates: Sequence[float], title: str,
+                   setting: str, facts: dict) -> list[Path]:
+    """table.md + results.csv, the curves, runs.csv and summary.json (`facts` plus the counts); prints
+    the tables and returns the figure paths."""
+    text = write_tables(results, out, noise_rates, rows, title, setting)
+    figures = write_curves(results, out, rows, noise_rates, title)
+    atomic_write_csv(out / "runs.csv", results)
+    run_times = [r["wall_time_s"] for r in results if r.get("wall_time_s")]
+    atomic_write_json(out / "summary.json", {
+        "runs": len(results), **facts, "methods": rows, "noise_rates": list(noise_rates),
+        "figures": [p.name for p in figures], "mean_run_time_s": float(np.mean(run_times)) if run_times else None,
+    })
+    print(text)
+    return figures
+
+
 def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
     from latentmix.experiments.runner import run_grid
 
@@ -222,17 +238,9 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
                   else f"SmallCNN width {width:g} ({max(4, round(32 * width))}/{2 * max(4, round(32 * width))} channels)")
     setting = (f"{n_train} training images, 10k-image test set, {model_text}, {epochs} epochs, "
                f"mean ± std over {args.seeds} seed(s)")
-    text = write_tables(results, out, noise_rates, rows, "Fashion-MNIST", setting)
-    figures = write_curves(results, out, rows, noise_rates, "Fashion-MNIST")
-    atomic_write_csv(out / "runs.csv", results)
-    atomic_write_json(out / "summary.json", {
-        "runs": len(results), "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "methods": rows,
-        "noise_rates": list(noise_rates), "train_size": n_train, "data_dir": str(folder),
-        "model": model or "small-cnn", "width": width, "figures": [p.name for p in figures],
-        "mean_run_time_s": float(np.mean([r["wall_time_s"] for r in results if r.get("wall_time_s")]))
-        if results else None,
-    })
-    print(text)
+    figures = _write_outputs(results, out, rows, noise_rates, "Fashion-MNIST", setting, {
+        "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": n_train,
+        "data_dir": str(folder), "model": model or "small-cnn", "width": width})
     print(f"{len(results)} runs in {wall:.1f} s; tables in {out}/table.md and results.csv, per-run results in "
           f"{out}/runs.csv, curves in {', '.join(p.name for p in figures) or '(none)'}")
     return 0
@@ -345,18 +353,10 @@ def reproduce_multimodal(args: argparse.Namespace) -> int:
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     setting = (f"{dataset.num_train} training images + 49 tokens each, {dataset.num_val}-sample test set, FusionNet "
                f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")
-    text = write_tables(results, out, noise_rates, rows, "Fashion-MNIST image+tokens", setting)
-    figures = write_curves(results, out, rows, noise_rates, "Fashion-MNIST image+tokens")
-    atomic_write_csv(out / "runs.csv", results)
-    atomic_write_json(out / "summary.json", {
-        "runs": len(results), "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "methods": rows,
-        "noise_rates": list(noise_rates), "train_size": dataset.num_train, "image_width": IMAGE_ENCODER_WIDTH,
-        "token_grid": dataset.info["token_grid"], "token_levels": dataset.info["token_levels"],
-        "figures": [p.name for p in figures],
-        "mean_run_time_s": float(np.mean([r["wall_time_s"] for r in results if r.get("wall_time_s")]))
-        if results else None,
-    })
-    print(text)
+    figures = _write_outputs(results, out, rows, noise_rates, "Fashion-MNIST image+tokens", setting, {
+        "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": dataset.num_train,
+        "image_width": IMAGE_ENCODER_WIDTH, "token_grid": dataset.info["token_grid"],
+        "token_levels": dataset.info["token_levels"]})
     print(f"{len(results)} runs in {wall:.1f} s; tables in {out}/table.md and results.csv, per-run results in "
           f"{out}/runs.csv, curves in {', '.join(p.name for p in figures) or '(none)'}")
     return 0
