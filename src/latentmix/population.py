@@ -1,28 +1,45 @@
 """Vectorized population training: many independent runs of one small MLP as one batched computation.
 
 The spiral grid of the paper's Table 2 is hundreds of runs of a 4-16-24-24-24-16-2 network whose
-every step is dominated by per-operation overhead. Here R runs share each operation instead: the
-parameters of layer l are stacked into a (R, out, in) tensor and every matrix product is a batched
-one (`torch.baddbmm`). Each run keeps everything that makes it a separate run:
+every step, run alone, is dominated by per-operation overhead. Here R runs share each operation:
+the parameters of layer l are stacked into a (R, out, in) tensor and every matrix product is a
+batched one (`torch.baddbmm`). Each run keeps everything that makes it a separate run:
 
 * its own initial weights (built exactly as the sequential trainer builds them, from its seed),
 * its own noisy labels (noise seed), data order, and mixing draws (layer, lam, permutation per
   step) from the same random streams, drawn by the same functions as `latentmix.training`,
-* its own eligible mix layers and alpha, and its own SGD momentum buffers (SGD is elementwise,
-  so one optimizer over stacked tensors is R independent optimizers).
+* its own eligible mix layers and alpha, and its own SGD momentum (SGD is elementwise, so one
+  update over the stacked parameters is R independent optimizers).
 
-The mixed layer is chosen per run without data-dependent branching: at every layer position that
-some run mixes at this step, the mixed state is computed for all runs and kept only where the run's
-chosen layer is that position (`torch.where`). A run that does not mix (CE) never matches.
+Once the runs share every operation the step is bound by arithmetic, not overhead, so the step is
+written for it (`StackedMLP`):
+
+* **Forward and backward by hand.** An MLP's gradient is three lines per layer; written out, the
+  backward of the mixing is a gather by the *inverse* permutation (instead of autograd's
+  scatter-add) and no autograd graph is built or walked.
+* **Each run mixes at its own layer without branching.** At a step, the runs that mix at layer k
+  are a host-side list (the draws are NumPy), so only their rows are gathered and mixed at k:
+  every run's hidden state is mixed once, at its chosen layer; a run that does not mix (CE) never is.
+* **tanh as 2 sigmoid(2z) - 1.** This CPU build evaluates `torch.tanh` at ~0.25 G elements/s but
+  `torch.sigmoid` at ~1 G/s; the factor 2 rides on the matrix product (`baddbmm`'s alpha and
+  beta), and the result equals tanh to ~1e-7 absolute (float rounding of the 1).
+* **SGD with momentum folded into the backward.** The weight-gradient product accumulates straight
+  into the momentum buffer (v = momentum v + dL/dW is `baddbmm` with beta = momentum), and every
+  parameter of every run lives in one flat buffer, so the update p -= lr v is one operation.
+* **Reused buffers, short axes avoided.** Every step has the same shapes, so activations and
+  gradients go to buffers allocated once; reductions over the few classes are done elementwise
+  (`log_softmax_small`), since this CPU build pays ~15 ns per row for a reduction over a short axis.
 
 Same semantics as `training.train` for methods without loss correction, checked by
-tests/test_population.py: same seed, same draws, same metrics to float tolerance. Loss-correcting
-methods (a per-run noise model inside the step) go through the sequential trainer.
+tests/test_population.py (same seed, same draws, same metrics to float tolerance) and
+tests/test_stacked_mlp.py (the hand-written backward equals autograd's). Loss-correcting methods
+(a per-run noise model inside the step) go through the sequential trainer.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -54,79 +71,362 @@ def supports_population(config: RunConfig) -> bool:
             and config.track_transform == "train" and not config.compile)
 
 
+# ---------------------------------------------------------------------------------------------
+# The stacked network
+# ---------------------------------------------------------------------------------------------
+
 @dataclass
-class _Layer:
-    weight: torch.Tensor  # (R, out, in)
-    bias: torch.Tensor  # (R, 1, out)
-    activation: Optional[Callable[[torch.Tensor], torch.Tensor]]
+class StackedLayer:
+    """Layer l of every run: ``weight`` (R, out, in) and ``bias`` (R, 1, out) are views into the
+    population's flat parameter buffer, ``weight_velocity`` / ``bias_velocity`` into its momentum
+    buffer."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    weight_velocity: torch.Tensor
+    bias_velocity: torch.Tensor
+    activation: Optional[str]  # "tanh", "relu" or None (the head)
 
 
-def _stack_mlp(models: Sequence[nn.Module], device: torch.device) -> list[_Layer]:
-    """Stack the Linear(+activation) blocks of identical MLPs (SpiralMLP or MLP) run by run."""
-    layers = []
-    first = models[0]
-    blocks = [first.get_submodule(name) for name in first.mix_points]
-    head_name = "output" if hasattr(first, "output") else "head"
-    for position, block in enumerate(blocks + [first.get_submodule(head_name)]):
-        if isinstance(block, nn.Sequential):
-            if not (len(block) == 2 and isinstance(block[0], nn.Linear)):
-                raise ConfigError(f"population training needs Linear+activation blocks; got {block}")
-            activation = block[1]
-        else:
-            activation = None
-        name = first.mix_points[position] if position < len(blocks) else head_name
+@dataclass
+class RowMix:
+    """The runs that mix at one layer in one step, as row indices of the flattened (R*b, width)
+    hidden state: row ``own[i]`` becomes ``lam[i] * row own[i] + (1 - lam[i]) * row partner[i]``;
+    ``inverse`` is the partner index of the inverse permutation (for the backward)."""
 
-        def linear_of(model: nn.Module) -> nn.Linear:
-            module = model.get_submodule(name)
-            return module[0] if isinstance(module, nn.Sequential) else module
-
-        weight = torch.stack([linear_of(m).weight.detach() for m in models]).to(device).requires_grad_(True)
-        bias = torch.stack([linear_of(m).bias.detach() for m in models])[:, None, :].to(device).requires_grad_(True)
-        layers.append(_Layer(weight, bias, activation))
-    return layers
+    own: torch.Tensor
+    partner: torch.Tensor
+    inverse: torch.Tensor
+    lam: torch.Tensor  # (rows, 1)
 
 
-def _forward(layers: list[_Layer], x: torch.Tensor, mix: Optional[tuple] = None) -> torch.Tensor:
-    """Logits (R, B, C) of all runs; `mix` = (layer per run (R,), lam (R,1,1), 1-lam (R,1,1),
-    perm (R, B), positions to check) mixes each run's hidden state at its chosen layer."""
-    h = x
-    for position in range(len(layers)):
-        if mix is not None and position in mix[4]:
-            chosen, lam, one_minus_lam, perm, _ = mix
-            partner = torch.gather(h, 1, perm[:, :, None].expand(-1, -1, h.shape[2]))
-            h = torch.where((chosen == position)[:, None, None], lam * h + one_minus_lam * partner, h)
-        layer = layers[position]
-        if h.dim() == 2:  # shared inputs (evaluation): broadcast the batch over the runs
-            h = torch.matmul(h, layer.weight.transpose(1, 2)) + layer.bias
-        else:
-            h = torch.baddbmm(layer.bias, h, layer.weight.transpose(1, 2))
-        if layer.activation is not None:
-            h = layer.activation(h)
-    return h
+_ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu"}
 
 
-@torch.no_grad()
-def _per_sample(layers: list[_Layer], inputs: torch.Tensor, labels: torch.Tensor, chunk: int = 128):
-    """Per-run predictions (R, N) and cross-entropy losses against per-run labels (R, N).
+def _activate_(pre: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+    """The activation in place. For tanh, `pre` holds 2z (see `StackedMLP.forward`):
+    tanh(z) = 2 sigmoid(2z) - 1."""
+    if activation == "tanh":
+        return pre.sigmoid_().mul_(2.0).sub_(1.0)
+    if activation == "relu":
+        return pre.clamp_min_(0.0)
+    return pre
 
-    Chunks of `chunk` samples keep every intermediate (R, chunk, width) small enough to stay in
-    cache, instead of allocating (and page-faulting) tens of MB per layer."""
-    predictions, losses = [], []
-    for start in range(0, inputs.shape[0], chunk):
-        logits = _forward(layers, inputs[start:start + chunk])
-        log_probs = F.log_softmax(logits, dim=2)
-        predictions.append(logits.argmax(dim=2))
-        losses.append(-log_probs.gather(2, labels[:, start:start + chunk, None]).squeeze(2))
-    return torch.cat(predictions, dim=1), torch.cat(losses, dim=1)
+
+def _activation_backward_(grad: torch.Tensor, output: torch.Tensor, activation: str) -> torch.Tensor:
+    """dL/dz from dL/dy and y = activation(z), in place: tanh' = 1 - y^2; relu' = [y > 0]."""
+    if activation == "tanh":
+        return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=grad)
+    return torch.ops.aten.threshold_backward.grad_input(grad, output, 0.0, grad_input=grad)
+
+
+def _mix_rows(hidden: torch.Tensor, mix: RowMix, out: torch.Tensor) -> torch.Tensor:
+    """`hidden` (R, b, w) copied into `out` with the rows of `mix` mixed with their partners."""
+    flat = out.copy_(hidden).view(-1, hidden.shape[-1])
+    mixed = torch.lerp(flat.index_select(0, mix.partner), flat.index_select(0, mix.own), mix.lam)
+    flat.index_copy_(0, mix.own, mixed)
+    return out
+
+
+def _unmix_rows_(grad: torch.Tensor, mix: RowMix) -> torch.Tensor:
+    """Backward of `_mix_rows`, in place: for mixed row j, dL/dh_j = lam dL/dm_j + (1 - lam)
+    dL/dm_{inverse(j)}, since h_j is the partner of the row whose permutation points to it."""
+    flat = grad.view(-1, grad.shape[-1])
+    mixed = torch.lerp(flat.index_select(0, mix.inverse), flat.index_select(0, mix.own), mix.lam)
+    flat.index_copy_(0, mix.own, mixed)
+    return grad
+
+
+class StackedMLP:
+    """R MLPs of one architecture (Linear+activation blocks, then a Linear head) trained together.
+
+    Every parameter of every run lives in one flat buffer, `parameters`; `velocity` (SGD's
+    momentum buffer) has the same layout. Layer l's weight is the contiguous view (R, out, in).
+    Activations and gradients go to buffers reused from step to step (`_buffer`): every step has
+    the same shapes, and fresh memory for each would cost page faults comparable to the arithmetic.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device):
+        first = models[0]
+        head_name = "output" if hasattr(first, "output") else "head"
+        names = list(first.mix_points) + [head_name]
+        shapes, activations = [], []
+        for position, name in enumerate(names):
+            block = first.get_submodule(name)
+            if isinstance(block, nn.Sequential):
+                if not (len(block) == 2 and isinstance(block[0], nn.Linear) and type(block[1]) in _ACTIVATION_NAMES):
+                    raise ConfigError(f"population training needs Linear + Tanh/ReLU blocks; got {block}")
+                linear, activation = block[0], _ACTIVATION_NAMES[type(block[1])]
+            elif isinstance(block, nn.Linear) and position == len(names) - 1:
+                linear, activation = block, None
+            else:
+                raise ConfigError(f"population training needs Linear + Tanh/ReLU blocks; got {block}")
+            shapes.append((linear.out_features, linear.in_features))
+            activations.append(activation)
+
+        num_runs = len(models)
+        sizes = [n for out, inp in shapes for n in (num_runs * out * inp, num_runs * out)]
+        self.parameters = torch.empty(sum(sizes), device=device)
+        self.velocity = torch.zeros_like(self.parameters)
+        weights, biases = self.parameters.split(sizes)[0::2], self.parameters.split(sizes)[1::2]
+        weight_velocities, bias_velocities = self.velocity.split(sizes)[0::2], self.velocity.split(sizes)[1::2]
+        self.layers: list[StackedLayer] = []
+        for l, ((out, inp), activation) in enumerate(zip(shapes, activations)):
+            layer = StackedLayer(weights[l].view(num_runs, out, inp), biases[l].view(num_runs, 1, out),
+                                 weight_velocities[l].view(num_runs, out, inp), bias_velocities[l].view(num_runs, 1, out),
+                                 activation)
+            linears = [_linear(model.get_submodule(names[l])) for model in models]
+            with torch.no_grad():
+                layer.weight.copy_(torch.stack([m.weight for m in linears]))
+                layer.bias.copy_(torch.stack([m.bias for m in linears])[:, None, :])
+            self.layers.append(layer)
+        self.num_runs = num_runs
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def _buffer(self, *key_and_shape) -> torch.Tensor:
+        """A buffer for one role (the key) and shape, allocated once and reused."""
+        buffer = self._buffers.get(key_and_shape)
+        if buffer is None:
+            buffer = self._buffers[key_and_shape] = torch.empty(key_and_shape[-1], device=self.parameters.device)
+        return buffer
+
+    def forward(self, inputs: torch.Tensor, mixes: Optional[dict[int, RowMix]] = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Logits (R, b, C) of each run on its own batch `inputs` (R, b, D), each run's hidden state
+        mixed at its chosen layer (`mixes`: layer -> the rows mixing there). Also returns what the
+        backward needs: every layer's input (after mixing) and every layer's output. The tensors
+        returned are overwritten by the next call."""
+        mixes = mixes or {}
+        layer_inputs, layer_outputs = [], []
+        hidden = inputs
+        runs, batch = inputs.shape[:2]
+        for l, layer in enumerate(self.layers):
+            if l in mixes:
+                hidden = _mix_rows(hidden, mixes[l], self._buffer("mixed", l, hidden.shape))
+            layer_inputs.append(hidden)
+            # h W^T + b: the bias is written first and the product accumulated onto it. Before a
+            # tanh both carry the factor 2 of tanh(z) = 2 sigmoid(2z) - 1 (see `_activate_`).
+            scale = 2.0 if layer.activation == "tanh" else 1.0
+            out = self._buffer("out", l, (runs, batch, layer.weight.shape[1]))
+            out.copy_(layer.bias.expand_as(out)).baddbmm_(hidden, layer.weight.transpose(1, 2), beta=scale, alpha=scale)
+            hidden = _activate_(out, layer.activation)
+            layer_outputs.append(hidden)
+        return hidden, layer_inputs, layer_outputs
+
+    def backward(self, logits_grad: torch.Tensor, layer_inputs: list[torch.Tensor],
+                 layer_outputs: list[torch.Tensor], mixes: Optional[dict[int, RowMix]] = None,
+                 momentum: float = 0.0) -> None:
+        """Accumulate the gradient from dL/dlogits (R, b, C) into `velocity`:
+        v = momentum v + dL/dtheta (with momentum 0, v is the gradient). For layer l with
+        pre-activation z = h W^T + b: dL/dW = (dL/dz)^T h, dL/db = sum over the batch of dL/dz,
+        dL/dh = dL/dz W."""
+        mixes = mixes or {}
+        grad = logits_grad  # dL/dz of the current layer
+        for l in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[l]
+            layer.weight_velocity.baddbmm_(grad.transpose(1, 2), layer_inputs[l], beta=momentum)
+            layer.bias_velocity.mul_(momentum).add_(grad.sum(dim=1, keepdim=True))
+            if l == 0:
+                break  # the inputs need no gradient
+            # dL/d(input of layer l), after mixing
+            grad = torch.bmm(grad, layer.weight, out=self._buffer("grad", l, layer_inputs[l].shape))
+            if l in mixes:
+                grad = _unmix_rows_(grad, mixes[l])  # dL/d(output of layer l - 1)
+            grad = _activation_backward_(grad, layer_outputs[l - 1], self.layers[l - 1].activation)
+
+    def sgd_step(self, lr: float, weight_decay: float = 0.0) -> None:
+        """The update of `torch.optim.SGD` (dampening 0, no Nesterov) for every run at once, after
+        `backward` has made v = momentum v + dL/dtheta: v += wd theta; theta -= lr v. (v starts at
+        0, so the first v is the gradient, as in torch.)"""
+        if weight_decay:
+            self.velocity.add_(self.parameters, alpha=weight_decay)
+        self.parameters.add_(self.velocity, alpha=-lr)
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor, chunk: int = 128):
+        """Every run's logits (R, n, C) on shared `inputs` (N, D), `chunk` samples at a time (a
+        generator of chunks; each is overwritten by the next).
+
+        Computed feature-major, h^T = (R, width, n): the first layer is then one matrix product
+        over every run (all weights (R * out, D) times the shared inputs (D, n)), and the biases
+        broadcast along the long, contiguous sample axis."""
+        first = self.layers[0]
+        runs, _, in_features = first.weight.shape
+        for start in range(0, inputs.shape[0], chunk):
+            batch = inputs[start:start + chunk]
+            n = batch.shape[0]
+            hidden = None
+            for l, layer in enumerate(self.layers):
+                scale = 2.0 if layer.activation == "tanh" else 1.0  # see `forward`
+                out = self._buffer("eval", l, (runs, layer.weight.shape[1], n))
+                out.copy_(layer.bias.transpose(1, 2).expand_as(out))
+                if l == 0:
+                    out.view(-1, n).addmm_(first.weight.view(-1, in_features), batch.T, beta=scale, alpha=scale)
+                else:
+                    out.baddbmm_(layer.weight, hidden, beta=scale, alpha=scale)
+                hidden = _activate_(out, layer.activation)
+            yield hidden.transpose(1, 2)
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Every run's predicted class (R, N) on shared `inputs` (N, D)."""
+        return torch.cat([argmax_small(logits) for logits in self.logits(inputs)], dim=1)
+
+    def per_sample(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every run's predictions (R, N) on shared `inputs` (N, D), and its cross-entropy losses
+        against its own `labels` (R, N)."""
+        predictions, losses, start = [], [], 0
+        for logits in self.logits(inputs):
+            n = logits.shape[1]
+            predictions.append(argmax_small(logits))
+            losses.append(-log_softmax_small(logits).gather(2, labels[:, start:start + n, None]).squeeze(2))
+            start += n
+        return torch.cat(predictions, dim=1), torch.cat(losses, dim=1)
+
+
+def log_softmax_small(logits: torch.Tensor) -> torch.Tensor:
+    """log_softmax over the last axis, z - (m + log sum_c exp(z_c - m)) with m = max_c z_c,
+    computed class by class: with a handful of classes this is a few elementwise operations,
+    where `F.log_softmax` pays per row of the short axis (~15 ns each, tens of times the math)."""
+    if logits.shape[-1] > 16:
+        return F.log_softmax(logits, dim=-1)
+    classes = logits.unbind(-1)
+    top = classes[0]
+    for other in classes[1:]:
+        top = torch.maximum(top, other)
+    total = torch.zeros_like(top)
+    for z in classes:
+        total += torch.exp(z - top)
+    return logits - (top + total.log_()).unsqueeze(-1)
+
+
+def argmax_small(logits: torch.Tensor) -> torch.Tensor:
+    """argmax over the last axis (the first maximal class, as `torch.argmax`), class by class for
+    a handful of classes, for the same reason as `log_softmax_small`."""
+    if logits.shape[-1] > 16:
+        return logits.argmax(dim=-1)
+    classes = logits.unbind(-1)
+    best, best_class = classes[0], torch.zeros(classes[0].shape, dtype=torch.long, device=logits.device)
+    for c, z in enumerate(classes[1:], start=1):
+        better = z > best
+        best = torch.where(better, z, best)
+        best_class.masked_fill_(better, c)
+    return best_class
+
+
+def _linear(module: nn.Module) -> nn.Linear:
+    return module[0] if isinstance(module, nn.Sequential) else module
+
+
+def mixed_targets(labels: torch.Tensor, partner_labels: torch.Tensor, lam: torch.Tensor, num_classes: int
+                  ) -> torch.Tensor:
+    """Soft targets (..., C) = lam onehot(y) + (1 - lam) onehot(y[perm]) for labels (R, ..., b) and
+    lam (R, ...) (1 for a step where a run does not mix): mixup's mixed cross-entropy,
+    lam CE(y) + (1 - lam) CE(y[perm]), is the cross-entropy against them."""
+    lam = lam[..., None, None].expand(*labels.shape, 1)
+    targets = torch.zeros(*labels.shape, num_classes, device=labels.device)
+    targets.scatter_(-1, labels[..., None], lam)
+    return targets.scatter_add_(-1, partner_labels[..., None], 1.0 - lam)
+
+
+@dataclass
+class StepPlan:
+    """One step's mixing for every run: the rows each layer mixes and each run's soft targets."""
+
+    mixes: dict[int, RowMix]
+    targets: torch.Tensor  # (R, b, C)
+
+
+def plan_steps(chosen: np.ndarray, lams: np.ndarray, keys: np.ndarray, labels: torch.Tensor, num_classes: int,
+               device: torch.device) -> list[StepPlan]:
+    """Every step's plan from each run's draws, for steps of one batch size b: `chosen` (R, S) the
+    layer per run and step (-1: no mixing), `lams` (R, S), `keys` (R, S, b) whose stable argsort is
+    the step's permutation (as in `EpochMixDraws.plan`), `labels` (R, S, b) the batches' labels.
+    Vectorized over runs and steps: a handful of NumPy calls per epoch, not per step."""
+    runs, steps, batch = keys.shape
+    perms = np.argsort(keys, axis=2, kind="stable")  # (R, S, b)
+    inverse = np.argsort(perms, axis=2, kind="stable")
+    # Per step, the runs in order of their layer, so that each layer's rows are one slice.
+    by_layer = np.argsort(chosen, axis=0, kind="stable").T  # (S, R)
+    step_index = np.arange(steps)[:, None]
+    base = by_layer[:, :, None] * batch  # (S, R, 1)
+    own = torch.from_numpy((base + np.arange(batch)).reshape(steps, -1)).to(device)
+    partner = torch.from_numpy((base + perms[by_layer, step_index]).reshape(steps, -1)).to(device)
+    inverse_rows = torch.from_numpy((base + inverse[by_layer, step_index]).reshape(steps, -1)).to(device)
+    lam_rows = torch.from_numpy(np.repeat(lams[by_layer, step_index], batch, axis=1)[:, :, None]).to(device, torch.float32)
+    targets = mixed_targets(labels, labels.gather(2, torch.from_numpy(perms).to(device)),
+                            torch.from_numpy(np.where(chosen >= 0, lams, 1.0)).to(device, torch.float32), num_classes)
+    num_layers = int(chosen.max()) + 1
+    counts = np.stack([np.bincount(chosen[:, s] + 1, minlength=num_layers + 1) for s in range(steps)]) * batch
+
+    plans = []
+    for s in range(steps):
+        mixes, start = {}, int(counts[s, 0])  # the first rows are the runs that do not mix
+        for layer in range(num_layers):
+            count = int(counts[s, layer + 1])
+            if count:
+                rows = slice(start, start + count)
+                mixes[layer] = RowMix(own[s, rows], partner[s, rows], inverse_rows[s, rows], lam_rows[s, rows])
+                start += count
+        plans.append(StepPlan(mixes, targets[:, s]))
+    return plans
+
+
+class _Shard:
+    """A slice of the population's runs with everything needed to train them: one thread's work."""
+
+    def __init__(self, network: StackedMLP, noisy_labels: torch.Tensor, streams: list[RunStreams],
+                 eligible: list, alphas: list[float], batch_size: int, num_classes: int):
+        self.network, self.noisy_labels, self.streams = network, noisy_labels, streams
+        self.eligible, self.alphas = eligible, alphas
+        self.batch_size, self.num_classes = batch_size, num_classes
+
+    def train_epoch(self, train_x: torch.Tensor, lr: float, protocol) -> torch.Tensor:
+        """One epoch of every run of the shard; returns each run's mean training loss (R,)."""
+        device = train_x.device
+        num_train, batch_size = train_x.shape[0], self.batch_size
+        num_steps = -(-num_train // batch_size)
+        # Each run's draws, from its own streams, by the same functions as the sequential trainer.
+        orders = torch.from_numpy(np.stack([s.order.permutation(num_train) for s in self.streams])).to(device)
+        draws = [draw_epoch_mixing(eligible, alpha, num_steps, batch_size, stream.mixing)
+                 for eligible, alpha, stream in zip(self.eligible, self.alphas, self.streams)]
+        chosen = np.stack([d.layers for d in draws])  # (R, steps)
+        lams = np.stack([d.lams for d in draws])
+        keys = np.stack([d.perm_keys if d.perm_keys.shape[1] else np.zeros((num_steps, batch_size)) for d in draws])
+        batches = [slice(start, min(start + batch_size, num_train)) for start in range(0, num_train, batch_size)]
+        labels = self.noisy_labels.gather(1, orders)  # (R, N), in the epoch's order
+        inputs = train_x.index_select(0, orders.view(-1)).view(*orders.shape, -1)  # (R, N, D)
+        full = num_train // batch_size  # full batches, then possibly one smaller last batch
+        plans = plan_steps(chosen[:, :full], lams[:, :full], keys[:, :full],
+                           labels[:, :full * batch_size].view(-1, full, batch_size), self.num_classes, device)
+        if full < num_steps:
+            last = num_train - full * batch_size
+            plans += plan_steps(chosen[:, full:], lams[:, full:], keys[:, full:, :last],
+                                labels[:, full * batch_size:, None].transpose(1, 2), self.num_classes, device)
+
+        loss_sum = torch.zeros(len(self.streams), device=device)
+        for batch, plan in zip(batches, plans):
+            b = batch.stop - batch.start
+            logits, layer_inputs, layer_outputs = self.network.forward(inputs[:, batch], plan.mixes)
+            log_probs = log_softmax_small(logits)
+            loss_sum += (plan.targets * log_probs).sum(dim=(1, 2)).neg_()  # b x each run's mean loss
+            # d(mean over the batch of CE against soft targets)/dlogits = (softmax - targets) / b
+            logits_grad = (log_probs.exp_() - plan.targets).div_(b)
+            self.network.backward(logits_grad, layer_inputs, layer_outputs, plan.mixes, momentum=protocol.momentum)
+            self.network.sgd_step(lr, protocol.weight_decay)
+        return loss_sum / num_train
 
 
 def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset] = None, progress: bool = True,
-                     on_epoch_end: Optional[Callable[[int, list[dict]], None]] = None) -> list[dict]:
+                     on_epoch_end: Optional[Callable[[int, list[dict]], None]] = None,
+                     threads: Optional[int] = None) -> list[dict]:
     """Train `configs` together; returns one summary per run (the keys of `RunResult.summary()`,
     plus ``metrics`` (per-epoch rows), ``p_noisy`` and ``predictions``).
 
     All runs must share the data set, model and optimisation protocol (epochs, batch size, lr,
-    weight decay); methods, layers, alpha, noise and seeds may differ.
+    weight decay); methods, layers, alpha, noise and seeds may differ. The runs are split into
+    `threads` shards (default: torch's thread count) trained side by side, one thread each:
+    runs are independent, so this needs no synchronisation within an epoch, which scales better
+    than splitting each small operation across threads.
     """
     if not configs:
         return []
@@ -147,6 +447,9 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         if (other.epochs, other.batch_size, other.lr, other.milestones, other.weight_decay) != (
                 protocol.epochs, protocol.batch_size, protocol.lr, protocol.milestones, protocol.weight_decay):
             raise ConfigError("runs of one population must share epochs, batch size, lr and weight decay")
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
 
     methods = [config.resolved_method() for config in configs]
     alphas = [protocol.alpha if m.alpha is None else m.alpha for m in methods]
@@ -158,87 +461,70 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         if bad:
             raise ConfigError(f"mix layer {bad[0]} is out of range: valid layers are 0..{num_layers - 1}")
         eligible.append(method.mix_layers)
-    layers = _stack_mlp(models, device)
     num_runs = len(configs)
 
-    train_x = dataset.train_inputs.to(device).float()
-    val_x = dataset.val_inputs.to(device).float()
+    train_x = dataset.train_inputs.to(device).float().flatten(1)
+    val_x = dataset.val_inputs.to(device).float().flatten(1)
     val_y = dataset.val_labels.to(device)
     clean_y = dataset.train_labels.to(device)
     labels = [make_labels(config, dataset) for config in configs]
     noisy_y = torch.stack([l.labels for l in labels]).to(device)  # (R, N)
     is_noisy = torch.stack([l.is_noisy for l in labels]).numpy()
     streams = [RunStreams.from_seed(config.seed, torch.device("cpu")) for config in configs]
-    num_train = dataset.num_train
-    run_index = torch.arange(num_runs, device=device)[:, None]
+    bounds = np.linspace(0, num_runs, min(threads, num_runs) + 1).round().astype(int)
+    shards = [_Shard(StackedMLP(models[lo:hi], device), noisy_y[lo:hi], streams[lo:hi], eligible[lo:hi],
+                     alphas[lo:hi], protocol.batch_size, dataset.num_classes)
+              for lo, hi in zip(bounds[:-1], bounds[1:])]
 
-    parameters = [t for layer in layers for t in (layer.weight, layer.bias)]
-    optimizer = torch.optim.SGD(parameters, lr=protocol.lr, momentum=protocol.momentum,
-                                weight_decay=protocol.weight_decay)
+    row_slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def on_shards(work: Callable[[_Shard, slice], object]) -> list:
+        """`work(shard, its rows)` for every shard side by side, one thread each."""
+        if len(shards) == 1:
+            return [work(shards[0], row_slices[0])]
+        return list(pool.map(work, shards, row_slices))
+
+    def predictions_on(inputs: torch.Tensor) -> torch.Tensor:
+        """Every run's predicted class on shared `inputs` (R, N)."""
+        return torch.cat(on_shards(lambda shard, rows: shard.network.predict(inputs)))
+
     metrics: list[list[dict]] = [[] for _ in configs]
     epochs = range(1, protocol.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
 
         epochs = tqdm(epochs, desc=f"population of {num_runs} runs", unit="epoch", dynamic_ncols=True, leave=False)
-    batch_size = protocol.batch_size
-    for epoch in epochs:
-        epoch_started = time.perf_counter()
-        lr = lr_at_epoch(protocol, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # Each run's draws, from its own streams, by the same functions as the sequential trainer.
-        orders = np.stack([s.order.permutation(num_train) for s in streams])
-        num_steps = -(-num_train // batch_size)
-        draws = [draw_epoch_mixing(eligible[r], alphas[r], num_steps, batch_size, streams[r].mixing)
-                 for r in range(num_runs)]
-        chosen = np.stack([d.layers for d in draws])  # (R, steps)
-        lams = np.stack([d.lams for d in draws])
-        keys = np.stack([d.perm_keys if d.perm_keys.shape[1] else np.zeros((num_steps, batch_size)) for d in draws])
-        orders_t = torch.from_numpy(orders).to(device)
-        chosen_t = torch.from_numpy(chosen).to(device)
-        lam_t = torch.from_numpy(lams).to(torch.float32).to(device)
-        one_minus_t = torch.from_numpy(1.0 - lams).to(torch.float32).to(device)
-        loss_sum = torch.zeros(num_runs, device=device)
-        for step in range(num_steps):
-            index = orders_t[:, step * batch_size:(step + 1) * batch_size]  # (R, b)
-            b = index.shape[1]
-            x = train_x[index]  # (R, b, D)
-            y = noisy_y.gather(1, index)
-            positions = set(np.unique(chosen[:, step]).tolist()) - {-1}
-            perm = torch.from_numpy(np.argsort(keys[:, step, :b], axis=1, kind="stable")).to(device)
-            mix = (chosen_t[:, step], lam_t[:, step, None, None], one_minus_t[:, step, None, None], perm, positions)
-            logits = _forward(layers, x, mix if positions else None)
-            log_probs = F.log_softmax(logits, dim=2)
-            ce_own = -log_probs.gather(2, y[:, :, None]).squeeze(2).mean(dim=1)
-            ce_partner = -log_probs.gather(2, y[run_index, perm][:, :, None]).squeeze(2).mean(dim=1)
-            run_loss = torch.where(chosen_t[:, step] >= 0,
-                                   lam_t[:, step] * ce_own + one_minus_t[:, step] * ce_partner, ce_own)
-            optimizer.zero_grad(set_to_none=True)
-            run_loss.sum().backward()
-            optimizer.step()
-            loss_sum += run_loss.detach() * b
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # each shard's thread runs its own operations
+    pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="latentmix-population")
+    try:
+        for epoch in epochs:
+            epoch_started = time.perf_counter()
+            lr = lr_at_epoch(protocol, epoch)
+            losses = torch.cat(on_shards(lambda shard, rows: shard.train_epoch(train_x, lr, protocol))).tolist()
+            val_predictions = predictions_on(val_x)
+            val_acc = (val_predictions == val_y).float().mean(dim=1).tolist()
+            acc_noisy = acc_clean = [None] * num_runs
+            if epoch % first.track_every == 0 or epoch == protocol.epochs:  # same rule as training.tracks_at
+                predictions = predictions_on(train_x)
+                acc_noisy = (predictions == noisy_y).float().mean(dim=1).tolist()
+                acc_clean = (predictions == clean_y).float().mean(dim=1).tolist()
+            elapsed = time.perf_counter() - epoch_started
+            for r in range(num_runs):
+                metrics[r].append({"epoch": epoch, "lr": lr, "train_loss": losses[r], "val_acc": val_acc[r],
+                                   "train_acc_noisy": acc_noisy[r], "train_acc_clean": acc_clean[r],
+                                   "bootstrapping": False, "epoch_time_s": elapsed / num_runs})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, [rows[-1] for rows in metrics])
+            if progress and hasattr(epochs, "set_postfix"):
+                epochs.set_postfix(best_val_acc=f"{max(val_acc):.4f}")
+        # The end of each run: its noise model on its final losses gives P(noisy) and detection figures.
+        parts = on_shards(lambda shard, rows: shard.network.per_sample(train_x, noisy_y[rows]))
+        predictions, final_losses = torch.cat([p for p, _ in parts]), torch.cat([l for _, l in parts])
+    finally:
+        pool.shutdown()
+        torch.set_num_threads(torch_threads)
 
-        val_predictions, _ = _per_sample(layers, val_x, val_y.expand(num_runs, -1))
-        val_acc = (val_predictions == val_y).float().mean(dim=1).tolist()
-        acc_noisy = acc_clean = [None] * num_runs
-        if epoch % first.track_every == 0 or epoch == protocol.epochs:  # same rule as training.tracks_at
-            predictions, _ = _per_sample(layers, train_x, noisy_y)
-            acc_noisy = (predictions == noisy_y).float().mean(dim=1).tolist()
-            acc_clean = (predictions == clean_y).float().mean(dim=1).tolist()
-        losses = (loss_sum / num_train).tolist()
-        elapsed = time.perf_counter() - epoch_started
-        for r in range(num_runs):
-            metrics[r].append({"epoch": epoch, "lr": lr, "train_loss": losses[r], "val_acc": val_acc[r],
-                               "train_acc_noisy": acc_noisy[r], "train_acc_clean": acc_clean[r],
-                               "bootstrapping": False, "epoch_time_s": elapsed / num_runs})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, [rows[-1] for rows in metrics])
-        if progress and hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(best_val_acc=f"{max(val_acc):.4f}")
-
-    # The end of each run: its noise model on its final losses gives P(noisy) and detection figures.
-    predictions, final_losses = _per_sample(layers, train_x, noisy_y)
     wall = time.perf_counter() - started
     summaries = []
     for r, (config, method) in enumerate(zip(configs, methods)):
@@ -271,4 +557,3 @@ def _format(layers) -> str:
     from latentmix.mixing import format_layers
 
     return format_layers(layers)
-
