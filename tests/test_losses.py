@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from latentmix.errors import ConfigError
-from latentmix.losses import hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss
+from latentmix.losses import (
+    bootstrap_targets, bootstrapping_objective, hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss,
+)
 from latentmix.methods import CORRECTIONS, PRESETS, Method, get_method
 from latentmix.mixing import NO_MIX, MixPlan, mixed_cross_entropy
 
@@ -257,3 +259,87 @@ def test_unknown_correction_names_choices():
 def test_method_rejects_bad_fields(kwargs):
     with pytest.raises(ConfigError):
         Method("x", **kwargs)
+
+
+# ---- the one-soft-target forms against the per-term formulas they replace -------------------------
+
+def _old_hard_loss(logits, y, clean_logits, w, plan):
+    """The former implementation: all four cross-entropies in one gather, weighted per side."""
+    log_probs = F.log_softmax(logits, dim=1)
+    z = clean_logits.detach().argmax(dim=1)
+    w = w.detach()
+    if not plan.mixes:
+        targets, weights = torch.stack([y, z], dim=1), torch.stack([1.0 - w, w], dim=1)
+        side_weights = torch.ones(1, 2)
+    else:
+        perm = plan.perm
+        targets = torch.stack([y, z, y[perm], z[perm]], dim=1)
+        weights = torch.stack([1.0 - w, w, 1.0 - w[perm], w[perm]], dim=1)
+        side_weights = torch.tensor([[plan.lam, plan.lam, 1.0 - plan.lam, 1.0 - plan.lam]])
+    return ((-log_probs.gather(1, targets) * weights).mean(dim=0) * side_weights).sum()
+
+
+def _old_soft_loss(logits, y, clean_logits, w, plan, side_weighting="lam"):
+    log_probs = F.log_softmax(logits, dim=1)
+    w = w.detach()[:, None]
+    soft = (1.0 - w) * F.one_hot(y, logits.shape[1]).float() + w * F.softmax(clean_logits.detach(), dim=1)
+    loss_a = -(soft * log_probs).sum(dim=1).mean()
+    if not plan.mixes:
+        return loss_a
+    loss_b = -(soft[plan.perm] * log_probs).sum(dim=1).mean()
+    lam, weight_b = (plan.lam, 1.0 - plan.lam) if side_weighting == "lam" else (0.5, 0.5)
+    return lam * loss_a + weight_b * loss_b
+
+
+def test_bootstrap_targets_by_hand():
+    _, clean, y, w, _ = _tensors()
+    hard = bootstrap_targets(y, clean, w, "hard")
+    soft = bootstrap_targets(y, clean, w, "soft")
+    for i in range(3):
+        expected_hard = [(1 - W[i]) * (c == Y[i]) + W[i] * (c == Z[i]) for c in range(3)]
+        torch.testing.assert_close(hard[i], torch.tensor(expected_hard))
+        torch.testing.assert_close(soft[i], torch.tensor(_soft_target(i)))
+    torch.testing.assert_close(hard.sum(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="correction"):
+        bootstrap_targets(y, clean, w, "none")
+
+
+@pytest.mark.parametrize("plan", [NO_MIX, MixPlan(1, LAM, torch.tensor(PERM)), MixPlan(0, 0.1, torch.tensor(PERM))])
+def test_bootstrapping_losses_equal_their_former_per_term_forms(plan):
+    torch.manual_seed(3)
+    logits = torch.randn(3, 3, requires_grad=True)
+    _, clean, y, w, _ = _tensors()
+    cases = [(hard_bootstrapping_loss(logits, y, clean, w, plan), _old_hard_loss(logits, y, clean, w, plan))]
+    for weighting in ("lam", "half"):
+        cases.append((soft_bootstrapping_loss(logits, y, clean, w, plan, weighting),
+                      _old_soft_loss(logits, y, clean, w, plan, weighting)))
+    for new, old in cases:
+        torch.testing.assert_close(new, old)
+        torch.testing.assert_close(torch.autograd.grad(new, logits)[0], torch.autograd.grad(old, logits)[0])
+
+
+@pytest.mark.parametrize("reg_weight", [0.0, 1.0, 2.5])
+def test_bootstrapping_objective_is_loss_plus_weighted_regularizer(reg_weight):
+    torch.manual_seed(4)
+    logits = torch.randn(5, 4, requires_grad=True)
+    targets = torch.softmax(torch.randn(5, 4), dim=1)
+    value = bootstrapping_objective(logits, targets, reg_weight)
+    expected = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean() + reg_weight * prior_regularizer(logits)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
+
+
+def test_training_loss_is_the_method_loss_plus_regularizer():
+    from latentmix.training import training_loss
+
+    torch.manual_seed(5)
+    logits = torch.randn(3, 3)
+    _, clean, y, w, plan = _tensors()
+    for name, old in (("m-dyr-h", _old_hard_loss(logits, y, clean, w, plan)),
+                      ("m-dyr-s", _old_soft_loss(logits, y, clean, w, plan))):
+        method = get_method(name)
+        expected = old + method.reg_weight * prior_regularizer(logits)
+        torch.testing.assert_close(training_loss(method, logits, y, plan, clean, w), expected)
+    half = get_method("m-dyr-s", soft_side_weighting="half")
+    expected = _old_soft_loss(logits, y, clean, w, plan, "half") + half.reg_weight * prior_regularizer(logits)
+    torch.testing.assert_close(training_loss(half, logits, y, plan, clean, w), expected)

@@ -14,9 +14,13 @@ from latentmix.mixing import (
     LatentMixer,
     MixPlan,
     format_layers,
+    mix_rows,
+    mix_targets,
     mixed_cross_entropy,
     mixed_soft_targets,
+    one_hot,
     parse_layers,
+    soft_target_cross_entropy,
 )
 from latentmix.models.small import SpiralMLP
 
@@ -354,3 +358,123 @@ def test_tuple_mix_point_mixes_every_branch():
     # mixing only one branch would give something else
     only_a = model.head(torch.cat([a, model.branch_b(x)], dim=1))
     assert not torch.allclose(only_a, expected, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# the one-operation mix, one-hot rows and the soft-target loss (the cheap forms of the formulas)
+
+
+def test_mix_rows_is_the_two_term_mix():
+    h = torch.randn(6, 3, 2)
+    perm = _perm(6)
+    for lam in (0.0, 0.3, 0.5, 0.8):
+        torch.testing.assert_close(mix_rows(h, lam, perm), lam * h + (1 - lam) * h[perm])
+    torch.testing.assert_close(mix_rows(h, 1.0, perm), h, rtol=0, atol=0)
+
+
+def test_mix_rows_gradient_is_the_two_term_gradient():
+    h = torch.randn(5, 4, requires_grad=True)
+    weights = torch.randn(5, 4)
+    perm = _perm(5)
+    (mix_rows(h, 0.35, perm) * weights).sum().backward()
+    expected = 0.35 * weights + 0.65 * weights[torch.argsort(perm)]
+    torch.testing.assert_close(h.grad, expected)
+
+
+def test_one_hot_matches_torch_one_hot():
+    labels = torch.tensor([2, 0, 1, 2])
+    torch.testing.assert_close(one_hot(labels, 3), F.one_hot(labels, 3).float(), rtol=0, atol=0)
+    assert one_hot(labels, 4, torch.float64).dtype == torch.float64
+    with pytest.raises(IndexError):
+        one_hot(torch.tensor([0, 3]), 3)
+
+
+def test_mix_targets():
+    rows = torch.tensor([[1.0, 0.0], [0.2, 0.8], [0.5, 0.5]])
+    perm = torch.tensor([2, 0, 1])
+    plan = MixPlan(layer=1, lam=0.25, perm=perm)
+    torch.testing.assert_close(mix_targets(rows, plan), 0.25 * rows + 0.75 * rows[perm])
+    torch.testing.assert_close(mix_targets(rows, plan, lam=0.5), 0.5 * rows + 0.5 * rows[perm])
+    assert mix_targets(rows, NO_MIX) is rows
+
+
+def test_soft_target_cross_entropy_value_and_gradient():
+    logits = torch.randn(4, 3, requires_grad=True)
+    targets = torch.softmax(torch.randn(4, 3), dim=1).requires_grad_()
+    value = soft_target_cross_entropy(logits, targets)
+    torch.testing.assert_close(value, -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean())
+    value.backward()
+    # rows of t sum to 1: d/dlogits = (softmax - t) / B; no gradient to the targets
+    torch.testing.assert_close(logits.grad, (F.softmax(logits, dim=1) - targets).detach() / 4)
+    assert targets.grad is None
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.37, 0.9])
+def test_mixed_cross_entropy_equals_the_two_term_formula_with_gradient(lam):
+    logits = torch.randn(6, 4, requires_grad=True)
+    y = torch.tensor([0, 3, 1, 1, 2, 0])
+    plan = MixPlan(layer=0, lam=lam, perm=_perm(6))
+    value = mixed_cross_entropy(logits, y, plan)
+    (grad,) = torch.autograd.grad(value, logits)
+    old = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[plan.perm])
+    (old_grad,) = torch.autograd.grad(old, logits)
+    torch.testing.assert_close(value, old)
+    torch.testing.assert_close(grad, old_grad)
+
+
+def test_mixed_cross_entropy_of_per_position_outputs():
+    logits = torch.randn(4, 3, 5)  # (B, C, positions)
+    y = torch.randint(0, 3, (4, 5))
+    plan = MixPlan(layer=1, lam=0.6, perm=torch.tensor([1, 2, 3, 0]))
+    expected = 0.6 * F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(logits, y[plan.perm])
+    torch.testing.assert_close(mixed_cross_entropy(logits, y, plan), expected)
+
+
+# ------------------------------------------------------------------------------------------------
+# how the mix is installed at a hidden layer: never visible outside the one forward
+
+
+def test_hidden_mix_leaves_no_trace_on_the_module():
+    model, x = _spiral_batch()
+    mixer = LatentMixer(model)
+    mixer.forward(x, MixPlan(layer=2, lam=0.4, perm=_perm(len(x))))
+    assert "forward" not in model.layer2.__dict__ and len(model.layer2._forward_hooks) == 0
+
+
+def test_hidden_mix_keeps_an_instance_forward_someone_installed():
+    model, x = _spiral_batch()
+    original = model.layer3.forward
+    calls = []
+    model.layer3.forward = lambda h: calls.append(1) or original(h)
+    patched = model.layer3.__dict__["forward"]
+    lam, perm = 0.3, _perm(len(x))
+    out = LatentMixer(model).forward(x, MixPlan(layer=3, lam=lam, perm=perm))
+    torch.testing.assert_close(out, _manual_spiral_forward(model, x, 3, lam, perm), rtol=1e-5, atol=1e-6)
+    assert model.layer3.__dict__["forward"] is patched and len(calls) == 1  # it ran inside the mixed forward
+
+
+def test_hooks_of_the_mix_point_still_see_the_unmixed_output():
+    model, x = _spiral_batch()
+    seen = []
+    handle = model.layer2.register_forward_hook(lambda module, args, output: seen.append(output.detach()))
+    lam, perm = 0.3, _perm(len(x))
+    out = LatentMixer(model).forward(x, MixPlan(layer=2, lam=lam, perm=perm))
+    torch.testing.assert_close(out, _manual_spiral_forward(model, x, 2, lam, perm), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(seen[0], model.layer2(model.layer1(x)).detach())  # un-mixed
+    assert len(model.layer2._forward_hooks) == 1  # the user's hook stays, ours is gone
+    handle.remove()
+
+
+def test_global_forward_hooks_still_see_the_unmixed_output():
+    model, x = _spiral_batch()
+    seen = {}
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: seen.setdefault(id(module), output.detach()))
+    try:
+        lam, perm = 0.3, _perm(len(x))
+        out = LatentMixer(model).forward(x, MixPlan(layer=4, lam=lam, perm=perm))
+    finally:
+        handle.remove()
+    torch.testing.assert_close(out, _manual_spiral_forward(model, x, 4, lam, perm), rtol=1e-5, atol=1e-6)
+    h = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    torch.testing.assert_close(seen[id(model.layer4)], h.detach())

@@ -335,3 +335,42 @@ def test_detection_metrics_rejects_bad_input():
         detection_metrics(np.array([0.1, float("nan")]), np.array([1, 0]))
     with pytest.raises(ConfigError):
         detection_metrics(np.array([0.1, 0.2]), np.array([2, 0]))
+
+
+@pytest.mark.parametrize("lookup", ["monotone", "reference"])
+def test_table_index_torch_equals_the_numpy_rescale_and_index(lookup):
+    from latentmix.noise_model import _RESCALE_CLAMP, _TABLE_SIZE, _rescale_np, _table_index_torch
+
+    losses, _ = _bimodal_losses(seed=6, n=3000)
+    model = BetaMixture.fit(losses, lookup=lookup)
+    lo, hi = model.loss_min, model.loss_max
+    span = hi - lo + 1e-6
+    # dense values, every table boundary and its neighbours, the clamp edges, infinities
+    grid = lo + span * np.arange(0, _TABLE_SIZE + 1) / (_TABLE_SIZE if lookup == "reference" else 2 * (_TABLE_SIZE - 1))
+    edges = lo + span * np.array([0.0, _RESCALE_CLAMP / 2, _RESCALE_CLAMP, 1 - _RESCALE_CLAMP, 1 - _RESCALE_CLAMP / 2, 1.0])
+    queries = np.concatenate([np.linspace(lo - 1, hi + 1, 5001), grid, np.nextafter(grid, -np.inf),
+                              np.nextafter(grid, np.inf), edges, [np.inf, -np.inf]])
+    expected = model._index(_rescale_np(queries.copy(), lo, hi))
+    got = _table_index_torch(torch.tensor(queries), lo, hi, lookup)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    assert _table_index_torch(torch.tensor([float("nan")], dtype=torch.float64), lo, hi, lookup).item() == _TABLE_SIZE
+
+
+@pytest.mark.parametrize("kind,opts", [("beta", {}), ("beta", {"lookup": "reference"}), ("gaussian", {})])
+def test_posterior_torch_clamp_is_clamping_the_posterior(kind, opts):
+    losses, _ = _bimodal_losses(seed=7, n=4000)
+    model = fit_noise_model(losses, kind=kind, **opts)
+    queries = torch.tensor(np.concatenate([np.linspace(-1, losses.max() + 2, 2001), [np.inf, -np.inf]]), dtype=torch.float32)
+    clamp = (1e-4, 1.0 - 1e-4)
+    got = model.posterior_torch(queries, clamp=clamp)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, model.posterior_torch(queries).clamp(*clamp), rtol=0, atol=0)
+    assert got.min() >= clamp[0] and got.max() <= clamp[1]
+    assert torch.isnan(model.posterior_torch(torch.tensor([0.5, float("nan")]), clamp=clamp)[1])
+
+
+def test_degenerate_posterior_torch_clamped():
+    model = BetaMixture.fit(np.full(100, 0.3))
+    assert model.degenerate
+    got = model.posterior_torch(torch.tensor([0.1, 5.0]), clamp=(1e-4, 0.9999))
+    torch.testing.assert_close(got, torch.full((2,), 1e-4))

@@ -253,3 +253,17 @@ def test_bootstrap_forward_single(tmp_path):
     assert _comparable(single.metrics) == _comparable(reference.metrics)
     with pytest.raises(ConfigError, match="bootstrap_forward"):
         train(_config(bootstrap_forward="double", **kwargs), dataset=_small_spiral(), progress=False)
+
+
+def test_eval_mode_switches_every_module_and_back():
+    from torch import nn
+
+    from latentmix.training import _all_modules, eval_mode
+
+    shared = nn.Dropout(0.5)
+    model = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.BatchNorm1d(3), shared), shared)
+    model.register_module("absent", None)
+    assert {id(m) for m in _all_modules(model)} == {id(m) for m in model.modules()}
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert all(m.training for m in model.modules())

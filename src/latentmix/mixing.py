@@ -11,20 +11,25 @@ One mixed forward (Verma et al. 2019, "Manifold Mixup", Alg. 1; the paper, secti
   2. run the model; at layer k replace the hidden state h by ``lam * h + (1 - lam) * h[perm]``;
   3. the loss mixes the targets the same way (`mixed_cross_entropy`).
 
-The model's code is untouched: the mix is a forward hook that lives only for one forward call.
+The model's code is untouched: the mix lives only for one forward call (see `LatentMixer.forward`).
 Nothing here knows about training; use `LatentMixer` in your own loop if you like.
+
+Cost: on small models a step is per-operation overhead (each tensor op and each autograd node costs
+microseconds whatever its size), so the mix is one `torch.lerp` and the mixed loss one soft-target
+cross-entropy; benchmarks/README.md has the measured per-step cost.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks
 
 from latentmix.errors import ConfigError
 
@@ -51,8 +56,17 @@ class MixPlan:
 NO_MIX = MixPlan(layer=None, lam=1.0, perm=None)
 
 
+def mix_rows(value: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
+    """``lam * h + (1 - lam) * h[perm]`` (rows along dim 0), as one `torch.lerp`.
+
+    ``lerp(h[perm], h, lam) = h[perm] + lam * (h - h[perm])``: the same mix to float rounding, in
+    two operations (two autograd nodes) instead of four. lam = 1 gives h exactly.
+    """
+    return torch.lerp(value[perm], value, lam)
+
+
 def mix_tensors(value, lam: float, perm: torch.Tensor):
-    """``lam * h + (1 - lam) * h[perm]`` for a tensor, or for every floating tensor of a tuple/dict.
+    """`mix_rows` for a tensor, or for every floating tensor of a tuple/dict.
 
     Integer tensors cannot be interpolated (token ids): they raise, since mixing them silently
     would mean leaving one modality unmixed while its targets are mixed.
@@ -64,7 +78,7 @@ def mix_tensors(value, lam: float, perm: torch.Tensor):
                 "raw tokens have no meaningful interpolation. Choose hidden mix layers instead "
                 "(e.g. --layers 1-2) so the mix happens on learned features."
             )
-        return lam * value + (1.0 - lam) * value[perm]
+        return mix_rows(value, lam, perm)
     if isinstance(value, Mapping):
         return {key: mix_tensors(item, lam, perm) for key, item in value.items()}
     if isinstance(value, (tuple, list)):
@@ -247,54 +261,112 @@ class LatentMixer:
             return self.model(mix_tensors(inputs, plan.lam, plan.perm))
         if not 0 < plan.layer < self.num_layers:
             self.check_layers([plan.layer])
-        with self._mix_hooks(plan):
+        point = self.mix_points[plan.layer - 1]
+        undo = [_mix_output_once(module, name, plan) for module, name in zip(self._modules[plan.layer - 1], point)]
+        try:
             return self.model(inputs)
+        finally:
+            for remove in undo:
+                remove()
 
     __call__ = forward
 
-    @contextmanager
-    def _mix_hooks(self, plan: MixPlan) -> Iterator[None]:
-        calls: dict[int, int] = {}
 
-        def make_hook(module_index: int, name: str):
-            def hook(module: nn.Module, args, output):
-                calls[module_index] = calls.get(module_index, 0) + 1
-                if calls[module_index] > 1:
-                    raise ConfigError(
-                        f"mix point {name!r} ran more than once in one forward pass, so 'its output' is "
-                        "ambiguous; choose a submodule that runs once (e.g. a block, not a shared activation)"
-                    )
-                return mix_tensors(output, plan.lam, plan.perm)
+def _mix_output_once(module: nn.Module, name: str, plan: MixPlan) -> Callable[[], None]:
+    """Make `module`'s output mixed (`mix_tensors`) until the returned function is called.
 
-            return hook
+    Usually the mix is installed as the module's instance attribute ``forward`` (shadowing its
+    class's forward for this one call), not as a forward hook: a module with a hook takes
+    `nn.Module`'s slow call path, and registering and removing the hook every step adds more; on
+    small models that is a visible part of a step (benchmarks/README.md). If the module already has
+    forward hooks (its own or global ones), a hook is used instead, registered last as before, so
+    those hooks still see the un-mixed output. A mix point that runs twice in one forward raises.
+    """
+    calls = 0
 
-        point = self.mix_points[plan.layer - 1]
-        handles = [
-            module.register_forward_hook(make_hook(index, name))
-            for index, (module, name) in enumerate(zip(self._modules[plan.layer - 1], point))
-        ]
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+    def mixed(output):
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ConfigError(
+                f"mix point {name!r} ran more than once in one forward pass, so 'its output' is "
+                "ambiguous; choose a submodule that runs once (e.g. a block, not a shared activation)"
+            )
+        return mix_tensors(output, plan.lam, plan.perm)
+
+    if module._forward_hooks or _global_forward_hooks:
+        handle = module.register_forward_hook(lambda _module, _args, output: mixed(output))
+        return handle.remove
+    own = module.__dict__
+    previous = own.get("forward", _MISSING)  # an instance-level forward someone installed: kept
+    inner = module.forward
+    own["forward"] = lambda *args, **kwargs: mixed(inner(*args, **kwargs))
+
+    def remove() -> None:
+        if previous is _MISSING:
+            own.pop("forward", None)
+        else:
+            own["forward"] = previous
+
+    return remove
+
+
+_MISSING = object()
 
 
 def mixed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, plan: MixPlan) -> torch.Tensor:
     """Mixup loss ``lam * CE(out, y) + (1 - lam) * CE(out, y[perm])`` (Zhang et al. 2018, eq. 1).
 
-    With `NO_MIX` this is plain cross-entropy. Equal to the soft-target cross-entropy against
-    ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``.
+    With `NO_MIX` (or lam = 1) this is plain `F.cross_entropy`. Otherwise it is computed as the
+    equal soft-target cross-entropy against ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``
+    (`mixed_soft_targets`), which needs three autograd nodes instead of seven.
     """
-    loss = F.cross_entropy(logits, targets)
     if not plan.mixes or plan.lam == 1.0:
-        return loss
-    return plan.lam * loss + (1.0 - plan.lam) * F.cross_entropy(logits, targets[plan.perm])
+        return F.cross_entropy(logits, targets)
+    if logits.dim() != 2:  # per-position outputs (B, C, d...): the two-term form
+        return torch.lerp(F.cross_entropy(logits, targets[plan.perm]), F.cross_entropy(logits, targets), plan.lam)
+    return soft_target_cross_entropy(logits, mixed_soft_targets(targets, logits.shape[1], plan, logits.dtype))
 
 
-def mixed_soft_targets(targets: torch.Tensor, num_classes: int, plan: MixPlan) -> torch.Tensor:
-    """The mixed one-hot targets ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``, shape (B, C)."""
-    one_hot = F.one_hot(targets, num_classes).float()
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``-(1/B) sum_i sum_c t_ic log softmax(out_i)_c`` for (B, C) target rows t (no gradient to t)."""
+    return soft_target_nll(F.log_softmax(logits, dim=1), targets)
+
+
+def soft_target_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``-(1/B) sum_i sum_c t_ic log_probs_ic``, the mean soft-target negative log-likelihood.
+
+    The factor -1/B is applied to the (gradient-free) targets, so the graph is one product and one
+    sum.
+    """
+    return (log_probs * (targets.detach() * (-1.0 / log_probs.shape[0]))).sum()
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``F.one_hot(labels, num_classes).to(dtype)``, (B, C), as rows of a cached identity matrix.
+
+    One indexing operation; `F.one_hot` checks the label range with two reductions (host syncs on
+    some devices) and needs a cast. Out-of-range labels still raise (index out of bounds).
+    """
+    return _identity(num_classes, dtype, labels.device)[labels]
+
+
+@functools.lru_cache(maxsize=32)
+def _identity(num_classes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.eye(num_classes, dtype=dtype, device=device)
+
+
+def mixed_soft_targets(
+    targets: torch.Tensor, num_classes: int, plan: MixPlan, dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The mixed one-hot targets ``lam * onehot(y) + (1 - lam) * onehot(y[perm])``, shape (B, C):
+    the one-hot rows mixed exactly like the hidden state (`mix_rows`)."""
+    return mix_targets(one_hot(targets, num_classes, dtype), plan)
+
+
+def mix_targets(rows: torch.Tensor, plan: MixPlan, lam: Optional[float] = None) -> torch.Tensor:
+    """Per-sample target rows t (B, C) mixed like the hidden state: ``lam * t + (1 - lam) * t[perm]``
+    (`lam` defaults to the plan's); unchanged for `NO_MIX`."""
     if not plan.mixes:
-        return one_hot
-    return plan.lam * one_hot + (1.0 - plan.lam) * one_hot[plan.perm]
+        return rows
+    return mix_rows(rows, plan.lam if lam is None else lam, plan.perm)

@@ -53,7 +53,7 @@ there is no evidence of two populations: the model is marked ``degenerate`` and 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -419,41 +419,37 @@ class BetaMixture:
             return np.zeros(arr.shape)
         return self._table[self._index(_rescale_np(arr, self._loss_min, self._loss_max))]
 
-    def _device_table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (str(device), dtype)
+    def _device_table(self, device: torch.device, dtype: torch.dtype, clamp: Optional[tuple[float, float]]) -> torch.Tensor:
+        """The look-up table on `device` in `dtype`, values clamped to `clamp` (if given), with one
+        extra entry NaN at index `_TABLE_SIZE` (where NaN losses are sent). Cached."""
+        key = (str(device), dtype, clamp)
         tab = self._torch_tables.get(key)
         if tab is None:
-            tab = torch.as_tensor(np.array(self._table), dtype=dtype).to(device)
+            values = np.append(self._table, np.nan)
+            if clamp is not None:
+                values = np.clip(values, *clamp)  # NaN stays NaN
+            tab = torch.as_tensor(values, dtype=torch.float64).to(dtype).to(device)
             self._torch_tables[key] = tab
         return tab
 
-    def posterior_torch(self, losses: torch.Tensor) -> torch.Tensor:
+    def posterior_torch(self, losses: torch.Tensor, clamp: Optional[tuple[float, float]] = None) -> torch.Tensor:
         """P(noisy) for a tensor of losses, computed with torch ops on its device (no host sync).
 
         Same rescale and table look-up as `posterior` (in float64, float32 on MPS). Returns a
         tensor of the input's shape on the input's device, in the input's floating dtype (float32
         for integer input). NaN losses are not checked (that would need a host sync): they give NaN.
+        `clamp=(low, high)` clamps the result (the reference clamps each batch's P(noisy) to
+        [1e-4, 1 - 1e-4]); it is applied to the cached table, so it costs nothing per call.
         """
         if not isinstance(losses, torch.Tensor):
             raise ConfigError(f"losses: posterior_torch expects a torch.Tensor, got {type(losses).__name__}")
         out_dtype = losses.dtype if losses.is_floating_point() else torch.float32
         if self._degenerate:
-            return torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+            zeros = torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+            return zeros if clamp is None else zeros.clamp_(*clamp)
         dtype = _torch_compute_dtype(losses.device)
-        l = losses.detach().to(dtype)
-        x = (l - self._loss_min) / (self._loss_max - self._loss_min + _DENOM_EPS)
-        x = torch.where(x >= 1.0, torch.full_like(x, 1.0 - _RESCALE_CLAMP), x)
-        x = torch.where(x <= 0.0, torch.full_like(x, _RESCALE_CLAMP), x)
-        is_nan = torch.isnan(x)
-        x = torch.where(is_nan, torch.zeros_like(x), x)
-        if self._lookup == "reference":
-            idx = (x * _TABLE_SIZE).to(torch.int64)
-        else:
-            idx = torch.round(x * (_TABLE_SIZE - 1)).to(torch.int64)
-        idx = idx.clamp_(0, _TABLE_SIZE - 1)
-        p = self._device_table(losses.device, dtype)[idx]
-        p = torch.where(is_nan, torch.full_like(p, float("nan")), p)
-        return p.to(out_dtype)
+        return self._device_table(losses.device, out_dtype, clamp)[_table_index_torch(
+            losses.detach().to(dtype), self._loss_min, self._loss_max, self._lookup)]
 
     # -- checkpointing ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -481,6 +477,25 @@ class BetaMixture:
             lookup=state["lookup"], em_iterations=state.get("em_iterations", 10),
             degenerate=state.get("degenerate", False), table=state["table"],
         )
+
+
+def _table_index_torch(losses: torch.Tensor, loss_min: float, loss_max: float, lookup: str) -> torch.Tensor:
+    """The look-up table index of each loss, equal to `BetaMixture._index(_rescale_np(...))`:
+
+        x = (l - loss_min) / (loss_max - loss_min + 1e-6)
+        monotone: idx = rint(99 x), reference: idx = int(100 x), clipped to [0, 99];  NaN -> 100
+
+    The reference's clamps (x >= 1 -> 1 - 1e-3, x <= 0 -> 1e-3) and the index clip are one
+    ``clamp(x, 1e-3, 1 - 1e-3)``: every x between 0 and 1e-3 (or 1 - 1e-3 and 1) gets the same
+    index as the clamp value (0, or 99), so the indices are identical, +-inf included. In-place
+    operations after the first: a handful of operations instead of twenty.
+    """
+    x = losses.sub(loss_min).div_(loss_max - loss_min + _DENOM_EPS).clamp_(_RESCALE_CLAMP, 1.0 - _RESCALE_CLAMP)
+    if lookup == "reference":
+        x = x.mul_(_TABLE_SIZE)  # truncated by the integer conversion below (x > 0)
+    else:
+        x = x.mul_(_TABLE_SIZE - 1).round_()
+    return x.nan_to_num_(nan=float(_TABLE_SIZE)).long()
 
 
 def _rescale_np(arr: np.ndarray, loss_min: float, loss_max: float) -> np.ndarray:
@@ -610,13 +625,15 @@ class GaussianMixture:
             return x  # zeros
         return _gauss_resp(x.reshape(-1), self._means, self._variances, self._weights)[1].reshape(x.shape)
 
-    def posterior_torch(self, losses: torch.Tensor) -> torch.Tensor:
-        """Like `posterior`, with torch ops on the tensor's device (no host sync); NaN in, NaN out."""
+    def posterior_torch(self, losses: torch.Tensor, clamp: Optional[tuple[float, float]] = None) -> torch.Tensor:
+        """Like `posterior`, with torch ops on the tensor's device (no host sync); NaN in, NaN out.
+        `clamp=(low, high)` clamps the result, as `BetaMixture.posterior_torch`."""
         if not isinstance(losses, torch.Tensor):
             raise ConfigError(f"losses: posterior_torch expects a torch.Tensor, got {type(losses).__name__}")
         out_dtype = losses.dtype if losses.is_floating_point() else torch.float32
         if self._degenerate:
-            return torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+            zeros = torch.zeros(losses.shape, dtype=out_dtype, device=losses.device)
+            return zeros if clamp is None else zeros.clamp_(*clamp)
         dtype = _torch_compute_dtype(losses.device)
         x = ((losses.detach().to(dtype) - self._loss_min) / (self._loss_max - self._loss_min)).clamp(0.0, 1.0)
         logs = []
@@ -625,7 +642,8 @@ class GaussianMixture:
             logs.append(math.log(w) - 0.5 * math.log(2 * math.pi * var) - (x - mu) ** 2 / (2 * var)
                         if w > 0 else torch.full_like(x, -math.inf))
         # P(noisy) = sigmoid(log w1 p1 - log w0 p0)
-        return torch.sigmoid(logs[1] - logs[0]).to(out_dtype)
+        p = torch.sigmoid(logs[1] - logs[0]).to(out_dtype)
+        return p if clamp is None else p.clamp_(*clamp)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state (floats, lists, str, bool)."""

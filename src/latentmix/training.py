@@ -38,9 +38,11 @@ from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inpu
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from latentmix.losses import hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss
+from latentmix.losses import bootstrap_targets, bootstrapping_objective, side_lam
 from latentmix.methods import Method, get_method
-from latentmix.mixing import LatentMixer, MixPlan, draw_epoch_mixing, format_layers, mixed_cross_entropy
+from latentmix.mixing import (
+    LatentMixer, MixPlan, draw_epoch_mixing, format_layers, mix_targets, mixed_cross_entropy,
+)
 from latentmix.noise import NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
 
@@ -407,9 +409,10 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
     Same effect as ``model.eval()`` / ``model.train()``, which walk the module tree through
     `nn.Module.__setattr__` (about 0.1 ms each for the spiral MLP, a tenth of its whole training
-    step); bootstrapping switches twice per batch, so the flags are set directly.
+    step); bootstrapping switches twice per batch, so the flags are set directly, on a walk of the
+    tree without `named_modules`' name building.
     """
-    modules = list(model.modules())
+    modules = _all_modules(model)
     for module in modules:
         module.__dict__["training"] = False
     try:
@@ -418,6 +421,21 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         for module in modules:
             module.__dict__["training"] = True
 
+
+def _all_modules(model: nn.Module) -> list[nn.Module]:
+    """`model` and every submodule (a module shared by two parents may appear twice), as
+    ``list(model.modules())`` without building the names."""
+    found, pending = [], [model]
+    while pending:
+        module = pending.pop()
+        found.append(module)
+        for child in module._modules.values():
+            if child is not None:
+                pending.append(child)
+    return found
+
+
+P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
 
 
 @torch.no_grad()
@@ -445,22 +463,21 @@ def bootstrapping_inputs(
     else:
         raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose reference or single")
     losses = F.cross_entropy(eval_logits, y, reduction="none")
-    p_noisy = noise_model.posterior_torch(losses).to(losses.dtype).clamp(1e-4, 1.0 - 1e-4)
-    return clean_logits, p_noisy
+    return clean_logits, noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP)
 
 
 def training_loss(method: Method, logits: torch.Tensor, y: torch.Tensor, plan: MixPlan,
                   clean_logits: Optional[torch.Tensor], p_noisy: Optional[torch.Tensor]) -> torch.Tensor:
     """Mixed cross-entropy during warm-up and for methods without correction; otherwise the
-    method's bootstrapping loss plus the prior regularizer ([A] adds it with bootstrapping only)."""
+    method's bootstrapping loss plus the prior regularizer ([A] adds it with bootstrapping only):
+    ``hard/soft_bootstrapping_loss + reg_weight * prior_regularizer``, computed as one
+    `bootstrapping_objective` against the mixed bootstrapping targets."""
     logits = logits.float()
     if clean_logits is None:
         return mixed_cross_entropy(logits, y, plan)
-    if method.correction == "hard":
-        loss = hard_bootstrapping_loss(logits, y, clean_logits, p_noisy, plan)
-    else:
-        loss = soft_bootstrapping_loss(logits, y, clean_logits, p_noisy, plan, method.soft_side_weighting)
-    return loss + method.reg_weight * prior_regularizer(logits)
+    lam = plan.lam if method.correction == "hard" else side_lam(plan, method.soft_side_weighting)
+    targets = mix_targets(bootstrap_targets(y, clean_logits, p_noisy, method.correction), plan, lam)
+    return bootstrapping_objective(logits, targets, method.reg_weight)
 
 
 def training_step(
