@@ -53,11 +53,12 @@ from latentmix.errors import ConfigError
 from latentmix.mixing import draw_epoch_mixing
 from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.training import (
-    RunConfig, RunStreams, build_run_model, lr_at_epoch, make_labels, protocol_for,
+    Protocol, RunConfig, RunStreams, build_run_model, lr_at_epoch, make_labels, protocol_for,
     resolve_device,
 )
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
+EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the spiral grid
 
 
 def supports_population(config: RunConfig) -> bool:
@@ -243,7 +244,7 @@ class StackedMLP:
         self.parameters.add_(self.velocity, alpha=-lr)
 
     @torch.no_grad()
-    def logits(self, inputs: torch.Tensor, chunk: int = 128):
+    def logits(self, inputs: torch.Tensor, chunk: Optional[int] = None):
         """Every run's logits (R, n, C) on shared `inputs` (N, D), `chunk` samples at a time (a
         generator of chunks; each is overwritten by the next).
 
@@ -252,6 +253,7 @@ class StackedMLP:
         broadcast along the long, contiguous sample axis."""
         first = self.layers[0]
         runs, _, in_features = first.weight.shape
+        chunk = chunk or EVAL_CHUNK
         for start in range(0, inputs.shape[0], chunk):
             batch = inputs[start:start + chunk]
             n = batch.shape[0]
@@ -380,7 +382,7 @@ class _Shard:
         self.eligible, self.alphas = eligible, alphas
         self.batch_size, self.num_classes = batch_size, num_classes
 
-    def train_epoch(self, train_x: torch.Tensor, lr: float, protocol) -> torch.Tensor:
+    def train_epoch(self, train_x: torch.Tensor, lr: float, protocol: Protocol) -> torch.Tensor:
         """One epoch of every run of the shard; returns each run's mean training loss (R,)."""
         device = train_x.device
         num_train, batch_size = train_x.shape[0], self.batch_size
@@ -395,13 +397,15 @@ class _Shard:
         batches = [slice(start, min(start + batch_size, num_train)) for start in range(0, num_train, batch_size)]
         labels = self.noisy_labels.gather(1, orders)  # (R, N), in the epoch's order
         inputs = train_x.index_select(0, orders.view(-1)).view(*orders.shape, -1)  # (R, N, D)
+        plans = []
         full = num_train // batch_size  # full batches, then possibly one smaller last batch
-        plans = plan_steps(chosen[:, :full], lams[:, :full], keys[:, :full],
-                           labels[:, :full * batch_size].view(-1, full, batch_size), self.num_classes, device)
-        if full < num_steps:
-            last = num_train - full * batch_size
-            plans += plan_steps(chosen[:, full:], lams[:, full:], keys[:, full:, :last],
-                                labels[:, full * batch_size:, None].transpose(1, 2), self.num_classes, device)
+        for first_step, end_step, b in ((0, full, batch_size), (full, num_steps, num_train - full * batch_size)):
+            if end_step > first_step:
+                steps = slice(first_step, end_step)
+                batch_labels = labels[:, first_step * batch_size:first_step * batch_size + (end_step - first_step) * b]
+                plans += plan_steps(chosen[:, steps], lams[:, steps], keys[:, steps, :b],
+                                    batch_labels.reshape(len(self.streams), end_step - first_step, b),
+                                    self.num_classes, device)
 
         loss_sum = torch.zeros(len(self.streams), device=device)
         for batch, plan in zip(batches, plans):
@@ -471,17 +475,19 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     noisy_y = torch.stack([l.labels for l in labels]).to(device)  # (R, N)
     is_noisy = torch.stack([l.is_noisy for l in labels]).numpy()
     streams = [RunStreams.from_seed(config.seed, torch.device("cpu")) for config in configs]
+    # One shard per thread: smaller shards (more, smaller operations) measured slower.
     bounds = np.linspace(0, num_runs, min(threads, num_runs) + 1).round().astype(int)
     shards = [_Shard(StackedMLP(models[lo:hi], device), noisy_y[lo:hi], streams[lo:hi], eligible[lo:hi],
                      alphas[lo:hi], protocol.batch_size, dataset.num_classes)
               for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     row_slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    workers = min(threads, len(shards))
 
     def on_shards(work: Callable[[_Shard, slice], object]) -> list:
         """`work(shard, its rows)` for every shard side by side, one thread each."""
-        if len(shards) == 1:
-            return [work(shards[0], row_slices[0])]
+        if workers == 1:
+            return [work(shard, rows) for shard, rows in zip(shards, row_slices)]
         return list(pool.map(work, shards, row_slices))
 
     def predictions_on(inputs: torch.Tensor) -> torch.Tensor:
@@ -496,7 +502,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         epochs = tqdm(epochs, desc=f"population of {num_runs} runs", unit="epoch", dynamic_ncols=True, leave=False)
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each shard's thread runs its own operations
-    pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="latentmix-population")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentmix-population")
     try:
         for epoch in epochs:
             epoch_started = time.perf_counter()
