@@ -16,14 +16,68 @@ import argparse
 import os
 import platform
 import time
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from latentmix.experiments import spiral_table2_grid
-from latentmix.population import train_population
-from latentmix.training import train
+from latentmix.models.small import SpiralMLP
+from latentmix.population import EVAL_CHUNK, train_population
+from latentmix.training import PROTOCOLS, train
+
+
+def arithmetic_floor(num_runs: int, threads: int, epochs: int = 3) -> tuple[float, float]:
+    """Seconds per epoch of the population's batched matrix products alone, and of its activations
+    (one sigmoid per hidden unit) alone: the same shapes and counts as `train_population` on the
+    spiral protocol (per step: 6 forward products, 6 weight-gradient and 5 input-gradient products;
+    per epoch: the validation pass, and the training-set pass every 10th epoch), the runs split
+    over `threads` threads as the population splits them. No implementation built from these
+    kernels can be faster than their sum."""
+    protocol = PROTOCOLS["spiral"]
+    widths = (4,) + SpiralMLP.widths + (2,)
+    shapes = list(zip(widths[1:], widths[:-1]))  # (out, in) per layer
+    batch, steps = protocol.batch_size, -(-1000 // protocol.batch_size)
+    eval_chunks = -(-1000 // EVAL_CHUNK) * 1.1  # validation every epoch, training set every 10th
+
+    def buffers(runs: int) -> list[dict]:
+        return [dict(h=torch.randn(runs, batch, i), w=torch.randn(runs, o, i) * 0.3, out=torch.empty(runs, batch, o),
+                     g=torch.randn(runs, batch, o), v=torch.zeros(runs, o, i), dh=torch.empty(runs, batch, i),
+                     eval_in=torch.randn(runs, i, EVAL_CHUNK), eval_out=torch.empty(runs, o, EVAL_CHUNK)) for o, i in shapes]
+
+    def products(layers: list[dict]) -> None:
+        for _ in range(steps):
+            for t in layers:
+                t["out"].baddbmm_(t["h"], t["w"].transpose(1, 2), beta=0)
+            for l, t in reversed(list(enumerate(layers))):
+                t["v"].baddbmm_(t["g"].transpose(1, 2), t["h"], beta=0.9)
+                if l:
+                    torch.bmm(t["g"], t["w"], out=t["dh"])
+        for _ in range(round(eval_chunks)):
+            for t in layers:
+                t["eval_out"].baddbmm_(t["w"], t["eval_in"], beta=0)
+
+    def activations(layers: list[dict]) -> None:
+        for _ in range(steps):
+            for t in layers[:-1]:
+                t["out"].sigmoid_()
+        for _ in range(round(eval_chunks)):
+            for t in layers[:-1]:
+                t["eval_out"].sigmoid_()
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    parts = [buffers(len(rows)) for rows in np.array_split(np.arange(num_runs), threads)]
+    seconds = []
+    with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        for work in (products, activations):
+            list(pool.map(work, parts))  # warm-up
+            started = time.perf_counter()
+            for _ in range(epochs):
+                list(pool.map(work, parts))
+            seconds.append((time.perf_counter() - started) / epochs)
+    torch.set_num_threads(torch_threads)
+    return seconds[0], seconds[1]
 
 
 def main() -> None:
@@ -59,6 +113,10 @@ def main() -> None:
     print(f"vectorized: whole grid trained in {vectorized:.1f} s with {args.threads} thread(s) "
           f"({vectorized / len(configs) * 1e3:.0f} ms per run)")
     print(f"speed-up: {estimate / vectorized:.1f}x (sequential estimated from measured runs / vectorized measured)")
+    products, activations = arithmetic_floor(len(configs), args.threads)
+    print(f"floor: the grid's batched matrix products alone take {products * args.epochs:.0f} s and its activations "
+          f"alone {activations * args.epochs:.0f} s ({(products + activations) * 1e3:.0f} ms per epoch) with "
+          f"{args.threads} thread(s): the vectorized run is {vectorized / ((products + activations) * args.epochs):.2f}x that floor")
     best = max(results, key=lambda r: r["best_val_acc"])
     print(f"(sanity: best run {best['method']} at noise {best['noise']:g}: {best['best_val_acc']:.3f})")
 

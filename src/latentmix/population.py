@@ -502,7 +502,10 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         epochs = tqdm(epochs, desc=f"population of {num_runs} runs", unit="epoch", dynamic_ncols=True, leave=False)
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each shard's thread runs its own operations
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentmix-population")
+    # Each worker sets its own OpenMP/MKL thread count to 1: a new thread starts with the default
+    # (all cores), and two workers each spreading their products over both cores run no faster than one.
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentmix-population",
+                              initializer=torch.set_num_threads, initargs=(1,))
     try:
         for epoch in epochs:
             epoch_started = time.perf_counter()
