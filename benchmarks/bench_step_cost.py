@@ -4,7 +4,8 @@
 
 A step is `latentmix.training.training_step` (bootstrapping inputs, mixed forward, loss, SGD
 step), exactly what the training loop runs. M-DYR-H is timed with the reference's two extra
-forwards per batch (`--bootstrap-forward reference`) and with one (`single`). Methods are timed in
+forwards per batch (`--bootstrap-forward reference`), with one (`single`), and with none
+(`tracked`: the batch's target rows gathered from a whole-epoch table, as the trainer does). Methods are timed in
 interleaved rounds and the median per step is kept, so a machine shared with other work biases all
 methods alike; the printed ratios are what to read.
 """
@@ -24,10 +25,12 @@ from latentmix.methods import get_method
 from latentmix.mixing import LatentMixer, draw_epoch_mixing
 from latentmix.models import build_model
 from latentmix.noise_model import BetaMixture
-from latentmix.training import training_step
+from latentmix.losses import bootstrap_targets
+from latentmix.training import P_NOISY_CLAMP, training_step
 
 METHODS = [("ce", "reference"), ("m", "reference"), ("lr-m", "reference"),
-           ("m-dyr-h", "reference"), ("m-dyr-h", "single"), ("lr-m-dyr-h", "single")]
+           ("m-dyr-h", "reference"), ("m-dyr-h", "single"), ("m-dyr-h", "tracked"),
+           ("lr-m-dyr-h", "single"), ("lr-m-dyr-h", "tracked")]
 
 
 def setup(kind: str, width: float, batch_size: int):
@@ -53,11 +56,21 @@ def time_method(model, x, y, name: str, mode: str, steps: int, rng: np.random.Ge
     noise_model = BetaMixture.fit(np.random.default_rng(0).gamma(2.0, 0.5, 5000)) if method.corrects else None
     alpha = 32.0 if x.dim() == 4 else 2.0
     draws = draw_epoch_mixing(method.mix_layers, alpha, steps, y.shape[0], rng)
+    epoch_targets = indices = None
+    if mode == "tracked" and method.corrects:  # what the trainer builds once per epoch, from its tracking pass
+        num_train, num_classes = 50 * y.shape[0], int(y.max()) + 1
+        generator = torch.Generator().manual_seed(1)
+        losses = torch.rand(num_train, generator=generator) * 3
+        epoch_targets = bootstrap_targets(torch.randint(0, num_classes, (num_train,), generator=generator),
+                                          torch.randn(num_train, num_classes, generator=generator),
+                                          noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP), method.correction)
+        indices = torch.randint(0, num_train, (steps, y.shape[0]), generator=generator)
     times = []
     for step in range(steps):
         plan = draws.plan(step, y.shape[0])
         started = time.perf_counter()
-        training_step(mixer, model, optimizer, method, x, y, plan, noise_model=noise_model, bootstrap_forward=mode)
+        training_step(mixer, model, optimizer, method, x, y, plan, noise_model=noise_model, bootstrap_forward=mode,
+                      sample_targets=None if epoch_targets is None else epoch_targets[indices[step]])
         times.append(time.perf_counter() - started)
     return times
 

@@ -255,6 +255,42 @@ def test_bootstrap_forward_single(tmp_path):
         train(_config(bootstrap_forward="double", **kwargs), dataset=_small_spiral(), progress=False)
 
 
+def test_bootstrap_forward_tracked_takes_targets_from_the_previous_epochs_pass():
+    kwargs = dict(method="m-dyr-h", warmup_epochs=1, epochs=4, noise=0.3, seed=1, lr=0.1)
+    tracked = train(_config(bootstrap_forward="tracked", **kwargs), dataset=_small_spiral(), progress=False)
+    assert [row["bootstrapping"] for row in tracked.metrics] == [False, True, True, True]
+    assert all(np.isfinite(row["train_loss"]) for row in tracked.metrics)
+    single = train(_config(bootstrap_forward="single", **kwargs), dataset=_small_spiral(), progress=False)
+    assert _comparable(tracked.metrics[:1]) == _comparable(single.metrics[:1])  # warm-up: same steps
+    # targets one epoch old: the runs part once the model moves between passes
+    assert [row["train_loss"] for row in tracked.metrics[2:]] != [row["train_loss"] for row in single.metrics[2:]]
+    # With a vanishing lr the model does not change, so the previous epoch's pass predicts what
+    # each step's own extra forward would: the two modes must then train on the same targets.
+    frozen = dict(kwargs, lr=1e-9)
+    tracked = train(_config(bootstrap_forward="tracked", **frozen), dataset=_small_spiral(), progress=False)
+    single = train(_config(bootstrap_forward="single", **frozen), dataset=_small_spiral(), progress=False)
+    for a, b in zip(tracked.metrics, single.metrics):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_given_target_rows_equal_targets_built_from_logits():
+    from latentmix.losses import bootstrap_targets
+    from latentmix.methods import get_method
+    from latentmix.mixing import MixPlan
+    from latentmix.training import training_loss
+
+    torch.manual_seed(0)
+    logits, clean_logits = torch.randn(6, 3), torch.randn(6, 3)
+    y, p_noisy = torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(6)
+    plan = MixPlan(layer=1, lam=0.7, perm=torch.tensor([3, 4, 5, 0, 1, 2]))
+    for name in ("m-dyr-h", "m-dyr-s"):
+        method = get_method(name)
+        rows = bootstrap_targets(y, clean_logits, p_noisy, method.correction)
+        given = training_loss(method, logits, y, plan, None, None, sample_targets=rows)
+        built = training_loss(method, logits, y, plan, clean_logits, p_noisy)
+        assert given.item() == pytest.approx(built.item(), rel=1e-6)
+
+
 def test_eval_mode_switches_every_module_and_back():
     from torch import nn
 

@@ -41,8 +41,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--warmup-epochs", type=int, help="epochs before bootstrapping starts")
     method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer (default 1.0)")
     method.add_argument("--soft-side-weighting", choices=["lam", "half"], help="M-DYR-S side weights (default lam)")
-    method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single"],
-                        help="reference: two extra forwards per batch as [A]; single: one (faster)")
+    method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single", "tracked"],
+                        help="reference: two extra forwards per batch as [A]; single: one (faster); "
+                             "tracked: none, targets and P(noisy) from the previous epoch's tracking pass (fastest)")
     method.add_argument("--noise-model", default="beta", choices=["beta", "gaussian"])
     method.add_argument("--posterior-lookup", default="monotone", choices=["monotone", "reference"])
     method.add_argument("--track-transform", default="train", choices=["train", "eval"],

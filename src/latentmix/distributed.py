@@ -89,32 +89,33 @@ class DistContext:
         return total
 
     def all_gather(self, values: torch.Tensor) -> torch.Tensor:
-        """The 1-D tensors of all processes concatenated in rank order (lengths may differ)."""
+        """The tensors of all processes concatenated along the first axis in rank order (lengths
+        may differ; the other axes must agree)."""
         if not self.is_distributed:
             return values
-        if values.dim() != 1:
-            raise ValueError(f"all_gather takes a 1-D tensor, got shape {tuple(values.shape)}")
+        if values.dim() < 1:
+            raise ValueError(f"all_gather takes a tensor with at least one axis, got shape {tuple(values.shape)}")
         length = torch.tensor([values.shape[0]], device=values.device, dtype=torch.int64)
         lengths = [torch.zeros_like(length) for _ in range(self.world_size)]
         torch.distributed.all_gather(lengths, length)
         sizes = [int(n) for n in lengths]
         longest = max(sizes)
-        padded = torch.zeros(longest, dtype=values.dtype, device=values.device)
+        padded = torch.zeros((longest, *values.shape[1:]), dtype=values.dtype, device=values.device)
         padded[: values.shape[0]] = values
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         torch.distributed.all_gather(parts, padded)
         return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
     def gather_by_index(self, values: torch.Tensor, indices: torch.Tensor, total: int) -> torch.Tensor:
-        """Per-sample `values` of this process's samples `indices`, gathered from all processes
-        into one (total,) tensor in sample order (every sample must be held by one process; a
+        """Per-sample `values` (one row each) of this process's samples `indices`, gathered from
+        all processes into one (total, ...) tensor in sample order (every sample must be held by one process; a
         single process holds them all, in order, and gets `values` back)."""
         if not self.is_distributed:
             return values
         all_values, all_indices = self.all_gather(values), self.all_gather(indices)
         if all_indices.shape[0] != total:
             raise RuntimeError(f"gathered {all_indices.shape[0]} per-sample values, expected {total}")
-        result = torch.empty(total, dtype=values.dtype, device=values.device)
+        result = torch.empty((total, *values.shape[1:]), dtype=values.dtype, device=values.device)
         result[all_indices] = all_values
         return result
 

@@ -357,6 +357,7 @@ class Tracked:
 
     losses: torch.Tensor  # (N,) cross-entropy against the given (noisy) labels
     predictions: torch.Tensor  # (N,) argmax class
+    logits: torch.Tensor  # (N, C)
 
 
 @torch.no_grad()
@@ -372,19 +373,19 @@ def track_training_losses(
     batch, so a random (training) transform draws as in one process and the streams stay equal."""
     was_training = model.training
     model.eval()
-    losses, predictions, held = [], [], []
+    losses, all_logits, held = [], [], []
     for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
         part = dist.shard(len(index))
         with autocast():
             logits = model(index_inputs(transform(index_inputs(inputs, index)), part))
         logits = logits.float()
         losses.append(F.cross_entropy(logits, labels[index[part]], reduction="none"))
-        predictions.append(logits.argmax(dim=1))
+        all_logits.append(logits)
         held.append(index[part])
     model.train(was_training)
     held = torch.cat(held)
-    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]),
-                   dist.gather_by_index(torch.cat(predictions), held, labels.shape[0]))
+    logits = dist.gather_by_index(torch.cat(all_logits), held, labels.shape[0])
+    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]), logits.argmax(dim=1), logits)
 
 
 @torch.no_grad()
@@ -436,6 +437,18 @@ def _all_modules(model: nn.Module) -> list[nn.Module]:
 
 
 P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
+BOOTSTRAP_FORWARDS = ("reference", "single", "tracked")
+
+
+@torch.no_grad()
+def epoch_bootstrap_targets(method: Method, labels: torch.Tensor, tracked: Tracked, noise_model: Any) -> torch.Tensor:
+    """`--bootstrap-forward tracked`: every sample's bootstrapping target row (N, C) for a whole
+    epoch, from the tracking pass that ended the previous epoch (its eval-mode logits give the
+    predicted class or distribution, its losses P(noisy) through the noise model just fitted on
+    them). A step then only gathers its batch's rows: no extra forward at all, at the price of
+    targets and weights one epoch old instead of the current step's."""
+    p_noisy = noise_model.posterior_torch(tracked.losses, clamp=P_NOISY_CLAMP)
+    return bootstrap_targets(labels, tracked.logits, p_noisy, method.correction)
 
 
 @torch.no_grad()
@@ -447,7 +460,8 @@ def bootstrapping_inputs(
     "reference" ([A] train.py): a train-mode forward for the target (its batch-norm statistics
     update as in the reference) and an eval-mode forward whose per-sample loss gives P(noisy).
     "single": one eval-mode forward for both, a third cheaper per step; its effect on accuracy is
-    measured in benchmarks/README.md.
+    measured in benchmarks/README.md. ("tracked" needs no forward here: `train` takes both from
+    the epoch's tracking pass, see `epoch_bootstrap_targets`.)
     P(noisy) is clamped to [1e-4, 1 - 1e-4] as in the reference.
     """
     if mode == "reference":
@@ -461,39 +475,44 @@ def bootstrapping_inputs(
             with autocast():
                 clean_logits = eval_logits = model(x).float()
     else:
-        raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose reference or single")
+        raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose {', '.join(BOOTSTRAP_FORWARDS)}")
     losses = F.cross_entropy(eval_logits, y, reduction="none")
     return clean_logits, noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP)
 
 
 def training_loss(method: Method, logits: torch.Tensor, y: torch.Tensor, plan: MixPlan,
-                  clean_logits: Optional[torch.Tensor], p_noisy: Optional[torch.Tensor]) -> torch.Tensor:
+                  clean_logits: Optional[torch.Tensor], p_noisy: Optional[torch.Tensor],
+                  sample_targets: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mixed cross-entropy during warm-up and for methods without correction; otherwise the
     method's bootstrapping loss plus the prior regularizer ([A] adds it with bootstrapping only):
     ``hard/soft_bootstrapping_loss + reg_weight * prior_regularizer``, computed as one
-    `bootstrapping_objective` against the mixed bootstrapping targets."""
+    `bootstrapping_objective` against the mixed bootstrapping targets. The un-mixed target rows
+    come from `clean_logits` and `p_noisy`, or are given (`sample_targets`, the tracked mode)."""
     logits = logits.float()
-    if clean_logits is None:
+    if clean_logits is None and sample_targets is None:
         return mixed_cross_entropy(logits, y, plan)
+    if sample_targets is None:
+        sample_targets = bootstrap_targets(y, clean_logits, p_noisy, method.correction)
     lam = plan.lam if method.correction == "hard" else side_lam(plan, method.soft_side_weighting)
-    targets = mix_targets(bootstrap_targets(y, clean_logits, p_noisy, method.correction), plan, lam)
+    targets = mix_targets(sample_targets, plan, lam)
     return bootstrapping_objective(logits, targets, method.reg_weight)
 
 
 def training_step(
     mixer: LatentMixer, forward_model: nn.Module, optimizer: torch.optim.Optimizer, method: Method,
     x: Inputs, y: torch.Tensor, plan: MixPlan, *, noise_model: Any = None, bootstrap_forward: str = "reference",
-    autocast: Callable = nullcontext,
+    autocast: Callable = nullcontext, sample_targets: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One SGD step on one batch: [bootstrapping target and P(noisy)] -> mixed forward -> loss ->
-    step. `noise_model` None means plain (mixed) cross-entropy (warm-up, or no correction).
+    step. `noise_model` None means plain (mixed) cross-entropy (warm-up, or no correction), unless
+    the batch's bootstrapping target rows are given (`sample_targets`, `--bootstrap-forward tracked`).
     Returns the batch loss, detached, on the device (no host synchronisation)."""
     clean_logits = p_noisy = None
-    if noise_model is not None:
+    if noise_model is not None and sample_targets is None:
         clean_logits, p_noisy = bootstrapping_inputs(forward_model, x, y, noise_model, bootstrap_forward, autocast)
     with autocast():
         logits = mixer.forward(x, plan)
-    loss = training_loss(method, logits, y, plan, clean_logits, p_noisy)
+    loss = training_loss(method, logits, y, plan, clean_logits, p_noisy, sample_targets)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -536,8 +555,9 @@ def train(
     dist = distributed or single_process(resolve_device(config.device))
     device = dist.device
     method = config.resolved_method()
-    if config.bootstrap_forward not in ("reference", "single"):
-        raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: choose reference or single")
+    if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
+        raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
+                          f"choose {', '.join(BOOTSTRAP_FORWARDS)}")
     if config.track_transform not in ("train", "eval"):
         raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
     if dataset is None:
@@ -635,6 +655,12 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         bootstrapping = method.corrects and epoch > warmup and noise_model is not None
+        epoch_targets = None
+        if bootstrapping and config.bootstrap_forward == "tracked":
+            if tracked is None:  # resumed: the pass that ended the previous epoch is not in the checkpoint
+                tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
+                                                protocol.eval_batch_size, autocast, dist=dist)
+            epoch_targets = epoch_bootstrap_targets(method, noisy_labels, tracked, noise_model)
 
         # ---- train one epoch; the loss is summed on the device and read once at the end ----
         # (data-parallel: every process draws the same global batches and mixing draws, augments
@@ -651,6 +677,7 @@ def train(
                 train_mixer, forward_model, optimizer, method, x, y, plan,
                 noise_model=noise_model if bootstrapping else None,
                 bootstrap_forward=config.bootstrap_forward, autocast=autocast,
+                sample_targets=None if epoch_targets is None else epoch_targets[index[shard]],
             )
             loss_sum += loss * y.shape[0]
 
