@@ -123,7 +123,7 @@ class DistContext:
 
     def wrap_mixer(self, mixer: "LatentMixer") -> "LatentMixer":
         """A mixer whose mixed forward runs through `DistributedDataParallel` (gradients averaged
-        over the processes). Its mixing hooks stay on the inner model's submodules, which DDP's
+        over the processes). Its mix points stay on the inner model's submodules, which DDP's
         forward calls. DDP broadcasts rank 0's parameters and buffers when it is built, so wrap
         after loading a checkpoint. One process: the mixer itself."""
         if not self.is_distributed:
