@@ -351,7 +351,8 @@ def plan_steps(chosen: np.ndarray, lams: np.ndarray, keys: np.ndarray, labels: t
     Vectorized over runs and steps: a handful of NumPy calls per epoch, not per step."""
     runs, steps, batch = keys.shape
     perms = np.argsort(keys, axis=2, kind="stable")  # (R, S, b)
-    inverse = np.argsort(perms, axis=2, kind="stable")
+    inverse = np.empty_like(perms)  # inverse[perm[j]] = j, a scatter rather than a second sort
+    np.put_along_axis(inverse, perms, np.broadcast_to(np.arange(batch), perms.shape), axis=2)
     # Per step, the runs in order of their layer, so that each layer's rows are one slice.
     by_layer = np.argsort(chosen, axis=0, kind="stable").T  # (S, R)
     step_index = np.arange(steps)[:, None]
