@@ -356,8 +356,12 @@ class Tracked:
     """Per-sample results of one pass over the training set."""
 
     losses: torch.Tensor  # (N,) cross-entropy against the given (noisy) labels
-    predictions: torch.Tensor  # (N,) argmax class
     logits: torch.Tensor  # (N, C)
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        """(N,) argmax class."""
+        return self.logits.argmax(dim=1)
 
 
 @torch.no_grad()
@@ -385,7 +389,7 @@ def track_training_losses(
     model.train(was_training)
     held = torch.cat(held)
     logits = dist.gather_by_index(torch.cat(all_logits), held, labels.shape[0])
-    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]), logits.argmax(dim=1), logits)
+    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]), logits)
 
 
 @torch.no_grad()
