@@ -1,6 +1,7 @@
 """The Python API (`latentmix.fit` and the top-level re-exports) and bring-your-own data through
 ``latentmix train --data FILE`` (docs/data.md)."""
 
+import csv
 import json
 
 import numpy as np
@@ -191,8 +192,19 @@ def test_train_data_with_noisy_labels_file(tmp_path):
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert result["detection_auc"] is not None and 0.1 < result["actual_noise_rate"] < 0.3
-    issues = (out / "label_issues.csv").read_text().splitlines()
-    assert issues[0] == "index,given_label,p_noisy,predicted_label,truly_noisy" and len(issues) == 1 + 108
+    with (out / "label_issues.csv").open() as handle:
+        issues = list(csv.DictReader(handle))
+    assert list(issues[0]) == ["index", "split", "given_label", "p_noisy", "loss", "predicted_label", "truly_noisy"]
+    # every row of the user's file is listed once, by its row number in the file, with the label the
+    # file gives it (the validation split and the noisy-validation split included)
+    rows = [int(row["index"]) for row in issues]
+    assert sorted(rows) == list(range(len(y)))
+    assert all(int(row["given_label"]) == noisy[int(row["index"])] for row in issues)
+    assert all(int(row["truly_noisy"]) == int(noisy[int(row["index"])] != y[int(row["index"])]) for row in issues)
+    assert {row["split"] for row in issues} == {"train", "holdout", "val"}
+    # most suspicious first: P(noisy) descending, ties broken by the loss descending
+    keys = [(float(row["p_noisy"]), float(row["loss"])) for row in issues]
+    assert keys == sorted(keys, reverse=True)
 
 
 def test_train_data_csv(tmp_path):

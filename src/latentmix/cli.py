@@ -38,7 +38,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--layers", help="eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input)")
     method.add_argument("--alpha", type=float, help="mixup Beta(alpha, alpha) (default: the data set's protocol)")
     method.add_argument("--correction", choices=["none", "soft", "hard"], help="override the method's bootstrapping")
-    method.add_argument("--warmup-epochs", type=int, help="epochs before bootstrapping starts")
+    method.add_argument("--warmup-epochs", type=_warmup_epochs,
+                        help="epochs before bootstrapping starts, or 'auto': when the run's own signals say early "
+                             "learning is over (default: auto for your own data, the paper's schedule otherwise)")
     method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer (default 1.0)")
     method.add_argument("--soft-side-weighting", choices=["lam", "half"], help="M-DYR-S side weights (default lam)")
     method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single", "tracked"],
@@ -50,6 +52,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="transform of the per-epoch loss-tracking pass (reference: train)")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--val-split", type=float,
+                       help="fraction of the training set held out with its noisy labels to select the checkpoint "
+                            "by (0: none; default 0.1 for your own data, 0 for the paper's protocols)")
     optim.add_argument("--epochs", type=int, help="shorten/lengthen the protocol; lr milestones scale in proportion")
     optim.add_argument("--batch-size", type=int)
     optim.add_argument("--lr", type=float)
@@ -61,6 +66,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     optim.add_argument("--compile", action="store_true", help="torch.compile the un-mixed forwards")
     optim.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for spirals, torch's default otherwise)")
+
+
+def _warmup_epochs(text: str):
+    """`--warmup-epochs N` or `--warmup-epochs auto`."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {text!r}") from None
 
 
 def set_threads(threads: Optional[int], dataset: str) -> None:
@@ -116,9 +131,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict, out: Path) -> None:
     print(f"method {summary['method']} (layers {summary['mix_layers']}, correction {summary['correction']}) "
           f"on {summary['dataset']}, noise {summary['noise']:g}, seed {summary['seed']}, {summary['epochs']} epochs")
-    print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}")
+    selected = (f", selected {summary['selected_val_acc']:.4f} (epoch {summary['selected_epoch']}, by noisy-validation "
+                "accuracy)" if summary.get("selected_val_acc") is not None else "")
+    print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}"
+          f"{selected}")
+    if summary.get("bootstrap_start_epoch") is not None:
+        print(f"  bootstrapping from epoch {summary['bootstrap_start_epoch']}")
     if summary.get("last_train_acc_clean") is not None:
         print(f"  train acc vs given labels {summary['last_train_acc_noisy']:.4f}, vs clean labels {summary['last_train_acc_clean']:.4f}")
+    if summary.get("estimated_noise_rate") is not None:
+        actual = summary.get("actual_noise_rate")
+        print(f"  estimated share of wrong labels {summary['estimated_noise_rate']:.3f}"
+              + (f" (actual {actual:.3f})" if actual is not None else "")
+              + f", from the noise model of epoch {summary['label_issues_epoch']}")
+        pairs = summary.get("flagged_noise_pairs") or []
+        if pairs:
+            print("  flagged labels, given -> predicted class: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
     if summary.get("detection_auc") is not None:
         print(f"  noise detection: AUC {summary['detection_auc']:.4f}, precision {summary['detection_precision']:.3f}, "
               f"recall {summary['detection_recall']:.3f} at P(noisy) > 0.5")
@@ -140,11 +168,35 @@ def cmd_detect(args: argparse.Namespace) -> int:
         rows = list(csv.DictReader(handle))
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
     print(f"{len(flagged)} of {len(rows)} training labels have P(noisy) > {args.threshold:g} ({issues})")
+    _print_noise_estimate(run_dir)
     for row in rows[: args.top]:
         extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
-        print(f"  sample {row['index']}: given {row['given_label']}, predicted {row['predicted_label']}, "
-              f"P(noisy) {float(row['p_noisy']):.3f}{extra}")
+        where = f" ({row['split']})" if row.get("split") not in (None, "train") else ""
+        loss = f", loss {float(row['loss']):.3f}" if row.get("loss") else ""
+        print(f"  row {row['index']}{where}: given {row['given_label']}, predicted {row['predicted_label']}, "
+              f"P(noisy) {float(row['p_noisy']):.3f}{loss}{extra}")
     return 0
+
+
+def _print_noise_estimate(run_dir: Path) -> None:
+    """How noisy the labels are, from a finished run's result.json: the estimated share of wrong
+    labels (beside the actual one when known) and the most frequent given -> predicted class pairs
+    of the flagged labels (beside the true given -> clean pairs when known)."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return
+    if summary.get("estimated_noise_rate") is None:
+        return
+    actual = summary.get("actual_noise_rate")
+    print(f"estimated share of wrong labels: {summary['estimated_noise_rate']:.3f}"
+          + (f" (actual {actual:.3f})" if actual is not None else ""))
+    for key, what in (("flagged_noise_pairs", "flagged labels, given -> predicted class"),
+                      ("true_noise_pairs", "wrong labels, given -> true class")):
+        if summary.get(key):
+            print(f"  {what}: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in summary[key][:8]))
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

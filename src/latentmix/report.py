@@ -106,8 +106,10 @@ def results_csv_rows(results: Sequence[dict], value_keys: Sequence[str], scale: 
 
 # Loading shows a progress bar (stderr) from this many runs on.
 PROGRESS_MIN_RUNS = 50
-# Summary keys of the tables: best / last validation accuracy, detection AUC of the last epoch.
+# Summary keys of the tables: best / last validation accuracy, the accuracy selected by noisy-
+# validation accuracy, detection AUC of the label issues, the estimated and actual share of wrong labels.
 BEST, LAST, AUC = "best_val_acc", "last_val_acc", "detection_auc"
+SELECTED, EST_NOISE, ACTUAL_NOISE = "selected_val_acc", "estimated_noise_rate", "actual_noise_rate"
 # Methods in the order the paper lists them; other methods follow in alphabetical order.
 METHOD_ORDER = ("ce", "m", "lr-m", "m-dyr-s", "m-dyr-h", "lr-m-dyr-s", "lr-m-dyr-h", "dlr-m-dyr-h", "lr-m-dyr-h-0-4")
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -463,8 +465,11 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
         return (lambda row, noise: paper_number(dataset, row, noise, which)) if has else None
 
     tables = []
-    for key, which, label in ((BEST, "best", "Best"), (LAST, "last", "Last-epoch")):
-        lookup = paper_for(which)
+    for key, which, label in ((BEST, "best", "Best"), (LAST, "last", "Last-epoch"),
+                              (SELECTED, "selected", "Selected (by noisy-validation accuracy)")):
+        if key == SELECTED and not any(r.get(SELECTED) is not None for r in results):
+            continue
+        lookup = paper_for(which) if key != SELECTED else None
         title = f"{dataset}: {label} {word} accuracy (%), {setting}"
         if lookup is not None and table_name:
             title += f"; {table_name} in parentheses"
@@ -472,9 +477,16 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
         tables.append(_mark_paper_footnotes(table, dataset, which, rows, noise_rates))
     if any(r.get(AUC) is not None for r in results):
         tables.append(markdown_table(results, AUC, rows, noise_rates, scale=1.0, digits=3,
-                                     title=f"{dataset}: noise detection AUC (last epoch), {setting}"))
+                                     title=f"{dataset}: noise detection AUC of the label issues, {setting}"))
+    if any(r.get(EST_NOISE) is not None for r in results):
+        tables.append(markdown_table(results, EST_NOISE, rows, noise_rates,
+                                     title=f"{dataset}: estimated share of wrong labels (%), {setting}"))
+        if any(r.get(ACTUAL_NOISE) is not None for r in results):
+            tables.append(markdown_table(results, ACTUAL_NOISE, rows, noise_rates,
+                                         title=f"{dataset}: actual share of wrong labels (%), {setting}"))
 
-    stats = {key: aggregate(results, key, scale) for key, scale in ((BEST, 100.0), (LAST, 100.0), (AUC, 1.0))}
+    stats = {key: aggregate(results, key, scale) for key, scale in
+             ((BEST, 100.0), (LAST, 100.0), (SELECTED, 100.0), (AUC, 1.0), (EST_NOISE, 100.0), (ACTUAL_NOISE, 100.0))}
     csv_rows = []
     for row in rows:
         for noise in noise_rates:
@@ -483,7 +495,9 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
                 continue
             entry: dict = {"dataset": dataset, "row": row, "noise": noise,
                            "n": stats[BEST].get(cell, stats[LAST].get(cell, {})).get("n")}
-            for key, name, which in ((BEST, "best_acc", "best"), (LAST, "last_acc", "last"), (AUC, "detection_auc", None)):
+            for key, name, which in ((BEST, "best_acc", "best"), (LAST, "last_acc", "last"), (SELECTED, "selected_acc", None),
+                                     (AUC, "detection_auc", None), (EST_NOISE, "estimated_noise", None),
+                                     (ACTUAL_NOISE, "actual_noise", None)):
                 values = stats[key].get(cell)
                 entry[f"{name}_mean"] = None if values is None else values["mean"]
                 entry[f"{name}_std"] = None if values is None else values["std"]
@@ -494,9 +508,11 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
 
 
 CSV_FIELDS = ("dataset", "row", "noise", "n", "best_acc_mean", "best_acc_std", "best_acc_paper", "last_acc_mean",
-              "last_acc_std", "last_acc_paper", "detection_auc_mean", "detection_auc_std")
+              "last_acc_std", "last_acc_paper", "selected_acc_mean", "selected_acc_std", "detection_auc_mean",
+              "detection_auc_std", "estimated_noise_mean", "estimated_noise_std", "actual_noise_mean", "actual_noise_std")
 RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "seed", "finished", "epochs", BEST, "best_epoch", LAST,
-              "last_train_acc_noisy", "last_train_acc_clean", AUC, "wall_time_s", "run_dir")
+              SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
+              "wall_time_s", "run_dir")
 
 
 def run_rows(data: ReportData) -> list[dict]:

@@ -45,6 +45,9 @@ from latentmix.mixing import (
 )
 from latentmix.noise import NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
+from latentmix.selection import (
+    early_learning_end, estimate_noise_rate, flagged_share, holdout_split, selected_epoch, separation,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,7 +58,10 @@ from latentmix.noise_model import detection_metrics, fit_noise_model
 @dataclass(frozen=True)
 class Protocol:
     """The optimisation schedule of a data set. `milestones` are 1-based epochs at which the lr is
-    multiplied by `lr_decay`; `warmup_epochs` is how long bootstrapping waits."""
+    multiplied by `lr_decay`; `warmup_epochs` is how long bootstrapping waits (None: until the
+    run's own signals say early learning is over, `latentmix.selection.early_learning_end`);
+    `val_split` is the fraction of the training set held out, with its noisy labels, to select a
+    checkpoint by (0: none)."""
 
     epochs: int
     batch_size: int
@@ -65,18 +71,20 @@ class Protocol:
     weight_decay: float = 0.0
     lr_decay: float = 0.1
     alpha: float = 1.0
-    warmup_epochs: int = 105
+    warmup_epochs: Optional[int] = 105
     eval_batch_size: int = 1000
+    val_split: float = 0.0
 
     def scaled(self, epochs: int) -> "Protocol":
-        """The same protocol over `epochs` epochs: milestones and warm-up scaled in proportion."""
+        """The same protocol over `epochs` epochs: milestones and a fixed warm-up scaled in
+        proportion (an automatic warm-up follows the run, whatever its length)."""
         if epochs == self.epochs:
             return self
         factor = epochs / self.epochs
         return replace(
             self, epochs=epochs,
             milestones=tuple(max(1, round(m * factor)) for m in self.milestones),
-            warmup_epochs=round(self.warmup_epochs * factor),
+            warmup_epochs=None if self.warmup_epochs is None else round(self.warmup_epochs * factor),
         )
 
 
@@ -98,8 +106,11 @@ PROTOCOLS: dict[str, Protocol] = {
     # The image+tokens benchmark (latentmix.data.multimodal, `reproduce multimodal`): same shape.
     "fashion-mnist-multimodal": Protocol(epochs=12, batch_size=128, lr=0.05, milestones=(4, 10), weight_decay=1e-4,
                                          alpha=8.0, warmup_epochs=4, eval_batch_size=500),
+    # A user's own data (--data, latentmix.fit): no schedule was tuned for it, so bootstrapping
+    # starts when the run's own signals say early learning is over (docs/robust-defaults.md), and
+    # 10% of the training set is held out with its noisy labels to select a checkpoint by.
     "arrays": Protocol(epochs=50, batch_size=64, lr=0.05, milestones=(25, 40), weight_decay=1e-4,
-                       alpha=2.0, warmup_epochs=15, eval_batch_size=2000),
+                       alpha=2.0, warmup_epochs=None, eval_batch_size=2000, val_split=0.1),
 }
 PROTOCOLS["mnist"] = PROTOCOLS["kmnist"] = PROTOCOLS["fashion-mnist"]
 
@@ -126,7 +137,8 @@ class RunConfig:
     layers: Optional[str] = None
     alpha: Optional[float] = None
     correction: Optional[str] = None
-    warmup_epochs: Optional[int] = None
+    # epochs before bootstrapping; "auto" = when early learning ends; None = the protocol's
+    warmup_epochs: Optional[int | str] = None
     reg_weight: Optional[float] = None
     soft_side_weighting: Optional[str] = None
     # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards
@@ -139,6 +151,9 @@ class RunConfig:
     noise_seed: Optional[int] = None
     noisy_labels_file: Optional[str] = None
     seed: int = 0
+    # fraction of the training set held out with its noisy labels for checkpoint selection
+    # (None: the protocol's; 0: none)
+    val_split: Optional[float] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -174,14 +189,21 @@ class RunConfig:
     def resolved_method(self) -> Method:
         return get_method(
             self.method, layers=self.layers, alpha=self.alpha, correction=self.correction,
-            warmup_epochs=self.warmup_epochs, reg_weight=self.reg_weight,
+            warmup_epochs=self.warmup_epochs if self.warmup_epochs != "auto" else None, reg_weight=self.reg_weight,
             soft_side_weighting=self.soft_side_weighting,
         )
 
 
 @dataclass
 class RunResult:
-    """What a run leaves behind: summary figures, per-epoch metrics and per-sample P(noisy)."""
+    """What a run leaves behind: summary figures, per-epoch metrics and per-sample P(noisy).
+
+    Accuracy comes three ways: `best_val_acc` (the maximum over epochs, the paper's oracle "best":
+    it needs the clean test labels to pick), `last_val_acc`, and `selected_val_acc`: the accuracy
+    at the epoch a user would keep, picked by accuracy on the noisy validation split
+    (`selected_epoch`; None when the run has none). The per-sample arrays (`p_noisy`, `losses`,
+    `predictions`, over the N training samples) come from `label_issues_epoch`, the epoch whose
+    noise model separates the losses best (`latentmix.selection.separation`)."""
 
     config: RunConfig
     method: Method
@@ -196,9 +218,22 @@ class RunResult:
     run_dir: Optional[Path] = None
     model: Optional[nn.Module] = None
     wall_time_s: float = 0.0
+    selected_val_acc: Optional[float] = None
+    selected_epoch: Optional[int] = None
+    losses: Optional[np.ndarray] = None
+    label_issues_epoch: Optional[int] = None
+    estimated_noise_rate: Optional[float] = None
+    bootstrap_start_epoch: Optional[int] = None
+    num_classes: Optional[int] = None
+    sample_rows: Optional[np.ndarray] = None  # (N,) row in the user's file of each training sample
+    holdout: Optional[np.ndarray] = None  # (N,) bool, held out for selection (not trained on)
+    extra_rows: Optional[dict] = None  # validation rows of the user's file, scored the same way
+    selected_model_state: Optional[dict] = None  # the model's weights at `selected_epoch`
+    clean_labels: Optional[np.ndarray] = None  # (N,) when known
 
     def summary(self) -> dict:
         last = self.metrics[-1] if self.metrics else {}
+        detection = self.detection()
         return {
             "method": self.method.name,
             "mix_layers": format_layers(self.method.mix_layers),
@@ -210,14 +245,67 @@ class RunResult:
             "best_val_acc": self.best_val_acc,
             "last_val_acc": self.last_val_acc,
             "best_epoch": self.best_epoch,
+            "selected_val_acc": self.selected_val_acc,
+            "selected_epoch": self.selected_epoch,
+            "bootstrap_start_epoch": self.bootstrap_start_epoch,
             "last_train_acc_noisy": last.get("train_acc_noisy"),
             "last_train_acc_clean": last.get("train_acc_clean"),
-            "detection_auc": last.get("detection_auc"),
-            "detection_precision": last.get("detection_precision"),
-            "detection_recall": last.get("detection_recall"),
+            "label_issues_epoch": self.label_issues_epoch,
+            "detection_auc": detection.get("auc"),
+            "detection_precision": detection.get("precision"),
+            "detection_recall": detection.get("recall"),
+            "estimated_noise_rate": self.estimated_noise_rate,
             "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
+            **self.noise_confusion(),
             "wall_time_s": round(self.wall_time_s, 3),
         }
+
+    def _scored(self) -> np.ndarray:
+        """Positions of the training samples the noise model was fitted on (held-out ones excluded)."""
+        return np.flatnonzero(~self.holdout) if self.holdout is not None else np.arange(len(self.p_noisy))
+
+    def detection(self) -> dict:
+        """Detection AUC / precision / recall of `p_noisy` against the true mask (when known)."""
+        if self.is_noisy is None or not len(self.p_noisy):
+            return {}
+        scored = self._scored()
+        if not self.is_noisy[scored].any() or self.is_noisy[scored].all():
+            return {}
+        from latentmix.selection import ranking_order
+
+        # the AUC of the ranking a user reads (ties of P(noisy) broken by the loss); precision and
+        # recall of the flagged set P(noisy) > 0.5
+        p_noisy, truth = self.p_noisy[scored], self.is_noisy[scored]
+        rank_score = np.empty(len(scored))
+        order = ranking_order(p_noisy, self.losses[scored]) if self.losses is not None else np.argsort(-p_noisy, kind="stable")
+        rank_score[order] = -np.arange(len(scored), dtype=float)
+        metrics = detection_metrics(p_noisy, truth)
+        metrics["auc"] = detection_metrics(rank_score, truth)["auc"]
+        return metrics
+
+    def noise_confusion(self, top: int = 10) -> dict:
+        """The most frequent (given class -> predicted class) pairs among the labels flagged noisy
+        (P(noisy) > 0.5), and, when clean labels are known, the true (given -> clean) pairs of the
+        wrong labels: which classes the noise comes from and goes to."""
+        from latentmix.selection import flagged_confusion
+
+        if self.num_classes is None or not len(self.p_noisy):
+            return {}
+        scored = self._scored()
+        flagged = scored[self.p_noisy[scored] > 0.5]
+        pairs = {"flagged_noise_pairs": _top_pairs(flagged_confusion(
+            self.noisy_labels, self.predictions, flagged, self.num_classes), top)}
+        if self.clean_labels is not None and self.is_noisy is not None:
+            wrong = scored[self.is_noisy[scored]]
+            pairs["true_noise_pairs"] = _top_pairs(flagged_confusion(
+                self.noisy_labels, self.clean_labels, wrong, self.num_classes), top)
+        return pairs
+
+
+def _top_pairs(counts: list[list[int]], top: int) -> list[list[int]]:
+    """The `top` largest off-diagonal cells of a confusion matrix as [given, other, count] rows."""
+    cells = [(n, i, j) for i, row in enumerate(counts) for j, n in enumerate(row) if i != j and n > 0]
+    return [[i, j, n] for n, i, j in sorted(cells, key=lambda c: (-c[0], c[1], c[2]))[:top]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,10 +428,11 @@ class RunStreams:
         self.augment.set_state(state["augment"].cpu() if hasattr(state["augment"], "cpu") else state["augment"])
 
 
-def batch_indices(num_samples: int, batch_size: int, rng: np.random.Generator, device: torch.device) -> list[torch.Tensor]:
-    """One epoch's shuffled mini-batches (the last one may be smaller, as a DataLoader gives it)."""
-    order = torch.from_numpy(rng.permutation(num_samples)).to(device)
-    return list(order.split(batch_size))
+def batch_indices(positions: torch.Tensor, batch_size: int, rng: np.random.Generator) -> list[torch.Tensor]:
+    """One epoch's shuffled mini-batches of the samples at `positions` (the ones trained on; the
+    last batch may be smaller, as a DataLoader gives it)."""
+    order = torch.from_numpy(rng.permutation(len(positions))).to(positions.device)
+    return list(positions[order].split(batch_size))
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,9 +617,10 @@ def training_step(
 # --------------------------------------------------------------------------------------------
 
 CHECKPOINT_NAME = "checkpoint.pt"
+SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked by noisy-validation accuracy
 METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "val_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
-    "detection_auc", "detection_precision", "detection_recall", "epoch_time_s",
+    "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
+    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall", "epoch_time_s",
 ]
 
 
@@ -573,11 +663,12 @@ def train(
     protocol = protocol_for(config, dataset.name)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
-    warmup = protocol.warmup_epochs if method.warmup_epochs is None else method.warmup_epochs
-    if config.epochs is not None and method.warmup_epochs is not None:
-        warmup = method.warmup_epochs  # an explicit warm-up is taken as given, never rescaled
+    warmup = resolve_warmup(config, method, protocol)
 
     labels = make_labels(config, dataset)
+    # the noisy validation split: the same samples for every method at a given noise seed
+    trained_np, holdout_np = holdout_split(labels.labels.numpy(), resolve_val_split(config, protocol, dataset),
+                                           seed=config.seed if config.noise_seed is None else config.noise_seed)
     if model is None:
         model = build_run_model(config, dataset)
     mixer = LatentMixer(model, mix_points)
@@ -601,6 +692,9 @@ def train(
     is_noisy = labels.is_noisy.to(device)
     clean_known = dataset.train_labels_clean
     clean_labels = dataset.train_labels
+    trained, holdout = torch.from_numpy(trained_np).to(device), torch.from_numpy(holdout_np).to(device)
+    holdout_inputs = index_inputs(dataset.train_inputs, holdout) if len(holdout_np) else None
+    score_val_rows = dataset.val_given_labels is not None  # the validation rows are the user's too
 
     identity = lambda inputs: inputs  # noqa: E731
     eval_transform = dataset.eval_transform or identity
@@ -625,6 +719,8 @@ def train(
     metrics: list[dict] = []
     noise_model = None
     start_epoch = 1
+    snapshot: Optional[dict] = None  # the per-sample view of the best-separated epoch so far
+    selected_state: Optional[dict] = None  # the model's weights at the best noisy-validation epoch
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_path / "config.json", {
@@ -643,6 +739,9 @@ def train(
             metrics = state["metrics"]
             if state.get("noise_model") is not None:
                 noise_model = _noise_model_from_state(state["noise_model"])
+            snapshot = state.get("label_snapshot")
+            if (run_path / SELECTED_NAME).exists():
+                selected_state = load_checkpoint(run_path / SELECTED_NAME, device)
             if not torch.equal(state["noisy_labels"].to(device), noisy_labels):
                 raise ConfigError(f"checkpoint {checkpoint_path} was written with other noisy labels than this "
                                   "config makes; resume with the same config or start a new run folder")
@@ -658,7 +757,10 @@ def train(
         lr = lr_at_epoch(protocol, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        bootstrapping = method.corrects and epoch > warmup and noise_model is not None
+        # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until the run's
+        # own signals say that early learning is over
+        warmup_end = early_learning_end(metrics, latest=first_milestone(protocol)) if warmup is None else warmup
+        bootstrapping = method.corrects and warmup_end is not None and epoch > warmup_end and noise_model is not None
         epoch_targets = None
         if bootstrapping and config.bootstrap_forward == "tracked":
             if tracked is None:  # resumed: the pass that ended the previous epoch is not in the checkpoint
@@ -670,7 +772,7 @@ def train(
         # (data-parallel: every process draws the same global batches and mixing draws, augments
         # the whole batch, and trains on its shard; mixup partners come from within the shard)
         loss_sum = torch.zeros((), device=device)
-        batches = dist.even_batches(batch_indices(dataset.num_train, protocol.batch_size, streams.order, device))
+        batches = dist.even_batches(batch_indices(trained, protocol.batch_size, streams.order))
         mix_draws = draw_epoch_mixing(eligible_layers, alpha, len(batches), protocol.batch_size, streams.mixing)
         for step, index in enumerate(batches):
             shard = dist.shard(len(index))
@@ -685,25 +787,45 @@ def train(
             )
             loss_sum += loss * y.shape[0]
 
-        # ---- track per-sample losses, fit the noise model, evaluate ----
-        val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
-                           protocol.eval_batch_size, autocast, dist=dist)
+        # ---- evaluate; noisy-validation accuracy; track per-sample losses, fit the noise model ----
+        val_tracked = None
+        if score_val_rows:  # one pass gives the accuracy and the rows' losses against their given labels
+            val_tracked = track_training_losses(forward_model, dataset.val_inputs, dataset.val_given_labels,
+                                                eval_transform, protocol.eval_batch_size, autocast, dist=dist)
+            val_acc = (val_tracked.predictions == dataset.val_labels).float().mean()
+        else:
+            val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
+                               protocol.eval_batch_size, autocast, dist=dist)
         num_seen = sum(len(index) for index in batches)
         row = {"epoch": epoch, "lr": lr, "train_loss": float(dist.all_reduce_sum(loss_sum)) / num_seen,
-               "val_acc": float(val_acc), "train_acc_noisy": None, "train_acc_clean": None,
+               "val_acc": float(val_acc), "select_acc": None, "train_acc_noisy": None, "train_acc_clean": None,
                "bootstrapping": bootstrapping}
+        if holdout_inputs is not None:
+            row["select_acc"] = float(evaluate(forward_model, holdout_inputs, noisy_labels[holdout], eval_transform,
+                                               protocol.eval_batch_size, autocast, dist=dist))
+        elif dataset.val_labels_noisy:
+            row["select_acc"] = row["val_acc"]
+        view = None
         if tracks_at(epoch, config, method, protocol):
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                             protocol.eval_batch_size, autocast, dist=dist)
-            noise_model = fit_run_noise_model(config, tracked.losses)
-            row["train_acc_noisy"] = float((tracked.predictions == noisy_labels).float().mean())
+            noise_model = fit_run_noise_model(config, tracked.losses[trained])
+            view = epoch_view(tracked, noise_model, trained_np, val_tracked)
+            hits = tracked.predictions[trained]
+            row["train_acc_noisy"] = float((hits == noisy_labels[trained]).float().mean())
             if clean_known:
-                row["train_acc_clean"] = float((tracked.predictions == clean_labels).float().mean())
-        if row["train_acc_noisy"] is not None and clean_known and bool(is_noisy.any()):
-            p_noisy_all = noise_model.posterior(tracked.losses.cpu().numpy())
-            detection = detection_metrics(p_noisy_all, is_noisy.cpu().numpy())
-            row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
-                       detection_recall=detection["recall"])
+                row["train_acc_clean"] = float((hits == clean_labels[trained]).float().mean())
+            row["flagged_share"], row["separation"] = view["flagged_share"], view["separation"]
+            if clean_known and bool(is_noisy[trained].any()):
+                detection = detection_metrics(view["p_noisy"][trained_np], is_noisy[trained].cpu().numpy())
+                row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
+                           detection_recall=detection["recall"])
+        improved = row["select_acc"] is not None and row["select_acc"] > max(
+            (r["select_acc"] for r in metrics if r.get("select_acc") is not None), default=-1.0)
+        if improved:
+            selected_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        if view is not None and label_view_improves(snapshot, view, row["select_acc"], improved):
+            snapshot = {"epoch": epoch, **view}
         row["epoch_time_s"] = time.perf_counter() - epoch_started
         metrics.append(row)
         if not math.isfinite(row["train_loss"]):
@@ -714,33 +836,114 @@ def train(
             # Per-epoch files make an interrupted run resumable; runs too short to need it (a grid
             # of tiny models) skip them and write metrics.csv once at the end.
             atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
+            if selected_state is not None and metrics[-1]["epoch"] == selected_epoch(metrics):
+                atomic_torch_save(out_path / SELECTED_NAME, selected_state)
             atomic_torch_save(out_path / CHECKPOINT_NAME, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
                 "noise_model": {"kind": config.noise_model, "state": noise_model.state_dict()},
+                "label_snapshot": snapshot,
             })
         if on_epoch_end is not None:
             on_epoch_end(row)
 
-    if tracked is None:  # resumed a finished run: recompute the final per-sample view
+    if snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
         tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                         protocol.eval_batch_size, autocast, dist=dist)
-        noise_model = fit_run_noise_model(config, tracked.losses)
+        noise_model = fit_run_noise_model(config, tracked.losses[trained])
+        snapshot = {"epoch": metrics[-1]["epoch"], **epoch_view(tracked, noise_model, trained_np, None)}
     val_accs = [row["val_acc"] for row in metrics]
     best_index = int(np.argmax(val_accs))
+    chosen = selected_epoch(metrics)
+    learning_end = early_learning_end(metrics, latest=first_milestone(protocol)) or metrics[-1]["epoch"]
+    noisy_np = noisy_labels.cpu().numpy()
+    extra_rows = None
+    if snapshot.get("val_losses") is not None:
+        given = dataset.val_given_labels.cpu().numpy()
+        extra_rows = {"index": dataset.val_rows.cpu().numpy() if dataset.val_rows is not None else np.arange(len(given)),
+                      "split": np.full(len(given), "val"), "given_label": given,
+                      "p_noisy": _numpy(snapshot["val_p_noisy"]), "loss": _numpy(snapshot["val_losses"]),
+                      "predicted_label": _numpy(snapshot["val_predictions"])}
+        if clean_known and not dataset.val_labels_noisy:
+            extra_rows["truly_noisy"] = (given != dataset.val_labels.cpu().numpy()).astype(int)
     result = RunResult(
         config=config, method=method, metrics=metrics,
         best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
-        p_noisy=noise_model.posterior(tracked.losses.cpu().numpy()),
-        predictions=tracked.predictions.cpu().numpy(), noisy_labels=noisy_labels.cpu().numpy(),
+        p_noisy=_numpy(snapshot["p_noisy"]), losses=_numpy(snapshot["losses"]),
+        predictions=_numpy(snapshot["predictions"]), noisy_labels=noisy_np,
         is_noisy=is_noisy.cpu().numpy() if clean_known else None,
+        clean_labels=clean_labels.cpu().numpy() if clean_known else None,
         run_dir=run_path, model=model, wall_time_s=time.perf_counter() - started,
+        selected_epoch=chosen,
+        selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
+        label_issues_epoch=int(snapshot["epoch"]), estimated_noise_rate=estimate_noise_rate(metrics, learning_end),
+        bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
+        num_classes=dataset.num_classes,
+        sample_rows=dataset.train_rows.cpu().numpy() if dataset.train_rows is not None else None,
+        holdout=np.isin(np.arange(len(noisy_np)), holdout_np) if len(holdout_np) else None,
+        extra_rows=extra_rows, selected_model_state=selected_state,
     )
     if out_path is not None:
         atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
         write_label_issues(out_path / "label_issues.csv", result)
         atomic_write_json(out_path / "result.json", result.summary())
     return result
+
+
+def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_tracked: Optional[Tracked]) -> dict:
+    """One epoch's per-sample view, as tensors (a checkpoint holds it): every training sample's
+    loss, P(noisy) and predicted class; the noise-rate estimate and the separation of the
+    samples the noise model was fitted on; and the same per-sample values for the validation
+    rows of a user's file (`val_tracked`)."""
+    losses = tracked.losses.cpu().numpy()
+    p_noisy = noise_model.posterior(losses)
+    view = {"losses": tracked.losses.cpu(), "p_noisy": torch.from_numpy(p_noisy), "predictions": tracked.predictions.cpu(),
+            "flagged_share": flagged_share(p_noisy[trained]),
+            "separation": separation(p_noisy[trained], losses[trained]),
+            "val_losses": None, "val_p_noisy": None, "val_predictions": None}
+    if val_tracked is not None:
+        view.update(val_losses=val_tracked.losses.cpu(), val_predictions=val_tracked.predictions.cpu(),
+                    val_p_noisy=torch.from_numpy(noise_model.posterior(val_tracked.losses.cpu().numpy())))
+    return view
+
+
+def label_view_improves(current: Optional[dict], candidate: dict, select_acc: Optional[float], improved: bool) -> bool:
+    """Whether an epoch's per-sample view replaces the one kept for the label issues: the view of
+    the selected epoch (best noisy-validation accuracy: the checkpoint a user keeps, before the
+    wrong labels are learnt) when the run has a selection signal, else the best-separated one."""
+    if current is None:
+        return True
+    if select_acc is not None:
+        return improved
+    return candidate["separation"] > current["separation"]
+
+
+def first_milestone(protocol: Protocol) -> Optional[int]:
+    """The first lr decay: the automatic warm-up ends there at the latest (memorisation speeds up
+    after it; [A] starts bootstrapping 5 epochs after it)."""
+    return protocol.milestones[0] if protocol.milestones else None
+
+
+def resolve_warmup(config: RunConfig, method: Method, protocol: Protocol) -> Optional[int]:
+    """Epochs of plain mixup before bootstrapping, or None for the automatic rule
+    (`latentmix.selection.early_learning_end`). An explicit number (`--warmup-epochs`, or the
+    method's) is taken as given, never rescaled; else the protocol's (scaled with --epochs)."""
+    if config.warmup_epochs == "auto":
+        return None
+    return protocol.warmup_epochs if method.warmup_epochs is None else method.warmup_epochs
+
+
+def resolve_val_split(config: RunConfig, protocol: Protocol, dataset: Dataset) -> float:
+    """The fraction of the training set held out with its noisy labels for checkpoint selection:
+    `--val-split`, else the protocol's; none by default when the validation set is itself a split
+    of the user's noisy labels (it already is a noisy validation set)."""
+    if config.val_split is not None:
+        return float(config.val_split)
+    return 0.0 if dataset.val_labels_noisy else protocol.val_split
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol) -> bool:
@@ -759,17 +962,44 @@ def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
 
 
 def write_label_issues(path: Path, result: RunResult) -> None:
-    """`label_issues.csv`: every training sample, most-likely-mislabeled first (P(noisy) descending)."""
-    order = np.argsort(-result.p_noisy, kind="stable")
-    rows = []
-    for index in order:
-        row = {"index": int(index), "given_label": int(result.noisy_labels[index]),
-               "p_noisy": float(result.p_noisy[index]), "predicted_label": int(result.predictions[index])}
-        if result.is_noisy is not None:
-            row["truly_noisy"] = int(result.is_noisy[index])
-        rows.append(row)
-    fieldnames = ["index", "given_label", "p_noisy", "predicted_label"] + (["truly_noisy"] if result.is_noisy is not None else [])
+    """`label_issues.csv`: every scored sample, most likely mislabeled first (P(noisy) descending,
+    ties by the loss descending). Columns: `index` (the row of the user's data file when the data
+    came from one, else the position in the training set), `split` (train; holdout = the noisy
+    validation split; val = validation rows of the user's file), `given_label`, `p_noisy`,
+    `loss` (cross-entropy against the given label), `predicted_label`, and `truly_noisy` when the
+    clean labels are known. `result` needs `p_noisy`, `predictions`, `noisy_labels`, `is_noisy`;
+    `losses`, `sample_rows`, `holdout` and `extra_rows` are used when present."""
+    from latentmix.selection import ranking_order
+
+    n = len(result.p_noisy)
+    losses = getattr(result, "losses", None)
+    holdout = getattr(result, "holdout", None)
+    rows_of = getattr(result, "sample_rows", None)
+    columns = {
+        "index": np.arange(n) if rows_of is None else np.asarray(rows_of),
+        "split": np.where(holdout, "holdout", "train") if holdout is not None else np.full(n, "train"),
+        "given_label": np.asarray(result.noisy_labels), "p_noisy": np.asarray(result.p_noisy),
+        **({} if losses is None else {"loss": np.asarray(losses)}),
+        "predicted_label": np.asarray(result.predictions),
+    }
+    known = result.is_noisy is not None
+    if known:
+        columns["truly_noisy"] = np.asarray(result.is_noisy).astype(int)
+    extra = getattr(result, "extra_rows", None)
+    if extra:  # validation rows of the user's file: no clean reference for them
+        for key in columns:
+            columns[key] = np.concatenate([columns[key].astype(object), np.asarray(extra[key], dtype=object)
+                                           if key in extra else np.full(len(extra["index"]), None)])
+    order = ranking_order(columns["p_noisy"].astype(float),
+                          columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
+    fieldnames = list(columns)
+    rows = [{key: _plain(columns[key][i]) for key in fieldnames} for i in order]
     atomic_write_csv(path, rows, fieldnames)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value the CSV writer formats."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:

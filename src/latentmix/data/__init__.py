@@ -38,6 +38,14 @@ class Dataset:
             labels read from a file); `train_labels` then stay the clean reference if known.
         train_transform / eval_transform: see module docstring.
         info: free-form facts for the run folder (generator parameters, file paths, ...).
+        train_rows / val_rows: optional (N,) / (M,) int64 row numbers in the user's file of each
+            training / validation sample (a file split into the two), so that label issues name
+            rows of the file; None means the position in the split is the row.
+        val_given_labels: optional (M,) labels of the validation rows as the file gives them
+            (possibly noisy), when the validation set is a split of the user's file: these rows
+            are scored for label issues too.
+        val_labels_noisy: the validation labels are the user's own, possibly wrong, labels (no
+            clean reference): accuracy on them is a selection signal, not a clean test accuracy.
     """
 
     name: str
@@ -51,6 +59,10 @@ class Dataset:
     train_transform: Optional[TrainTransform] = None
     eval_transform: Optional[EvalTransform] = None
     info: dict = field(default_factory=dict)
+    train_rows: Optional[torch.Tensor] = None
+    val_rows: Optional[torch.Tensor] = None
+    val_given_labels: Optional[torch.Tensor] = None
+    val_labels_noisy: bool = False
 
     @property
     def num_train(self) -> int:
@@ -71,6 +83,8 @@ class Dataset:
         self.val_labels = self.val_labels.to(device)
         if self.given_noisy_labels is not None:
             self.given_noisy_labels = self.given_noisy_labels.to(device)
+        if self.val_given_labels is not None:
+            self.val_given_labels = self.val_given_labels.to(device)
         return self
 
 

@@ -493,6 +493,7 @@ def load_arrays(
         reference, given_noisy, labels_clean = labels, None, False
 
     # ---- split
+    reference_full, given_noisy_full = reference, given_noisy
     if val_inputs is None:
         if not 0.0 < float(val_fraction) < 1.0:
             raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive) when the file has no val_* arrays, "
@@ -505,8 +506,15 @@ def load_arrays(
         if given_noisy is not None:
             given_noisy = given_noisy[train_idx]
         split_info: dict[str, Any] = {"val_source": "split", "val_fraction": float(val_fraction), "seed": int(seed)}
+        # the labels the file gives the validation rows (noisy when there is noise), so that
+        # label issues cover every row of the file
+        val_given = (given_noisy_full if given_noisy_full is not None else reference_full)[val_idx]
+        rows = {"train_rows": torch.from_numpy(train_idx.astype(np.int64)),
+                "val_rows": torch.from_numpy(val_idx.astype(np.int64)),
+                "val_given_labels": torch.from_numpy(np.ascontiguousarray(val_given, dtype=np.int64))}
     else:
         split_info = {"val_source": "file"}
+        rows = {}
 
     # ---- standardisation statistics from the training split
     stats = {}
@@ -576,4 +584,7 @@ def load_arrays(
         train_transform=train_transform,
         eval_transform=eval_transform,
         info=info,
+        # a split of a file without clean labels validates on the user's own (noisy) labels
+        val_labels_noisy=not labels_clean and split_info["val_source"] == "split",
+        **rows,
     )

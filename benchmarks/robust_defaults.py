@@ -1,0 +1,264 @@
+"""A user's own data, measured: `latentmix train --data FILE --method M` with nothing else, at the
+default schedule and at three times its epochs, beside cleanlab on the very same noisy labels.
+
+For every data set x noise rate x seed a `.npz` file is written as a user would bring it
+(`features`, noisy `labels`, the `clean_labels` for scoring, and a clean test set as `val_*`
+arrays), then:
+  * latentmix runs (`latentmix.training.train` on that file, exactly what `latentmix train --data`
+    runs): best / last / selected test accuracy, the detection AUC of the ranking a user gets
+    (`label_issues.csv`, every training row) against the flipped labels, the estimated share of
+    wrong labels, the epoch bootstrapping started;
+  * cleanlab 2.9 (optional extra, `pip install cleanlab scikit-learn`): label-quality ranking
+    from 5-fold out-of-fold probabilities of a logistic regression and of an MLP (256, 256), its
+    AUC on the same labels, and `CleanLearning`'s test accuracy.
+
+Every job writes one JSON file under OUT/jobs/, so an interrupted benchmark continues where it
+stopped; `--workers` runs jobs in parallel processes (one torch thread each). Results:
+OUT/results.csv (one line per job) and OUT/table.md (mean and spread over seeds).
+
+    python benchmarks/robust_defaults.py --data gen:1000,fmnist:4000 --noise 0.2,0.4,0.6 --seeds 2 \\
+        --epochs 50,150 --methods ce,lr-m-dyr-h --peers lr,mlp --workers 2 --out runs/robust-defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+FMNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+TEST_SIZE = {"gen": 5000, "fmnist": 10000}
+
+
+# ------------------------------------------------------------------------------------------------
+# data sets as a user brings them
+
+
+def generated(n: int, seed: int, classes: int = 10, dim: int = 20):
+    """Ten classes, two Gaussian clusters each in 10 informative dimensions, 10 noise dimensions,
+    a random rotation (in the manner of scikit-learn's make_classification); clean test set of 5k."""
+    rng = np.random.default_rng(1000 + seed)
+    centers = rng.normal(0.0, 1.3, size=(classes, 2, 10))
+    rotation = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+
+    def draw(m):
+        y = rng.integers(0, classes, m)
+        x = np.concatenate([centers[y, rng.integers(0, 2, m)] + rng.normal(size=(m, 10)),
+                            rng.normal(size=(m, dim - 10))], axis=1) @ rotation
+        return x.astype(np.float32), y
+
+    (x, y), (xt, yt) = draw(n), draw(TEST_SIZE["gen"])
+    return x, y, xt, yt
+
+
+def fashion(n: int, seed: int):
+    """A seeded subset of n Fashion-MNIST training images as 784 raw pixel features; the t10k test set."""
+    from latentmix.data.idx import load_mnist_like
+
+    data = load_mnist_like(os.environ.get("FMNIST_ROOT", FMNIST_ROOT))
+    x, y = data.train_inputs.reshape(len(data.train_labels), -1).numpy(), data.train_labels.numpy()
+    pick = np.random.default_rng(seed).permutation(len(y))[:n]
+    return (x[pick].astype(np.float32), y[pick], data.val_inputs.reshape(len(data.val_labels), -1).numpy()
+            .astype(np.float32), data.val_labels.numpy())
+
+
+def write_cell(folder: Path, source: str, n: int, noise: float, seed: int) -> Path:
+    """The user's file for one cell: features, noisy labels, clean labels, a clean test set."""
+    import torch
+
+    from latentmix.noise import make_noisy_labels
+
+    path = folder / f"{source}-{n}-noise{round(noise * 100)}-seed{seed}.npz"
+    if path.exists():
+        return path
+    x, y, xt, yt = (generated if source == "gen" else fashion)(n, seed)
+    noisy = make_noisy_labels(torch.from_numpy(y).long(), 10, kind="symmetric", rate=noise, seed=seed).labels.numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# jobs
+
+
+def ranking_auc(rows: list[dict]) -> float:
+    """AUC of the ranking a user reads (label_issues.csv order, most suspicious first)."""
+    from latentmix.noise_model import detection_metrics
+
+    truth = np.array([int(r["truly_noisy"]) for r in rows])
+    score = -np.arange(len(rows), dtype=float)
+    return detection_metrics(score, truth)["auc"]
+
+
+def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path, device: str) -> dict:
+    import torch
+
+    from latentmix.training import RunConfig, train
+
+    torch.set_num_threads(1)
+    config = RunConfig(dataset=path.stem, data=str(path), method=method, epochs=epochs, seed=seed, device=device)
+    started = time.perf_counter()
+    result = train(config, run_dir=run_dir, progress=False)
+    summary = result.summary()
+    with (run_dir / "label_issues.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] != "val"]
+    return {**{k: summary[k] for k in ("best_val_acc", "last_val_acc", "selected_val_acc", "selected_epoch",
+                                       "bootstrap_start_epoch", "label_issues_epoch", "estimated_noise_rate",
+                                       "actual_noise_rate", "last_train_acc_noisy")},
+            "ranking_auc": ranking_auc(rows), "last_epoch_auc": result.metrics[-1].get("detection_auc"),
+            "seconds": time.perf_counter() - started}
+
+
+def run_cleanlab(path: Path, model: str, seed: int) -> dict:
+    from cleanlab.classification import CleanLearning
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from latentmix.noise_model import detection_metrics
+
+    data = np.load(path)
+    x, noisy, clean = data["features"], data["labels"], data["clean_labels"]
+
+    def classifier():
+        inner = (LogisticRegression(max_iter=500) if model == "lr" else
+                 MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=60, early_stopping=False, random_state=seed))
+        return make_pipeline(StandardScaler(), inner)
+
+    started = time.perf_counter()
+    probs = cross_val_predict(classifier(), x, noisy, cv=5, method="predict_proba")
+    quality = get_label_quality_scores(noisy, probs)
+    auc = detection_metrics(-quality, noisy != clean)["auc"]
+    learner = CleanLearning(classifier(), cv_n_folds=5, seed=seed).fit(x, noisy)
+    accuracy = float((learner.predict(data["val_features"]) == data["val_labels"]).mean())
+    return {"ranking_auc": auc, "clean_learning_acc": accuracy, "actual_noise_rate": float((noisy != clean).mean()),
+            "seconds": time.perf_counter() - started}
+
+
+def do_job(job: dict, out: str) -> dict:
+    out_dir = Path(out)
+    target = out_dir / "jobs" / f"{job['id']}.json"
+    if target.exists():
+        return json.loads(target.read_text())
+    path = write_cell(out_dir / "data", job["source"], job["n"], job["noise"], job["seed"])
+    if job["kind"] == "latentmix":
+        measured = run_latentmix(path, job["method"], job["epochs"], job["seed"], out_dir / "runs" / job["id"],
+                                 job["device"])
+    else:
+        measured = run_cleanlab(path, job["method"], job["seed"])
+    record = {**job, **measured}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def plan(args) -> list[dict]:
+    jobs = []
+    for spec in args.data.split(","):
+        source, n = spec.split(":")
+        for noise in [float(v) for v in args.noise.split(",")]:
+            for seed in range(args.seeds):
+                cell = {"source": source, "n": int(n), "noise": noise, "seed": seed}
+                tag = f"{source}-{n}-noise{round(noise * 100)}-seed{seed}"
+                for method in args.methods.split(","):
+                    for epochs in [int(e) for e in args.epochs.split(",")]:
+                        jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
+                                     "device": args.device, "id": f"{tag}-{method}-e{epochs}"})
+                for peer in [p for p in args.peers.split(",") if p]:
+                    jobs.append({**cell, "kind": "cleanlab", "method": peer, "epochs": 0, "device": "cpu",
+                                 "id": f"{tag}-cleanlab-{peer}"})
+    # the longest first, so that the pool ends together
+    return sorted(jobs, key=lambda j: -j["n"] * max(j["epochs"], 60))
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+
+
+def summarise(records: list[dict], out: Path) -> str:
+    fields = sorted({k for r in records for k in r})
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+
+    def stat(values, scale=100.0):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "—"
+        mean = np.mean(values) * scale
+        return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {np.std(values) * scale:.1f}"
+
+    lines = ["| data | noise | row | best | last | selected | AUC | est. noise / actual | boot. start | cleanlab acc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    groups = {}
+    for r in records:
+        row = f"{r['method']} {r['epochs']} ep" if r["kind"] == "latentmix" else f"cleanlab-{r['method']}"
+        groups.setdefault((r["source"], r["n"], r["noise"], r["kind"] != "latentmix", row), []).append(r)
+    for (source, n, noise, _, row), rs in sorted(groups.items()):
+        pick = lambda key: [r.get(key) for r in rs]  # noqa: E731
+        if rs[0]["kind"] == "latentmix":
+            cells = [stat(pick("best_val_acc")), stat(pick("last_val_acc")), stat(pick("selected_val_acc")),
+                     stat(pick("ranking_auc")), f"{stat(pick('estimated_noise_rate'))} / {stat(pick('actual_noise_rate'))}",
+                     stat(pick("bootstrap_start_epoch"), 1.0), ""]
+        else:
+            cells = ["", "", "", stat(pick("ranking_auc")), "", "", stat(pick("clean_learning_acc"))]
+        lines.append(f"| {source} {n} | {round(noise * 100)}% | {row} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(table)
+    return table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="gen:1000,gen:4000,fmnist:1000,fmnist:4000",
+                        help="SOURCE:N,... with SOURCE gen (generated) or fmnist (Fashion-MNIST pixels)")
+    parser.add_argument("--noise", default="0.2,0.4,0.6")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", default="50,150", help="the default schedule and three times it")
+    parser.add_argument("--methods", default="ce,lr-m-dyr-h")
+    parser.add_argument("--peers", default="lr,mlp", help="cleanlab with these classifiers (lr, mlp); '' for none")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="runs/robust-defaults")
+    parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    jobs = plan(args)
+    if not args.summary_only:
+        for source in {j["source"] for j in jobs}:  # write the data files once, before the pool
+            for j in jobs:
+                if j["source"] == source:
+                    write_cell(out / "data", j["source"], j["n"], j["noise"], j["seed"])
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futures = {pool.submit(do_job, job, str(out)): job for job in jobs}
+            for done, future in enumerate(as_completed(futures), 1):
+                job = futures[future]
+                try:
+                    record = future.result()
+                    print(f"[{done}/{len(jobs)} {time.perf_counter() - started:.0f}s] {job['id']}: "
+                          f"AUC {record.get('ranking_auc', float('nan')):.3f}", flush=True)
+                except Exception as error:  # noqa: BLE001 - report and go on with the other jobs
+                    print(f"[{done}/{len(jobs)}] {job['id']} failed: {error!r}", file=sys.stderr, flush=True)
+    records = [json.loads(p.read_text()) for p in sorted((out / "jobs").glob("*.json"))]
+    print(summarise(records, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What a user can decide without clean labels: which samples to hold out for model selection,
+when the early-learning phase ends (so bootstrapping starts before the wrong labels are learnt),
+which epoch's noise model to trust for the label issues, and how noisy the labels are.
+
+Everything here is a small pure function of arrays or of the per-epoch metric rows that
+`latentmix.training.train` writes, so a resumed run re-derives the same decisions from its
+`metrics.csv` and the rules can be measured offline (benchmarks/robust_defaults.py).
+
+Background: networks learn the correctly labelled samples first and memorise the wrong labels
+later (Arpit et al. 2017, "A Closer Look at Memorization in Deep Networks"; Liu et al. 2020,
+"Early-Learning Regularization Prevents Memorization of Noisy Labels"). Arazo et al. 2019 start
+bootstrapping at a fixed epoch tuned for CIFAR-10 (106 of 300); on a user's own data and
+schedule, the end of early learning has to be read off the run itself.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from latentmix.errors import ConfigError
+
+__all__ = [
+    "holdout_split", "early_learning_end", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
+    "flagged_confusion", "ranking_order",
+]
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (train, holdout) of a seeded split stratified on the *given* (noisy) labels.
+
+    The held-out samples keep their noisy labels: accuracy on them is what a user without clean
+    labels can select a checkpoint by. Their expected accuracy is ``(1 - r) * acc_clean + r/C``
+    under symmetric noise of changed-fraction r, a monotone function of the clean accuracy, so its
+    argmax over epochs picks the same checkpoint as clean accuracy would, up to sampling noise.
+    ``fraction == 0`` holds nothing out.
+    """
+    from latentmix.data.arrays import stratified_split
+
+    n = int(labels.shape[0])
+    if fraction == 0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    if not 0.0 < fraction < 0.5:
+        raise ConfigError(f"--val-split must be in [0, 0.5), got {fraction}; 0 turns the noisy validation split off")
+    if round(fraction * n) < 1 or n - round(fraction * n) < 2:
+        raise ConfigError(f"--val-split {fraction} of {n} training samples leaves no validation or no training "
+                          "samples; use a larger fraction, or 0 for none")
+    return stratified_split(np.asarray(labels), fraction, seed)
+
+
+def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: int = 2,
+                       latest: Optional[int] = None) -> Optional[int]:
+    """The last epoch of the early-learning phase (bootstrapping starts after it with
+    `--warmup-epochs auto`), or None while it goes on. Reads only what needs no clean labels.
+
+    The phase is over at the first epoch e >= `min_epochs` where either
+      * the selection accuracy (noisy validation, ``select_acc``) has not improved for `patience`
+        epochs: what the model still learns no longer generalises, i.e. it is fitting the noise; or
+      * the training accuracy against the given labels exceeds the share of labels the noise model
+        calls clean, ``train_acc_noisy > 1 - flagged_share``: the model now agrees with more given
+        labels than can be right, i.e. it has started to memorise wrong ones;
+    and at the latest at epoch `latest` (the first lr decay). Rows are the per-epoch metric rows in
+    order; a missing value (an epoch without tracking) counts as no signal.
+    """
+    best, best_epoch = -1.0, 0
+    for row in rows:
+        epoch = int(row["epoch"])
+        select = row.get("select_acc")
+        if select is not None and select > best:
+            best, best_epoch = float(select), epoch
+        if epoch < min_epochs:
+            continue
+        plateau = select is not None and epoch - best_epoch >= patience
+        fit, flagged = row.get("train_acc_noisy"), row.get("flagged_share")
+        memorising = fit is not None and flagged is not None and fit > 1.0 - flagged
+        if plateau or memorising or (latest is not None and epoch >= latest):
+            return epoch
+    return None
+
+
+def selected_epoch(rows: Sequence[dict]) -> Optional[int]:
+    """The epoch a user picks by noisy-validation accuracy (the first of equal maxima), or None
+    when the run has no selection split."""
+    scored = [(row["select_acc"], -int(row["epoch"])) for row in rows if row.get("select_acc") is not None]
+    return -max(scored)[1] if scored else None
+
+
+def separation(p_noisy: np.ndarray, losses: np.ndarray) -> float:
+    """How well the noise model's split separates the losses, without clean labels: Otsu's
+    between-class share of the variance with the posterior as a soft assignment,
+
+        eta^2 = w0 * w1 * (m1 - m0)^2 / var(l),  w1 = mean P(noisy), m_k = the weighted mean loss,
+
+    on the losses' ranks scaled to [0, 1] (so that a few huge losses do not dominate). 0 when the
+    model calls everything clean or everything noisy (a collapsed fit), or flags the low losses
+    rather than the high ones; 0.75 (as N grows) for a
+    hard split at the median loss.
+    Used to pick the epoch whose P(noisy) a user gets (Otsu 1979, "A threshold selection method
+    from gray-level histograms")."""
+    p = np.asarray(p_noisy, dtype=np.float64)
+    x = np.argsort(np.argsort(np.asarray(losses), kind="stable"), kind="stable") / max(len(p) - 1, 1)
+    w1 = p.mean()
+    w0 = 1.0 - w1
+    if len(p) < 2 or w1 < 1e-6 or w0 < 1e-6:
+        return 0.0
+    m1 = float((p * x).sum() / p.sum())
+    m0 = float(((1 - p) * x).sum() / (1 - p).sum())
+    if m1 <= m0:  # the "noisy" side holds the low losses: no usable split
+        return 0.0
+    return float(w0 * w1 * (m1 - m0) ** 2 / x.var())
+
+
+def flagged_share(p_noisy: np.ndarray, threshold: float = 0.5) -> float:
+    """The share of samples the noise model flags, P(noisy) > `threshold`."""
+    return float(np.mean(np.asarray(p_noisy) > threshold)) if len(p_noisy) else float("nan")
+
+
+def estimate_noise_rate(rows: Sequence[dict], learning_end: int) -> Optional[float]:
+    """Estimated fraction of wrong labels: the median over the early-learning epoch rows
+    (2..`learning_end`, see `early_learning_end`) of the share of samples the noise model flags.
+
+    Why that window: while the network learns the clean labels first, the losses of the wrong
+    labels stay high and the mixture splits them off cleanly; once it memorises them (or once
+    bootstrapping pulls their targets towards the predictions) their losses fall and the flagged
+    share drifts below the truth. Epoch 1 is left out (the network has barely learnt anything);
+    the median shrugs off one odd epoch. Measured in docs/robust-defaults.md."""
+    shares = [row["flagged_share"] for row in rows
+              if row.get("flagged_share") is not None and 2 <= int(row["epoch"]) <= learning_end]
+    if not shares:  # a run of one epoch, or tracked only at the end
+        shares = [row["flagged_share"] for row in rows if row.get("flagged_share") is not None][-1:]
+    return float(np.median(shares)) if shares else None
+
+
+def flagged_confusion(given: np.ndarray, predicted: np.ndarray, flagged: np.ndarray, num_classes: int) -> list[list[int]]:
+    """C x C counts of the flagged labels: row = the given class, column = the class the model
+    predicts. Off-diagonal mass shows which classes the wrong labels come from and go to."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(given)[flagged], np.asarray(predicted)[flagged]), 1)
+    return counts.tolist()
+
+
+def ranking_order(p_noisy: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """Sample order, most likely mislabeled first: P(noisy) descending, ties (the Beta mixture's
+    posterior is a 100-entry table, so many samples share a value) broken by the loss descending."""
+    return np.lexsort((-np.asarray(losses), -np.asarray(p_noisy)))

@@ -1,0 +1,155 @@
+"""`latentmix.selection`: decisions made without clean labels, checked on hand-computed cases, and
+what `train` does with them (selected checkpoint, automatic warm-up, label issues, noise estimate)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentmix.errors import ConfigError
+from latentmix.selection import (
+    early_learning_end, estimate_noise_rate, flagged_confusion, flagged_share, holdout_split, ranking_order,
+    selected_epoch, separation,
+)
+
+
+def test_holdout_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(4), [40, 30, 20, 10])
+    train, held = holdout_split(labels, 0.1, seed=3)
+    assert len(held) == 10 and len(train) == 90 and not set(train) & set(held)
+    assert sorted(np.concatenate([train, held])) == list(range(100))
+    assert np.bincount(labels[held], minlength=4).tolist() == [4, 3, 2, 1]  # 10% of each class
+    assert np.array_equal(held, holdout_split(labels, 0.1, seed=3)[1])
+    assert not np.array_equal(held, holdout_split(labels, 0.1, seed=4)[1])
+    train0, held0 = holdout_split(labels, 0.0, seed=3)
+    assert len(held0) == 0 and np.array_equal(train0, np.arange(100))
+
+
+@pytest.mark.parametrize("fraction", [0.5, -0.1, 0.001])
+def test_holdout_split_refuses_bad_fractions(fraction):
+    with pytest.raises(ConfigError, match="--val-split"):
+        holdout_split(np.arange(20) % 2, fraction, seed=0)
+
+
+def _rows(select, fit=None, flagged=None):
+    return [{"epoch": i + 1, "select_acc": s, "train_acc_noisy": None if fit is None else fit[i],
+             "flagged_share": None if flagged is None else flagged[i]} for i, s in enumerate(select)]
+
+
+def test_early_learning_ends_when_noisy_validation_stops_improving():
+    # best at epoch 3; epochs 4, 5, 6 do not beat it: patience 3 is used up at epoch 6
+    rows = _rows([0.3, 0.4, 0.5, 0.5, 0.45, 0.49, 0.6])
+    assert early_learning_end(rows, patience=3) == 6
+    assert early_learning_end(rows, patience=4) is None  # epoch 7 improves again
+    assert early_learning_end(rows[:5], patience=3) is None
+
+
+def test_early_learning_ends_when_the_model_fits_more_labels_than_are_clean():
+    # 30% flagged: fitting more than 70% of the given labels means memorising
+    rows = _rows([None] * 5, fit=[0.3, 0.5, 0.65, 0.71, 0.8], flagged=[0.3] * 5)
+    assert early_learning_end(rows) == 4
+    # never before min_epochs, and at the latest at `latest`
+    assert early_learning_end(_rows([None] * 3, fit=[0.9] * 3, flagged=[0.3] * 3), min_epochs=2) == 2
+    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5]), latest=4) == 4
+    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5])) is None
+
+
+def test_selected_epoch_is_the_first_of_equal_maxima():
+    assert selected_epoch(_rows([0.2, 0.5, 0.4, 0.5])) == 2
+    assert selected_epoch(_rows([None, None])) is None
+
+
+def test_separation_hand_computed():
+    # losses 0 < 1 < 2 < 3 have ranks 0, 1/3, 2/3, 1; the top two flagged: w = 1/2, means 1/6 and 5/6,
+    # between = 1/4 * (2/3)^2 = 1/9, var = 5/36, eta^2 = 4/5
+    assert separation(np.array([0.0, 0.0, 1.0, 1.0]), np.array([3.0, 1.0, 7.0, 9.0]) - 1) == pytest.approx(0.8)
+    assert separation(np.zeros(4), np.arange(4.0)) == 0.0  # a collapsed fit separates nothing
+    assert separation(np.ones(4), np.arange(4.0)) == 0.0
+    # a split whose two sides have the same mean loss separates nothing; nor one that flags the low losses
+    assert separation(np.array([1.0, 0.0, 0.0, 1.0]), np.arange(4.0)) == 0.0
+    assert separation(np.array([1.0, 1.0, 0.0, 0.0]), np.arange(4.0)) == 0.0
+    # interleaved: means 1/3 and 2/3 -> 1/4 * 1/9 / (5/36) = 1/5
+    assert separation(np.array([0.0, 1.0, 0.0, 1.0]), np.arange(4.0)) == pytest.approx(1 / 5)
+
+
+def test_noise_estimate_is_the_median_flagged_share_of_early_learning():
+    rows = [{"epoch": e, "flagged_share": v} for e, v in enumerate([0.9, 0.42, 0.38, 0.40, 0.2, 0.1], start=1)]
+    assert estimate_noise_rate(rows, learning_end=4) == pytest.approx(0.40)  # epochs 2-4; epoch 1 left out
+    assert estimate_noise_rate(rows, learning_end=6) == pytest.approx(0.38)  # median of .42 .38 .40 .2 .1
+    assert estimate_noise_rate(rows[:1], learning_end=1) == pytest.approx(0.9)
+    assert flagged_share(np.array([0.2, 0.6, 0.51, 0.5])) == 0.5
+
+
+def test_flagged_confusion_and_ranking():
+    given = np.array([0, 0, 1, 2, 2])
+    predicted = np.array([1, 0, 2, 1, 1])
+    counts = flagged_confusion(given, predicted, np.array([0, 3, 4]), num_classes=3)
+    assert counts == [[0, 1, 0], [0, 0, 0], [0, 2, 0]]
+    # P(noisy) descending, ties by the loss descending
+    order = ranking_order(np.array([0.5, 0.9, 0.5, 0.5]), np.array([1.0, 0.1, 3.0, 2.0]))
+    assert order.tolist() == [1, 2, 3, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# in a run
+
+
+def _features(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x[:, 0] += 2.5 * y
+    noisy = y.copy()
+    flip = rng.random(n) < 0.3
+    noisy[flip] = (y[flip] + 1 + rng.integers(0, 2, flip.sum())) % 3
+    return x, y, noisy
+
+
+def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_itself(tmp_path):
+    from latentmix.models import build_model
+    from latentmix.data import load_dataset
+    from latentmix.training import RunConfig, train
+
+    x, y, noisy = _features()
+    xt, yt, _ = _features(120, seed=1)
+    path = tmp_path / "mine.npz"
+    np.savez(path, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
+    config = RunConfig(dataset="mine", data=str(path), method="lr-m-dyr-h", layers="0-1", epochs=12, seed=0)
+    result = train(config, run_dir=tmp_path / "run", progress=False)
+    with (tmp_path / "run" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+
+    # selected = test accuracy at the epoch of the best noisy-validation accuracy (first of equal maxima)
+    select = [float(r["select_acc"]) for r in rows]
+    pick = select.index(max(select))
+    assert summary["selected_epoch"] == pick + 1
+    assert summary["selected_val_acc"] == pytest.approx(float(rows[pick]["val_acc"]), abs=1e-6)
+    # ... and selected_model.pt holds that epoch's weights: they give that test accuracy again
+    dataset = load_dataset("arrays", data_path=str(path))
+    model = build_model(None, dataset)
+    model.load_state_dict(torch.load(tmp_path / "run" / "selected_model.pt", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        acc = (model(dataset.eval_transform(dataset.val_inputs)).argmax(1) == dataset.val_labels).float().mean()
+    assert float(acc) == pytest.approx(summary["selected_val_acc"], abs=1e-6)
+
+    # the automatic warm-up: bootstrapping switches on once, never later than after the first lr
+    # decay (epoch 6 of 12 in the scaled protocol), and it was off while the signals said "learning"
+    flags = [r["bootstrapping"] == "True" for r in rows]
+    start = flags.index(True) + 1
+    assert flags == [False] * (start - 1) + [True] * (len(flags) - start + 1)
+    assert summary["bootstrap_start_epoch"] == start and 3 <= start <= 7
+    last = rows[start - 2]  # the epoch whose signals ended the warm-up
+    best_before = max(select[: start - 1])
+    plateau = all(s <= best_before for s in select[max(0, start - 4): start - 1]) and select.index(best_before) <= start - 5
+    memorising = float(last["train_acc_noisy"]) > 1 - float(last["flagged_share"])
+    assert plateau or memorising or start - 1 >= 6
+
+    # every training row of the file is scored; the estimate of the wrong-label share is near the truth
+    assert summary["estimated_noise_rate"] == pytest.approx(summary["actual_noise_rate"], abs=0.1)
+    assert result.holdout.sum() == round(0.1 * len(y)) and len(result.p_noisy) == len(y)
+    assert summary["detection_auc"] > 0.8
+    assert summary["true_noise_pairs"] and all(a != b for a, b, _ in summary["true_noise_pairs"])
