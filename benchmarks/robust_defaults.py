@@ -106,7 +106,10 @@ def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path
     from latentmix.training import RunConfig, train
 
     torch.set_num_threads(1)
-    config = RunConfig(dataset=path.stem, data=str(path), method=method, epochs=epochs, seed=seed, device=device)
+    # The file's val_* arrays are a clean test set, which a user does not have: as a file without
+    # them does by default, 10% of the noisy training data is held out to select the checkpoint by.
+    config = RunConfig(dataset=path.stem, data=str(path), method=method, epochs=epochs, seed=seed, device=device,
+                       val_split=0.1)
     started = time.perf_counter()
     result = train(config, run_dir=run_dir, progress=False)
     summary = result.summary()
@@ -167,16 +170,18 @@ def do_job(job: dict, out: str) -> dict:
 
 def plan(args) -> list[dict]:
     jobs = []
+    cuda_from = {spec.split(":")[0]: int(spec.split(":")[1]) for spec in args.cuda.split(",") if spec}
     for spec in args.data.split(","):
         source, n = spec.split(":")
         for noise in [float(v) for v in args.noise.split(",")]:
             for seed in range(args.seeds):
                 cell = {"source": source, "n": int(n), "noise": noise, "seed": seed}
                 tag = f"{source}-{n}-noise{round(noise * 100)}-seed{seed}"
+                device = "cuda" if cuda_from.get(source, float("inf")) <= int(n) else args.device
                 for method in args.methods.split(","):
                     for epochs in [int(e) for e in args.epochs.split(",")]:
                         jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
-                                     "device": args.device, "id": f"{tag}-{method}-e{epochs}"})
+                                     "device": device, "id": f"{tag}-{method}-e{epochs}"})
                 for peer in [p for p in args.peers.split(",") if p]:
                     jobs.append({**cell, "kind": "cleanlab", "method": peer, "epochs": 0, "device": "cpu",
                                  "id": f"{tag}-cleanlab-{peer}"})
@@ -233,6 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--peers", default="lr,mlp", help="cleanlab with these classifiers (lr, mlp); '' for none")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cuda", default="", help="SOURCE:N,...: runs of SOURCE with N or more samples on the GPU")
     parser.add_argument("--out", default="runs/robust-defaults")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
     args = parser.parse_args(argv)
@@ -245,7 +251,9 @@ def main(argv=None) -> int:
                 if j["source"] == source:
                     write_cell(out / "data", j["source"], j["n"], j["noise"], j["seed"])
         started = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        import multiprocessing
+
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(do_job, job, str(out)): job for job in jobs}
             for done, future in enumerate(as_completed(futures), 1):
                 job = futures[future]

@@ -196,12 +196,12 @@ def test_train_data_with_noisy_labels_file(tmp_path):
         issues = list(csv.DictReader(handle))
     assert list(issues[0]) == ["index", "split", "given_label", "p_noisy", "loss", "predicted_label", "truly_noisy"]
     # every row of the user's file is listed once, by its row number in the file, with the label the
-    # file gives it (the validation split and the noisy-validation split included)
+    # file gives it (the rows of the validation split included)
     rows = [int(row["index"]) for row in issues]
     assert sorted(rows) == list(range(len(y)))
     assert all(int(row["given_label"]) == noisy[int(row["index"])] for row in issues)
     assert all(int(row["truly_noisy"]) == int(noisy[int(row["index"])] != y[int(row["index"])]) for row in issues)
-    assert {row["split"] for row in issues} == {"train", "holdout", "val"}
+    assert {row["split"] for row in issues} == {"train", "val"}
     # most suspicious first: P(noisy) descending, ties broken by the loss descending
     keys = [(float(row["p_noisy"]), float(row["loss"])) for row in issues]
     assert keys == sorted(keys, reverse=True)

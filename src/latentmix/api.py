@@ -134,6 +134,7 @@ def dataset_from_tensors(
         train_labels_clean=clean is not None or noise > 0,
         given_noisy_labels=given if clean is not None else None,
         info={"source": "tensors"},
+        val_selects=True,
     )
 
 

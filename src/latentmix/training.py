@@ -74,6 +74,8 @@ class Protocol:
     warmup_epochs: Optional[int] = 105
     eval_batch_size: int = 1000
     val_split: float = 0.0
+    # the first lr decay comes when early learning ends, if that is before the first milestone
+    decay_at_learning_end: bool = False
 
     def scaled(self, epochs: int) -> "Protocol":
         """The same protocol over `epochs` epochs: milestones and a fixed warm-up scaled in
@@ -107,19 +109,29 @@ PROTOCOLS: dict[str, Protocol] = {
     "fashion-mnist-multimodal": Protocol(epochs=12, batch_size=128, lr=0.05, milestones=(4, 10), weight_decay=1e-4,
                                          alpha=8.0, warmup_epochs=4, eval_batch_size=500),
     # A user's own data (--data, latentmix.fit): no schedule was tuned for it, so bootstrapping
-    # starts when the run's own signals say early learning is over (docs/robust-defaults.md), and
-    # 10% of the training set is held out with its noisy labels to select a checkpoint by.
+    # starts, and the lr first decays, when the run's own signals say early learning is over
+    # (docs/robust-defaults.md); the checkpoint is selected by the user's validation set (a file
+    # without one has --val-split, default 10%, held out with its given labels).
     "arrays": Protocol(epochs=50, batch_size=64, lr=0.05, milestones=(25, 40), weight_decay=1e-4,
-                       alpha=2.0, warmup_epochs=None, eval_batch_size=2000, val_split=0.1),
+                       alpha=2.0, warmup_epochs=None, eval_batch_size=2000, decay_at_learning_end=True),
 }
 PROTOCOLS["mnist"] = PROTOCOLS["kmnist"] = PROTOCOLS["fashion-mnist"]
 
 
-def lr_at_epoch(protocol: Protocol, epoch: int) -> float:
+def lr_at_epoch(protocol: Protocol, epoch: int, learning_end: Optional[int] = None) -> float:
     """Step schedule as [A] runs it: its `scheduler.step()` is called at the *start* of each epoch,
     so the decay already applies in the milestone epoch itself (lr 0.1 for epochs 1-99, 0.01 for
-    100-249, 0.001 for 250-300 in the CIFAR protocol)."""
-    decays = sum(1 for milestone in protocol.milestones if epoch >= milestone)
+    100-249, 0.001 for 250-300 in the CIFAR protocol).
+
+    With `protocol.decay_at_learning_end` and the end of early learning known (`learning_end`,
+    `latentmix.selection.early_learning_end`), the first decay comes in the epoch after it when
+    that is earlier than the first milestone: [A]'s shape (bootstrapping starts just after the
+    first decay) without a schedule tuned to the data, and a longer run then trains longer at the
+    low rate instead of memorising the wrong labels at the high one."""
+    milestones = protocol.milestones
+    if protocol.decay_at_learning_end and learning_end is not None and milestones:
+        milestones = (min(milestones[0], learning_end + 1),) + tuple(milestones[1:])
+    decays = sum(1 for milestone in milestones if epoch >= milestone)
     return protocol.lr * protocol.lr_decay**decays
 
 
@@ -311,6 +323,19 @@ def _top_pairs(counts: list[list[int]], top: int) -> list[list[int]]:
 # --------------------------------------------------------------------------------------------
 # Set-up helpers
 # --------------------------------------------------------------------------------------------
+
+
+def load_run_dataset(config: RunConfig) -> Dataset:
+    """The run's data set as `config` describes it. A user's data file and its per-sample noisy
+    labels are read together, so that the labels file (one per sample of the file) goes through the
+    same validation split (`--val-split` of the file, default 10%) as the data."""
+    options: dict[str, Any] = {}
+    if config.data and config.noisy_labels_file:
+        options["noisy_labels_path"] = config.noisy_labels_file
+    if config.data and config.val_split is not None:
+        options["val_fraction"] = config.val_split
+    return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
+                        **options)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -655,11 +680,7 @@ def train(
     if config.track_transform not in ("train", "eval"):
         raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
     if dataset is None:
-        # A user's data file and its per-sample noisy labels are read together, so that the labels
-        # file (one per sample of the file) goes through the same validation split as the data.
-        options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
-                               **options)
+        dataset = load_run_dataset(config)
     protocol = protocol_for(config, dataset.name)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
@@ -754,12 +775,13 @@ def train(
     model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
-        lr = lr_at_epoch(protocol, epoch)
+        # the end of early learning, read off the run's own signals so far (None: not yet)
+        learning_end = early_learning_end(metrics, latest=first_milestone(protocol))
+        lr = lr_at_epoch(protocol, epoch, learning_end)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until the run's
-        # own signals say that early learning is over
-        warmup_end = early_learning_end(metrics, latest=first_milestone(protocol)) if warmup is None else warmup
+        # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning ends
+        warmup_end = learning_end if warmup is None else warmup
         bootstrapping = method.corrects and warmup_end is not None and epoch > warmup_end and noise_model is not None
         epoch_targets = None
         if bootstrapping and config.bootstrap_forward == "tracked":
@@ -803,7 +825,7 @@ def train(
         if holdout_inputs is not None:
             row["select_acc"] = float(evaluate(forward_model, holdout_inputs, noisy_labels[holdout], eval_transform,
                                                protocol.eval_batch_size, autocast, dist=dist))
-        elif dataset.val_labels_noisy:
+        elif dataset.val_selects:
             row["select_acc"] = row["val_acc"]
         view = None
         if tracks_at(epoch, config, method, protocol):
@@ -864,7 +886,7 @@ def train(
                       "split": np.full(len(given), "val"), "given_label": given,
                       "p_noisy": _numpy(snapshot["val_p_noisy"]), "loss": _numpy(snapshot["val_losses"]),
                       "predicted_label": _numpy(snapshot["val_predictions"])}
-        if clean_known and not dataset.val_labels_noisy:
+        if clean_known:
             extra_rows["truly_noisy"] = (given != dataset.val_labels.cpu().numpy()).astype(int)
     result = RunResult(
         config=config, method=method, metrics=metrics,
@@ -934,12 +956,13 @@ def resolve_warmup(config: RunConfig, method: Method, protocol: Protocol) -> Opt
 
 
 def resolve_val_split(config: RunConfig, protocol: Protocol, dataset: Dataset) -> float:
-    """The fraction of the training set held out with its noisy labels for checkpoint selection:
-    `--val-split`, else the protocol's; none by default when the validation set is itself a split
-    of the user's noisy labels (it already is a noisy validation set)."""
-    if config.val_split is not None:
-        return float(config.val_split)
-    return 0.0 if dataset.val_labels_noisy else protocol.val_split
+    """The fraction of the training set to hold out, with its noisy labels, for checkpoint
+    selection. None when the data loader already held out `--val-split` of a user's file as its
+    validation set (that split is the noisy validation set); else `--val-split`, or the protocol's
+    (0: the user's validation set, or none for the paper's test sets)."""
+    if dataset.info.get("val_source") == "split":
+        return 0.0
+    return float(config.val_split) if config.val_split is not None else protocol.val_split
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -44,8 +44,9 @@ class Dataset:
         val_given_labels: optional (M,) labels of the validation rows as the file gives them
             (possibly noisy), when the validation set is a split of the user's file: these rows
             are scored for label issues too.
-        val_labels_noisy: the validation labels are the user's own, possibly wrong, labels (no
-            clean reference): accuracy on them is a selection signal, not a clean test accuracy.
+        val_selects: the validation set is the user's own (a split of their file, their
+            validation arrays, `fit`'s val_inputs), so a user picks the checkpoint by accuracy on
+            it; a built-in test set is not (the paper's protocols have no selection split).
     """
 
     name: str
@@ -62,7 +63,7 @@ class Dataset:
     train_rows: Optional[torch.Tensor] = None
     val_rows: Optional[torch.Tensor] = None
     val_given_labels: Optional[torch.Tensor] = None
-    val_labels_noisy: bool = False
+    val_selects: bool = False
 
     @property
     def num_train(self) -> int:

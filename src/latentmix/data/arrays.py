@@ -496,8 +496,8 @@ def load_arrays(
     reference_full, given_noisy_full = reference, given_noisy
     if val_inputs is None:
         if not 0.0 < float(val_fraction) < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive) when the file has no val_* arrays, "
-                              f"got {val_fraction}")
+            raise ConfigError(f"--val-split (val_fraction) must be between 0 and 1 (exclusive) when the file has no "
+                              f"val_* arrays: that split is the validation set, got {val_fraction}")
         train_idx, val_idx = stratified_split(reference, float(val_fraction), int(seed))
         val_inputs = {k: a[val_idx] for k, a in inputs.items()}
         val_labels = reference[val_idx]
@@ -584,7 +584,6 @@ def load_arrays(
         train_transform=train_transform,
         eval_transform=eval_transform,
         info=info,
-        # a split of a file without clean labels validates on the user's own (noisy) labels
-        val_labels_noisy=not labels_clean and split_info["val_source"] == "split",
+        val_selects=True,  # the user's own validation data: a checkpoint is picked by it
         **rows,
     )
