@@ -25,7 +25,7 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -37,7 +37,7 @@ from torch import nn
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
-from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from latentmix.io import atomic_write_csv, atomic_write_json
 from latentmix.losses import bootstrap_targets, bootstrapping_objective, side_lam
 from latentmix.methods import Method, get_method
 from latentmix.mixing import (
@@ -45,6 +45,7 @@ from latentmix.mixing import (
 )
 from latentmix.noise import NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
+from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, run_fingerprints
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +196,10 @@ class RunResult:
     is_noisy: Optional[np.ndarray]
     run_dir: Optional[Path] = None
     model: Optional[nn.Module] = None
-    wall_time_s: float = 0.0
+    # Timings (also in the run folder's timing.json) stay out of `summary()` and the metrics rows,
+    # so that same-seed runs give byte-identical result files.
+    wall_time_s: float = 0.0  # across every process that trained the run
+    epoch_time_s: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
         last = self.metrics[-1] if self.metrics else {}
@@ -216,7 +220,6 @@ class RunResult:
             "detection_precision": last.get("detection_precision"),
             "detection_recall": last.get("detection_recall"),
             "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
-            "wall_time_s": round(self.wall_time_s, 3),
         }
 
 
@@ -255,6 +258,15 @@ def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
     if config.weight_decay is not None:
         changes["weight_decay"] = config.weight_decay
     return replace(base, **changes)
+
+
+def load_run_dataset(config: RunConfig) -> Dataset:
+    """The data set `config` names, read as every command that rebuilds the run reads it (`train`,
+    `detect`). A user's data file and its per-sample noisy labels are read together, so that the
+    labels file (one per sample of the file) goes through the same validation split as the data."""
+    options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
+    return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
+                        **options)
 
 
 def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
@@ -527,10 +539,9 @@ def training_step(
 # The run
 # --------------------------------------------------------------------------------------------
 
-CHECKPOINT_NAME = "checkpoint.pt"
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "val_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
-    "detection_auc", "detection_precision", "detection_recall", "epoch_time_s",
+    "detection_auc", "detection_precision", "detection_recall",
 ]
 
 
@@ -542,15 +553,18 @@ def train(
     mix_points: Optional[Sequence] = None,
     run_dir: Optional[str | os.PathLike] = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict], None]] = None,
     distributed: Optional[DistContext] = None,
 ) -> RunResult:
     """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
     otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
-    `result.json`, `label_issues.csv` and a per-epoch checkpoint are written there (atomically), and
-    `resume=True` continues from the last complete epoch. `on_epoch_end(row)` sees each epoch's row
-    (the sweep runner reports intermediate values through it).
+    `result.json`, `label_issues.csv`, `timing.json` and a per-epoch checkpoint are written there
+    (atomically); `resume=True` continues the run the folder holds from its last complete epoch,
+    `overwrite=True` replaces it, and without either a folder that holds a run is refused
+    (`latentmix.run_folder`). `on_epoch_end(row)` sees each epoch's row (the sweep runner reports
+    intermediate values through it).
 
     `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
     data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
@@ -558,6 +572,9 @@ def train(
     started = time.perf_counter()
     dist = distributed or single_process(resolve_device(config.device))
     device = dist.device
+    run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
+    if run_folder is not None:  # refuse an occupied folder before the data load
+        run_folder.check_command(resume=resume, overwrite=overwrite)
     method = config.resolved_method()
     if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
         raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
@@ -565,11 +582,7 @@ def train(
     if config.track_transform not in ("train", "eval"):
         raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
     if dataset is None:
-        # A user's data file and its per-sample noisy labels are read together, so that the labels
-        # file (one per sample of the file) goes through the same validation split as the data.
-        options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
-                               **options)
+        dataset = load_run_dataset(config)
     protocol = protocol_for(config, dataset.name)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
@@ -625,33 +638,30 @@ def train(
     metrics: list[dict] = []
     noise_model = None
     start_epoch = 1
-    if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_path / "config.json", {
+    tracked = None
+    if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
+        record = {
             "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
             "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
             "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
             "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
-        })
-    if run_path is not None:  # every process resumes from the same checkpoint
-        checkpoint_path = run_path / CHECKPOINT_NAME
-        if resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, device)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            streams.load_state_dict(state["streams"])
+            **run_fingerprints(dataset, noisy_labels),
+        }
+        state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
+        if state is not None:  # every process resumes from the same checkpoint
+            _restore_checkpoint(state, model, optimizer, streams, run_folder)
             metrics = state["metrics"]
             if state.get("noise_model") is not None:
                 noise_model = _noise_model_from_state(state["noise_model"])
-            if not torch.equal(state["noisy_labels"].to(device), noisy_labels):
-                raise ConfigError(f"checkpoint {checkpoint_path} was written with other noisy labels than this "
-                                  "config makes; resume with the same config or start a new run folder")
+            if state.get("tracked") is not None:  # the last tracking pass, not redone (it would draw augmentations)
+                tracked = Tracked(state["tracked"]["losses"].to(device), state["tracked"]["logits"].to(device))
             start_epoch = state["epoch"] + 1
+    timing = (run_folder.start_timing(start_epoch, started, str(device)) if out_path is not None
+              else RunTiming(started=started, first_epoch=start_epoch, device=str(device)))
 
     train_mixer = dist.wrap_mixer(mixer)  # data-parallel: the mixed forward runs through DDP
     epochs = range(start_epoch, protocol.epochs + 1)
     bar = _progress_bar(epochs, progress and dist.is_main, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
-    tracked = None
     model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
@@ -704,7 +714,7 @@ def train(
             detection = detection_metrics(p_noisy_all, is_noisy.cpu().numpy())
             row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
                        detection_recall=detection["recall"])
-        row["epoch_time_s"] = time.perf_counter() - epoch_started
+        timing.epoch_done(epoch, time.perf_counter() - epoch_started)
         metrics.append(row)
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
@@ -714,11 +724,14 @@ def train(
             # Per-epoch files make an interrupted run resumable; runs too short to need it (a grid
             # of tiny models) skip them and write metrics.csv once at the end.
             atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
-            atomic_torch_save(out_path / CHECKPOINT_NAME, {
+            run_folder.save_checkpoint({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
-                "noise_model": {"kind": config.noise_model, "state": noise_model.state_dict()},
+                "noise_model": None if noise_model is None else {"kind": config.noise_model,
+                                                                 "state": noise_model.state_dict()},
+                "tracked": None if tracked is None else {"losses": tracked.losses.cpu(), "logits": tracked.logits.cpu()},
             })
+            run_folder.write_timing(timing)
         if on_epoch_end is not None:
             on_epoch_end(row)
 
@@ -734,12 +747,13 @@ def train(
         p_noisy=noise_model.posterior(tracked.losses.cpu().numpy()),
         predictions=tracked.predictions.cpu().numpy(), noisy_labels=noisy_labels.cpu().numpy(),
         is_noisy=is_noisy.cpu().numpy() if clean_known else None,
-        run_dir=run_path, model=model, wall_time_s=time.perf_counter() - started,
+        run_dir=run_path, model=model, wall_time_s=timing.total_s(), epoch_time_s=timing.epoch_times(),
     )
     if out_path is not None:
         atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
         write_label_issues(out_path / "label_issues.csv", result)
         atomic_write_json(out_path / "result.json", result.summary())
+        run_folder.write_timing(timing)
     return result
 
 
@@ -772,13 +786,18 @@ def write_label_issues(path: Path, result: RunResult) -> None:
     atomic_write_csv(path, rows, fieldnames)
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a clear error."""
+def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, streams: RunStreams,
+                        run_folder: RunFolder) -> None:
+    """Model, optimizer and random streams from a verified checkpoint; a checkpoint that does not
+    fit this model (another architecture or width) is a clear error, not a traceback."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise ConfigError(f"checkpoint {path} is unreadable or corrupt ({type(error).__name__}); "
-                          "delete it to start the run afresh") from None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{run_folder.file(CHECKPOINT_NAME)} does not fit this model ({first_line}); resume with "
+                          "the run's model, or pass --overwrite") from None
+    streams.load_state_dict(state["streams"])
 
 
 def _noise_model_from_state(saved: dict):
