@@ -152,17 +152,24 @@ class RunTiming:
     earlier: list = field(default_factory=list)  # segments of the processes before this one
     epoch_time_s: dict = field(default_factory=dict)  # epoch -> seconds
     last_epoch: Optional[int] = None
+    stopped: Optional[float] = None  # set by `stop`: the result and timing.json then report one time
 
     def epoch_done(self, epoch: int, seconds: float) -> None:
         self.epoch_time_s[epoch] = seconds
         self.last_epoch = epoch
 
+    def stop(self) -> None:
+        self.stopped = time.perf_counter()
+
+    def _elapsed(self) -> float:
+        return (self.stopped or time.perf_counter()) - self.started
+
     def segment(self) -> dict:
         epochs = None if self.last_epoch is None else [self.first_epoch, self.last_epoch]
-        return {"epochs": epochs, "wall_time_s": round(time.perf_counter() - self.started, 3), "device": self.device}
+        return {"epochs": epochs, "wall_time_s": round(self._elapsed(), 3), "device": self.device}
 
     def total_s(self) -> float:
-        return sum(float(s["wall_time_s"]) for s in self.earlier) + time.perf_counter() - self.started
+        return sum(float(s["wall_time_s"]) for s in self.earlier) + self._elapsed()
 
     def epoch_times(self) -> list[float]:
         return [self.epoch_time_s[epoch] for epoch in sorted(self.epoch_time_s)]

@@ -741,6 +741,7 @@ def train(
         noise_model = fit_run_noise_model(config, tracked.losses)
     val_accs = [row["val_acc"] for row in metrics]
     best_index = int(np.argmax(val_accs))
+    timing.stop()
     result = RunResult(
         config=config, method=method, metrics=metrics,
         best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
