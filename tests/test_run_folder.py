@@ -379,3 +379,9 @@ def test_kill_and_resume_is_exact_for_every_bootstrap_forward_on_augmented_data(
     after = _snapshot(tmp_path / "cut")
     assert {k: v for k, v in after.items() if k != "timing.json"} == {k: v for k, v in before.items()
                                                                      if k != "timing.json"}
+
+
+def test_a_field_one_record_lacks_is_named_as_not_recorded():
+    saved = {"config": {"method": "m"}}
+    assert record_differences(saved, {"config": {"method": "m", "new_setting": 2}}) == [
+        "new_setting (was not recorded, now 2)"]

@@ -116,7 +116,14 @@ def record_differences(saved: dict, new: dict) -> list[str]:
     return [text for text in found if text]
 
 
-_MISSING = "(not recorded)"
+class _NotRecorded:
+    """A field that one record lacks (written by another latentmix version)."""
+
+    def __repr__(self) -> str:
+        return "not recorded"
+
+
+_MISSING = _NotRecorded()
 
 
 def _difference(name: str, saved: dict, new: dict) -> Optional[str]:
