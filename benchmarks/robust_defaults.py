@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -58,11 +59,16 @@ def generated(n: int, seed: int, classes: int = 10, dim: int = 20):
     return x, y, xt, yt
 
 
-def fashion(n: int, seed: int):
-    """A seeded subset of n Fashion-MNIST training images as 784 raw pixel features; the t10k test set."""
+@functools.lru_cache(maxsize=1)
+def _fashion_files():
     from latentmix.data.idx import load_mnist_like
 
-    data = load_mnist_like(os.environ.get("FMNIST_ROOT", FMNIST_ROOT))
+    return load_mnist_like(os.environ.get("FMNIST_ROOT", FMNIST_ROOT))
+
+
+def fashion(n: int, seed: int):
+    """A seeded subset of n Fashion-MNIST training images as 784 raw pixel features; the t10k test set."""
+    data = _fashion_files()
     x, y = data.train_inputs.reshape(len(data.train_labels), -1).numpy(), data.train_labels.numpy()
     pick = np.random.default_rng(seed).permutation(len(y))[:n]
     return (x[pick].astype(np.float32), y[pick], data.val_inputs.reshape(len(data.val_labels), -1).numpy()
@@ -145,7 +151,8 @@ def run_cleanlab(path: Path, model: str, seed: int) -> dict:
     probs = cross_val_predict(classifier(), x, noisy, cv=5, method="predict_proba")
     quality = get_label_quality_scores(noisy, probs)
     auc = detection_metrics(-quality, noisy != clean)["auc"]
-    learner = CleanLearning(classifier(), cv_n_folds=5, seed=seed).fit(x, noisy)
+    # n_jobs=1: cleanlab's own process pool fails inside a pool worker (NameError pred_probs_by_class)
+    learner = CleanLearning(classifier(), cv_n_folds=5, seed=seed, find_label_issues_kwargs={"n_jobs": 1}).fit(x, noisy)
     accuracy = float((learner.predict(data["val_features"]) == data["val_labels"]).mean())
     return {"ranking_auc": auc, "clean_learning_acc": accuracy, "actual_noise_rate": float((noisy != clean).mean()),
             "seconds": time.perf_counter() - started}
@@ -169,12 +176,19 @@ def do_job(job: dict, out: str) -> dict:
 
 
 def plan(args) -> list[dict]:
+    """The jobs of `--data`: each entry SOURCE:N, optionally @NOISES@SEEDS@PEERS to override
+    --noise (rates separated by /), --seeds and --peers (classifiers separated by /, - for none)
+    for that data set, e.g. fmnist:60000@0.4@1@- for one large cell without cleanlab."""
     jobs = []
     cuda_from = {spec.split(":")[0]: int(spec.split(":")[1]) for spec in args.cuda.split(",") if spec}
     for spec in args.data.split(","):
-        source, n = spec.split(":")
-        for noise in [float(v) for v in args.noise.split(",")]:
-            for seed in range(args.seeds):
+        parts = spec.split("@")
+        source, n = parts[0].split(":")
+        noises = [float(v) for v in (parts[1].split("/") if len(parts) > 1 else args.noise.split(","))]
+        seeds = int(parts[2]) if len(parts) > 2 else args.seeds
+        peers = (parts[3].replace("-", "").split("/") if len(parts) > 3 else args.peers.split(","))
+        for noise in noises:
+            for seed in range(seeds):
                 cell = {"source": source, "n": int(n), "noise": noise, "seed": seed}
                 tag = f"{source}-{n}-noise{round(noise * 100)}-seed{seed}"
                 device = "cuda" if cuda_from.get(source, float("inf")) <= int(n) else args.device
@@ -182,7 +196,7 @@ def plan(args) -> list[dict]:
                     for epochs in [int(e) for e in args.epochs.split(",")]:
                         jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
                                      "device": device, "id": f"{tag}-{method}-e{epochs}"})
-                for peer in [p for p in args.peers.split(",") if p]:
+                for peer in [p for p in peers if p]:
                     jobs.append({**cell, "kind": "cleanlab", "method": peer, "epochs": 0, "device": "cpu",
                                  "id": f"{tag}-cleanlab-{peer}"})
     # the longest first, so that the pool ends together
@@ -236,7 +250,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", default="50,150", help="the default schedule and three times it")
     parser.add_argument("--methods", default="ce,lr-m-dyr-h")
     parser.add_argument("--peers", default="lr,mlp", help="cleanlab with these classifiers (lr, mlp); '' for none")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="parallel CPU jobs")
+    parser.add_argument("--gpu-workers", type=int, default=1, help="parallel jobs sharing the GPU (--cuda)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cuda", default="", help="SOURCE:N,...: runs of SOURCE with N or more samples on the GPU")
     parser.add_argument("--out", default="runs/robust-defaults")
@@ -246,15 +261,16 @@ def main(argv=None) -> int:
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     jobs = plan(args)
     if not args.summary_only:
-        for source in {j["source"] for j in jobs}:  # write the data files once, before the pool
-            for j in jobs:
-                if j["source"] == source:
-                    write_cell(out / "data", j["source"], j["n"], j["noise"], j["seed"])
+        for job in jobs:  # the data files once, before the pools
+            write_cell(out / "data", job["source"], job["n"], job["noise"], job["seed"])
         started = time.perf_counter()
         import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(do_job, job, str(out)): job for job in jobs}
+        spawn = multiprocessing.get_context("spawn")  # CUDA in the workers needs spawned processes
+        gpu_jobs = [job for job in jobs if job["device"] == "cuda"]
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=spawn) as pool, \
+                ProcessPoolExecutor(max_workers=max(1, args.gpu_workers), mp_context=spawn) as gpu_pool:
+            futures = {(gpu_pool if job in gpu_jobs else pool).submit(do_job, job, str(out)): job for job in jobs}
             for done, future in enumerate(as_completed(futures), 1):
                 job = futures[future]
                 try:

@@ -37,9 +37,9 @@ def test_train_then_detect(tmp_path, capsys):
     flagged = sum(float(row["p_noisy"]) > 0.5 for row in rows)
     assert main(["detect", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"{flagged} of {len(rows)} training labels have P(noisy) > 0.5" in printed
+    assert f"{flagged} of {len(rows)} labels have P(noisy) > 0.5" in printed
     assert main(["detect", str(out), "--threshold", "2"]) == 0
-    assert f"0 of {len(rows)} training labels" in capsys.readouterr().out
+    assert f"0 of {len(rows)} labels" in capsys.readouterr().out
 
     # a finished run is not overwritten by accident
     assert main(_train_args(out)) == 2

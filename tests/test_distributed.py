@@ -146,7 +146,8 @@ def test_two_processes_match_one_process_for_plain_ce(tmp_path, ce_one_process):
     one = [{k: v for k, v in row.items()} for row in ce_one_process.metrics]
     _assert_close(two, one, TIGHT)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["checkpoint.pt", "config.json", "label_issues.csv", "metrics.csv", "result.json"]
+    assert files == ["checkpoint.json", "checkpoint.pt", "config.json", "label_issues.csv", "metrics.csv", "result.json",
+                     "timing.json"]
     two_model = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     for name, value in ce_one_process.model.state_dict().items():
         assert torch.allclose(two_model[name], value, atol=1e-6), name

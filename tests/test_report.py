@@ -357,3 +357,16 @@ def default_out_sqlite(out: Path) -> Path:
     from latentmix.report_cli import default_out
 
     return default_out(f"sqlite:///{(out / 'sweep.db').resolve()}", None).resolve()
+
+
+def test_run_rows_take_the_wall_time_from_timing_json(tmp_path):
+    """result.json holds no timings (same-seed runs give the same file); the report reads them
+    from timing.json, summed over the processes of a resumed run."""
+    run_dir = write_fake_run(tmp_path, "spiral", "ce", None, 0.0, 0, [0.5, 0.6])
+    result = json.loads((run_dir / "result.json").read_text())
+    del result["wall_time_s"]
+    (run_dir / "result.json").write_text(json.dumps(result))
+    (run_dir / "timing.json").write_text(json.dumps({"wall_time_s": 7.5, "segments": [
+        {"epochs": [1, 1], "wall_time_s": 3.0}, {"epochs": [2, 2], "wall_time_s": 4.5}], "epoch_time_s": [3.0, 4.5]}))
+    rows = report_module.run_rows(load_report_data(str(tmp_path), progress=False))
+    assert [row["wall_time_s"] for row in rows] == [7.5]

@@ -120,6 +120,8 @@ def test_existing_result_json_is_reused(tmp_path):
     assert summary["this_worker"]["reused"] == 1 and summary["this_worker"]["trained"] == 0
     trial = SweepStore(_url(out / "sweep.db")).load("reuse").trials[0]
     assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [1, 2, 3]
+    timing = json.loads((out / "runs" / run_id(config) / "timing.json").read_text())
+    assert trial.user_attrs["result"]["wall_time_s"] == timing["wall_time_s"]  # read back from timing.json
 
 
 def test_population_trains_compatible_runs_together(tmp_path):
@@ -135,6 +137,11 @@ def test_population_trains_compatible_runs_together(tmp_path):
     assert by_id[run_id(configs[-1])]["trained_as"] == "sequential"
     for r in results:
         assert (Path(r["run_dir"]) / "result.json").exists() and (Path(r["run_dir"]) / "metrics.csv").exists()
+        # timings: in the results and timing.json, never in result.json (same-seed runs, same file)
+        timing = json.loads((Path(r["run_dir"]) / "timing.json").read_text())
+        assert r["wall_time_s"] == pytest.approx(timing["wall_time_s"], abs=2e-3) and timing["wall_time_s"] > 0
+        assert len(timing["epoch_time_s"]) == 3
+        assert "wall_time_s" not in json.loads((Path(r["run_dir"]) / "result.json").read_text())
     study = SweepStore(_url(out / "sweep.db")).load("pop")
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)
 

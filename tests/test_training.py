@@ -149,12 +149,18 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_corrupt_checkpoint_is_a_config_error(tmp_path):
+def test_unreadable_checkpoint_is_a_config_error(tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    config = _config(method="ce", epochs=2)
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, dataset=_small_spiral(), run_dir=run_dir, progress=False, on_epoch_end=interrupt)
     (run_dir / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ConfigError, match="corrupt"):
-        train(_config(method="ce", epochs=2), dataset=_small_spiral(), run_dir=run_dir, resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"checkpoint.pt is corrupt: its sha256 differs"):
+        train(config, dataset=_small_spiral(), run_dir=run_dir, resume=True, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------

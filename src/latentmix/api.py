@@ -157,6 +157,7 @@ def fit(
     seed: int = 0,
     device: str = "auto",
     run_dir: Optional[Union[str, os.PathLike]] = None,
+    overwrite: bool = False,
     progress: bool = True,
     **settings: Any,
 ) -> RunResult:
@@ -181,8 +182,10 @@ def fit(
         clean_labels: the true labels when `train_labels` are already noisy (scores noise detection).
         seed: seeds data order, mixing and synthetic noise (the model's initialisation is yours).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
-        run_dir: when given, config.json, metrics.csv, result.json, label_issues.csv and checkpoints
-            are written there.
+        run_dir: when given, config.json, metrics.csv, result.json, label_issues.csv, timing.json and
+            checkpoints are written there. A folder that already holds a run is refused unless
+            `overwrite` is True (latentmix.run_folder).
+        overwrite: replace the run that `run_dir` holds.
         progress: show a progress bar.
         **settings: any other `RunConfig` field (``alpha``, ``warmup_epochs``, ``weight_decay``,
             ``correction``, ``reg_weight``, ``bootstrap_forward``, ``noise_kind``, ...).
@@ -214,4 +217,5 @@ def fit(
                 "has no `mix_points` attribute: pass mix_points=[...] naming the submodules whose outputs are layers 1, 2, ..."
             )
         mix_points = ()
-    return train(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, progress=progress)
+    return train(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, overwrite=overwrite,
+                 progress=progress)

@@ -119,20 +119,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
-    if (out / "result.json").exists() and not args.resume:
-        raise ConfigError(f"{out} already holds a finished run; pass --resume to keep it, or another --out")
+    # `train` accepts the command only for a new run, the run the folder holds (--resume) or with
+    # --overwrite (latentmix.run_folder), before it changes anything in the folder.
     with distributed_run(config.device) as dist:
-        result = train(config, run_dir=out, resume=args.resume, progress=not args.quiet, distributed=dist)
+        result = train(config, run_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                       distributed=dist)
         if dist is None or dist.is_main:
-            _print_summary(result.summary(), out)
+            _print_summary(result.summary(), out, result.wall_time_s)
     return 0
 
 
-def _print_summary(summary: dict, out: Path) -> None:
+def _print_summary(summary: dict, out: Path, wall_time_s: float) -> None:
     print(f"method {summary['method']} (layers {summary['mix_layers']}, correction {summary['correction']}) "
           f"on {summary['dataset']}, noise {summary['noise']:g}, seed {summary['seed']}, {summary['epochs']} epochs")
-    selected = (f", selected {summary['selected_val_acc']:.4f} (epoch {summary['selected_epoch']}, by noisy-validation "
-                "accuracy)" if summary.get("selected_val_acc") is not None else "")
+    selected = (f", selected {summary['selected_val_acc']:.4f} (epoch {summary['selected_epoch']}, picked by "
+                "validation accuracy)" if summary.get("selected_val_acc") is not None else "")
     print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}"
           f"{selected}")
     if summary.get("bootstrap_start_epoch") is not None:
@@ -150,25 +151,22 @@ def _print_summary(summary: dict, out: Path) -> None:
     if summary.get("detection_auc") is not None:
         print(f"  noise detection: AUC {summary['detection_auc']:.4f}, precision {summary['detection_precision']:.3f}, "
               f"recall {summary['detection_recall']:.3f} at P(noisy) > 0.5")
-    print(f"  {summary['wall_time_s']:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv)")
+    print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    """Rank the training labels of a finished run by P(noisy) (re-using its label_issues.csv, or
-    recomputing it from the run's checkpoint)."""
+    """Rank the training labels of a run by P(noisy) (its label_issues.csv when that matches the
+    run, else rebuilt from the run's checkpoint)."""
     import csv
 
-    run_dir = Path(args.run_dir)
-    issues = run_dir / "label_issues.csv"
-    if not issues.exists():
-        from latentmix.detect import detect_from_checkpoint
+    from latentmix.detect import label_issues_for
 
-        detect_from_checkpoint(run_dir)
+    issues = label_issues_for(Path(args.run_dir))
     with issues.open() as handle:
         rows = list(csv.DictReader(handle))
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
-    print(f"{len(flagged)} of {len(rows)} training labels have P(noisy) > {args.threshold:g} ({issues})")
-    _print_noise_estimate(run_dir)
+    print(f"{len(flagged)} of {len(rows)} labels have P(noisy) > {args.threshold:g} ({issues})")
+    _print_noise_estimate(Path(args.run_dir))
     for row in rows[: args.top]:
         extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
         where = f" ({row['split']})" if row.get("split") not in (None, "train") else ""
@@ -219,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_run_options(train)
     train.add_argument("--out", help="run folder (default runs/DATASET/RUN_ID)")
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run the folder holds from its last checkpoint (the settings must match it)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run the folder holds")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=cmd_train)
 

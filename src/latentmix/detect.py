@@ -1,56 +1,122 @@
 """`latentmix detect RUN_DIR`: which training labels of a trained run are likely wrong.
 
-A finished run already wrote `label_issues.csv`. For a run that was stopped before it finished,
-this rebuilds the run from its `config.json` and last checkpoint: one pass over the training set
-(eval mode) gives each sample's loss against its given label, a fresh noise model is fitted to
-them, and the samples are ranked by P(noisy).
+A finished run already wrote `label_issues.csv`. It is used as it is only when it matches the run
+(one row per training sample, each index once, the expected columns); otherwise, and for a run
+that was stopped before it finished, it is rebuilt from the run's `config.json` and its verified
+last checkpoint: the per-sample losses of the run's last tracking pass (kept in the checkpoint;
+for a checkpoint without one, one eval-mode pass over the training set) get a fresh noise model,
+and the samples are ranked by P(noisy), as `train` ranks them at the end of a run. A checkpoint
+keeps the per-sample view that `train` writes the label issues from, so a finished run's file is
+rebuilt as it was.
 """
 
 from __future__ import annotations
 
-import json
+import csv
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from latentmix.data import load_dataset
 from latentmix.errors import ConfigError
+from latentmix.run_folder import CHECKPOINT_NAME, LABEL_ISSUES_NAME, RunFolder, run_fingerprints
 from latentmix.training import (
-    CHECKPOINT_NAME, RunConfig, RunResult, build_run_model, fit_run_noise_model, load_checkpoint, make_labels,
-    protocol_for, track_training_losses, write_label_issues,
+    RunConfig, RunResult, Tracked, build_run_model, epoch_view, fit_run_noise_model, load_run_dataset, make_labels,
+    per_sample_results, protocol_for, run_holdout, track_training_losses, write_label_issues,
 )
+
+LABEL_ISSUES_FIELDS = ["index", "split", "given_label", "p_noisy", "loss", "predicted_label"]  # + "truly_noisy" when known
+
+
+def label_issues_for(run_dir: str | Path) -> Path:
+    """``RUN_DIR/label_issues.csv``, rebuilt from the checkpoint when it is missing or does not
+    match the run; a mismatch that no checkpoint can repair is a clear error."""
+    folder = RunFolder(run_dir)
+    record = folder.saved_record()
+    path = folder.file(LABEL_ISSUES_NAME)
+    problem = label_issues_problem(path, record.get("num_label_issue_rows"))
+    if problem is None:
+        return path
+    if not folder.file(CHECKPOINT_NAME).exists():
+        raise ConfigError(f"{path} {problem}, and {folder.path} has no {CHECKPOINT_NAME} to rebuild it from (the run "
+                          "never finished an epoch, or ran without checkpoints); train it again with --overwrite")
+    return detect_from_checkpoint(folder.path)
+
+
+def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
+    """What is wrong with a label_issues.csv that should list `num_rows` samples (every training
+    sample, and the validation rows of a user's file split into the two; None: unknown, then the
+    rows must cover indices 0..rows-1), or None when it matches."""
+    if not path.exists():
+        return "is missing"
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"is unreadable ({type(error).__name__})"
+    if columns not in (LABEL_ISSUES_FIELDS, LABEL_ISSUES_FIELDS + ["truly_noisy"]):
+        return f"has columns {columns or 'none'}, expected {', '.join(LABEL_ISSUES_FIELDS)}[, truly_noisy]"
+    try:
+        indices = sorted(int(row["index"]) for row in rows)
+        for row in rows:
+            int(row["given_label"]), int(row["predicted_label"]), float(row["loss"])
+            if not 0.0 <= float(row["p_noisy"]) <= 1.0:
+                return f"has P(noisy) {row['p_noisy']} outside [0, 1]"
+    except (TypeError, ValueError):
+        return "has a row that is not numbers"
+    expected = len(rows) if num_rows is None else num_rows
+    if indices != list(range(expected)):
+        return f"has {len(rows)} rows ({len(set(indices))} distinct indices) for a run that scores {expected} samples"
+    return None
 
 
 def detect_from_checkpoint(run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/label_issues.csv`` from the run's last checkpoint; returns its path."""
-    run_dir = Path(run_dir)
-    config_path, checkpoint_path = run_dir / "config.json", run_dir / CHECKPOINT_NAME
-    if not config_path.exists():
-        raise ConfigError(f"{run_dir} is not a latentmix run folder (no config.json); pass the --out of a train run")
+    """Write ``RUN_DIR/label_issues.csv`` from the run's last checkpoint; returns its path.
+
+    The data are read as `train` read them (`load_run_dataset`: a ``--data`` file with its
+    ``--noisy-labels`` file), and must be the run's: same content fingerprint, same labels."""
+    folder = RunFolder(run_dir)
+    record = folder.saved_record()
+    checkpoint_path = folder.file(CHECKPOINT_NAME)
     if not checkpoint_path.exists():
-        raise ConfigError(f"{run_dir} has neither label_issues.csv nor {CHECKPOINT_NAME}: the run never finished "
+        raise ConfigError(f"{folder.path} has neither {LABEL_ISSUES_NAME} nor {CHECKPOINT_NAME}: the run never finished "
                           "an epoch, or ran without checkpoints; train it (again) first")
-    saved = json.loads(config_path.read_text())
-    config = RunConfig.from_dict(saved["config"])
     device = torch.device("cpu")
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data).to(device)
-    model = build_run_model(config, dataset)
-    state = load_checkpoint(checkpoint_path, device)
-    model.load_state_dict(state["model"])
+    state = folder.load_checkpoint(device)  # verified first: a damaged file fails before the data load
+    config = RunConfig.from_dict(record["config"])
+    dataset = load_run_dataset(config).to(device)
     noisy = state["noisy_labels"].to(device)
     labels = make_labels(config, dataset)
-    if not torch.equal(labels.labels, noisy):
-        raise ConfigError(f"the labels in {checkpoint_path} differ from those its config makes; the data changed?")
-    identity = dataset.eval_transform or (lambda inputs: inputs)
-    protocol = protocol_for(config, dataset.name)
-    tracked = track_training_losses(model, dataset.train_inputs, noisy, identity, protocol.eval_batch_size)
-    losses = tracked.losses.numpy()
-    result = RunResult(
-        config=config, method=config.resolved_method(), metrics=[], best_val_acc=float("nan"),
-        last_val_acc=float("nan"), best_epoch=0, p_noisy=fit_run_noise_model(config, tracked.losses).posterior(losses),
-        predictions=tracked.predictions.numpy(), noisy_labels=noisy.numpy(),
-        is_noisy=labels.is_noisy.numpy() if dataset.train_labels_clean else None,
-    )
-    path = run_dir / "label_issues.csv"
+    saved_data = record.get("data_sha256")
+    if not torch.equal(labels.labels, noisy) or (
+            saved_data is not None and run_fingerprints(dataset, noisy)["data_sha256"] != saved_data):
+        raise ConfigError(f"the data or labels that {folder.path / 'config.json'} names differ from those the run "
+                          "trained on (the files changed?); restore them to rebuild its label issues")
+    trained, holdout = run_holdout(config, protocol_for(config, dataset.name), dataset, labels)
+    view = state.get("label_snapshot")
+    if view is None:  # the run's last tracking pass, with a fresh noise model
+        tracked = _last_tracking_pass(state, config, dataset, noisy, checkpoint_path)
+        view = epoch_view(tracked, fit_run_noise_model(config, tracked.losses[trained]), trained, None)
+    result = RunResult(config=config, method=config.resolved_method(), metrics=[], best_val_acc=float("nan"),
+                       last_val_acc=float("nan"), best_epoch=0, **per_sample_results(view, dataset, labels, holdout))
+    path = folder.file(LABEL_ISSUES_NAME)
     write_label_issues(path, result)
     return path
+
+
+def _last_tracking_pass(state: dict, config: RunConfig, dataset, noisy: torch.Tensor, checkpoint_path: Path) -> Tracked:
+    """The run's own last tracking pass when the checkpoint keeps it (then a finished run's file is
+    rebuilt byte for byte), else one eval-mode pass of the checkpoint's model."""
+    if state.get("tracked") is not None:
+        return Tracked(state["tracked"]["losses"].float(), state["tracked"]["logits"].float())
+    model = build_run_model(config, dataset)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ConfigError(f"{checkpoint_path} does not fit the model its config builds; the code or settings "
+                          "changed since the run") from None
+    identity = dataset.eval_transform or (lambda inputs: inputs)
+    protocol = protocol_for(config, dataset.name)
+    return track_training_losses(model, dataset.train_inputs, noisy, identity, protocol.eval_batch_size)

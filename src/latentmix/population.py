@@ -430,7 +430,8 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
                      on_epoch_end: Optional[Callable[[int, list[dict]], None]] = None,
                      threads: Optional[int] = None) -> list[dict]:
     """Train `configs` together; returns one summary per run (the keys of `RunResult.summary()`,
-    plus ``metrics`` (per-epoch rows), ``p_noisy`` and ``predictions``).
+    plus ``metrics`` (per-epoch rows), ``p_noisy``, ``predictions`` and the timings
+    ``wall_time_s`` and ``epoch_time_s``, each run's share of the population's).
 
     All runs must share the data set, model and optimisation protocol (epochs, batch size, lr,
     weight decay); methods, layers, alpha, noise and seeds may differ. The runs are split into
@@ -501,6 +502,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         return torch.cat(on_shards(lambda shard, rows: shard.network.predict(inputs)))
 
     metrics: list[list[dict]] = [[] for _ in configs]
+    epoch_times: list[float] = []  # seconds per epoch, each run's share
     epochs = range(1, protocol.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -524,11 +526,11 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
                 predictions = predictions_on(train_x)
                 acc_noisy = (predictions == noisy_y).float().mean(dim=1).tolist()
                 acc_clean = (predictions == clean_y).float().mean(dim=1).tolist()
-            elapsed = time.perf_counter() - epoch_started
+            epoch_times.append((time.perf_counter() - epoch_started) / num_runs)
             for r in range(num_runs):
                 metrics[r].append({"epoch": epoch, "lr": lr, "train_loss": losses[r], "val_acc": val_acc[r],
                                    "train_acc_noisy": acc_noisy[r], "train_acc_clean": acc_clean[r],
-                                   "bootstrapping": False, "epoch_time_s": elapsed / num_runs})
+                                   "bootstrapping": False})
             if on_epoch_end is not None:
                 on_epoch_end(epoch, [rows[-1] for rows in metrics])
             if progress and hasattr(epochs, "set_postfix"):
@@ -560,8 +562,9 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             "last_train_acc_noisy": rows[-1]["train_acc_noisy"], "last_train_acc_clean": rows[-1]["train_acc_clean"],
             "detection_auc": rows[-1].get("detection_auc"), "detection_precision": rows[-1].get("detection_precision"),
             "detection_recall": rows[-1].get("detection_recall"),
-            "actual_noise_rate": float(is_noisy[r].mean()), "wall_time_s": round(wall / num_runs, 4),
-            "trained_as": f"population of {num_runs}",
+            "actual_noise_rate": float(is_noisy[r].mean()), "trained_as": f"population of {num_runs}",
+            # timings (each run's share of the population's): timing.json, never result.json
+            "wall_time_s": round(wall / num_runs, 4), "epoch_time_s": list(epoch_times),
             "metrics": rows, "p_noisy": p_noisy, "predictions": predictions[r].cpu().numpy(),
             "noisy_labels": noisy_y[r].cpu().numpy(), "is_noisy": is_noisy[r],
         })

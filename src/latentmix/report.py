@@ -132,6 +132,7 @@ class RunRecord:
     metrics: list = field(default_factory=list)
     run_dir: Optional[str] = None
     row: str = ""
+    wall_time_s: Optional[float] = None  # from timing.json (result.json holds no timings)
 
     @property
     def finished(self) -> bool:
@@ -146,6 +147,8 @@ class RunRecord:
         if out.get(AUC) is None:
             values = [row.get(AUC) for row in self.metrics if row.get(AUC) is not None]
             out[AUC] = values[-1] if values else None
+        if out.get("wall_time_s") is None:
+            out["wall_time_s"] = self.wall_time_s
         return out
 
 
@@ -264,6 +267,8 @@ def run_folders(root: Path) -> list[Path]:
 
 
 def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, run_dir: Optional[str]) -> RunRecord:
+    from latentmix.run_folder import read_wall_time
+
     result_or_empty = result or {}
     noise = config.get("noise", result_or_empty.get("noise"))
     seed = config.get("seed", result_or_empty.get("seed"))
@@ -271,7 +276,7 @@ def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, ru
         run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
         method=str(config.get("method") or result_or_empty.get("method") or run_id), layers=config.get("layers"),
         noise=round(float(noise or 0.0), 6), seed=None if seed is None else int(seed), config=config, result=result,
-        metrics=metrics, run_dir=run_dir,
+        metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
     )
 
 

@@ -54,7 +54,8 @@ from types import SimpleNamespace
 from typing import Any, Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
-from latentmix.training import CHECKPOINT_NAME, RunConfig
+from latentmix.run_folder import CHECKPOINT_NAME, TIMING_KEYS, TIMING_NAME, read_wall_time, timing_document
+from latentmix.training import RunConfig
 
 DEFAULT_HEARTBEAT_S = 10
 DEFAULT_GRACE_S = 30
@@ -681,6 +682,8 @@ def _load_result(run_dir: Path, config: RunConfig) -> Optional[dict]:
         summary = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if summary.get("wall_time_s") is None:  # timings live in timing.json, not in result.json
+        summary["wall_time_s"] = read_wall_time(run_dir)
     config_path = run_dir / "config.json"
     if config_path.exists():
         with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
@@ -758,7 +761,8 @@ def _train_sequential(study, claim: Claim, run_dir: Path, report: WorkerReport) 
         report.resumed += 1
     with contextlib.suppress(Exception):
         _set_attrs(claim.trial, {"resumed_from_epoch": restored})
-    _finish(study, claim, result.summary(), run_dir, report, "sequential")
+    _finish(study, claim, {**result.summary(), "wall_time_s": round(result.wall_time_s, 3)}, run_dir, report,
+            "sequential")
 
 
 def _epochs_of(config: RunConfig) -> int:
@@ -801,7 +805,11 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
                 p_noisy=summary["p_noisy"], predictions=summary["predictions"], noisy_labels=summary["noisy_labels"],
                 is_noisy=summary.get("is_noisy") if claim.config.data is None else None))  # clean labels known
         scalars = _scalar_summary(summary)
-        atomic_write_json(run_dir / "result.json", scalars)
+        # Timings go to timing.json, so that result.json is the same file for same-seed runs.
+        atomic_write_json(run_dir / TIMING_NAME, timing_document(
+            [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": summary.get("wall_time_s", 0.0),
+              "device": claim.config.device}], summary.get("epoch_time_s") or []))
+        atomic_write_json(run_dir / "result.json", {k: v for k, v in scalars.items() if k not in TIMING_KEYS})
         report.trained += 1
         _finish(study, claim, scalars, run_dir, report, summary["trained_as"])
 

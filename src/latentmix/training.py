@@ -25,7 +25,7 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -48,6 +48,7 @@ from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.selection import (
     early_learning_end, estimate_noise_rate, flagged_share, holdout_split, selected_epoch, separation,
 )
+from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, run_fingerprints
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +230,10 @@ class RunResult:
     is_noisy: Optional[np.ndarray]
     run_dir: Optional[Path] = None
     model: Optional[nn.Module] = None
-    wall_time_s: float = 0.0
+    # Timings (also in the run folder's timing.json) stay out of `summary()` and the metrics rows,
+    # so that same-seed runs give byte-identical result files.
+    wall_time_s: float = 0.0  # across every process that trained the run
+    epoch_time_s: list[float] = field(default_factory=list)
     selected_val_acc: Optional[float] = None
     selected_epoch: Optional[int] = None
     losses: Optional[np.ndarray] = None
@@ -269,7 +273,6 @@ class RunResult:
             "estimated_noise_rate": self.estimated_noise_rate,
             "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
             **self.noise_confusion(),
-            "wall_time_s": round(self.wall_time_s, 3),
         }
 
     def _scored(self) -> np.ndarray:
@@ -325,19 +328,6 @@ def _top_pairs(counts: list[list[int]], top: int) -> list[list[int]]:
 # --------------------------------------------------------------------------------------------
 
 
-def load_run_dataset(config: RunConfig) -> Dataset:
-    """The run's data set as `config` describes it. A user's data file and its per-sample noisy
-    labels are read together, so that the labels file (one per sample of the file) goes through the
-    same validation split (`--val-split` of the file, default 10%) as the data."""
-    options: dict[str, Any] = {}
-    if config.data and config.noisy_labels_file:
-        options["noisy_labels_path"] = config.noisy_labels_file
-    if config.data and config.val_split is not None:
-        options["val_fraction"] = config.val_split
-    return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
-                        **options)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -368,6 +358,20 @@ def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
     if config.weight_decay is not None:
         changes["weight_decay"] = config.weight_decay
     return replace(base, **changes)
+
+
+def load_run_dataset(config: RunConfig) -> Dataset:
+    """The data set `config` names, read as every command that rebuilds the run reads it (`train`,
+    `detect`). A user's data file and its per-sample noisy labels are read together, so that the
+    labels file (one per sample of the file) goes through the same validation split (`--val-split`
+    of the file, default 10%) as the data."""
+    options: dict[str, Any] = {}
+    if config.data and config.noisy_labels_file:
+        options["noisy_labels_path"] = config.noisy_labels_file
+    if config.data and config.val_split is not None:
+        options["val_fraction"] = config.val_split
+    return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
+                        **options)
 
 
 def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
@@ -641,11 +645,10 @@ def training_step(
 # The run
 # --------------------------------------------------------------------------------------------
 
-CHECKPOINT_NAME = "checkpoint.pt"
 SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked by noisy-validation accuracy
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
-    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall", "epoch_time_s",
+    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
 ]
 
 
@@ -657,15 +660,18 @@ def train(
     mix_points: Optional[Sequence] = None,
     run_dir: Optional[str | os.PathLike] = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict], None]] = None,
     distributed: Optional[DistContext] = None,
 ) -> RunResult:
     """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
     otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
-    `result.json`, `label_issues.csv` and a per-epoch checkpoint are written there (atomically), and
-    `resume=True` continues from the last complete epoch. `on_epoch_end(row)` sees each epoch's row
-    (the sweep runner reports intermediate values through it).
+    `result.json`, `label_issues.csv`, `timing.json` and a per-epoch checkpoint are written there
+    (atomically); `resume=True` continues the run the folder holds from its last complete epoch,
+    `overwrite=True` replaces it, and without either a folder that holds a run is refused
+    (`latentmix.run_folder`). `on_epoch_end(row)` sees each epoch's row (the sweep runner reports
+    intermediate values through it).
 
     `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
     data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
@@ -673,6 +679,9 @@ def train(
     started = time.perf_counter()
     dist = distributed or single_process(resolve_device(config.device))
     device = dist.device
+    run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
+    if run_folder is not None:  # refuse an occupied folder before the data load
+        run_folder.check_command(resume=resume, overwrite=overwrite)
     method = config.resolved_method()
     if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
         raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
@@ -687,9 +696,7 @@ def train(
     warmup = resolve_warmup(config, method, protocol)
 
     labels = make_labels(config, dataset)
-    # the noisy validation split: the same samples for every method at a given noise seed
-    trained_np, holdout_np = holdout_split(labels.labels.numpy(), resolve_val_split(config, protocol, dataset),
-                                           seed=config.seed if config.noise_seed is None else config.noise_seed)
+    trained_np, holdout_np = run_holdout(config, protocol, dataset, labels)
     if model is None:
         model = build_run_model(config, dataset)
     mixer = LatentMixer(model, mix_points)
@@ -740,38 +747,35 @@ def train(
     metrics: list[dict] = []
     noise_model = None
     start_epoch = 1
-    snapshot: Optional[dict] = None  # the per-sample view of the best-separated epoch so far
+    tracked = None
+    snapshot: Optional[dict] = None  # the per-sample view kept for the label issues
     selected_state: Optional[dict] = None  # the model's weights at the best noisy-validation epoch
-    if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_path / "config.json", {
+    if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
+        record = {
             "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
             "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
             "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
             "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
-        })
-    if run_path is not None:  # every process resumes from the same checkpoint
-        checkpoint_path = run_path / CHECKPOINT_NAME
-        if resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, device)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            streams.load_state_dict(state["streams"])
+            **run_fingerprints(dataset, noisy_labels),
+        }
+        state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
+        if state is not None:  # every process resumes from the same checkpoint
+            _restore_checkpoint(state, model, optimizer, streams, run_folder)
             metrics = state["metrics"]
             if state.get("noise_model") is not None:
                 noise_model = _noise_model_from_state(state["noise_model"])
+            if state.get("tracked") is not None:  # the last tracking pass, not redone (it would draw augmentations)
+                tracked = Tracked(state["tracked"]["losses"].to(device), state["tracked"]["logits"].to(device))
             snapshot = state.get("label_snapshot")
-            if (run_path / SELECTED_NAME).exists():
-                selected_state = load_checkpoint(run_path / SELECTED_NAME, device)
-            if not torch.equal(state["noisy_labels"].to(device), noisy_labels):
-                raise ConfigError(f"checkpoint {checkpoint_path} was written with other noisy labels than this "
-                                  "config makes; resume with the same config or start a new run folder")
+            if run_folder.file(SELECTED_NAME).exists():
+                selected_state = torch.load(run_folder.file(SELECTED_NAME), map_location=device, weights_only=True)
             start_epoch = state["epoch"] + 1
+    timing = (run_folder.start_timing(start_epoch, started, str(device)) if out_path is not None
+              else RunTiming(started=started, first_epoch=start_epoch, device=str(device)))
 
     train_mixer = dist.wrap_mixer(mixer)  # data-parallel: the mixed forward runs through DDP
     epochs = range(start_epoch, protocol.epochs + 1)
     bar = _progress_bar(epochs, progress and dist.is_main, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
-    tracked = None
     model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
@@ -848,7 +852,7 @@ def train(
             selected_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
         if view is not None and label_view_improves(snapshot, view, row["select_acc"], improved):
             snapshot = {"epoch": epoch, **view}
-        row["epoch_time_s"] = time.perf_counter() - epoch_started
+        timing.epoch_done(epoch, time.perf_counter() - epoch_started)
         metrics.append(row)
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
@@ -860,12 +864,15 @@ def train(
             atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
             if selected_state is not None and metrics[-1]["epoch"] == selected_epoch(metrics):
                 atomic_torch_save(out_path / SELECTED_NAME, selected_state)
-            atomic_torch_save(out_path / CHECKPOINT_NAME, {
+            run_folder.save_checkpoint({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
-                "noise_model": {"kind": config.noise_model, "state": noise_model.state_dict()},
+                "noise_model": None if noise_model is None else {"kind": config.noise_model,
+                                                                 "state": noise_model.state_dict()},
+                "tracked": None if tracked is None else {"losses": tracked.losses.cpu(), "logits": tracked.logits.cpu()},
                 "label_snapshot": snapshot,
             })
+            run_folder.write_timing(timing)
         if on_epoch_end is not None:
             on_epoch_end(row)
 
@@ -878,37 +885,23 @@ def train(
     best_index = int(np.argmax(val_accs))
     chosen = selected_epoch(metrics)
     learning_end = early_learning_end(metrics, latest=first_milestone(protocol)) or metrics[-1]["epoch"]
-    noisy_np = noisy_labels.cpu().numpy()
-    extra_rows = None
-    if snapshot.get("val_losses") is not None:
-        given = dataset.val_given_labels.cpu().numpy()
-        extra_rows = {"index": dataset.val_rows.cpu().numpy() if dataset.val_rows is not None else np.arange(len(given)),
-                      "split": np.full(len(given), "val"), "given_label": given,
-                      "p_noisy": _numpy(snapshot["val_p_noisy"]), "loss": _numpy(snapshot["val_losses"]),
-                      "predicted_label": _numpy(snapshot["val_predictions"])}
-        if clean_known:
-            extra_rows["truly_noisy"] = (given != dataset.val_labels.cpu().numpy()).astype(int)
+    timing.stop()
     result = RunResult(
         config=config, method=method, metrics=metrics,
         best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
-        p_noisy=_numpy(snapshot["p_noisy"]), losses=_numpy(snapshot["losses"]),
-        predictions=_numpy(snapshot["predictions"]), noisy_labels=noisy_np,
-        is_noisy=is_noisy.cpu().numpy() if clean_known else None,
-        clean_labels=clean_labels.cpu().numpy() if clean_known else None,
-        run_dir=run_path, model=model, wall_time_s=time.perf_counter() - started,
+        **per_sample_results(snapshot, dataset, labels, holdout_np),
+        run_dir=run_path, model=model, wall_time_s=timing.total_s(), epoch_time_s=timing.epoch_times(),
         selected_epoch=chosen,
         selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
         label_issues_epoch=int(snapshot["epoch"]), estimated_noise_rate=estimate_noise_rate(metrics, learning_end),
         bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
-        num_classes=dataset.num_classes,
-        sample_rows=dataset.train_rows.cpu().numpy() if dataset.train_rows is not None else None,
-        holdout=np.isin(np.arange(len(noisy_np)), holdout_np) if len(holdout_np) else None,
-        extra_rows=extra_rows, selected_model_state=selected_state,
+        selected_model_state=selected_state,
     )
     if out_path is not None:
         atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
         write_label_issues(out_path / "label_issues.csv", result)
         atomic_write_json(out_path / "result.json", result.summary())
+        run_folder.write_timing(timing)
     return result
 
 
@@ -927,6 +920,44 @@ def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_trac
         view.update(val_losses=val_tracked.losses.cpu(), val_predictions=val_tracked.predictions.cpu(),
                     val_p_noisy=torch.from_numpy(noise_model.posterior(val_tracked.losses.cpu().numpy())))
     return view
+
+
+def per_sample_results(view: dict, dataset: Dataset, labels: NoisyLabels, holdout: np.ndarray) -> dict:
+    """The per-sample fields of a `RunResult` from the view kept for the label issues (see
+    `epoch_view`): P(noisy), loss and prediction of every training sample, the samples' rows in the
+    user's file, which were held out, and the validation rows of the user's file scored the same
+    way. Shared by `train` and `latentmix detect` (which rebuilds them from a checkpoint)."""
+    clean_known = dataset.train_labels_clean
+    noisy = labels.labels.cpu().numpy()
+    fields_ = {
+        "p_noisy": _numpy(view["p_noisy"]), "losses": _numpy(view["losses"]), "predictions": _numpy(view["predictions"]),
+        "noisy_labels": noisy, "is_noisy": labels.is_noisy.cpu().numpy() if clean_known else None,
+        "clean_labels": dataset.train_labels.cpu().numpy() if clean_known else None, "num_classes": dataset.num_classes,
+        "sample_rows": dataset.train_rows.cpu().numpy() if dataset.train_rows is not None else None,
+        "holdout": np.isin(np.arange(len(noisy)), holdout) if len(holdout) else None, "extra_rows": None,
+    }
+    if view.get("val_losses") is not None:
+        given = dataset.val_given_labels.cpu().numpy()
+        extra = {"index": dataset.val_rows.cpu().numpy() if dataset.val_rows is not None else np.arange(len(given)),
+                 "split": np.full(len(given), "val"), "given_label": given, "p_noisy": _numpy(view["val_p_noisy"]),
+                 "loss": _numpy(view["val_losses"]), "predicted_label": _numpy(view["val_predictions"])}
+        if clean_known:
+            extra["truly_noisy"] = (given != dataset.val_labels.cpu().numpy()).astype(int)
+        fields_["extra_rows"] = extra
+    return fields_
+
+
+def num_label_issue_rows(dataset: Dataset) -> int:
+    """How many rows `label_issues.csv` has: every training sample, and the validation rows when
+    the validation set is a split of the user's file."""
+    return dataset.num_train + (dataset.num_val if dataset.val_given_labels is not None else 0)
+
+
+def run_holdout(config: RunConfig, protocol: Protocol, dataset: Dataset, labels: NoisyLabels) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (trained on, held out) of the run's noisy validation split: the same samples for
+    every method at a given noise seed."""
+    return holdout_split(labels.labels.numpy(), resolve_val_split(config, protocol, dataset),
+                         seed=config.seed if config.noise_seed is None else config.noise_seed)
 
 
 def label_view_improves(current: Optional[dict], candidate: dict, select_acc: Optional[float], improved: bool) -> bool:
@@ -1025,13 +1056,18 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a clear error."""
+def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, streams: RunStreams,
+                        run_folder: RunFolder) -> None:
+    """Model, optimizer and random streams from a verified checkpoint; a checkpoint that does not
+    fit this model (another architecture or width) is a clear error, not a traceback."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise ConfigError(f"checkpoint {path} is unreadable or corrupt ({type(error).__name__}); "
-                          "delete it to start the run afresh") from None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{run_folder.file(CHECKPOINT_NAME)} does not fit this model ({first_line}); resume with "
+                          "the run's model, or pass --overwrite") from None
+    streams.load_state_dict(state["streams"])
 
 
 def _noise_model_from_state(saved: dict):
