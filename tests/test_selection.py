@@ -155,3 +155,37 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     assert result.holdout.sum() == round(0.1 * len(y)) and len(result.p_noisy) == len(y)
     assert summary["detection_auc"] > 0.8
     assert summary["true_noise_pairs"] and all(a != b for a, b, _ in summary["true_noise_pairs"])
+
+
+def test_a_collapsed_noise_model_is_reported_and_does_not_switch_bootstrapping_off(tmp_path, capsys, monkeypatch):
+    """From epoch 3 on the noise model is fitted to constant losses, so it collapses (the same
+    P(noisy) for every sample, as input mixup on noisy spirals does in many epochs): the run says
+    so, bootstrapping keeps the last fit that separated, and the label issues rank by the loss."""
+    import latentmix.training as training
+    from latentmix.cli import main
+    from latentmix.run_folder import RunFolder
+
+    real_fit, calls = training.fit_run_noise_model, []
+
+    def collapsing_fit(config, losses):
+        calls.append(1)
+        return real_fit(config, losses if len(calls) < 3 else torch.zeros_like(losses))
+
+    monkeypatch.setattr(training, "fit_run_noise_model", collapsing_fit)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "spiral", "--method", "m-dyr-h", "--warmup-epochs", "1", "--noise", "0.3",
+                 "--epochs", "5", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "result.json").read_text())
+    with (out / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["separation"]) == 0.0 for r in rows] == [False, False, True, True, True]
+    assert summary["noise_model_collapsed_epochs"] == 3 and "in 3 of 5 epochs the noise model found no two" in printed
+    # the checkpoint's noise model, the one bootstrapping used, is the last that separated (epoch 2's)
+    kept = RunFolder(out).load_checkpoint()["noise_model"]["state"]
+    assert not kept["degenerate"]
+    assert summary["label_issues_epoch"] in (1, 2)
+    with (out / "label_issues.csv").open() as handle:
+        issues = list(csv.DictReader(handle))
+    keys = [(float(r["p_noisy"]), float(r["loss"])) for r in issues]
+    assert keys == sorted(keys, reverse=True)

@@ -148,6 +148,11 @@ def _print_summary(summary: dict, out: Path, wall_time_s: float) -> None:
         pairs = summary.get("flagged_noise_pairs") or []
         if pairs:
             print("  flagged labels, given -> predicted class: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
+    collapsed = summary.get("noise_model_collapsed_epochs") or 0
+    if collapsed:
+        print(f"  note: in {collapsed} of {summary['epochs']} epochs the noise model found no two groups of losses "
+              "(every sample the same P(noisy)); bootstrapping kept the last fit that did, the label issues come "
+              f"from epoch {summary['label_issues_epoch']}, and equal P(noisy) are ranked by the loss")
     if summary.get("detection_auc") is not None:
         print(f"  noise detection: AUC {summary['detection_auc']:.4f}, precision {summary['detection_precision']:.3f}, "
               f"recall {summary['detection_recall']:.3f} at P(noisy) > 0.5")

@@ -271,6 +271,8 @@ class RunResult:
             "detection_precision": detection.get("precision"),
             "detection_recall": detection.get("recall"),
             "estimated_noise_rate": self.estimated_noise_rate,
+            # epochs whose noise model found no two groups of losses (the same P(noisy) for all)
+            "noise_model_collapsed_epochs": sum(1 for row in self.metrics if row.get("separation") == 0.0),
             "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
             **self.noise_confusion(),
         }
@@ -835,8 +837,12 @@ def train(
         if tracks_at(epoch, config, method, protocol):
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                             protocol.eval_batch_size, autocast, dist=dist)
-            noise_model = fit_run_noise_model(config, tracked.losses[trained])
-            view = epoch_view(tracked, noise_model, trained_np, val_tracked)
+            fitted = fit_run_noise_model(config, tracked.losses[trained])
+            view = epoch_view(tracked, fitted, trained_np, val_tracked)
+            # A fit that finds no two groups of losses (separation 0: every sample the same P(noisy))
+            # would switch the correction off; bootstrapping keeps the last fit that separated.
+            if view["separation"] > 0 or noise_model is None:
+                noise_model = fitted
             hits = tracked.predictions[trained]
             row["train_acc_noisy"] = float((hits == noisy_labels[trained]).float().mean())
             if clean_known:
