@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
+from latentmix.config_checks import check_output_folder, out_of_memory_reason
 from latentmix.errors import ConfigError
 
 # PyTorch's OpenMP threads spin while they wait for each other; on a CPU shared with other jobs
@@ -82,13 +83,11 @@ def config_from_args(args: argparse.Namespace):
     names = {f.name for f in fields(RunConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["noise_include_true_label"] = not getattr(args, "noise_exclude_true_label", False)
-    if values.get("noise") is not None and not 0.0 <= values["noise"] <= 1.0:
-        raise ConfigError(f"--noise must be in [0, 1], got {values['noise']}")
     if values.get("data") and values.get("dataset") == "spiral":
         # --data overrides --dataset: name the run after the file (its summary and default folder
         # said "spiral", the --dataset default, before)
         values["dataset"] = Path(values["data"]).stem or "arrays"
-    return RunConfig(**values)
+    return RunConfig(**values).validate("cli")
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
+    check_output_folder(out, "--out")
     if (out / "result.json").exists() and not args.resume:
         raise ConfigError(f"{out} already holds a finished run; pass --resume to keep it, or another --out")
     with distributed_run(config.device) as dist:
@@ -128,16 +128,16 @@ def _print_summary(summary: dict, out: Path) -> None:
 def cmd_detect(args: argparse.Namespace) -> int:
     """Rank the training labels of a finished run by P(noisy) (re-using its label_issues.csv, or
     recomputing it from the run's checkpoint)."""
-    import csv
+    from latentmix.detect import check_detect_args, read_label_issues
 
+    check_detect_args(args.top, args.threshold)
     run_dir = Path(args.run_dir)
     issues = run_dir / "label_issues.csv"
     if not issues.exists():
         from latentmix.detect import detect_from_checkpoint
 
         detect_from_checkpoint(run_dir)
-    with issues.open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_label_issues(issues)
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
     print(f"{len(flagged)} of {len(rows)} training labels have P(noisy) > {args.threshold:g} ({issues})")
     for row in rows[: args.top]:
@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = commands.add_parser("detect", help="which labels of a trained run are wrong?")
     detect.add_argument("run_dir", help="a run folder written by latentmix train")
-    detect.add_argument("--top", type=int, default=20, help="how many of the most suspicious labels to print")
-    detect.add_argument("--threshold", type=float, default=0.5)
+    detect.add_argument("--top", type=int, default=20, help="how many of the most suspicious labels to print (default 20)")
+    detect.add_argument("--threshold", type=float, default=0.5,
+                        help="count the labels whose P(noisy) is above this probability (default 0.5)")
     detect.set_defaults(handler=cmd_detect)
 
     reproduce = commands.add_parser("reproduce", help="run one of the paper's tables")
@@ -198,6 +199,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.handler(args)
     except ConfigError as error:
         print(f"latentmix: error: {error}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        reason = out_of_memory_reason(error)
+        if reason is None:
+            raise
+        print(f"latentmix: error: out of memory ({reason}); the model, sized by the inputs (features, token "
+              "vocabulary, classes) and --width, or --batch-size is too large for this machine", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("latentmix: interrupted; run the same command with --resume (train) or again (reproduce) to continue",

@@ -30,8 +30,14 @@ def detect_from_checkpoint(run_dir: str | Path) -> Path:
     if not checkpoint_path.exists():
         raise ConfigError(f"{run_dir} has neither label_issues.csv nor {CHECKPOINT_NAME}: the run never finished "
                           "an epoch, or ran without checkpoints; train it (again) first")
-    saved = json.loads(config_path.read_text())
-    config = RunConfig.from_dict(saved["config"])
+    try:
+        saved = json.loads(config_path.read_text())
+        values = saved["config"]
+        config = RunConfig.from_dict(values)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # ConfigError (a ValueError) included
+        reason = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        raise ConfigError(f"{config_path} is unreadable or not a latentmix run config ({reason}); "
+                          "it is written by latentmix train: restore it or train the run again") from None
     device = torch.device("cpu")
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data).to(device)
     model = build_run_model(config, dataset)
@@ -54,3 +60,42 @@ def detect_from_checkpoint(run_dir: str | Path) -> Path:
     path = run_dir / "label_issues.csv"
     write_label_issues(path, result)
     return path
+
+
+LABEL_ISSUE_COLUMNS = ("index", "given_label", "p_noisy", "predicted_label")
+
+
+def check_detect_args(top: int, threshold: float) -> None:
+    """`detect --top N --threshold P`: N >= 0 rows to print, P a probability."""
+    import math
+
+    if top < 0:
+        raise ConfigError(f"--top must be >= 0 (how many labels to print), got {top}")
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ConfigError(f"--threshold must be a probability in [0, 1], got {threshold}")
+
+
+def read_label_issues(path: Path) -> list[dict]:
+    """The rows of a run's `label_issues.csv`, checked (columns present, P(noisy) numbers); a
+    damaged file is a clear error that says how to get it back."""
+    import csv
+    import math
+
+    fix = "delete it and run latentmix detect again (it is recomputed from the run's checkpoint)"
+    try:
+        with Path(path).open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in LABEL_ISSUE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{path} is not a label_issues.csv (no column(s) {', '.join(missing)}); {fix}")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{path} is unreadable ({type(error).__name__}); {fix}") from None
+    for line, row in enumerate(rows, start=2):
+        try:
+            value = float(row["p_noisy"])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{path}, line {line}: p_noisy {row['p_noisy']!r} is not a probability; {fix}")
+    return rows

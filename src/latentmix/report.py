@@ -296,6 +296,13 @@ def load_store(url: str, study: Optional[str] = None, progress: bool = True) -> 
     """The runs of one sweep (`study`) or of every sweep in an Optuna store. A run's summary is its
     COMPLETE trial's ``result`` attribute; its curves come from ``run_dir/metrics.csv`` where that
     folder is readable here, else from the trial's per-epoch validation accuracies."""
+    from latentmix.sweep import reading_store
+
+    with reading_store(url):
+        return _load_store(url, study, progress)
+
+
+def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
     from optuna.trial import TrialState
 
     from latentmix.sweep import RESULT_ATTR, SweepStore, display_url

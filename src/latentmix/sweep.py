@@ -388,6 +388,28 @@ def _serialize_sqlite(engine) -> None:
     engine.dispose()
 
 
+def store_error(url: str, error: BaseException) -> ConfigError:
+    """One line for a store that cannot be opened or read (SQLAlchemy's messages add the SQL and a
+    link on further lines), with the fix for a damaged SQLite file."""
+    reason = (str(error).strip().splitlines() or [""])[0]
+    fix = ""
+    if url.startswith("sqlite:") and "database" in reason.lower():
+        fix = ("; the file is damaged or not a sweep store: move it away to start the sweep afresh (finished runs "
+               "keep their result.json in the run folders; latentmix report DIR reads those)")
+    return ConfigError(f"cannot open the sweep store {display_url(url)}: {type(error).__name__}: {reason}{fix}")
+
+
+@contextlib.contextmanager
+def reading_store(url: str):
+    """Database errors while reading a store (a file damaged past its header) as one clear line."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as error:
+        raise store_error(url, error) from None
+
+
 class SweepStore:
     """An Optuna RDB storage with heartbeats and retries, plus the store's lock."""
 
@@ -421,19 +443,26 @@ class SweepStore:
         except ImportError as error:
             raise ConfigError(f"cannot open the sweep store {display_url(url)}: {error} "
                               "(PostgreSQL needs `pip install psycopg2-binary`)") from None
-        except Exception as error:  # noqa: BLE001 - a wrong URL or an unreachable server
+        except Exception as error:  # noqa: BLE001 - a wrong URL, an unreachable server, a damaged file
             if isinstance(error, ConfigError):
                 raise
-            raise ConfigError(f"cannot open the sweep store {display_url(url)}: {type(error).__name__}: {error}") from None
+            raise store_error(url, error) from None
         if self.lock.backend == "sqlite":
             _serialize_sqlite(self.storage.engine)
 
     # ---- studies -------------------------------------------------------------------------
 
     def study_names(self) -> list[str]:
-        return [s.study_name for s in self.storage.get_all_studies()]
+        with reading_store(self.url):
+            return [s.study_name for s in self.storage.get_all_studies()]
 
     def load(self, name: str):
+        import optuna
+
+        with reading_store(self.url):
+            return self._load(name)
+
+    def _load(self, name: str):
         import optuna
 
         try:
@@ -447,7 +476,7 @@ class SweepStore:
         is pending, running or complete (adding only what is missing). Returns (study, counts)."""
         import optuna
 
-        with self.lock:
+        with self.lock, reading_store(self.url):
             study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
                                         load_if_exists=True, sampler=optuna.samplers.RandomSampler())
             added, requeued = _enqueue_missing(study, configs)

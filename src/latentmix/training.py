@@ -163,13 +163,22 @@ class RunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self, style: str = "key") -> "RunConfig":
+        """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
+        it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
+        ``"key"`` (setting name). Returns the config."""
+        from latentmix.config_checks import validate_run_config
+
+        validate_run_config(self, style)
+        return self
+
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
+    def from_dict(cls, values: dict, style: str = "key") -> "RunConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**values).validate(style)
 
     def resolved_method(self) -> Method:
         return get_method(
@@ -255,6 +264,16 @@ def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
     if config.weight_decay is not None:
         changes["weight_decay"] = config.weight_decay
     return replace(base, **changes)
+
+
+def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
+    """Before any work: the settings (`RunConfig.validate`) and the data set's labels
+    (`latentmix.config_checks.check_dataset`: two classes or more, ids inside the head, no
+    validation class that training lacks), so that bad input is one clear error, not a NaN loss."""
+    from latentmix.config_checks import check_dataset
+
+    config.validate()
+    check_dataset(dataset)
 
 
 def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
@@ -570,6 +589,7 @@ def train(
         options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
                                **options)
+    check_run_inputs(config, dataset)
     protocol = protocol_for(config, dataset.name)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
