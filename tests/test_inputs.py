@@ -365,3 +365,125 @@ def test_damaged_sweep_store(tmp_path, capsys):
                   "--quiet"]):
         line = _cli_error(capsys, args)
         assert "sweep.db" in line and "not a database" in line and "move it away" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps and reproduce: specs checked when read, failures that say so
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": "two"}, "spec key 'epochs' must be a whole number >= 1, got 'two'"),
+    ({"settings": {"lr": -1.0}}, r"\[settings\] lr must be a finite number > 0, got -1.0"),
+    ({"settings": {"weight_decay": "0.1"}}, r"\[settings\] weight_decay must be a finite number >= 0, got '0.1'"),
+    ({"methods": ["lr-m"], "layers": ["9-9"]}, "spec key 'layers' 9-9: mix layer 9 is out of range.*0..5"),
+    ({"methods": ["lr-m"], "layers": [1.5]}, "spec key 'layers' must hold ranges"),
+    ({"methods": ["m"], "alphas": ["x"]}, "spec key 'alphas' must hold numbers, got 'x'"),
+    ({"methods": ["m"], "alphas": [float("nan")]}, "spec key 'alphas' must be a finite number > 0 .*got nan"),
+    ({"noise": ["0.2"]}, "spec key 'noise' must hold numbers"),
+    ({"seeds": [1.5]}, "seeds"),
+])
+def test_sweep_spec_values_are_checked_when_read(values, message):
+    from latentmix.sweep import spec_from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        spec_from_dict({"name": "s", **values})
+
+
+def test_sweep_whose_runs_fail_exits_nonzero_and_prints_each_error(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'name = "f"\nepochs = 1\nseeds = 2\nout = "{tmp_path / "out"}"\n'
+                    '[settings]\ndevice = "cpu"\nnoisy_labels_file = "/nonexistent/labels.npy"\n')
+    assert main(["sweep", "run", str(spec), "--quiet", "--sequential"]) == 1
+    captured = capsys.readouterr()
+    assert "2 failed" in captured.out and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("latentmix: run ")]
+    assert [line.split()[2] for line in errors] == ["ce_n0_s0", "ce_n0_s1"]
+    assert all("label file not found: /nonexistent/labels.npy" in line for line in errors)
+    header = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert header[0].startswith("method,") and len(header) == 1  # written, with no finished run in it
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
+    (["--alpha", "nan"], "--alpha must be a finite number > 0"),
+    (["--methods", "bogus"], "--methods 'bogus' is not in the spiral table"),
+])
+def test_reproduce_refuses_bad_arguments_before_running(tmp_path, capsys, extra, expected):
+    out = tmp_path / "rep"
+    line = _cli_error(capsys, ["reproduce", "spiral", "--seeds", "1", "--noise", "0", "--out", str(out), "--quiet",
+                               "--epochs", "1", *extra])
+    assert expected in line
+    assert not (out / "runs").exists()
+
+
+def test_reproduce_methods_picks_rows_and_failures_exit_nonzero(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "rep"
+    args = ["reproduce", "spiral", "--seeds", "1", "--noise", "0", "--epochs", "1", "--out", str(out), "--quiet",
+            "--methods", "ce,lr-m(1-3)"]
+    assert main(args) == 0
+    runs = sorted(path.name for path in (out / "runs").iterdir())
+    assert runs == ["ce_n0_s0", "lr-m_L1-3_n0_s0"]
+    table = (out / "table.md").read_text()
+    assert "| lr-m(1-3) |" in table and "| m(0-0) |" not in table
+    capsys.readouterr()
+
+    import latentmix.population as population
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(population, "train_population", boom)
+    assert main(args[:-1] + ["m,lr-m(2-4)", "--out", str(tmp_path / "rep2")]) == 1
+    err = capsys.readouterr().err
+    assert "latentmix: run m_n0_s0 failed: RuntimeError: boom" in err
+    assert "latentmix: run lr-m_L2-4_n0_s0 failed: RuntimeError: boom" in err
+
+
+def test_rerun_after_a_kill_does_not_wait_out_the_grace_period(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from optuna.trial import TrialState
+
+    from latentmix.sweep import SweepStore, _set_attrs, claim_runs, run_sweep
+
+    url = f"sqlite:///{(tmp_path / 'sweep.db').resolve()}"
+    configs = [RunConfig(dataset="spiral", epochs=1, batch_size=250, device="cpu", seed=seed) for seed in range(2)]
+    store = SweepStore(url, grace_period=60)
+    study, _ = store.prepare("killed", configs)
+    # a worker process of this machine took a run, then was killed (its process is gone)
+    [claim] = claim_runs(store, study, limit=1, vectorized=False)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _set_attrs(claim.trial, {"worker": f"{socket.gethostname()}:{gone.pid}"})
+
+    started = time.perf_counter()
+    results = run_sweep("killed", configs, tmp_path, storage=url, vectorized=False, progress=False, grace_period=60)
+    assert len(results) == 2
+    assert time.perf_counter() - started < 30  # not the 60 s grace period
+    states = sorted(t.state.name for t in store.load("killed").get_trials() if t.user_attrs["run_id"] == claim.run_id)
+    assert states == [TrialState.COMPLETE.name, TrialState.FAIL.name]
+
+
+def test_report_names_the_run_folders_it_skips(finished_run, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "grid"
+    for name in ("a", "b", "c"):
+        shutil.copytree(finished_run, root / "runs" / name)
+    (root / "runs" / "a" / "result.json").write_text("{bad")
+    (root / "runs" / "b" / "result.json").write_text("{bad")
+    (root / "runs" / "b" / "config.json").write_text("{bad")
+    # one finished run: the report is written, and the skipped folders are named
+    assert main(["report", str(root), "--no-plots", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 run folder(s) with unreadable files: a (result.json unreadable), b (config.json, result.json " \
+           "unreadable)" in err
+    assert "a (result.json unreadable)" in (root / "report" / "report.md").read_text()
+    # none finished: the error says why, not "no finished runs" alone
+    shutil.rmtree(root / "runs" / "c")
+    line = _cli_error(capsys, ["report", str(root), "--no-plots", "--quiet"])
+    assert "no finished runs" in line and "a (result.json unreadable)" in line

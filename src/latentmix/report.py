@@ -153,7 +153,7 @@ class ReportData:
     kind: str  # "folder" or "storage"
     runs: list
     studies: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)  # run folders that could not be read
+    skipped: list = field(default_factory=list)  # run folders that could not be read: "NAME (what is unreadable)"
 
     def finished(self, dataset: Optional[str] = None) -> list:
         return [r for r in self.runs if r.finished and (dataset is None or r.dataset == dataset)]
@@ -284,12 +284,22 @@ def load_folder(root: str | Path, progress: bool = True) -> ReportData:
     for folder in _progress(folders, len(folders), progress, "loading runs"):
         config_doc = _read_json(folder / "config.json")
         result = _read_json(folder / "result.json")
-        if config_doc is None and result is None:
-            skipped.append(folder.name)
+        # A file that is there but cannot be read is damage, not an unfinished run: the folder is
+        # skipped and named (a damaged result.json read as "unfinished" hid finished runs).
+        damaged = [name for name, doc in (("config.json", config_doc), ("result.json", result))
+                   if doc is None and (folder / name).exists()]
+        if damaged or (config_doc is None and result is None):
+            skipped.append(f"{folder.name} ({', '.join(damaged)} unreadable)" if damaged else folder.name)
             continue
         config = (config_doc or {}).get("config", {}) if isinstance((config_doc or {}).get("config"), dict) else {}
         runs.append(_record(folder.name, config, result, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
     return ReportData(source=str(root.resolve()), kind="folder", runs=runs, skipped=skipped)
+
+
+def skipped_text(data: ReportData, limit: int = 10) -> str:
+    """The skipped run folders, named (the first `limit`)."""
+    more = f" and {len(data.skipped) - limit} more" if len(data.skipped) > limit else ""
+    return ", ".join(data.skipped[:limit]) + more
 
 
 def load_store(url: str, study: Optional[str] = None, progress: bool = True) -> ReportData:
@@ -638,7 +648,8 @@ def _header(data: ReportData, generated: str) -> dict:
         "source": data.source + (f" (sweeps: {', '.join(data.studies)})" if data.studies else ""),
         "generated": generated,
         "runs": f"{len(data.runs)} ({finished} finished, {len(data.runs) - finished} unfinished"
-                + (f", {len(data.skipped)} unreadable folder(s) skipped" if data.skipped else "") + ")",
+                + (f", {len(data.skipped)} unreadable folder(s) skipped: {skipped_text(data)}" if data.skipped else "")
+                + ")",
         "data sets": ", ".join(data.datasets),
         "noise rates": ", ".join(f"{n:.0%}" for n in sorted({r.noise for r in data.runs})),
         "seeds": ", ".join(str(s) for s in seeds) or "–",
@@ -764,7 +775,10 @@ def write_report(data: ReportData, out: str | Path, plots: bool = True) -> Repor
     out = Path(out)
     finished = [r for r in data.runs if r.finished]
     if not finished:
-        raise ConfigError(f"no finished runs in {data.source} ({len(data.runs)} run(s), none with a result yet)")
+        skipped = (f"; skipped {len(data.skipped)} run folder(s) with unreadable files: {skipped_text(data)} (restore "
+                   "or retrain them)") if data.skipped else ""
+        raise ConfigError(f"no finished runs in {data.source} ({len(data.runs)} readable run(s), none with a result "
+                          f"yet{skipped})")
     out.mkdir(parents=True, exist_ok=True)
     generated = _datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     datasets = sorted({r.dataset for r in finished})

@@ -10,6 +10,7 @@ docs/reports.md.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from latentmix.errors import ConfigError
@@ -52,6 +53,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.source, args.study)
     data = load_report_data(args.source, study=args.study, progress=not args.quiet)
     files = write_report(data, out, plots=not args.no_plots)
+    if data.skipped:
+        from latentmix.report import skipped_text
+
+        print(f"latentmix: skipped {len(data.skipped)} run folder(s) with unreadable files: {skipped_text(data)}",
+              file=sys.stderr)
     if not args.quiet:
         finished = sum(1 for run in data.runs if run.finished)
         print(f"report of {len(data.runs)} run(s) ({finished} finished) from {data.source}")
