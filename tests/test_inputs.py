@@ -487,3 +487,75 @@ def test_report_names_the_run_folders_it_skips(finished_run, tmp_path, capsys):
     shutil.rmtree(root / "runs" / "c")
     line = _cli_error(capsys, ["report", str(root), "--no-plots", "--quiet"])
     assert "no finished runs" in line and "a (result.json unreadable)" in line
+
+
+# --------------------------------------------------------------------------------------------
+# What a user reads
+# --------------------------------------------------------------------------------------------
+
+
+def test_help_states_each_default_once_and_lists_every_method(capsys):
+    import re
+
+    from latentmix.methods import PRESETS
+
+    for command in (["train"], ["detect"], ["tune"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert not re.search(r"\(default[^)]*\) \(default", text), command
+        assert "(default: None)" not in text and "(default: False)" not in text, command
+        if command == ["train"]:
+            assert all(name in text.rsplit("--method METHOD", 1)[1].split("--layers")[0] for name in PRESETS)
+        if command == ["detect"]:
+            assert "--threshold THRESHOLD count the labels whose P(noisy) is above this probability" in text
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Methods", 1)[1].split("\n\n", 2)[1]
+    assert all(f"`{name}`" in table for name in PRESETS)
+
+
+def test_a_noisy_labels_file_run_says_its_measured_noise(tmp_path, capsys):
+    x, y = _features(80)
+    data = _write_csv(tmp_path / "d.csv", ["a", "b", "c", "labels"], [x[:, 0], x[:, 1], x[:, 2], y])
+    noisy = y.copy()
+    noisy[:30] = 1 - noisy[:30]
+    np.save(tmp_path / "noisy.npy", noisy)
+    out = tmp_path / "grid" / "runs" / "filerun"
+    assert main(TRAIN + ["--out", str(out), "--data", str(data), "--noisy-labels", str(tmp_path / "noisy.npy")]) == 0
+    actual = json.loads((out / "result.json").read_text())["actual_noise_rate"]
+    assert actual > 0.2
+    assert f"noise {actual:.3g} (given noisy labels)" in capsys.readouterr().out
+    from latentmix.report import load_report_data
+
+    [run] = load_report_data(str(tmp_path / "grid"), progress=False).runs
+    assert run.noise == round(actual, 6)  # filed by its rate, not under 0%
+
+
+def test_progress_without_a_terminal_writes_nothing(tmp_path, capsys):
+    assert main(["train", "--device", "cpu", "--epochs", "3", "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().err == ""  # captured stderr is no terminal: no bar, no escape codes
+
+
+def test_population_bar_shows_the_best_so_far(monkeypatch):
+    import tqdm.auto
+
+    from latentmix.population import train_population
+
+    shown = []
+
+    class Bar:
+        def __init__(self, iterable, **kwargs):
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def set_postfix(self, **values):
+            shown.append(float(values["best_val_acc"]))
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    configs = [RunConfig(method="m", epochs=25, lr=0.5, seed=seed, device="cpu") for seed in range(3)]
+    results = train_population(configs, progress=True)
+    best = [max(max(row["val_acc"] for row in r["metrics"][:epoch]) for r in results) for epoch in range(1, 26)]
+    assert shown == pytest.approx(best, abs=1e-4)
+    assert shown == sorted(shown)

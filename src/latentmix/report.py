@@ -50,9 +50,12 @@ def aggregate(results: Iterable[dict], value_key: str, scale: float = 100.0) -> 
 
 
 def format_cell(stats: Optional[dict], paper: Optional[float] = None, digits: int = 1) -> str:
+    """"mean ± std (paper)"; one run (n = 1) has no spread to show: "mean (paper)"."""
     if not stats or math.isnan(stats["mean"]):
         return "–"
-    cell = f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    cell = f"{stats['mean']:.{digits}f}"
+    if stats.get("n", 2) > 1:
+        cell += f" ± {stats['std']:.{digits}f}"
     if paper is not None:
         cell += f" ({paper:.1f})"
     return cell
@@ -210,7 +213,8 @@ def load_report_data(source: str, study: Optional[str] = None, progress: bool = 
 def _progress(iterable, total: int, enabled: bool, what: str):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=what, unit="run", disable=not enabled or total < PROGRESS_MIN_RUNS,
+    # disable=None: no bar where stderr is no terminal
+    return tqdm(iterable, total=total, desc=what, unit="run", disable=None if enabled and total >= PROGRESS_MIN_RUNS else True,
                 leave=False, dynamic_ncols=True)
 
 
@@ -264,6 +268,9 @@ def run_folders(root: Path) -> list[Path]:
 def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, run_dir: Optional[str]) -> RunRecord:
     result_or_empty = result or {}
     noise = config.get("noise", result_or_empty.get("noise"))
+    actual = result_or_empty.get("actual_noise_rate")
+    if not noise and isinstance(actual, (int, float)) and actual > 0:
+        noise = actual  # given noisy labels (a --noisy-labels file): filed by their measured rate, not as 0%
     seed = config.get("seed", result_or_empty.get("seed"))
     return RunRecord(
         run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
@@ -555,6 +562,15 @@ def plot_series(series: dict, path: Path, title: str, ylabel: str) -> Optional[P
     series = {label: stats for label, stats in series.items() if stats is not None}
     if not series:
         return None
+    epochs_seen = {int(epoch) for epochs, _, _ in series.values() for epoch in epochs}
+    if all(len(epochs) == 1 for epochs, _, _ in series.values()):
+        # known at one epoch only (population runs' detection AUC): one point per method, on an
+        # axis of the values, not a lone dot per method on an epoch axis such as 284..316
+        from latentmix.plots import plot_points
+
+        at = f"epoch {epochs_seen.pop()}" if len(epochs_seen) == 1 else "last epoch"
+        return plot_points(list(series), [float(m[0]) for _, m, _ in series.values()],
+                           [float(sd[0]) for _, _, sd in series.values()], path, f"{title}, at {at}", ylabel)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colors = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")

@@ -974,7 +974,7 @@ def run_worker(store: SweepStore, study, out_dir: str | os.PathLike, *, vectoriz
 
         counts = sweep_counts(study)
         bar = tqdm(total=counts["runs"], initial=counts["done"], desc=f"sweep {study.study_name}", unit="run",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=None)  # None: no bar where stderr is no terminal
         _update_bar(bar, counts)
     taken = 0
     try:

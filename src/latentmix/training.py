@@ -813,7 +813,8 @@ def _progress_bar(iterable, enabled: bool, desc: str):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+    # disable=None: no bar where stderr is no terminal (a log file would get a line of escape codes per update)
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True, disable=None)
 
 
 def _jsonable(value: Any) -> Any:

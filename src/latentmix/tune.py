@@ -200,7 +200,8 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True)
+        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True,
+                   disable=None)  # None: no bar where stderr is no terminal
 
     def on_trial(study_, frozen) -> None:
         if bar is None:
