@@ -559,3 +559,21 @@ def test_population_bar_shows_the_best_so_far(monkeypatch):
     best = [max(max(row["val_acc"] for row in r["metrics"][:epoch]) for r in results) for epoch in range(1, 26)]
     assert shown == pytest.approx(best, abs=1e-4)
     assert shown == sorted(shown)
+
+
+@pytest.mark.parametrize("command", [
+    ["reproduce", "spiral", "--epochs", "1", "--seeds", "1", "--noise", "0", "--quiet"],
+    ["tune", "--trials", "1", "--epochs", "1", "--quiet"],
+])
+def test_grid_commands_refuse_a_file_as_out(tmp_path, capsys, command):
+    (tmp_path / "afile").write_text("x")
+    line = _cli_error(capsys, [*command, "--out", str(tmp_path / "afile")])
+    assert "--out" in line and "is a file" in line
+
+
+def test_divergence_names_the_learning_rate(tmp_path, capsys):
+    line = _cli_error(capsys, ["train", "--device", "cpu", "--epochs", "2", "--quiet", "--method", "m-dyr-h",
+                               "--warmup-epochs", "1", "--lr", "1000", "--out", str(tmp_path / "r")])
+    assert "training diverged" in line and "--lr" in line and "now 1000" in line
+    line = _cli_error(capsys, TRAIN + ["--lr", "1e300", "--out", str(tmp_path / "s")])
+    assert "--lr must be a finite number in (0, 1000]" in line

@@ -29,6 +29,8 @@ from latentmix.errors import ConfigError
 MAX_CLASSES = 100_000
 # Width multipliers of the CNNs beyond this give billions of weights (PreAct ResNet-18 x16: ~2.8e9).
 MAX_WIDTH = 16.0
+# Largest learning rate / weight decay taken (SGD steps of lr x gradient; the protocols use <= 0.1).
+MAX_STEP = 1000.0
 
 # RunConfig field -> CLI flag where it is not "--" + the name with dashes (None: no flag).
 _CLI_FLAGS = {
@@ -165,8 +167,9 @@ RULES: dict[str, _Rule] = {
     "seed": _Rule(_int(0)),
     "epochs": _Rule(_int(1), optional=True),
     "batch_size": _Rule(_int(2), optional=True, fix="mixup pairs samples within a batch"),
-    "lr": _Rule(_number(0.0, strict=True), optional=True),
-    "weight_decay": _Rule(_number(0.0, strict=False), optional=True),
+    # beyond float32's range SGD cannot even store them; long before, no run learns anything
+    "lr": _Rule(_number(0.0, strict=True, high=MAX_STEP), optional=True, fix="the protocols use 0.03-0.1"),
+    "weight_decay": _Rule(_number(0.0, strict=False, high=MAX_STEP), optional=True, fix="the protocols use 1e-4"),
     "model": _Rule(_model, optional=True),
     "width": _Rule(_number(0.0, strict=True, high=MAX_WIDTH), fix="1 is the paper's network"),
     "data_dir": _Rule(_text, optional=True),

@@ -46,12 +46,15 @@ def default_out(source: str, study: str | None) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from latentmix.config_checks import check_output_folder
     from latentmix.report import load_report_data, write_report
 
     if args.study is not None and not args.study.strip():
         raise ConfigError("--study must name a sweep")
     out = Path(args.out) if args.out else default_out(args.source, args.study)
     data = load_report_data(args.source, study=args.study, progress=not args.quiet)
+    if data.finished():
+        check_output_folder(out, "--out")
     files = write_report(data, out, plots=not args.no_plots)
     if data.skipped:
         from latentmix.report import skipped_text

@@ -53,6 +53,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Optional, Sequence
 
+from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.training import CHECKPOINT_NAME, RunConfig
 
@@ -1254,6 +1255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         set_threads(None, "spiral")  # one tiny run at a time: one thread (see set_threads)
     out, url = _spec_location(spec, args)
+    check_output_folder(out, "--out")
     overrides = _overrides(args, spec)
     results = run_sweep(spec.name, spec.configs, out, storage=url, workers=args.workers,
                         vectorized=not args.sequential, population_size=args.population, progress=not args.quiet,
@@ -1275,6 +1277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_work(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
     store = SweepStore(args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, max_retry=args.max_retry)
     study = store.load(args.study)
     store.requeue_unfinished(study)

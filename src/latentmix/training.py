@@ -773,9 +773,17 @@ def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol)
 
 
 def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
-    """Fit the run's noise model (a fresh fit every epoch, as [A] does) on the tracked losses."""
+    """Fit the run's noise model (a fresh fit every epoch, as [A] does) on the tracked losses.
+    Non-finite losses mean the training diverged (the settings and inputs were checked before):
+    that is what the error says, with what to change."""
+    values = losses.cpu().numpy()
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        lr = f"{config.lr:g}" if config.lr is not None else "the protocol's"
+        raise ConfigError(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; "
+                          f"lower the learning rate (--lr / lr, now {lr}) or check the inputs' scale")
     options = {"lookup": config.posterior_lookup} if config.noise_model == "beta" else {}
-    return fit_noise_model(losses.cpu().numpy(), kind=config.noise_model, **options)
+    return fit_noise_model(values, kind=config.noise_model, **options)
 
 
 def write_label_issues(path: Path, result: RunResult) -> None:

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.experiments import paper
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
@@ -64,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     check_run_arguments(args)
+    out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
     from latentmix.cli import set_threads
 
     # One thread suits one tiny run at a time; a vectorized population is real arithmetic.
@@ -71,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     module_name, function_name = TARGETS[args.target].split(":")
     started = datetime.datetime.now()
     code = getattr(importlib.import_module(module_name), function_name)(args)
-    failed = failed_since(Path(args.out or f"runs/reproduce-{args.target}"), started)
+    failed = failed_since(out, started)
     if failed:
         from latentmix.sweep import print_failed_runs
 
