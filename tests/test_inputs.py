@@ -97,7 +97,7 @@ def test_naming_styles():
     assert field_name("alpha", "spec") == "spec key 'alphas'"
     assert field_name("lr", "spec") == "[settings] lr"
     assert field_name("lr", "key") == "setting 'lr'"
-    with pytest.raises(ConfigError, match=r"\[settings\] lr must be a finite number > 0, got -1.0"):
+    with pytest.raises(ConfigError, match=r"\[settings\] lr must be a finite number in \(0, 1000\] .*, got -1.0"):
         validate_run_config(RunConfig(lr=-1.0), "spec")
     with pytest.raises(ConfigError, match="setting 'epochs' must be a whole number >= 1, got 'two'"):
         RunConfig.from_dict({"epochs": "two"})
@@ -255,7 +255,7 @@ def _fit(model=None, **changes):
     ({"epochs": "3"}, "fit argument epochs must be a whole number >= 1, got '3'"),
     ({"alpha": float("nan")}, "fit argument alpha must be a finite number > 0"),
     ({"reg_weight": float("nan")}, "fit argument reg_weight must be a finite number >= 0"),
-    ({"lr": 0}, "fit argument lr must be a finite number > 0"),
+    ({"lr": 0}, "fit argument lr must be a finite number in \\(0, 1000\\]"),
     ({"layers": ["a"]}, "fit argument layers must be"),
     ({"num_classes": 2.5}, "fit argument num_classes"),
 ])
@@ -374,8 +374,9 @@ def test_damaged_sweep_store(tmp_path, capsys):
 
 @pytest.mark.parametrize("values, message", [
     ({"epochs": "two"}, "spec key 'epochs' must be a whole number >= 1, got 'two'"),
-    ({"settings": {"lr": -1.0}}, r"\[settings\] lr must be a finite number > 0, got -1.0"),
-    ({"settings": {"weight_decay": "0.1"}}, r"\[settings\] weight_decay must be a finite number >= 0, got '0.1'"),
+    ({"settings": {"lr": -1.0}}, r"\[settings\] lr must be a finite number in \(0, 1000\] .*got -1.0"),
+    ({"settings": {"weight_decay": "0.1"}},
+     r"\[settings\] weight_decay must be a finite number in \[0, 1000\] .*got '0.1'"),
     ({"methods": ["lr-m"], "layers": ["9-9"]}, "spec key 'layers' 9-9: mix layer 9 is out of range.*0..5"),
     ({"methods": ["lr-m"], "layers": [1.5]}, "spec key 'layers' must hold ranges"),
     ({"methods": ["m"], "alphas": ["x"]}, "spec key 'alphas' must hold numbers, got 'x'"),
