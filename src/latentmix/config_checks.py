@@ -128,6 +128,16 @@ def _layers(value: Any) -> Optional[str]:
     return None
 
 
+def _warmup(value: Any) -> Optional[str]:
+    if value == "auto" or (_is_int(value) and value >= 0):
+        return None
+    return "a whole number >= 0 (or 'auto': when early learning ends)"
+
+
+def _fraction(value: Any) -> Optional[str]:
+    return None if _is_number(value) and 0.0 <= value < 1.0 else "a fraction in [0, 1)"
+
+
 def _device(value: Any) -> Optional[str]:
     if not isinstance(value, str) or not value.strip():
         return "auto, cpu, cuda or cuda:N"
@@ -154,7 +164,7 @@ RULES: dict[str, _Rule] = {
     "layers": _Rule(_layers, optional=True, fix="omit it for the method's own layers"),
     "alpha": _Rule(_number(0.0, strict=True), optional=True, fix="mixup draws lam ~ Beta(alpha, alpha)"),
     "correction": _Rule(_choice("none", "soft", "hard"), optional=True),
-    "warmup_epochs": _Rule(_int(0), optional=True),
+    "warmup_epochs": _Rule(_warmup, optional=True),
     "reg_weight": _Rule(_number(0.0, strict=False), optional=True),
     "soft_side_weighting": _Rule(_choice("lam", "half"), optional=True),
     "bootstrap_forward": _Rule(_choice("reference", "single", "tracked")),
@@ -179,6 +189,7 @@ RULES: dict[str, _Rule] = {
     "posterior_lookup": _Rule(_choice("monotone", "reference")),
     "track_transform": _Rule(_choice("train", "eval")),
     "track_every": _Rule(_int(1)),
+    "val_split": _Rule(_fraction, optional=True),
     "device": _Rule(_device),
     "amp": _Rule(_bool, optional=True),
     "channels_last": _Rule(_bool, optional=True),

@@ -501,7 +501,6 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         return torch.cat(on_shards(lambda shard, rows: shard.network.predict(inputs)))
 
     metrics: list[list[dict]] = [[] for _ in configs]
-    best_so_far = 0.0
     epochs = range(1, protocol.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -515,6 +514,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentmix-population",
                               initializer=torch.set_num_threads, initargs=(1,))
     try:
+        best_so_far = 0.0  # of any run at any epoch, for the progress bar
         for epoch in epochs:
             epoch_started = time.perf_counter()
             lr = lr_at_epoch(protocol, epoch)

@@ -246,26 +246,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
-    base = PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
-    if config.epochs is not None:
-        if config.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
-        base = base.scaled(config.epochs)
-    changes = {}
-    if config.batch_size is not None:
-        if config.batch_size < 2:
-            raise ConfigError(f"batch size must be >= 2 (mixup pairs samples), got {config.batch_size}")
-        changes["batch_size"] = config.batch_size
-    if config.lr is not None:
-        if not config.lr > 0:
-            raise ConfigError(f"learning rate must be > 0, got {config.lr}")
-        changes["lr"] = config.lr
-    if config.weight_decay is not None:
-        changes["weight_decay"] = config.weight_decay
-    return replace(base, **changes)
-
-
 def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
     """Before any work: the settings (`RunConfig.validate`) and the data set's labels
     (`latentmix.config_checks.check_dataset`: two classes or more, ids inside the head, no
@@ -274,6 +254,21 @@ def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
 
     config.validate()
     check_dataset(dataset)
+
+
+def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
+    config.validate()  # epochs, batch size, lr, weight decay among them
+    base = PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
+    if config.epochs is not None:
+        base = base.scaled(config.epochs)
+    changes = {}
+    if config.batch_size is not None:
+        changes["batch_size"] = config.batch_size
+    if config.lr is not None:
+        changes["lr"] = config.lr
+    if config.weight_decay is not None:
+        changes["weight_decay"] = config.weight_decay
+    return replace(base, **changes)
 
 
 def make_labels(config: RunConfig, dataset: Dataset) -> NoisyLabels:
@@ -589,8 +584,8 @@ def train(
         options = {"noisy_labels_path": config.noisy_labels_file} if config.data and config.noisy_labels_file else {}
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
                                **options)
-    check_run_inputs(config, dataset)
     protocol = protocol_for(config, dataset.name)
+    check_run_inputs(config, dataset)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
     warmup = protocol.warmup_epochs if method.warmup_epochs is None else method.warmup_epochs
