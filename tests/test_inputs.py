@@ -347,8 +347,9 @@ def test_detect_with_damaged_files(finished_run, tmp_path, capsys):
     (run / "label_issues.csv").write_text("index,given\n1,zz\n")
     line = _cli_error(capsys, ["detect", str(run)])
     assert "label_issues.csv" in line and "p_noisy" in line and "delete it" in line
-    rows = (finished_run / "label_issues.csv").read_text().splitlines()
-    (run / "label_issues.csv").write_text("\n".join(rows[:3] + [rows[3].replace(rows[3].split(",")[2], "x")]) + "\n")
+    rows = [line.split(",") for line in (finished_run / "label_issues.csv").read_text().splitlines()]
+    rows[3][rows[0].index("p_noisy")] = "x"
+    (run / "label_issues.csv").write_text("\n".join(",".join(row) for row in rows) + "\n")
     assert "line 4: p_noisy 'x'" in _cli_error(capsys, ["detect", str(run)])
     (run / "label_issues.csv").unlink()
     (run / "config.json").write_text("{garbled")
