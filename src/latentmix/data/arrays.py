@@ -218,8 +218,8 @@ def _pick_key(keys: Sequence[str], requested: Optional[str], defaults: Sequence[
     present = [key for key in defaults if key in keys]
     if len(present) > 1:
         argument = "label_key" if "clean" not in what else "clean_label_key"
-        raise ConfigError(f"{where} has {len(present)} {what}s ({', '.join(repr(k) for k in present)}): ambiguous, and "
-                          f"the other would be used as a feature; rename or drop all but one (in Python: "
+        raise ConfigError(f"{where} has {len(present)} {what}s ({', '.join(repr(k) for k in present)}): ambiguous "
+                          f"(which one is the target?); rename or drop all but one (in Python: "
                           f"load_arrays(..., {argument}={present[0]!r}))")
     for key in present:
         return key
