@@ -271,8 +271,9 @@ def test_labels_out_of_range(tmp_path):
     with pytest.raises(ConfigError, match="out of range"):
         load_arrays(_save(tmp_path, x=x, labels=y), num_classes=3)
     assert load_arrays(_save(tmp_path, x=x, labels=y), num_classes=6).num_classes == 6
-    one_class = load_arrays(_save(tmp_path, "o.npz", x=x, labels=np.zeros(100, dtype=np.int64)))
-    assert one_class.num_classes == 2
+    # single-class data cannot train a classifier (it used to load as a 2-class problem)
+    with pytest.raises(ConfigError, match="every training label is class 0.*at least two classes"):
+        load_arrays(_save(tmp_path, "o.npz", x=x, labels=np.zeros(100, dtype=np.int64)))
 
 
 def test_nan_inf_features(tmp_path):

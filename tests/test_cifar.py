@@ -144,6 +144,26 @@ def test_restricted_unpickler_refuses_os_system(fake_folder: Path) -> None:
         load_cifar10(fake_folder)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_batches_pickled_by_python3(tmp_path: Path, protocol: int) -> None:
+    """A release re-saved by Python 3 loads with any protocol: 2 writes bytes through
+    _codecs.encode (and empty bytes through bytes()), 5 arrays through _frombuffer."""
+    reference = load_cifar10(write_fake_cifar10(tmp_path / "py2", num_train_per_batch=4, num_test=4, seed=3))
+    folder = write_fake_cifar10(tmp_path / f"p{protocol}", num_train_per_batch=4, num_test=4, seed=3, protocol=protocol)
+    loaded = load_cifar10(folder)
+    for name in ("train_inputs", "train_labels", "val_inputs", "val_labels"):
+        assert torch.equal(getattr(loaded, name), getattr(reference, name)), name
+    assert restricted_loads(pickle.dumps({b"": b"", b"k": b"v"}, protocol=protocol)) == {b"": b"", b"k": b"v"}
+
+
+def test_the_bytes_helpers_stay_narrow() -> None:
+    # _codecs.encode only as (text, "latin1"); bytes() only empty or from bytes: no other codec, no allocation
+    with pytest.raises(UnsafePickleError, match="_codecs.encode"):
+        restricted_loads(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x04\x00\x00\x00zlib\x86R.")
+    with pytest.raises(UnsafePickleError, match="bytes"):
+        restricted_loads(b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x7f\x85R.")
+
+
 def test_missing_batch_message(fake_folder: Path) -> None:
     (fake_folder / "data_batch_3").unlink()
     with pytest.raises(ConfigError) as info:

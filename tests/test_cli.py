@@ -38,7 +38,7 @@ def test_train_then_detect(tmp_path, capsys):
     assert main(["detect", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"{flagged} of {len(rows)} labels have P(noisy) > 0.5" in printed
-    assert main(["detect", str(out), "--threshold", "2"]) == 0
+    assert main(["detect", str(out), "--threshold", "1"]) == 0
     assert f"0 of {len(rows)} labels" in capsys.readouterr().out
 
     # a finished run is not overwritten by accident

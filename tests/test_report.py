@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,8 @@ def _expected(rows_runs, which):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _cell(mean, std, paper=None, digits=1):
-    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+def _cell(mean, std, paper=None, digits=1, n=2):
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")  # one seed: no spread shown
     return text + (f" ({paper:.1f})" if paper is not None else "")
 
 
@@ -138,11 +139,12 @@ def test_fake_folder_tables_csv_plots_html(fake_out, tmp_path):
     for line in best[1:]:
         for column, noise in ((1, 0.0), (2, 0.2)):
             mean, std = _expected(group[(line[0], noise)], "best")
-            assert line[column] == _cell(mean, std, paper2[(line[0], noise)]), (line, noise)
+            n = len(group[(line[0], noise)])
+            assert line[column] == _cell(mean, std, paper2[(line[0], noise)], n=n), (line, noise)
     # hand-computed spot check: ce at 0%: best 80, 90 -> 85.0 ± 7.1 (stdev of (80, 90) = 7.07)
     assert best[1][1] == "85.0 ± 7.1 (93.7)"
-    # a single seed: std 0
-    assert best[2][2] == "50.0 ± 0.0 (75.1)"
+    # a single seed: no "± 0.0" (there is no spread to show)
+    assert best[2][2] == "50.0 (75.1)"
     # the unfinished run (0.99 val acc) is in no table
     assert "99.0" not in markdown
 
@@ -151,7 +153,7 @@ def test_fake_folder_tables_csv_plots_html(fake_out, tmp_path):
     for line in last[1:]:
         for column, noise in ((1, 0.0), (2, 0.2)):
             mean, std = _expected(group[(line[0], noise)], "last")
-            assert line[column] == _cell(mean, std), (line, noise)  # no paper number for the last epoch
+            assert line[column] == _cell(mean, std, n=len(group[(line[0], noise)])), (line, noise)  # no paper number
 
     auc = _table_lines(markdown, "detection AUC")
     auc_rows = {line[0]: line[1:] for line in auc[1:]}
@@ -219,6 +221,35 @@ def test_alpha_variants_get_their_own_rows(tmp_path):
     assert sorted(run.row for run in data.runs) == ["lr-m(1-3) [α=0.5]", "lr-m(1-3) [α=2]"]
 
 
+def test_detection_auc_known_at_one_epoch_is_a_point_per_method(tmp_path, monkeypatch):
+    """Population runs have the detection AUC of the last epoch only: a curve per method would be a
+    lone dot on an epoch axis (284..316 for 300 epochs); it is one point per method on an AUC axis."""
+    import latentmix.plots as plots
+
+    out = tmp_path / "grid"
+    aucs = {("ce", 0): 0.71, ("ce", 1): 0.73, ("lr-m", 0): 0.90, ("lr-m", 1): 0.94}
+    for (method, seed), auc in aucs.items():
+        write_fake_run(out, "spiral", method, "1-3" if method == "lr-m" else None, 0.2, seed, [0.5, 0.8], auc=auc)
+    figures = {}
+    save = plots._save
+
+    def keep(fig, path):
+        figures[Path(path).name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    files = write_report(load_report_data(str(out), progress=False), tmp_path / "r", plots=True)
+    assert any(path.name == "detection_auc_n20.png" for path in files.figures)
+    ax = figures["detection_auc_n20.png"].axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["ce", "lr-m(1-3)"]
+    low, high = ax.get_xlim()
+    assert 0.6 < low < 0.71 and 0.94 < high < 1.0  # the values' range, not epochs
+    assert ax.get_title().endswith(", at epoch 2")
+    _assert_png(tmp_path / "r" / "detection_auc_n20.png")
+    # curves known at many epochs stay curves over the epochs
+    assert figures["val_acc_n20.png"].axes[0].get_xlabel() == "epoch"
+
+
 def test_cifar10_rows_get_table1_numbers_and_footnote(tmp_path):
     out = tmp_path / "c"
     for seed in (0, 1):
@@ -243,6 +274,9 @@ def test_markdown_table_keeps_its_interface():
 
 def test_progress_bar_for_long_reports(fake_out, monkeypatch, capsys):
     monkeypatch.setattr(report_module, "PROGRESS_MIN_RUNS", 5)
+    load_report_data(str(fake_out), progress=True)
+    assert capsys.readouterr().err == ""  # stderr is no terminal here: no bar (a log would fill with them)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     load_report_data(str(fake_out), progress=True)
     assert "loading runs" in capsys.readouterr().err
     monkeypatch.setattr(report_module, "PROGRESS_MIN_RUNS", 1000)

@@ -69,7 +69,7 @@ def test_spec_product_and_settings(tmp_path):
     ({"name": "x", "method": "ce"}, "unknown key"),
     ({"name": "x", "settings": {"noise": 0.2}}, "top level"),
     ({"name": "x", "settings": {"batchsize": 2}}, "unknown run setting"),
-    ({"name": "x", "methods": ["nope"]}, "unknown method"),
+    ({"name": "x", "methods": ["nope"]}, "spec key .methods. must be one of ce, .*got .nope."),
     ({"name": "x", "methods": ["ce", "ce"]}, "twice"),
     ({"name": "x", "noise": [1.5]}, "noise rates"),
 ])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentmix.config_checks import check_class_count, check_dataset, check_model_outputs, check_output_folder
 from latentmix.data import Dataset, map_inputs
 from latentmix.errors import ConfigError
 from latentmix.training import RunConfig, RunResult, train
@@ -52,6 +53,38 @@ def _as_inputs(value: Any, what: str) -> Any:
     if isinstance(value, tuple):
         return tuple(_as_tensor(item, f"{what}[{i}]") for i, item in enumerate(value))
     return _as_tensor(value, what)
+
+
+def _layer_list(layers: Any) -> str:
+    """fit(layers=[1, 2]) -> "1,2"; anything but whole numbers is refused."""
+    try:
+        items = list(layers)
+    except TypeError:
+        items = None
+    if not items or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+        raise ConfigError(f"fit argument layers must be a range like '1-2' or a list of layer indices like [1, 2], "
+                          f"got {layers!r}")
+    return ",".join(str(int(layer)) for layer in items)
+
+
+def _check_finite(inputs: Any, what: str) -> None:
+    """NaN/inf inputs make every loss NaN: name the input and the first bad sample instead."""
+    def check(key: str, t: torch.Tensor) -> None:
+        if torch.is_floating_point(t):
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                rows = bad.reshape(bad.shape[0], -1).any(dim=1).nonzero()
+                raise ConfigError(f"{key} holds {int(bad.sum())} NaN/inf value(s) (first in sample {int(rows[0])}); "
+                                  "clean or impute them first")
+
+    if isinstance(inputs, dict):
+        for key, value in inputs.items():
+            check(f"{what}[{key!r}]", value)
+    elif isinstance(inputs, tuple):
+        for index, value in enumerate(inputs):
+            check(f"{what}[{index}]", value)
+    else:
+        check(what, inputs)
 
 
 def _lengths(inputs: Any) -> list[int]:
@@ -113,18 +146,21 @@ def dataset_from_tensors(
     given = _labels(train_labels, "train_labels", n)
     val = _labels(val_labels, "val_labels", m)
     clean = _labels(clean_labels, "clean_labels", n) if clean_labels is not None else None
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.number)) or not 0.0 <= float(noise) <= 1.0:
+        raise ConfigError(f"noise must be a number in [0, 1], got {noise!r}")
     if clean is not None and noise > 0:
         raise ConfigError("give either clean_labels (your labels are already noisy) or noise > 0 (add synthetic "
                           "noise to clean labels), not both")
-    if not 0.0 <= float(noise) <= 1.0:
-        raise ConfigError(f"noise must be in [0, 1], got {noise}")
+    _check_finite(train_inputs, "train_inputs")
+    _check_finite(val_inputs, "val_inputs")
     max_label = max(int(t.max()) for t in (given, val, clean) if t is not None and t.numel())
+    check_class_count(max_label, "train_labels / val_labels")
     if num_classes is None:
         num_classes = max(max_label + 1, 2)
     elif int(num_classes) < 2 or max_label >= int(num_classes):
         raise ConfigError(f"num_classes={num_classes} does not fit the labels (largest class id {max_label}; "
                           "need num_classes >= 2 and > every id)")
-    return Dataset(
+    dataset = Dataset(
         name=name,
         train_inputs=train_inputs,
         train_labels=clean if clean is not None else given,
@@ -136,6 +172,8 @@ def dataset_from_tensors(
         info={"source": "tensors"},
         val_selects=True,
     )
+    check_dataset(dataset)
+    return dataset
 
 
 def fit(
@@ -196,19 +234,27 @@ def fit(
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
-                                   clean_labels=clean_labels, noise=noise, name=str(settings.pop("name", "custom")))
+    name = str(settings.pop("name", "custom"))
     if layers is not None and not isinstance(layers, str):
-        layers = ",".join(str(int(layer)) for layer in layers)
+        layers = _layer_list(layers)
     reserved = {"dataset", "data", "data_dir", "method", "layers", "noise", "seed", "epochs", "batch_size", "lr",
                 "device", "model", "width", "download"}
     clash = sorted(set(settings) & reserved)
     if clash:
         raise ConfigError(f"fit() sets {', '.join(clash)} itself; pass them as its own arguments")
-    values = dict(dataset=dataset.name, method=method, layers=layers, noise=float(noise), seed=int(seed),
+    values = dict(dataset=name, method=method, layers=layers, noise=noise, seed=seed,
                   epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                   checkpoint=run_dir is not None, **settings)
-    config = RunConfig.from_dict(values)
+    config = RunConfig.from_dict(values, style="fit")  # every argument checked before any work
+    if num_classes is not None and not (isinstance(num_classes, int) and not isinstance(num_classes, bool)):
+        raise ConfigError(f"fit argument num_classes must be a whole number >= 2, got {num_classes!r}")
+    if run_dir is not None:
+        check_output_folder(run_dir, "fit argument run_dir")
+    dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
+                                   clean_labels=clean_labels, noise=noise, name=name)
+    # The model's output width must hold every class: one forward on 2 samples says so (and that
+    # the inputs fit the model) before training; without num_classes the model's width is C.
+    dataset.num_classes = check_model_outputs(model, dataset, num_classes)
     method_obj = config.resolved_method()
     if mix_points is None and getattr(model, "mix_points", None) is None:
         if method_obj.mixes and any(layer > 0 for layer in method_obj.mix_layers):

@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
+from latentmix.config_checks import check_output_folder, out_of_memory_reason
 from latentmix.errors import ConfigError
 
 # PyTorch's OpenMP threads spin while they wait for each other; on a CPU shared with other jobs
@@ -19,51 +20,66 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `train` and the grid commands: everything in `RunConfig`."""
+    """Options shared by `train` and the grid commands: everything in `RunConfig`. Each help text
+    states its default once (the parsers use argparse's plain formatter: its ArgumentDefaults
+    formatter printed a second, contradictory "(default: None)" beside these)."""
+    from latentmix.methods import PRESETS
+
     data = parser.add_argument_group("data and noise")
     data.add_argument("--dataset", default="spiral", help="spiral, cifar10, fashion-mnist, mnist, kmnist (default spiral)")
     data.add_argument("--data", help="your own .npz or .csv file (see docs/data.md); overrides --dataset")
     data.add_argument("--data-dir", help="folder of a file-based data set (CIFAR-10 release, IDX files)")
     data.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 archive (opt-in)")
     data.add_argument("--noise", type=float, default=0.0, help="synthetic noise rate in [0, 1] (default 0)")
-    data.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "asymmetric"])
+    data.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "asymmetric"],
+                      help="synthetic noise: uniform relabelling, or class-dependent flips (Patrini et al.) "
+                           "(default symmetric)")
     data.add_argument("--noise-selection", default="exact", choices=["exact", "bernoulli"],
-                      help="exact: round(rate*N) samples relabelled; bernoulli: each with probability rate")
+                      help="exact: round(rate*N) samples relabelled; bernoulli: each with probability rate "
+                           "(default exact)")
     data.add_argument("--noise-exclude-true-label", action="store_true",
                       help="relabel to a different class (default: uniform over all classes, as the paper)")
     data.add_argument("--noise-seed", type=int, help="seed of the noisy labels (default: --seed)")
-    data.add_argument("--noisy-labels", dest="noisy_labels_file", help="real noisy labels, one per sample (.npy/.csv)")
+    data.add_argument("--noisy-labels", dest="noisy_labels_file",
+                      help="real noisy labels, one per sample (.npy/.csv); not with --noise")
     method = parser.add_argument_group("method")
-    method.add_argument("--method", default="ce", help="ce, m, lr-m, m-dyr-s, m-dyr-h, lr-m-dyr-h, dlr-m-dyr-h, lr-m-dyr-h-0-4")
-    method.add_argument("--layers", help="eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input)")
-    method.add_argument("--alpha", type=float, help="mixup Beta(alpha, alpha) (default: the data set's protocol)")
-    method.add_argument("--correction", choices=["none", "soft", "hard"], help="override the method's bootstrapping")
+    method.add_argument("--method", default="ce", help=f"{', '.join(PRESETS)} (default ce; README, Methods)")
+    method.add_argument("--layers", help="eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input; default: the method's)")
+    method.add_argument("--alpha", type=float, help="mixup Beta(alpha, alpha), > 0 (default: the data set's protocol)")
+    method.add_argument("--correction", choices=["none", "soft", "hard"],
+                        help="override the method's bootstrapping (default: the method's)")
     method.add_argument("--warmup-epochs", type=_warmup_epochs,
                         help="epochs before bootstrapping starts, or 'auto': when the run's own signals say early "
-                             "learning is over (default: auto for your own data, the paper's schedule otherwise)")
-    method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer (default 1.0)")
+                             "learning is over (default: auto for your own data, the protocol's otherwise, scaled "
+                             "with --epochs)")
+    method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer, >= 0 (default 1)")
     method.add_argument("--soft-side-weighting", choices=["lam", "half"], help="M-DYR-S side weights (default lam)")
     method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single", "tracked"],
                         help="reference: two extra forwards per batch as [A]; single: one (faster); "
-                             "tracked: none, targets and P(noisy) from the previous epoch's tracking pass (fastest)")
-    method.add_argument("--noise-model", default="beta", choices=["beta", "gaussian"])
-    method.add_argument("--posterior-lookup", default="monotone", choices=["monotone", "reference"])
+                             "tracked: none, targets and P(noisy) from the previous epoch's tracking pass (fastest) "
+                             "(default reference)")
+    method.add_argument("--noise-model", default="beta", choices=["beta", "gaussian"],
+                        help="mixture over per-sample losses that gives P(noisy) (default beta)")
+    method.add_argument("--posterior-lookup", default="monotone", choices=["monotone", "reference"],
+                        help="how P(noisy) is read from the fitted mixture (default monotone; docs/algorithm.md)")
     method.add_argument("--track-transform", default="train", choices=["train", "eval"],
-                        help="transform of the per-epoch loss-tracking pass (reference: train)")
+                        help="transform of the per-epoch loss-tracking pass (default train, as the reference)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--seed", type=int, default=0, help="seed of the data order, mixing and model (default 0)")
     optim.add_argument("--val-split", type=float,
-                       help="fraction of the training set held out with its noisy labels to select the checkpoint "
-                            "by (0: none; default 0.1 for your own data, 0 for the paper's protocols)")
-    optim.add_argument("--epochs", type=int, help="shorten/lengthen the protocol; lr milestones scale in proportion")
-    optim.add_argument("--batch-size", type=int)
-    optim.add_argument("--lr", type=float)
-    optim.add_argument("--weight-decay", type=float)
+                       help="noisy validation split to select the checkpoint by: the fraction of a --data file "
+                            "without val_* arrays held out (default 0.1), else of the training set (default 0: none)")
+    optim.add_argument("--epochs", type=int,
+                       help="shorten/lengthen the protocol; lr milestones scale in proportion (default: the protocol's)")
+    optim.add_argument("--batch-size", type=int, help="(default: the protocol's)")
+    optim.add_argument("--lr", type=float, help="learning rate, > 0 (default: the protocol's)")
+    optim.add_argument("--weight-decay", type=float, help=">= 0 (default: the protocol's)")
     optim.add_argument("--model", help="spiral-mlp, mlp, small-cnn, preact-resnet18, text, fusion (default: per data set)")
-    optim.add_argument("--width", type=float, default=1.0, help="width multiplier of the CNNs (default 1)")
-    optim.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    optim.add_argument("--width", type=float, default=1.0, help="width multiplier of the CNNs, in (0, 16] (default 1)")
+    optim.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     optim.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
-    optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last memory format for images (default: on for CUDA)")
     optim.add_argument("--compile", action="store_true", help="torch.compile the un-mixed forwards")
     optim.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for spirals, torch's default otherwise)")
 
@@ -97,13 +113,11 @@ def config_from_args(args: argparse.Namespace):
     names = {f.name for f in fields(RunConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["noise_include_true_label"] = not getattr(args, "noise_exclude_true_label", False)
-    if values.get("noise") is not None and not 0.0 <= values["noise"] <= 1.0:
-        raise ConfigError(f"--noise must be in [0, 1], got {values['noise']}")
     if values.get("data") and values.get("dataset") == "spiral":
         # --data overrides --dataset: name the run after the file (its summary and default folder
         # said "spiral", the --dataset default, before)
         values["dataset"] = Path(values["data"]).stem or "arrays"
-    return RunConfig(**values)
+    return RunConfig(**values).validate("cli")
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
+    check_output_folder(out, "--out")
     # `train` accepts the command only for a new run, the run the folder holds (--resume) or with
     # --overwrite (latentmix.run_folder), before it changes anything in the folder.
     with distributed_run(config.device) as dist:
@@ -131,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict, out: Path, wall_time_s: float) -> None:
     print(f"method {summary['method']} (layers {summary['mix_layers']}, correction {summary['correction']}) "
-          f"on {summary['dataset']}, noise {summary['noise']:g}, seed {summary['seed']}, {summary['epochs']} epochs")
+          f"on {summary['dataset']}, {noise_text(summary)}, seed {summary['seed']}, {summary['epochs']} epochs")
     selected = (f", selected {summary['selected_val_acc']:.4f} (epoch {summary['selected_epoch']}, picked by "
                 "validation accuracy)" if summary.get("selected_val_acc") is not None else "")
     print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}"
@@ -159,13 +174,25 @@ def _print_summary(summary: dict, out: Path, wall_time_s: float) -> None:
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
 
 
+def noise_text(summary: dict) -> str:
+    """The noise a run trained with: the synthetic rate, else the measured rate of given noisy
+    labels (a --noisy-labels file, a data file's own), else unknown (no clean labels to compare)."""
+    actual = summary.get("actual_noise_rate")
+    if summary["noise"] > 0:
+        return f"noise {summary['noise']:g}"
+    if actual is None:
+        return "noise unknown (labels as given, no clean reference)"
+    return f"noise {actual:.3g} (given noisy labels)" if actual > 0 else "noise 0"
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     """Rank the training labels of a run by P(noisy) (its label_issues.csv when that matches the
     run, else rebuilt from the run's checkpoint)."""
     import csv
 
-    from latentmix.detect import label_issues_for
+    from latentmix.detect import check_detect_args, label_issues_for
 
+    check_detect_args(args.top, args.threshold)
     issues = label_issues_for(Path(args.run_dir))
     with issues.open() as handle:
         rows = list(csv.DictReader(handle))
@@ -219,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentmix", description="Noise-tolerant training with latent mixup.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = commands.add_parser("train", help="train one run")
     _add_run_options(train)
     train.add_argument("--out", help="run folder (default runs/DATASET/RUN_ID)")
     train.add_argument("--resume", action="store_true",
@@ -230,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = commands.add_parser("detect", help="which labels of a trained run are wrong?")
     detect.add_argument("run_dir", help="a run folder written by latentmix train")
-    detect.add_argument("--top", type=int, default=20, help="how many of the most suspicious labels to print")
-    detect.add_argument("--threshold", type=float, default=0.5)
+    detect.add_argument("--top", type=int, default=20, help="how many of the most suspicious labels to print (default 20)")
+    detect.add_argument("--threshold", type=float, default=0.5,
+                        help="count the labels whose P(noisy) is above this probability (default 0.5)")
     detect.set_defaults(handler=cmd_detect)
 
     reproduce = commands.add_parser("reproduce", help="run one of the paper's tables")
@@ -245,7 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(commands)
+    _use_formatter(parser)
     return parser
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, wrapping lines at spaces only: names such as lr-m-dyr-h-0-4 are not
+    split at their hyphens."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """`HelpFormatter` for `parser` and every sub-command under it."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _use_formatter(sub)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -255,6 +303,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.handler(args)
     except ConfigError as error:
         print(f"latentmix: error: {error}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        reason = out_of_memory_reason(error)
+        if reason is None:
+            raise
+        print(f"latentmix: error: out of memory ({reason}); the model, sized by the inputs (features, token "
+              "vocabulary, classes) and --width, or --batch-size is too large for this machine", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("latentmix: interrupted; run the same command with --resume (train) or again (reproduce) to continue",

@@ -120,3 +120,13 @@ def _last_tracking_pass(state: dict, config: RunConfig, dataset, noisy: torch.Te
     identity = dataset.eval_transform or (lambda inputs: inputs)
     protocol = protocol_for(config, dataset.name)
     return track_training_losses(model, dataset.train_inputs, noisy, identity, protocol.eval_batch_size)
+
+
+def check_detect_args(top: int, threshold: float) -> None:
+    """`detect --top N --threshold P`: N >= 0 rows to print, P a probability."""
+    import math
+
+    if top < 0:
+        raise ConfigError(f"--top must be >= 0 (how many labels to print), got {top}")
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ConfigError(f"--threshold must be a probability in [0, 1], got {threshold}")

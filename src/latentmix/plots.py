@@ -70,6 +70,30 @@ def plot_curves(
     return _save(fig, Path(path))
 
 
+def plot_points(
+    labels: Sequence[str], means: Sequence[float], stds: Sequence[float], path: str | Path, title: str = "",
+    xlabel: str = "",
+) -> Path:
+    """One value per label (mean, ± std as an error bar), a row each: for a metric known at one
+    epoch only (the detection AUC of population runs), where a curve would be a lone dot per
+    method on an epoch axis. The value axis spans the values, not 0..1, so differences show."""
+    plt = _pyplot()
+    means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.3 * len(labels)))
+    rows = np.arange(len(labels))[::-1]  # the first label on top
+    ax.errorbar(means, rows, xerr=np.where(stds > 0, stds, np.nan), fmt="o", color="C0", ecolor="0.5", capsize=3)
+    ax.set_yticks(rows, list(labels))
+    low, high = float(np.nanmin(means - stds)), float(np.nanmax(means + stds))
+    margin = max(0.05 * (high - low), 1e-3 * max(1.0, abs(high)), 1e-6)
+    ax.set_xlim(low - margin, high + margin)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, Path(path))
+
+
 def plot_heatmap(
     values: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path,
     title: str = "", colorbar_label: str = "accuracy (%)", fmt: str = "{:.1f}",

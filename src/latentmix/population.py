@@ -507,7 +507,8 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     if progress:
         from tqdm.auto import tqdm
 
-        epochs = tqdm(epochs, desc=f"population of {num_runs} runs", unit="epoch", dynamic_ncols=True, leave=False)
+        epochs = tqdm(epochs, desc=f"population of {num_runs} runs", unit="epoch", dynamic_ncols=True, leave=False,
+                      disable=None)  # None: no bar where stderr is no terminal
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each shard's thread runs its own operations
     # Each worker sets its own OpenMP/MKL thread count to 1: a new thread starts with the default
@@ -515,6 +516,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentmix-population",
                               initializer=torch.set_num_threads, initargs=(1,))
     try:
+        best_so_far = 0.0  # of any run at any epoch, for the progress bar
         for epoch in epochs:
             epoch_started = time.perf_counter()
             lr = lr_at_epoch(protocol, epoch)
@@ -534,7 +536,9 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             if on_epoch_end is not None:
                 on_epoch_end(epoch, [rows[-1] for rows in metrics])
             if progress and hasattr(epochs, "set_postfix"):
-                epochs.set_postfix(best_val_acc=f"{max(val_acc):.4f}")
+                # the best of any run at any epoch so far (the best of this epoch alone goes down)
+                best_so_far = max(best_so_far, max(val_acc))
+                epochs.set_postfix(best_val_acc=f"{best_so_far:.4f}")
         # The end of each run: its noise model on its final losses gives P(noisy) and detection figures.
         parts = on_shards(lambda shard, rows: shard.network.per_sample(train_x, noisy_y[rows]))
         predictions, final_losses = torch.cat([p for p, _ in parts]), torch.cat([l for _, l in parts])

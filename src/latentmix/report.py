@@ -50,9 +50,12 @@ def aggregate(results: Iterable[dict], value_key: str, scale: float = 100.0) -> 
 
 
 def format_cell(stats: Optional[dict], paper: Optional[float] = None, digits: int = 1) -> str:
+    """"mean ± std (paper)"; one run (n = 1) has no spread to show: "mean (paper)"."""
     if not stats or math.isnan(stats["mean"]):
         return "–"
-    cell = f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    cell = f"{stats['mean']:.{digits}f}"
+    if stats.get("n", 2) > 1:
+        cell += f" ± {stats['std']:.{digits}f}"
     if paper is not None:
         cell += f" ({paper:.1f})"
     return cell
@@ -158,7 +161,7 @@ class ReportData:
     kind: str  # "folder" or "storage"
     runs: list
     studies: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)  # run folders that could not be read
+    skipped: list = field(default_factory=list)  # run folders that could not be read: "NAME (what is unreadable)"
 
     def finished(self, dataset: Optional[str] = None) -> list:
         return [r for r in self.runs if r.finished and (dataset is None or r.dataset == dataset)]
@@ -215,7 +218,8 @@ def load_report_data(source: str, study: Optional[str] = None, progress: bool = 
 def _progress(iterable, total: int, enabled: bool, what: str):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=what, unit="run", disable=not enabled or total < PROGRESS_MIN_RUNS,
+    # disable=None: no bar where stderr is no terminal
+    return tqdm(iterable, total=total, desc=what, unit="run", disable=None if enabled and total >= PROGRESS_MIN_RUNS else True,
                 leave=False, dynamic_ncols=True)
 
 
@@ -271,6 +275,9 @@ def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, ru
 
     result_or_empty = result or {}
     noise = config.get("noise", result_or_empty.get("noise"))
+    actual = result_or_empty.get("actual_noise_rate")
+    if not noise and isinstance(actual, (int, float)) and actual > 0:
+        noise = actual  # given noisy labels (a --noisy-labels file): filed by their measured rate, not as 0%
     seed = config.get("seed", result_or_empty.get("seed"))
     return RunRecord(
         run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
@@ -291,18 +298,35 @@ def load_folder(root: str | Path, progress: bool = True) -> ReportData:
     for folder in _progress(folders, len(folders), progress, "loading runs"):
         config_doc = _read_json(folder / "config.json")
         result = _read_json(folder / "result.json")
-        if config_doc is None and result is None:
-            skipped.append(folder.name)
+        # A file that is there but cannot be read is damage, not an unfinished run: the folder is
+        # skipped and named (a damaged result.json read as "unfinished" hid finished runs).
+        damaged = [name for name, doc in (("config.json", config_doc), ("result.json", result))
+                   if doc is None and (folder / name).exists()]
+        if damaged or (config_doc is None and result is None):
+            skipped.append(f"{folder.name} ({', '.join(damaged)} unreadable)" if damaged else folder.name)
             continue
         config = (config_doc or {}).get("config", {}) if isinstance((config_doc or {}).get("config"), dict) else {}
         runs.append(_record(folder.name, config, result, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
     return ReportData(source=str(root.resolve()), kind="folder", runs=runs, skipped=skipped)
 
 
+def skipped_text(data: ReportData, limit: int = 10) -> str:
+    """The skipped run folders, named (the first `limit`)."""
+    more = f" and {len(data.skipped) - limit} more" if len(data.skipped) > limit else ""
+    return ", ".join(data.skipped[:limit]) + more
+
+
 def load_store(url: str, study: Optional[str] = None, progress: bool = True) -> ReportData:
     """The runs of one sweep (`study`) or of every sweep in an Optuna store. A run's summary is its
     COMPLETE trial's ``result`` attribute; its curves come from ``run_dir/metrics.csv`` where that
     folder is readable here, else from the trial's per-epoch validation accuracies."""
+    from latentmix.sweep import reading_store
+
+    with reading_store(url):
+        return _load_store(url, study, progress)
+
+
+def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
     from optuna.trial import TrialState
 
     from latentmix.sweep import RESULT_ATTR, SweepStore, display_url
@@ -559,6 +583,15 @@ def plot_series(series: dict, path: Path, title: str, ylabel: str) -> Optional[P
     series = {label: stats for label, stats in series.items() if stats is not None}
     if not series:
         return None
+    epochs_seen = {int(epoch) for epochs, _, _ in series.values() for epoch in epochs}
+    if all(len(epochs) == 1 for epochs, _, _ in series.values()):
+        # known at one epoch only (population runs' detection AUC): one point per method, on an
+        # axis of the values, not a lone dot per method on an epoch axis such as 284..316
+        from latentmix.plots import plot_points
+
+        at = f"epoch {epochs_seen.pop()}" if len(epochs_seen) == 1 else "last epoch"
+        return plot_points(list(series), [float(m[0]) for _, m, _ in series.values()],
+                           [float(sd[0]) for _, _, sd in series.values()], path, f"{title}, at {at}", ylabel)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colors = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
@@ -652,7 +685,8 @@ def _header(data: ReportData, generated: str) -> dict:
         "source": data.source + (f" (sweeps: {', '.join(data.studies)})" if data.studies else ""),
         "generated": generated,
         "runs": f"{len(data.runs)} ({finished} finished, {len(data.runs) - finished} unfinished"
-                + (f", {len(data.skipped)} unreadable folder(s) skipped" if data.skipped else "") + ")",
+                + (f", {len(data.skipped)} unreadable folder(s) skipped: {skipped_text(data)}" if data.skipped else "")
+                + ")",
         "data sets": ", ".join(data.datasets),
         "noise rates": ", ".join(f"{n:.0%}" for n in sorted({r.noise for r in data.runs})),
         "seeds": ", ".join(str(s) for s in seeds) or "–",
@@ -778,7 +812,10 @@ def write_report(data: ReportData, out: str | Path, plots: bool = True) -> Repor
     out = Path(out)
     finished = [r for r in data.runs if r.finished]
     if not finished:
-        raise ConfigError(f"no finished runs in {data.source} ({len(data.runs)} run(s), none with a result yet)")
+        skipped = (f"; skipped {len(data.skipped)} run folder(s) with unreadable files: {skipped_text(data)} (restore "
+                   "or retrain them)") if data.skipped else ""
+        raise ConfigError(f"no finished runs in {data.source} ({len(data.runs)} readable run(s), none with a result "
+                          f"yet{skipped})")
     out.mkdir(parents=True, exist_ok=True)
     generated = _datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     datasets = sorted({r.dataset for r in finished})

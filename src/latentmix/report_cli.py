@@ -10,6 +10,7 @@ docs/reports.md.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from latentmix.errors import ConfigError
@@ -45,13 +46,21 @@ def default_out(source: str, study: str | None) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from latentmix.config_checks import check_output_folder
     from latentmix.report import load_report_data, write_report
 
     if args.study is not None and not args.study.strip():
         raise ConfigError("--study must name a sweep")
     out = Path(args.out) if args.out else default_out(args.source, args.study)
     data = load_report_data(args.source, study=args.study, progress=not args.quiet)
+    if data.finished():
+        check_output_folder(out, "--out")
     files = write_report(data, out, plots=not args.no_plots)
+    if data.skipped:
+        from latentmix.report import skipped_text
+
+        print(f"latentmix: skipped {len(data.skipped)} run folder(s) with unreadable files: {skipped_text(data)}",
+              file=sys.stderr)
     if not args.quiet:
         finished = sum(1 for run in data.runs if run.finished)
         print(f"report of {len(data.runs)} run(s) ({finished} finished) from {data.source}")

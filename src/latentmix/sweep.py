@@ -53,6 +53,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Optional, Sequence
 
+from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, TIMING_KEYS, TIMING_NAME, read_wall_time, timing_document
 from latentmix.training import RunConfig
@@ -71,6 +72,11 @@ MACHINE_FIELDS = ("device", "amp", "channels_last", "compile", "checkpoint", "da
 POPULATION_SHARED = ("dataset", "data", "data_dir", "model", "width", "epochs", "batch_size", "lr",
                      "weight_decay", "device", "track_every")
 RESULT_ATTR = "result"
+# results.csv of a sweep with no finished run: the columns it would have (a run's summary and where it is)
+RESULTS_FIELDS = ("method", "mix_layers", "correction", "dataset", "noise", "seed", "epochs", "best_val_acc",
+                  "last_val_acc", "best_epoch", "last_train_acc_noisy", "last_train_acc_clean", "detection_auc",
+                  "detection_precision", "detection_recall", "actual_noise_rate", "wall_time_s", "trained_as", "row",
+                  "run_id", "run_dir")
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +147,25 @@ def _seeds(value: Any) -> list[int]:
     return seeds
 
 
+def _number_value(value: Any, key: str, source: str) -> Optional[float]:
+    """A number of a spec axis (alphas, noise); text such as "two" is refused, naming the key."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{source}: spec key {key!r} must hold numbers, got {value!r}")
+    return float(value)
+
+
+def _layers_value(value: Any, source: str) -> Optional[str]:
+    """One entry of a `layers` axis: a range/list text ("1-3", "0,2") or one index; "default" (or
+    "") for the method's own layers."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "default")):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{source}: spec key 'layers' must hold ranges like \"1-3\" or layer indices, got {value!r}")
+    return str(value)
+
+
 def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     """A `SweepSpec` from parsed TOML: the product methods x layers x alphas x noise x seeds.
 
@@ -175,11 +200,11 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     except TypeError as error:
         raise ConfigError(f"{source}: {error}") from None
 
-    layer_axis = [None if v in (None, "", "default") else str(v) for v in _as_list(values.get("layers", [None]), "layers")]
-    alpha_axis = [None if v is None else float(v) for v in _as_list(values.get("alphas", [None]), "alphas")]
-    noise_axis = [float(v) for v in _as_list(values.get("noise", [0.0]), "noise")]
+    layer_axis = [_layers_value(v, source) for v in _as_list(values.get("layers", [None]), "layers")]
+    alpha_axis = [_number_value(v, "alphas", source) for v in _as_list(values.get("alphas", [None]), "alphas")]
+    noise_axis = [_number_value(v, "noise", source) for v in _as_list(values.get("noise", [0.0]), "noise")]
     for rate in noise_axis:
-        if not 0.0 <= rate <= 1.0:
+        if rate is None or not 0.0 <= rate <= 1.0:
             raise ConfigError(f"{source}: noise rates must be in [0, 1], got {rate}")
     seeds = _seeds(values.get("seeds", 1))
     methods = _as_list(values.get("methods", ["ce"]), "methods")
@@ -194,18 +219,21 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
                 raise ConfigError(f"{source}: a method table needs 'method' and may have layers, alphas, correction; "
                                   f"got {entry!r}")
             name = entry["method"]
-            own_layers = _as_list(entry["layers"], "layers") if "layers" in entry else None
+            own_layers = ([_layers_value(v, source) for v in _as_list(entry["layers"], "layers")]
+                          if "layers" in entry else None)
             raw_alphas = entry.get("alphas", entry.get("alpha"))
-            own_alphas = [float(a) for a in _as_list(raw_alphas, "alphas")] if raw_alphas is not None else None
+            own_alphas = ([_number_value(a, "alphas", source) for a in _as_list(raw_alphas, "alphas")]
+                          if raw_alphas is not None else None)
             correction = entry.get("correction")
         else:
             raise ConfigError(f"{source}: each method is a preset name or a table, got {entry!r}")
         probe = replace(base, method=name, correction=correction)
         try:
+            probe.validate("spec")
             mixes = probe.resolved_method().mixes
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
-        layer_values = [str(v) for v in own_layers] if own_layers is not None else (layer_axis if mixes else [None])
+        layer_values = own_layers if own_layers is not None else (layer_axis if mixes else [None])
         alpha_values = own_alphas if own_alphas is not None else (alpha_axis if mixes or own_layers else [None])
         for layers in layer_values:
             for alpha in alpha_values:
@@ -213,7 +241,8 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
                     for seed in seeds:
                         config = replace(base, method=name, layers=layers, alpha=alpha, correction=correction,
                                          noise=noise, seed=seed)
-                        try:
+                        try:  # every value checked now, not by each run failing later
+                            config.validate("spec")
                             config.resolved_method()
                         except ConfigError as error:
                             raise ConfigError(f"{source}: {error}") from None
@@ -360,6 +389,32 @@ def _fcntl():
     return fcntl
 
 
+def _process_gone(pid: int) -> bool:
+    """Whether no process `pid` runs on this machine (POSIX; elsewhere: never claimed)."""
+    if os.name != "posix" or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: a check only, nothing is sent
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: it exists
+        return False
+    return False
+
+
+def _dead_local_trials(study) -> list[int]:
+    """Running trials whose recorded worker ("host:pid") is a process of this host that is gone."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    dead = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        name, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if name == host and pid.isdigit() and _process_gone(int(pid)):
+            dead.append(trial._trial_id)
+    return dead
+
+
 def _retry_callback(max_retry: Optional[int]):
     from optuna import storages
 
@@ -389,6 +444,28 @@ def _serialize_sqlite(engine) -> None:
     engine.dispose()
 
 
+def store_error(url: str, error: BaseException) -> ConfigError:
+    """One line for a store that cannot be opened or read (SQLAlchemy's messages add the SQL and a
+    link on further lines), with the fix for a damaged SQLite file."""
+    reason = (str(error).strip().splitlines() or [""])[0]
+    fix = ""
+    if url.startswith("sqlite:") and "database" in reason.lower():
+        fix = ("; the file is damaged or not a sweep store: move it away to start the sweep afresh (finished runs "
+               "keep their result.json in the run folders; latentmix report DIR reads those)")
+    return ConfigError(f"cannot open the sweep store {display_url(url)}: {type(error).__name__}: {reason}{fix}")
+
+
+@contextlib.contextmanager
+def reading_store(url: str):
+    """Database errors while reading a store (a file damaged past its header) as one clear line."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as error:
+        raise store_error(url, error) from None
+
+
 class SweepStore:
     """An Optuna RDB storage with heartbeats and retries, plus the store's lock."""
 
@@ -409,7 +486,7 @@ class SweepStore:
             if self.lock._path is not None:
                 self.lock._path.parent.mkdir(parents=True, exist_ok=True)
         kwargs = dict(heartbeat_interval=self.heartbeat_interval, grace_period=grace_period)
-        callback = _retry_callback(max_retry)
+        callback = self.retry = _retry_callback(max_retry)
         import inspect
 
         if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters:
@@ -422,19 +499,26 @@ class SweepStore:
         except ImportError as error:
             raise ConfigError(f"cannot open the sweep store {display_url(url)}: {error} "
                               "(PostgreSQL needs `pip install psycopg2-binary`)") from None
-        except Exception as error:  # noqa: BLE001 - a wrong URL or an unreachable server
+        except Exception as error:  # noqa: BLE001 - a wrong URL, an unreachable server, a damaged file
             if isinstance(error, ConfigError):
                 raise
-            raise ConfigError(f"cannot open the sweep store {display_url(url)}: {type(error).__name__}: {error}") from None
+            raise store_error(url, error) from None
         if self.lock.backend == "sqlite":
             _serialize_sqlite(self.storage.engine)
 
     # ---- studies -------------------------------------------------------------------------
 
     def study_names(self) -> list[str]:
-        return [s.study_name for s in self.storage.get_all_studies()]
+        with reading_store(self.url):
+            return [s.study_name for s in self.storage.get_all_studies()]
 
     def load(self, name: str):
+        import optuna
+
+        with reading_store(self.url):
+            return self._load(name)
+
+    def _load(self, name: str):
         import optuna
 
         try:
@@ -448,7 +532,7 @@ class SweepStore:
         is pending, running or complete (adding only what is missing). Returns (study, counts)."""
         import optuna
 
-        with self.lock:
+        with self.lock, reading_store(self.url):
             study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
                                         load_if_exists=True, sampler=optuna.samplers.RandomSampler())
             added, requeued = _enqueue_missing(study, configs)
@@ -464,16 +548,26 @@ class SweepStore:
         return requeued
 
     def fail_stale(self, study) -> int:
-        """Fail the running trials whose heartbeat is older than the grace period (the retry callback
-        queues each again). Returns how many were failed."""
+        """Fail the running trials whose heartbeat is older than the grace period, and at once those
+        whose worker was a process of this machine that no longer exists (a rerun after a kill need
+        not wait out the grace period); the retry callback queues each again. Returns how many
+        were failed."""
         import optuna
 
+        dead = _dead_local_trials(study)
         find_stale = getattr(self.storage, "_get_stale_trial_ids", None)
-        if find_stale is not None and not find_stale(study._study_id):
+        if not dead and find_stale is not None and not find_stale(study._study_id):
             return 0  # the common case: no lock needed
         with self.lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             before = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
+            failed_now = []
+            for trial_id in dead:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    if self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                        failed_now.append(trial_id)
+            for trial_id in failed_now:  # queued again exactly as a stale heartbeat would be
+                self.retry(study, self.storage.get_trial(trial_id))
             optuna.storages.fail_stale_trials(study)
             after = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
         return after - before
@@ -889,7 +983,7 @@ def run_worker(store: SweepStore, study, out_dir: str | os.PathLike, *, vectoriz
 
         counts = sweep_counts(study)
         bar = tqdm(total=counts["runs"], initial=counts["done"], desc=f"sweep {study.study_name}", unit="run",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=None)  # None: no bar where stderr is no terminal
         _update_bar(bar, counts)
     taken = 0
     try:
@@ -960,6 +1054,33 @@ def sweep_counts(study) -> dict:
         best_run=None if best is None else best.user_attrs.get("run_id"),
     )
     return counts
+
+
+def failed_runs(study, since=None) -> list[tuple[str, str]]:
+    """(run id, error) of each run whose trials all failed (none pending, running or complete),
+    with its last recorded error; with `since` (a datetime), only runs whose last trial ended then
+    or later (the runs one command tried)."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    failed = []
+    for rid, trials in _runs_of(study.get_trials(deepcopy=False)).items():
+        if any(t.state in live for t in trials):
+            continue
+        last = max(trials, key=lambda t: t.number)
+        if since is not None and (last.datetime_complete is None or last.datetime_complete < since):
+            continue
+        errors = [t.user_attrs["error"] for t in sorted(trials, key=lambda t: t.number) if "error" in t.user_attrs]
+        error = (str(errors[-1]).strip().splitlines() or ["?"])[0] if errors else \
+            "its worker stopped without recording an error (killed?); run the command again to retry it"
+        failed.append((rid, error))
+    return failed
+
+
+def print_failed_runs(failed: Sequence[tuple[str, str]]) -> None:
+    """One stderr line per failed run: its id and its error."""
+    for rid, error in failed:
+        print(f"latentmix: run {rid} failed: {error}", file=sys.stderr)
 
 
 def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> list[dict]:
@@ -1142,6 +1263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         set_threads(None, "spiral")  # one tiny run at a time: one thread (see set_threads)
     out, url = _spec_location(spec, args)
+    check_output_folder(out, "--out")
     overrides = _overrides(args, spec)
     results = run_sweep(spec.name, spec.configs, out, storage=url, workers=args.workers,
                         vectorized=not args.sequential, population_size=args.population, progress=not args.quiet,
@@ -1149,18 +1271,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                         wait=not args.no_wait, poll_interval=args.poll, overrides=overrides)
     from latentmix.io import atomic_write_csv
 
-    if results:
-        atomic_write_csv(out / "results.csv", results)
+    atomic_write_csv(out / "results.csv", results, None if results else RESULTS_FIELDS)  # a header at least
     summary = json.loads((out / "sweep.json").read_text())
     store = SweepStore(url, heartbeat_interval=args.heartbeat, grace_period=args.grace, max_retry=args.max_retry)
-    print(format_status(store.load(spec.name), url))
+    study = store.load(spec.name)
+    print(format_status(study, url))
     mine = summary["this_worker"]
     print(f"  this worker: trained {mine['trained']} (resumed {mine['resumed']}), reused {mine['reused']}, "
           f"failed {mine['failed']}; results in {out}/results.csv and {out}/runs/")
-    return 0
+    failed = failed_runs(study)
+    print_failed_runs(failed)
+    return 1 if failed else 0
 
 
 def cmd_work(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
     store = SweepStore(args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, max_retry=args.max_retry)
     study = store.load(args.study)
     store.requeue_unfinished(study)
@@ -1170,7 +1295,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_status(study, args.storage))
         print(f"  this worker: {json.dumps(report.as_dict())}")
-    return 0
+    return 1 if report.failed else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

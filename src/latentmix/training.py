@@ -191,13 +191,22 @@ class RunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self, style: str = "key") -> "RunConfig":
+        """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
+        it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
+        ``"key"`` (setting name). Returns the config."""
+        from latentmix.config_checks import validate_run_config
+
+        validate_run_config(self, style)
+        return self
+
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
+    def from_dict(cls, values: dict, style: str = "key") -> "RunConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**values).validate(style)
 
     def resolved_method(self) -> Method:
         return get_method(
@@ -342,20 +351,25 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
+    """Before any work: the settings (`RunConfig.validate`) and the data set's labels
+    (`latentmix.config_checks.check_dataset`: two classes or more, ids inside the head, no
+    validation class that training lacks), so that bad input is one clear error, not a NaN loss."""
+    from latentmix.config_checks import check_dataset
+
+    config.validate()
+    check_dataset(dataset)
+
+
 def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
+    config.validate()  # epochs, batch size, lr, weight decay among them
     base = PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
     if config.epochs is not None:
-        if config.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
         base = base.scaled(config.epochs)
     changes = {}
     if config.batch_size is not None:
-        if config.batch_size < 2:
-            raise ConfigError(f"batch size must be >= 2 (mixup pairs samples), got {config.batch_size}")
         changes["batch_size"] = config.batch_size
     if config.lr is not None:
-        if not config.lr > 0:
-            raise ConfigError(f"learning rate must be > 0, got {config.lr}")
         changes["lr"] = config.lr
     if config.weight_decay is not None:
         changes["weight_decay"] = config.weight_decay
@@ -693,6 +707,7 @@ def train(
     if dataset is None:
         dataset = load_run_dataset(config)
     protocol = protocol_for(config, dataset.name)
+    check_run_inputs(config, dataset)
     dist.check_batch_size(protocol.batch_size)
     alpha = protocol.alpha if method.alpha is None else method.alpha
     warmup = resolve_warmup(config, method, protocol)
@@ -1016,9 +1031,17 @@ def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol)
 
 
 def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
-    """Fit the run's noise model (a fresh fit every epoch, as [A] does) on the tracked losses."""
+    """Fit the run's noise model (a fresh fit every epoch, as [A] does) on the tracked losses.
+    Non-finite losses mean the training diverged (the settings and inputs were checked before):
+    that is what the error says, with what to change."""
+    values = losses.cpu().numpy()
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        lr = f"{config.lr:g}" if config.lr is not None else "the protocol's"
+        raise ConfigError(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; "
+                          f"lower the learning rate (--lr / lr, now {lr}) or check the inputs' scale")
     options = {"lookup": config.posterior_lookup} if config.noise_model == "beta" else {}
-    return fit_noise_model(losses.cpu().numpy(), kind=config.noise_model, **options)
+    return fit_noise_model(values, kind=config.noise_model, **options)
 
 
 def write_label_issues(path: Path, result: RunResult) -> None:
@@ -1088,7 +1111,8 @@ def _progress_bar(iterable, enabled: bool, desc: str):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+    # disable=None: no bar where stderr is no terminal (a log file would get a line of escape codes per update)
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True, disable=None)
 
 
 def _jsonable(value: Any) -> Any:

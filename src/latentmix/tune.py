@@ -200,7 +200,8 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True)
+        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True,
+                   disable=None)  # None: no bar where stderr is no terminal
 
     def on_trial(study_, frozen) -> None:
         if bar is None:
@@ -266,12 +267,13 @@ def register(commands) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from latentmix.cli import config_from_args, set_threads
+    from latentmix.config_checks import check_output_folder
 
     base = config_from_args(args)
     set_threads(args.threads, base.dataset)  # trials are single tiny runs on spirals: one thread
     fixed_layers, fixed_alpha, fixed_correction = base.layers, base.alpha, base.correction
     name = Path(base.data).stem if base.data else base.dataset
-    out = Path(args.out or f"runs/tune-{name}")
+    out = check_output_folder(args.out or f"runs/tune-{name}", "--out")
     result = tune(base, trials=args.trials, out_dir=out, storage=args.storage, study_name=args.study,
                   alpha_range=_alpha_range(args.alpha_range), corrections=_corrections(args.corrections),
                   fixed_layers=fixed_layers, fixed_alpha=fixed_alpha, fixed_correction=fixed_correction,

@@ -60,12 +60,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from latentmix.config_checks import check_class_count, check_dataset
 from latentmix.data import Dataset
 from latentmix.errors import ConfigError
 
 __all__ = ["load_arrays", "read_label_file", "stratified_split"]
 
 _DEFAULT_LABEL_KEYS = ("labels", "label", "y")
+# Token ids index an embedding table (max id + 1 rows of 64 floats): 10M rows are 2.5 GB already.
+MAX_VOCAB = 10_000_000
 _DEFAULT_CLEAN_KEYS = ("clean_labels", "clean_label")
 
 
@@ -87,6 +90,14 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _load_csv(path: Path) -> tuple[list[str], np.ndarray]:
     """Return (header, float64 array (rows, columns)) or raise ConfigError naming the bad cell."""
+    try:
+        return _read_csv_table(path)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
+                          "save it as UTF-8 (or plain ASCII) CSV") from None
+
+
+def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
@@ -141,19 +152,23 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
             labels = labels[:, 0]
     elif suffix in (".csv", ".txt"):
         values: list[float] = []
-        with open(path, encoding="utf-8-sig") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                text = line.strip()
-                if not text:
-                    continue
-                if "," in text:
-                    raise ConfigError(f"{path}, line {line_no}: expected one integer per line, got {text!r}")
-                try:
-                    values.append(float(text))
-                except ValueError:
-                    if line_no == 1 and not values:
-                        continue  # header
-                    raise ConfigError(f"{path}, line {line_no}: non-numeric label {text!r}") from None
+        try:
+            text_lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"noisy labels file {path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
+                              f"offset {error.start}); save it as UTF-8 with one integer per line") from None
+        for line_no, line in enumerate(text_lines, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            if "," in text:
+                raise ConfigError(f"{path}, line {line_no}: expected one integer per line, got {text!r}")
+            try:
+                values.append(float(text))
+            except ValueError:
+                if line_no == 1 and not values:
+                    continue  # header
+                raise ConfigError(f"{path}, line {line_no}: non-numeric label {text!r}") from None
         labels = np.asarray(values, dtype=np.float64)
     else:
         raise ConfigError(f"noisy labels file {path} has unknown extension {path.suffix!r}; use .npy, .csv or .txt")
@@ -193,14 +208,21 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
 
 def _pick_key(keys: Sequence[str], requested: Optional[str], defaults: Sequence[str], what: str,
               required: bool, where: str) -> Optional[str]:
-    """`requested` (when explicit) must exist; otherwise the first of `defaults` present is used."""
+    """`requested` (when explicit) must exist; otherwise the one of `defaults` present is used. Two
+    of them present is ambiguous (one would be a label column, the other a feature: the target
+    leaks in), so it is refused, naming both."""
     if requested is not None:
         if requested not in keys:
             raise ConfigError(f"{where} has no {what} {requested!r}; present: {sorted(keys)}")
         return requested
-    for key in defaults:
-        if key in keys:
-            return key
+    present = [key for key in defaults if key in keys]
+    if len(present) > 1:
+        argument = "label_key" if "clean" not in what else "clean_label_key"
+        raise ConfigError(f"{where} has {len(present)} {what}s ({', '.join(repr(k) for k in present)}): ambiguous "
+                          f"(which one is the target?); rename or drop all but one (in Python: "
+                          f"load_arrays(..., {argument}={present[0]!r}))")
+    for key in present:
+        return key
     if required:
         raise ConfigError(f"{where} has no {what} (looked for {' / '.join(repr(k) for k in defaults)}); "
                           f"present: {sorted(keys)}; name it with label_key")
@@ -241,6 +263,17 @@ def _check_finite(array: np.ndarray, key: str) -> None:
                               f"({n_nan} NaN, {int(bad.sum()) - n_nan} inf); clean or impute them first")
 
 
+def _check_token_ids(array: np.ndarray, key: str) -> None:
+    """Token ids index an embedding table of max id + 1 rows: negative ids, and ids so large that the
+    table cannot be allocated (a stray 2**40), are data errors."""
+    if array.min() < 0:
+        raise ConfigError(f"token array {key!r} has {int((array < 0).sum())} negative token ids; ids must be >= 0")
+    if int(array.max()) >= MAX_VOCAB:
+        raise ConfigError(f"token array {key!r} holds token id {int(array.max())}: its embedding table would need "
+                          f"{int(array.max()) + 1} rows; latentmix takes ids below {MAX_VOCAB}: number the vocabulary "
+                          "0..V-1")
+
+
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified split: returns sorted (train_index, val_index).
 
@@ -261,6 +294,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     if short > 0:
         order = np.lexsort((rng.random(len(classes)), -remainder))  # largest remainder, random ties
         take[order[:short]] += 1
+    # every class keeps a training sample (a class only in the validation set could never be learned)
+    take = np.minimum(take, counts - 1)
     val_parts = []
     for cls, k in zip(classes, take):
         if k == 0:
@@ -319,7 +354,7 @@ def load_arrays(
     path: str | os.PathLike,
     *,
     input_keys: Optional[Sequence[str]] = None,
-    label_key: str = "labels",
+    label_key: Optional[str] = None,
     clean_label_key: Optional[str] = None,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -331,7 +366,8 @@ def load_arrays(
     Args:
         path: the data file.
         input_keys: arrays (npz) or columns (csv) to use as inputs; default: all non-reserved ones.
-        label_key: name of the label array/column (default ``labels``, falling back to ``label``/``y``).
+        label_key: name of the label array/column (default: the one of ``labels``/``label``/``y`` present;
+            a file with two of them is refused as ambiguous unless this names one).
         clean_label_key: name of the ground-truth label array/column (default ``clean_labels`` if present).
         val_fraction: held-out fraction when the file has no ``val_*`` arrays.
         seed: seed of that split.
@@ -349,7 +385,7 @@ def load_arrays(
 
     if isinstance(input_keys, str):
         input_keys = [input_keys]
-    explicit_label = None if label_key in (None, "labels") else label_key
+    explicit_label = label_key
     ignored_keys: list[str] = []
 
     # ---- gather raw arrays: inputs {key: array}, labels, clean labels, optional explicit val arrays
@@ -402,8 +438,9 @@ def load_arrays(
             if missing:
                 raise ConfigError(f"{where} has no column(s) {missing}; present: {header}")
             feature_cols = list(input_keys)
-        else:
-            feature_cols = [h for h in header if h not in (lkey, ckey)]
+        else:  # the other label-like columns never become features (the target would leak in)
+            feature_cols = [h for h in header if h not in (lkey, ckey) and h not in _DEFAULT_LABEL_KEYS + _DEFAULT_CLEAN_KEYS]
+            ignored_keys = [h for h in header if h not in feature_cols and h not in (lkey, ckey)]
         if not feature_cols:
             raise ConfigError(f"{where} has no input arrays: no feature columns besides the labels (columns: {header})")
         if table.shape[0] == 0:
@@ -436,8 +473,8 @@ def load_arrays(
             raise ConfigError(f"length mismatch: input array {key!r} has {array.shape[0]} samples but "
                               f"label array {lkey!r} has {n}")
         _check_finite(array, key)
-        if kind == "tokens" and array.min() < 0:
-            raise ConfigError(f"token array {key!r} has {int((array < 0).sum())} negative token ids; ids must be >= 0")
+        if kind == "tokens":
+            _check_token_ids(array, key)
         kinds[key], inputs[key] = kind, array
 
     val_inputs: Optional[dict[str, np.ndarray]] = None
@@ -455,9 +492,8 @@ def load_arrays(
                 raise ConfigError(f"length mismatch: {vkey!r} has {array.shape[0]} samples but 'val_labels' has "
                                   f"{val_labels.shape[0]}")
             _check_finite(array, vkey)
-            if vkind == "tokens" and array.min() < 0:
-                raise ConfigError(f"token array {vkey!r} has {int((array < 0).sum())} negative token ids; "
-                                  "ids must be >= 0")
+            if vkind == "tokens":
+                _check_token_ids(array, vkey)
             val_inputs[key] = array
 
     noisy_file: Optional[np.ndarray] = None
@@ -471,9 +507,18 @@ def load_arrays(
                               f"{noisy_file.shape[0]} labels but {where} has {n} training samples (before the "
                               "validation split)")
 
-    # ---- number of classes
-    all_labels = [labels] + [a for a in (clean, val_labels, noisy_file) if a is not None]
-    max_label = max(int(a.max()) for a in all_labels)
+    # ---- number of classes: the training labels' (the data file's own), which every other label
+    # array must fit: a stray id in a noisy-labels file or in val_labels is an error, not a wider head
+    named = {f"label array {lkey!r}": labels}
+    if clean is not None:
+        named[f"clean label array {ckey!r}"] = clean
+    if val_labels is not None:
+        named["label array 'val_labels'"] = val_labels
+    if noisy_file is not None:
+        named[f"noisy labels file {Path(noisy_labels_path).name}"] = noisy_file
+    for what, array in named.items():
+        check_class_count(int(array.max()), f"{where}: {what}")
+    max_label = max(int(a.max()) for a in named.values())
     if num_classes is not None:
         if num_classes < 2:
             raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
@@ -482,7 +527,19 @@ def load_arrays(
                               f"(ids must be 0..{num_classes - 1})")
         n_classes = int(num_classes)
     else:
-        n_classes = max(max_label + 1, 2)
+        train_max = max(int(labels.max()), int(clean.max()) if clean is not None else 0)
+        n_classes = max(train_max + 1, 2)
+        for what, array in list(named.items())[1 + (clean is not None):]:
+            if int(array.max()) >= n_classes:
+                row = int(np.flatnonzero(array >= n_classes)[0])
+                raise ConfigError(f"{what} holds class id {int(array.max())} (first at row {row}), but the labels of "
+                                  f"{where} are classes 0..{n_classes - 1}; fix that label")
+    if val_labels is not None:
+        seen = set(np.unique(labels).tolist()) | (set(np.unique(clean).tolist()) if clean is not None else set())
+        unseen = sorted(set(np.unique(val_labels).tolist()) - seen)
+        if unseen:
+            raise ConfigError(f"label array 'val_labels' of {where} holds class(es) {unseen[:5]} that no training label "
+                              "has, so the model can never predict them: drop those samples or fix the labels")
 
     # ---- clean / noisy semantics
     if clean is not None:
@@ -571,7 +628,7 @@ def load_arrays(
     if suffix == ".csv":
         info["feature_columns"] = feature_cols
 
-    return Dataset(
+    dataset = Dataset(
         name=path.stem,
         train_inputs=train_tensors[only_key] if single else train_tensors,
         train_labels=torch.from_numpy(np.ascontiguousarray(reference, dtype=np.int64)),
@@ -587,3 +644,5 @@ def load_arrays(
         val_selects=True,  # the user's own validation data: a checkpoint is picked by it
         **rows,
     )
+    check_dataset(dataset)
+    return dataset

@@ -115,34 +115,63 @@ def _numpy_reconstruct() -> Any:
     return _reconstruct
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` that resolves only the globals needed to rebuild numpy arrays.
+def _numpy_frombuffer() -> Any:
+    try:  # numpy >= 2
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy 1.x
+        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
+    return _frombuffer
 
-    Allowed (module, name) pairs: ``numpy.core.multiarray._reconstruct`` (numpy 1.x name, used by
-    the official release), ``numpy._core.multiarray._reconstruct`` (numpy 2.x name), ``numpy.ndarray``
-    and ``numpy.dtype``. Everything else raises `UnsafePickleError` without importing anything.
-    Plain dicts, lists, ints, strings and bytes need no globals. Persistent IDs are refused too
-    (the base class raises for them).
+
+def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3's protocols 0-2 use it for a `bytes` object: the bytes were
+    written as the latin-1 decoding of themselves; anything else is refused."""
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "") != "latin1" or errors != "strict":
+        raise UnsafePickleError("refusing _codecs.encode other than (text, 'latin1'), the form pickle uses for bytes")
+    return text.encode("latin-1")
+
+
+def _plain_bytes(*args: Any) -> bytes:
+    """``bytes()`` / ``bytes(bytes-like)``, as protocol 2 writes an empty bytes object; not
+    ``bytes(n)`` (an n-byte allocation) nor anything else."""
+    if len(args) > 1 or (args and not isinstance(args[0], (bytes, bytearray))):
+        raise UnsafePickleError("refusing bytes(...) other than bytes() or bytes(b'...')")
+    return bytes(*args)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """`pickle.Unpickler` that resolves only the globals needed to rebuild the CIFAR batches.
+
+    Allowed (module, name) pairs: numpy array reconstruction (``numpy.core.multiarray._reconstruct``,
+    the numpy 1.x name of the official release, ``numpy._core.multiarray._reconstruct`` (numpy 2.x),
+    ``numpy.ndarray``, ``numpy.dtype``), ``numpy(._)core.numeric._frombuffer`` (protocol 5), and
+    for batches re-pickled by Python 3 with protocol 2 (or 0/1), which writes bytes through globals:
+    ``_codecs.encode`` restricted to ``(text, "latin1")`` and ``bytes`` restricted to ``bytes()``.
+    Everything else raises `UnsafePickleError` without importing anything. Plain dicts, lists,
+    ints, strings and bytes need no globals. Persistent IDs are refused too (the base class raises
+    for them).
     """
 
-    ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
+    RESOLVERS = {
+        ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+        ("numpy", "ndarray"): lambda: np.ndarray,
+        ("numpy", "dtype"): lambda: np.dtype,
+        ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
+        ("_codecs", "encode"): lambda: _latin1_encode,
+        ("__builtin__", "bytes"): lambda: _plain_bytes,
+        ("builtins", "bytes"): lambda: _plain_bytes,
+    }
+    ALLOWED = frozenset(RESOLVERS)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise UnsafePickleError(
-                f"refusing to unpickle global {module}.{name}: only numpy array reconstruction "
-                f"({', '.join(sorted(f'{m}.{n}' for m, n in self.ALLOWED))}) is allowed in CIFAR batches"
+                f"refusing to unpickle global {module}.{name}: only numpy array reconstruction and bytes "
+                f"({', '.join(sorted(f'{m}.{n}' for m, n in self.ALLOWED))}) are allowed in CIFAR batches"
             )
-        if name == "_reconstruct":
-            return _numpy_reconstruct()
-        return np.ndarray if name == "ndarray" else np.dtype
+        return self.RESOLVERS[(module, name)]()
 
 
 def restricted_loads(data: bytes | BinaryIO, *, encoding: str = "bytes") -> Any:
@@ -525,8 +554,8 @@ class _Python2StylePickler(pickle._Pickler):  # type: ignore[name-defined]
 
     * `bytes` and `str` are written as Python-2 ``str`` (SHORT_BINSTRING / BINSTRING opcodes),
       which ``pickle.load(..., encoding="bytes")`` returns as bytes - so dict keys come back as
-      b"data", b"labels", ... exactly as for the real files. (Python 3's own protocol 2 would
-      instead route bytes through ``_codecs.encode``, a global the restricted loader refuses.)
+      b"data", b"labels", ... exactly as for the real files. (Python 3's own protocol 2 routes
+      bytes through ``_codecs.encode`` instead, which the restricted loader allows in that form.)
     * numpy's ``_reconstruct`` is referenced as ``numpy.core.multiarray._reconstruct``, the
       numpy-1.x module name found in the real files.
     """
@@ -564,6 +593,7 @@ def write_fake_cifar10(
     num_test: int = 20,
     seed: int = 0,
     as_archive: bool = False,
+    protocol: Optional[int] = None,
 ) -> Path:
     """Write a tiny CIFAR-10 release in the real on-disk format (random pixels, random labels).
 
@@ -573,14 +603,18 @@ def write_fake_cifar10(
     b"num_cases_per_batch", b"num_vis"), data uint8 (n, 3072). With ``as_archive=True`` writes
     `root/cifar-10-python.tar.gz` (members under cifar-10-batches-py/) instead.
 
+    With `protocol` (0-5) the batches are pickled by this Python 3 with that protocol instead (as a
+    user's re-saved copy of the release would be).
+
     Deterministic in `seed`. Returns the folder or the archive path. Files are written atomically.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     files: Dict[str, bytes] = {}
+    dump = _python2_pickle if protocol is None else (lambda obj: pickle.dumps(obj, protocol=protocol))
 
     def batch(label: str, n: int, prefix: str) -> bytes:
-        return _python2_pickle(
+        return dump(
             {
                 b"batch_label": label.encode(),
                 b"labels": [int(v) for v in rng.integers(0, NUM_CLASSES, size=n)],
@@ -592,7 +626,7 @@ def write_fake_cifar10(
     for index, name in enumerate(TRAIN_BATCHES, start=1):
         files[name] = batch(f"training batch {index} of 5", num_train_per_batch, f"train{index}")
     files[TEST_BATCH] = batch("testing batch 1 of 1", num_test, "test")
-    files[META_FILE] = _python2_pickle(
+    files[META_FILE] = dump(
         {
             b"num_cases_per_batch": int(num_train_per_batch),
             b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES],

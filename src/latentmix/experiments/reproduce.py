@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.experiments import paper
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
@@ -61,24 +64,56 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown reproduce target {args.target!r}: choose one of {', '.join(TARGETS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    check_run_arguments(args)
+    out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
     from latentmix.cli import set_threads
 
     # One thread suits one tiny run at a time; a vectorized population is real arithmetic.
     set_threads(args.threads, args.target if args.sequential else "population")
     module_name, function_name = TARGETS[args.target].split(":")
-    return getattr(importlib.import_module(module_name), function_name)(args)
+    started = datetime.datetime.now()
+    code = getattr(importlib.import_module(module_name), function_name)(args)
+    failed = failed_since(out, started)
+    if failed:
+        from latentmix.sweep import print_failed_runs
+
+        print_failed_runs(failed)
+        return 1
+    return code
+
+
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """The run settings of the command line (--epochs, --alpha, --width, --device, --model), checked
+    as `latentmix train` checks them, before any data is read or any run starts."""
+    from latentmix.training import RunConfig
+
+    width = getattr(args, "width", None)
+    RunConfig(epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
+              device=getattr(args, "device", None) or "auto", model=getattr(args, "model", None)).validate("cli")
+
+
+def failed_since(out: Path, started: datetime.datetime) -> list[tuple[str, str]]:
+    """(run id, error) of the runs of `out`'s sweep store that this command tried and that failed."""
+    database = out / "sweep.db"
+    if not database.exists():
+        return []
+    from latentmix.sweep import SweepStore, default_storage_url, failed_runs
+
+    store = SweepStore(default_storage_url(out))
+    return [item for name in store.study_names() for item in failed_runs(store.load(name), since=started)]
 
 
 def reproduce_spiral(args: argparse.Namespace) -> int:
-    from latentmix.experiments import SPIRAL_RANGES, spiral_table2_grid
+    from latentmix.experiments import spiral_table2_grid
 
     noise_rates = _noise_list(args.noise, paper.TABLE2_NOISE)
     grid = spiral_table2_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates)
+    grid = replace(grid, methods=_spiral_methods(getattr(args, "methods", None), grid.methods))
     out = Path(args.out or "runs/reproduce-spiral")
     started = time.perf_counter()
     results = run_spiral_grid(grid, out, sequential=args.sequential, progress=not args.quiet)
     wall = time.perf_counter() - started
-    rows = ["ce", "m(0-0)"] + [f"lr-m({r})" for r in SPIRAL_RANGES]
+    rows = [m.row for m in grid.methods]
     for result in results:
         if result["row"] == "m":
             result["row"] = "m(0-0)"
@@ -102,6 +137,23 @@ def reproduce_spiral(args: argparse.Namespace) -> int:
     print(table)
     print(f"{len(results)} runs in {wall:.1f} s; tables in {out}/table.md, per-run results in {out}/runs.csv")
     return 0
+
+
+def _spiral_methods(text: str | None, methods: tuple) -> tuple:
+    """The rows of Table 2 that --methods names: a method (ce, m, lr-m: all its layer ranges) or a
+    row (m(0-0), lr-m(1-3)); anything else is refused, listing what the table has."""
+    from latentmix.experiments import SPIRAL_RANGES
+
+    if not text:
+        return methods
+    chosen = []
+    for name in (part.strip().lower() for part in text.split(",")):
+        picked = [m for m in methods if name in (m.method, m.row)]
+        if not picked:
+            raise ConfigError(f"--methods {name!r} is not in the spiral table; choose from ce, m, lr-m (every range) "
+                              f"or rows such as m(0-0), lr-m(1-3) (ranges {SPIRAL_RANGES[0]} .. {SPIRAL_RANGES[-1]})")
+        chosen += [m for m in picked if m not in chosen]
+    return tuple(m for m in methods if m in chosen)
 
 
 def run_spiral_grid(grid, out: Path, sequential: bool, progress: bool) -> list[dict]:

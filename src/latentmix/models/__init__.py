@@ -15,22 +15,58 @@ from latentmix.errors import ConfigError
 MODELS = ("spiral-mlp", "mlp", "small-cnn", "preact-resnet18", "text", "fusion")
 
 
+# The model of each built-in data set (others: "auto", chosen from the inputs).
+DEFAULT_MODELS = {"spiral": "spiral-mlp", "cifar10": "preact-resnet18", "fashion-mnist": "small-cnn",
+                  "mnist": "small-cnn", "kmnist": "small-cnn"}
+# Mix points of each model as `build_model` builds it (mix layers 1..K; 0 is the input), so that a
+# layer range can be checked before any data is read. tests/test_inputs.py checks it against the models.
+MIX_LAYER_COUNTS = {"spiral-mlp": 5, "mlp": 2, "small-cnn": 3, "preact-resnet18": 4, "text": 3}
+
+
 def default_model_name(dataset) -> str:
-    name = dataset.name
-    if name == "spiral":
-        return "spiral-mlp"
-    if name == "cifar10":
-        return "preact-resnet18"
-    if name in ("fashion-mnist", "mnist", "kmnist"):
-        return "small-cnn"
-    return "auto"
+    return DEFAULT_MODELS.get(dataset.name, "auto")
+
+
+def mix_layer_count(model: Optional[str], dataset: str) -> Optional[int]:
+    """K, the number of mix points of `model` (or of `dataset`'s default model); None where it
+    depends on the inputs (the "auto" model of user data, fusion nets) or the name is unknown."""
+    key = (model or DEFAULT_MODELS.get(str(dataset).strip().lower(), "auto")).strip().lower()
+    return MIX_LAYER_COUNTS.get(key)
 
 
 def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Module:
-    """Build model `name` (or the data set's default) sized for `dataset`'s inputs and classes."""
+    """Build model `name` (or the data set's default) sized for `dataset`'s inputs and classes.
+
+    A model too large for memory (its size follows the inputs: millions of features, a huge token
+    vocabulary) is a `ConfigError` that says so, not an allocator traceback."""
+    key = (name or default_model_name(dataset)).strip().lower()
+    try:
+        return _build(key, name, dataset, width)
+    except (MemoryError, RuntimeError) as error:
+        from latentmix.config_checks import out_of_memory_reason
+
+        reason = out_of_memory_reason(error)
+        if reason is None:
+            raise
+        sizes = _input_sizes(dataset.train_inputs)
+        raise ConfigError(f"the {key} model for {dataset.name} (inputs {sizes}, {dataset.num_classes} classes) does not "
+                          f"fit in memory ({reason}); its size follows the inputs: reduce the number of features "
+                          "or the token vocabulary (or --width)") from None
+
+
+def _input_sizes(inputs) -> str:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return str(tuple(inputs.shape[1:]))
+    if isinstance(inputs, dict):
+        return ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in inputs.items())
+    return ", ".join(str(tuple(v.shape[1:])) for v in inputs)
+
+
+def _build(key: str, name: Optional[str], dataset, width: float) -> nn.Module:
     from latentmix.models import small
 
-    key = (name or default_model_name(dataset)).strip().lower()
     num_classes = dataset.num_classes
     inputs = dataset.train_inputs
     if key == "spiral-mlp":
