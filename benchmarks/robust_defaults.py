@@ -4,8 +4,10 @@ default schedule and at three times its epochs, beside cleanlab on the very same
 For every data set x noise rate x seed a `.npz` file is written as a user would bring it
 (`features`, noisy `labels`, the `clean_labels` for scoring, and a clean test set as `val_*`
 arrays), then:
-  * latentmix runs (`latentmix.training.train` on that file, exactly what `latentmix train --data`
-    runs): best / last / selected test accuracy, the detection AUC of the ranking a user gets
+  * latentmix runs (`latentmix.training.train` on that file, exactly what `latentmix train --data
+    FILE --method M --epochs E --val-split 0.1` runs: the file's `val_*` arrays are a clean test
+    set a user would not have, so 10% of the noisy training data is held out to select by, as a
+    file without them gets by default): best / last / selected test accuracy, the detection AUC of the ranking a user gets
     (`label_issues.csv`, every training row) against the flipped labels, the estimated share of
     wrong labels, the epoch bootstrapping started;
   * cleanlab 2.9 (optional extra, `pip install cleanlab scikit-learn`): label-quality ranking
@@ -13,11 +15,13 @@ arrays), then:
     AUC on the same labels, and `CleanLearning`'s test accuracy.
 
 Every job writes one JSON file under OUT/jobs/, so an interrupted benchmark continues where it
-stopped; `--workers` runs jobs in parallel processes (one torch thread each). Results:
+stopped (they are kept in git, so a grid started on one machine finishes on another); `--workers`
+runs CPU jobs in parallel processes (one torch thread each), `--cuda fmnist:4000 --gpu-workers 6`
+sends the larger runs to a GPU. Results:
 OUT/results.csv (one line per job) and OUT/table.md (mean and spread over seeds).
 
     python benchmarks/robust_defaults.py --data gen:1000,fmnist:4000 --noise 0.2,0.4,0.6 --seeds 2 \\
-        --epochs 50,150 --methods ce,lr-m-dyr-h --peers lr,mlp --workers 2 --out runs/robust-defaults
+        --epochs 50,150 --methods ce,lr-m-dyr-h --peers lr,mlp --workers 2
 """
 
 from __future__ import annotations
@@ -117,7 +121,8 @@ def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path
     config = RunConfig(dataset=path.stem, data=str(path), method=method, epochs=epochs, seed=seed, device=device,
                        val_split=0.1)
     started = time.perf_counter()
-    result = train(config, run_dir=run_dir, progress=False)
+    # a folder without its job file is an interrupted job: start it afresh
+    result = train(config, run_dir=run_dir, progress=False, overwrite=True)
     summary = result.summary()
     with (run_dir / "label_issues.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] != "val"]
@@ -192,7 +197,7 @@ def plan(args) -> list[dict]:
                 cell = {"source": source, "n": int(n), "noise": noise, "seed": seed}
                 tag = f"{source}-{n}-noise{round(noise * 100)}-seed{seed}"
                 device = "cuda" if cuda_from.get(source, float("inf")) <= int(n) else args.device
-                for method in args.methods.split(","):
+                for method in [m for m in args.methods.split(",") if m]:
                     for epochs in [int(e) for e in args.epochs.split(",")]:
                         jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
                                      "device": device, "id": f"{tag}-{method}-e{epochs}"})
@@ -254,7 +259,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu-workers", type=int, default=1, help="parallel jobs sharing the GPU (--cuda)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cuda", default="", help="SOURCE:N,...: runs of SOURCE with N or more samples on the GPU")
-    parser.add_argument("--out", default="runs/robust-defaults")
+    parser.add_argument("--out", default="benchmarks/results/robust-defaults",
+                        help="jobs/ (one JSON per finished job: kept in git), runs/ and data/ (not kept)")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
     args = parser.parse_args(argv)
     out = Path(args.out)

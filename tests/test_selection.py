@@ -41,6 +41,7 @@ def _rows(select, fit=None, flagged=None):
 def test_early_learning_ends_when_noisy_validation_stops_improving():
     # best at epoch 3; epochs 4, 5, 6 do not beat it: patience 3 is used up at epoch 6
     rows = _rows([0.3, 0.4, 0.5, 0.5, 0.45, 0.49, 0.6])
+    assert early_learning_end(rows, patience=2) == 5  # used up at epoch 5
     assert early_learning_end(rows, patience=3) == 6
     assert early_learning_end(rows, patience=4) is None  # epoch 7 improves again
     assert early_learning_end(rows[:5], patience=3) is None
@@ -48,11 +49,15 @@ def test_early_learning_ends_when_noisy_validation_stops_improving():
 
 def test_early_learning_ends_when_the_model_fits_more_labels_than_are_clean():
     # 30% flagged: fitting more than 70% of the given labels means memorising
-    rows = _rows([None] * 5, fit=[0.3, 0.5, 0.65, 0.71, 0.8], flagged=[0.3] * 5)
-    assert early_learning_end(rows) == 4
-    # never before min_epochs, and at the latest at `latest`
-    assert early_learning_end(_rows([None] * 3, fit=[0.9] * 3, flagged=[0.3] * 3), min_epochs=2) == 2
+    rows = _rows([None] * 6, fit=[0.3, 0.5, 0.65, 0.69, 0.68, 0.8], flagged=[0.3] * 6)
+    assert early_learning_end(rows) == 6
+    assert early_learning_end(rows, min_epochs=2) == 6
+    # never before min_epochs (a barely trained network flags far too many labels), and at the
+    # latest at `latest`
+    early = _rows([None] * 6, fit=[0.3, 0.45, 0.5, 0.55, 0.6, 0.6], flagged=[0.9, 0.74, 0.6, 0.5, 0.3, 0.3])
+    assert early_learning_end(early) is None and early_learning_end(early, min_epochs=2) == 2
     assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5]), latest=4) == 4
+    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5]), latest=3) == 3  # the cap comes before min_epochs
     assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5])) is None
 
 
@@ -75,9 +80,9 @@ def test_separation_hand_computed():
 
 
 def test_noise_estimate_is_the_median_flagged_share_of_early_learning():
-    rows = [{"epoch": e, "flagged_share": v} for e, v in enumerate([0.9, 0.42, 0.38, 0.40, 0.2, 0.1], start=1)]
-    assert estimate_noise_rate(rows, learning_end=4) == pytest.approx(0.40)  # epochs 2-4; epoch 1 left out
-    assert estimate_noise_rate(rows, learning_end=6) == pytest.approx(0.38)  # median of .42 .38 .40 .2 .1
+    rows = [{"epoch": e, "flagged_share": v} for e, v in enumerate([0.9, 0.7, 0.38, 0.40, 0.36, 0.1], start=1)]
+    assert estimate_noise_rate(rows, learning_end=5) == pytest.approx(0.38)  # epochs 3-5; epochs 1, 2 left out
+    assert estimate_noise_rate(rows, learning_end=6) == pytest.approx(0.37)  # median of .38 .40 .36 .1
     assert estimate_noise_rate(rows[:1], learning_end=1) == pytest.approx(0.9)
     assert flagged_share(np.array([0.2, 0.6, 0.51, 0.5])) == 0.5
 

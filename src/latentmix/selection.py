@@ -31,9 +31,10 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     """Positions (train, holdout) of a seeded split stratified on the *given* (noisy) labels.
 
     The held-out samples keep their noisy labels: accuracy on them is what a user without clean
-    labels can select a checkpoint by. Their expected accuracy is ``(1 - r) * acc_clean + r/C``
-    under symmetric noise of changed-fraction r, a monotone function of the clean accuracy, so its
-    argmax over epochs picks the same checkpoint as clean accuracy would, up to sampling noise.
+    labels can select a checkpoint by. When a share r of the labels is changed to a uniformly drawn
+    other class, their expected accuracy is ``(1 - r) acc + r (1 - acc) / (C - 1)``, increasing in
+    the clean accuracy `acc` while r < (C - 1) / C, so its argmax over epochs picks the checkpoint
+    clean accuracy would, up to sampling noise.
     ``fraction == 0`` holds nothing out.
     """
     from latentmix.data.arrays import stratified_split
@@ -49,7 +50,7 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return stratified_split(np.asarray(labels), fraction, seed)
 
 
-def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: int = 2,
+def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: int = 5,
                        latest: Optional[int] = None) -> Optional[int]:
     """The last epoch of the early-learning phase (bootstrapping starts after it with
     `--warmup-epochs auto`), or None while it goes on. Reads only what needs no clean labels.
@@ -60,8 +61,12 @@ def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: i
       * the training accuracy against the given labels exceeds the share of labels the noise model
         calls clean, ``train_acc_noisy > 1 - flagged_share``: the model now agrees with more given
         labels than can be right, i.e. it has started to memorise wrong ones;
-    and at the latest at epoch `latest` (the first lr decay). Rows are the per-epoch metric rows in
-    order; a missing value (an epoch without tracking) counts as no signal.
+    and at the latest at epoch `latest` (the first lr decay). Not before `min_epochs`: in the first
+    epochs a barely trained network "disagrees" with most labels, so the share the noise model
+    flags is far above the truth and the second test would fire at once (measured: a 1,000-sample
+    run flagged 74% of its labels at epoch 2 and started bootstrapping there, stuck at 35% accuracy).
+    Rows are the per-epoch metric rows in order; a missing value (an epoch without tracking)
+    counts as no signal.
     """
     best, best_epoch = -1.0, 0
     for row in rows:
@@ -69,12 +74,14 @@ def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: i
         select = row.get("select_acc")
         if select is not None and select > best:
             best, best_epoch = float(select), epoch
+        if latest is not None and epoch >= latest:
+            return epoch
         if epoch < min_epochs:
             continue
         plateau = select is not None and epoch - best_epoch >= patience
         fit, flagged = row.get("train_acc_noisy"), row.get("flagged_share")
         memorising = fit is not None and flagged is not None and fit > 1.0 - flagged
-        if plateau or memorising or (latest is not None and epoch >= latest):
+        if plateau or memorising:
             return epoch
     return None
 
@@ -118,15 +125,15 @@ def flagged_share(p_noisy: np.ndarray, threshold: float = 0.5) -> float:
 
 def estimate_noise_rate(rows: Sequence[dict], learning_end: int) -> Optional[float]:
     """Estimated fraction of wrong labels: the median over the early-learning epoch rows
-    (2..`learning_end`, see `early_learning_end`) of the share of samples the noise model flags.
+    (3..`learning_end`, see `early_learning_end`) of the share of samples the noise model flags.
 
     Why that window: while the network learns the clean labels first, the losses of the wrong
     labels stay high and the mixture splits them off cleanly; once it memorises them (or once
     bootstrapping pulls their targets towards the predictions) their losses fall and the flagged
-    share drifts below the truth. Epoch 1 is left out (the network has barely learnt anything);
+    share drifts below the truth. Epochs 1 and 2 are left out (the network has barely learnt anything);
     the median shrugs off one odd epoch. Measured in docs/robust-defaults.md."""
     shares = [row["flagged_share"] for row in rows
-              if row.get("flagged_share") is not None and 2 <= int(row["epoch"]) <= learning_end]
+              if row.get("flagged_share") is not None and 3 <= int(row["epoch"]) <= learning_end]
     if not shares:  # a run of one epoch, or tracked only at the end
         shares = [row["flagged_share"] for row in rows if row.get("flagged_share") is not None][-1:]
     return float(np.median(shares)) if shares else None
