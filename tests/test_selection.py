@@ -194,3 +194,22 @@ def test_a_collapsed_noise_model_is_reported_and_does_not_switch_bootstrapping_o
         issues = list(csv.DictReader(handle))
     keys = [(float(r["p_noisy"]), float(r["loss"])) for r in issues]
     assert keys == sorted(keys, reverse=True)
+
+
+def test_population_runs_write_label_issues_that_detect_accepts(tmp_path, capsys):
+    """The vectorized grid writes the same label_issues.csv (with the loss column, ranked by P(noisy)
+    then loss), which `detect` uses as it is (a run trained in a population has no checkpoint to
+    rebuild it from)."""
+    from latentmix.cli import main
+
+    out = tmp_path / "grid"
+    assert main(["reproduce", "spiral", "--seeds", "1", "--epochs", "3", "--methods", "ce", "--noise", "0.2",
+                 "--out", str(out), "--quiet"]) == 0
+    run = next((out / "runs").iterdir())
+    with (run / "label_issues.csv").open() as handle:
+        issues = list(csv.DictReader(handle))
+    keys = [(float(r["p_noisy"]), float(r["loss"])) for r in issues]
+    assert keys == sorted(keys, reverse=True) and sorted(int(r["index"]) for r in issues) == list(range(len(issues)))
+    capsys.readouterr()
+    assert main(["detect", str(run), "--top", "1"]) == 0
+    assert f"of {len(issues)} labels have P(noisy)" in capsys.readouterr().out

@@ -569,7 +569,8 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             "actual_noise_rate": float(is_noisy[r].mean()), "trained_as": f"population of {num_runs}",
             # timings (each run's share of the population's): timing.json, never result.json
             "wall_time_s": round(wall / num_runs, 4), "epoch_time_s": list(epoch_times),
-            "metrics": rows, "p_noisy": p_noisy, "predictions": predictions[r].cpu().numpy(),
+            "metrics": rows, "p_noisy": p_noisy, "losses": final_losses[r].cpu().numpy(),
+            "predictions": predictions[r].cpu().numpy(),
             "noisy_labels": noisy_y[r].cpu().numpy(), "is_noisy": is_noisy[r],
         })
     return summaries

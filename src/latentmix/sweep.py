@@ -758,7 +758,7 @@ class WorkerReport:
 def _scalar_summary(summary: dict) -> dict:
     out = {}
     for key, value in summary.items():
-        if key in ("metrics", "p_noisy", "predictions", "noisy_labels", "is_noisy"):
+        if key in ("metrics", "p_noisy", "losses", "predictions", "noisy_labels", "is_noisy"):
             continue
         if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
             value = value.item()
@@ -896,7 +896,8 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
             atomic_write_csv(run_dir / "metrics.csv", metrics, METRIC_FIELDS)
         if all(summary.get(k) is not None for k in ("p_noisy", "predictions", "noisy_labels")):
             write_label_issues(run_dir / "label_issues.csv", SimpleNamespace(
-                p_noisy=summary["p_noisy"], predictions=summary["predictions"], noisy_labels=summary["noisy_labels"],
+                p_noisy=summary["p_noisy"], losses=summary.get("losses"), predictions=summary["predictions"],
+                noisy_labels=summary["noisy_labels"],
                 is_noisy=summary.get("is_noisy") if claim.config.data is None else None))  # clean labels known
         scalars = _scalar_summary(summary)
         # Timings go to timing.json, so that result.json is the same file for same-seed runs.
