@@ -49,7 +49,9 @@ METRICS_NAME = "metrics.csv"
 RESULT_NAME = "result.json"
 LABEL_ISSUES_NAME = "label_issues.csv"
 TIMING_NAME = "timing.json"
-RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_NAME, LABEL_ISSUES_NAME, TIMING_NAME)
+SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked by validation accuracy
+RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_NAME, LABEL_ISSUES_NAME, TIMING_NAME,
+             SELECTED_NAME)
 
 # `RunConfig` fields that say where or how fast a run executes, not what it computes: a resume on
 # another machine may change them. The data paths are among them because the data themselves are

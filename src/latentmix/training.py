@@ -48,7 +48,7 @@ from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.selection import (
     early_learning_end, estimate_noise_rate, flagged_share, holdout_split, selected_epoch, separation,
 )
-from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, run_fingerprints
+from latentmix.run_folder import CHECKPOINT_NAME, SELECTED_NAME, RunFolder, RunTiming, run_fingerprints
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,7 +661,6 @@ def training_step(
 # The run
 # --------------------------------------------------------------------------------------------
 
-SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked by noisy-validation accuracy
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
     "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
