@@ -805,7 +805,7 @@ def train(
         bootstrapping = method.corrects and warmup_end is not None and epoch > warmup_end and noise_model is not None
         epoch_targets = None
         if bootstrapping and config.bootstrap_forward == "tracked":
-            if tracked is None:  # resumed: the pass that ended the previous epoch is not in the checkpoint
+            if tracked is None:  # resumed from a checkpoint that does not keep the previous epoch's pass
                 tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                                 protocol.eval_batch_size, autocast, dist=dist)
             epoch_targets = epoch_bootstrap_targets(method, noisy_labels, tracked, noise_model)
