@@ -98,8 +98,7 @@ def run_fingerprints(dataset: Any, noisy_labels: torch.Tensor) -> dict:
     training labels, independent of where the files live."""
     return {
         "num_train": dataset.num_train,
-        "num_label_issue_rows": dataset.num_train + (dataset.num_val if getattr(dataset, "val_given_labels", None)
-                                                     is not None else 0),
+        "num_label_issue_rows": dataset.num_label_issue_rows,
         "data_sha256": tensors_sha256(dataset.train_inputs, dataset.train_labels, dataset.given_noisy_labels,
                                       dataset.val_inputs, dataset.val_labels),
         "labels_sha256": tensors_sha256(noisy_labels),

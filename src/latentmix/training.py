@@ -967,12 +967,6 @@ def per_sample_results(view: dict, dataset: Dataset, labels: NoisyLabels, holdou
     return fields_
 
 
-def num_label_issue_rows(dataset: Dataset) -> int:
-    """How many rows `label_issues.csv` has: every training sample, and the validation rows when
-    the validation set is a split of the user's file."""
-    return dataset.num_train + (dataset.num_val if dataset.val_given_labels is not None else 0)
-
-
 def run_holdout(config: RunConfig, protocol: Protocol, dataset: Dataset, labels: NoisyLabels) -> tuple[np.ndarray, np.ndarray]:
     """Positions (trained on, held out) of the run's noisy validation split: the same samples for
     every method at a given noise seed."""

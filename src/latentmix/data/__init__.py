@@ -73,6 +73,12 @@ class Dataset:
     def num_val(self) -> int:
         return int(self.val_labels.shape[0])
 
+    @property
+    def num_label_issue_rows(self) -> int:
+        """How many rows a run's `label_issues.csv` has: every training sample, and the validation
+        rows when the validation set is a split of the user's file (they are scored too)."""
+        return self.num_train + (self.num_val if self.val_given_labels is not None else 0)
+
     def to(self, device: torch.device | str) -> "Dataset":
         """Move every tensor to `device` (the transforms are device-agnostic tensor ops)."""
         def move(x: Any) -> Any:
