@@ -15,7 +15,8 @@ from latentmix.errors import ConfigError
 from latentmix.experiments.fashion import (
     FASHION_METHODS, fashion_grid, multimodal_grid, prepare_fashion_subset,
 )
-from latentmix.training import PROTOCOLS, RunConfig, train
+from latentmix.experiments import run_id
+from latentmix.training import PROTOCOLS, RunConfig, protocol_for, train
 
 
 def _write_fashion_like(folder, n_train=48, n_test=30, seed=0):
@@ -41,30 +42,38 @@ def idx_dir(tmp_path):
 
 def test_reproduce_fashion_cli_end_to_end(idx_dir, tmp_path):
     out = tmp_path / "out"
-    code = main(["reproduce", "fashion-mnist", "--data-dir", str(idx_dir), "--epochs", "1", "--seeds", "1",
-                 "--methods", "ce,lr-m-dyr-h", "--noise", "0.2", "--out", str(out), "--device", "cpu", "--quiet"])
-    assert code == 0
+    command = ["reproduce", "fashion-mnist", "--data-dir", str(idx_dir), "--epochs", "1", "--seeds", "1",
+               "--methods", "ce,lr-m-dyr-h", "--noise", "0.2", "--asym-noise", "0.4", "--out", str(out),
+               "--device", "cpu", "--quiet"]
+    assert main(command) == 0
     table = (out / "table.md").read_text()
     assert "| CE |" in table and "| LR-M-DYR-H (0-2) |" in table
-    assert "best test accuracy" in table and "last-epoch test accuracy" in table and "AUC" in table
-    assert "48 training images" in table  # fewer than 10k available: the whole (tiny) training set
+    for what in ("best test accuracy", "last-epoch test accuracy", "selected test accuracy", "AUC",
+                 "estimated share of wrong labels", "actual share of wrong labels"):
+        assert what in table
+    assert "| method | 20% | asym. 40% |" in table
+    assert "48 training images" in table  # fewer than 5k available: the whole (tiny) training set
     with (out / "runs.csv").open() as handle:
         runs = list(csv.DictReader(handle))
-    assert sorted(r["row"] for r in runs) == ["ce", "lr-m-dyr-h"]
-    assert all(0.0 <= float(r["best_val_acc"]) <= 1.0 and r["detection_auc"] != "" for r in runs)
+    assert sorted((r["row"], r["noise_kind"]) for r in runs) == [
+        ("ce", "asymmetric"), ("ce", "symmetric"), ("lr-m-dyr-h", "asymmetric"), ("lr-m-dyr-h", "symmetric")]
+    assert all(0.0 <= float(r["best_val_acc"]) <= 1.0 and r["selected_val_acc"] != "" for r in runs)
     with (out / "results.csv").open() as handle:
-        assert {"best_val_acc_mean", "last_val_acc_std", "detection_auc_mean"} <= set(next(csv.DictReader(handle)))
+        lines = list(csv.DictReader(handle))
+    assert {"best_val_acc_mean", "last_val_acc_std", "selected_val_acc_mean", "detection_auc_mean",
+            "estimated_noise_rate_mean", "noise_kind"} <= set(lines[0])
+    assert sorted((r["row"], r["noise_kind"], r["noise"]) for r in lines)[0] == ("ce", "asymmetric", "0.4")
     assert (out / "curves_noise20.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "curves_asym_noise40.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["runs"] == 2 and summary["train_size"] == 48 and summary["epochs"] == 1
+    assert summary["runs"] == 4 and summary["train_size"] == 48 and summary["epochs"] == 1
+    assert summary["asymmetric_rates"] == [0.4]
     # every run read the subset folder the command wrote, with the table's model
     config = json.loads(next((out / "runs").glob("ce_*/config.json")).read_text())["config"]
     assert config["data_dir"] == summary["data_dir"] and config["width"] == 0.25 and config["model"] is None
     # run again: finished runs are kept, nothing is retrained
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
-    assert main(["reproduce", "fashion-mnist", "--data-dir", str(idx_dir), "--epochs", "1", "--seeds", "1",
-                 "--methods", "ce,lr-m-dyr-h", "--noise", "0.2", "--out", str(out), "--device", "cpu",
-                 "--quiet"]) == 0
+    assert main(command) == 0
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
 
 
@@ -92,7 +101,14 @@ def test_fashion_grid_rows_and_model_choice():
     grid = fashion_grid("/data", seeds=3)
     assert [m.method for m in grid.methods] == list(FASHION_METHODS)
     assert [m.layers for m in grid.methods][-1] == "1-3"  # DLR: the SmallCNN's blocks
-    assert len(grid.runs()) == 6 * 4 * 3
+    runs = grid.runs()
+    assert len(runs) == 6 * (4 + 2) * 3  # 0/20/50/80% symmetric, 20/40% class-dependent
+    assert sorted({(r.noise_kind, r.noise) for r in runs}) == [
+        ("asymmetric", 0.2), ("asymmetric", 0.4), ("symmetric", 0.0), ("symmetric", 0.2), ("symmetric", 0.5),
+        ("symmetric", 0.8)]
+    assert len({run_id(r) for r in runs}) == len(runs)  # an asymmetric run never shares a folder
+    assert all(r.val_split == 0.1 for r in runs)  # the "selected" column needs a noisy holdout
+    assert len(fashion_grid("/data", seeds=1, asymmetric_rates=()).runs()) == 6 * 4
     mlp = fashion_grid("/data", seeds=1, model="mlp", methods="dlr-m-dyr-h,lr-m(1-2)")
     assert [(m.method, m.layers) for m in mlp.methods] == [("dlr-m-dyr-h", "1-2"), ("lr-m", "1-2")]
     assert mlp.base.model == "mlp"
@@ -107,10 +123,15 @@ def test_mlp_option_builds_on_images(idx_dir):
     assert result.model.in_features == 784 and len(result.metrics) == 1
 
 
-def test_fashion_protocol_is_cpu_sized():
-    protocol = PROTOCOLS["fashion-mnist"]
-    assert protocol.epochs <= 20 and protocol.warmup_epochs < protocol.epochs
-    assert PROTOCOLS["fashion-mnist-multimodal"].epochs <= 20
+def test_fashion_protocols_per_model():
+    # the MLP has its own (longer) schedule; every other model the CNN's
+    cnn = protocol_for(RunConfig(dataset="fashion-mnist"), "fashion-mnist")
+    mlp = protocol_for(RunConfig(dataset="fashion-mnist", model="mlp"), "fashion-mnist")
+    assert cnn == PROTOCOLS["fashion-mnist"] and mlp == PROTOCOLS["fashion-mnist:mlp"] and mlp != cnn
+    for protocol in (cnn, mlp):
+        # [A]'s shape: bootstrapping starts right after the first lr decay
+        assert protocol.warmup_epochs == protocol.milestones[0] < protocol.milestones[1] < protocol.epochs
+    assert protocol_for(RunConfig(dataset="fashion-mnist", model="mlp", epochs=25), "fashion-mnist").milestones == (6, 22)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +175,8 @@ def test_multimodal_dataset_shapes_range_determinism(idx_dir):
 def test_multimodal_one_epoch_fusion_run(idx_dir, tmp_path):
     from latentmix.experiments.runner import run_grid
 
-    grid = multimodal_grid(seeds=1, epochs=1, noise_rates=(0.2,), device="cpu", data_dir=str(idx_dir))
+    grid = multimodal_grid(seeds=1, epochs=1, noise_rates=(0.2,), device="cpu", data_dir=str(idx_dir),
+                           asymmetric_rates=())
     assert [(m.method, m.layers) for m in grid.methods] == [("ce", None), ("lr-m", "1-3"), ("lr-m-dyr-h", "1-3")]
     results = run_grid(grid, tmp_path / "mm", vectorized=False, progress=False)
     assert [r["row"] for r in results] == ["ce", "lr-m(1-3)", "lr-m-dyr-h(1-3)"]

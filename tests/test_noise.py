@@ -399,3 +399,38 @@ def test_file_bad_num_classes(tmp_path):
     path.write_text("0\n1\n")
     with pytest.raises(ConfigError, match=r"num_classes must be >= 2"):
         labels_from_file(path, num_classes=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion-MNIST's class-dependent noise, as a run makes it
+
+
+def test_fashion_mnist_runs_flip_only_confusable_pairs():
+    from latentmix.data import Dataset
+    from latentmix.training import RunConfig, make_labels
+
+    clean = torch.arange(10).repeat_interleave(2000)
+    dataset = Dataset(name="fashion-mnist", train_inputs=torch.zeros(len(clean), 1), train_labels=clean,
+                      val_inputs=torch.zeros(1, 1), val_labels=torch.zeros(1, dtype=torch.long), num_classes=10)
+    labels = make_labels(RunConfig(dataset="fashion-mnist", noise_kind="asymmetric", noise=0.4, seed=3), dataset)
+    noisy = labels.labels.numpy()
+    partner = {0: 6, 6: 0, 2: 4, 4: 2, 7: 9, 9: 7}  # T-shirt/shirt, pullover/coat, sneaker/ankle boot
+    for cls in range(10):
+        given = noisy[clean.numpy() == cls]
+        changed = given[given != cls]
+        if cls in partner:
+            assert set(changed.tolist()) == {partner[cls]}
+            assert abs(len(changed) / len(given) - 0.4) < 0.04  # Binomial(2000, 0.4): sd 0.011
+        else:  # trouser, dress, sandal, bag keep their labels
+            assert len(changed) == 0
+    assert np.array_equal(labels.is_noisy.numpy(), noisy != clean.numpy())
+
+
+def test_asymmetric_noise_needs_a_class_map_of_the_data_set():
+    from latentmix.training import RunConfig
+
+    with pytest.raises(ConfigError, match="noise_kind' 'asymmetric'.*spiral"):
+        RunConfig(dataset="spiral", noise_kind="asymmetric", noise=0.2).validate()
+    with pytest.raises(ConfigError, match="noise_kind' 'asymmetric'.*mine.npz"):
+        RunConfig(data="mine.npz", noise_kind="asymmetric", noise=0.2).validate()
+    RunConfig(dataset="fashion-mnist", noise_kind="asymmetric", noise=0.2).validate()

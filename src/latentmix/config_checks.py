@@ -222,6 +222,14 @@ def validate_run_config(config: Any, style: Naming = "cli") -> None:
             f"{field_name('noise', style)} {config.noise:g} adds synthetic noise, but "
             f"{field_name('noisy_labels_file', style)} {config.noisy_labels_file} already gives the noisy labels "
             f"(its own noise is what is trained on and measured): drop {field_name('noise', style)}")
+    if config.noise_kind == "asymmetric" and config.noise > 0:
+        from latentmix.noise import ASYMMETRIC_MAPS
+
+        if config.data or config.dataset not in ASYMMETRIC_MAPS:
+            raise ConfigError(
+                f"{field_name('noise_kind', style)} 'asymmetric' flips classes by a class map defined for "
+                f"{', '.join(ASYMMETRIC_MAPS)}, not for {config.data or config.dataset!r}: use symmetric noise, or "
+                f"give your own noisy labels with {field_name('noisy_labels_file', style)}")
     _check_layer_range(config, style)
 
 

@@ -36,6 +36,8 @@ import torch
 from latentmix.errors import ConfigError
 
 __all__ = [
+    "ASYMMETRIC_MAPS",
+    "FASHION_MNIST_ASYMMETRIC_MAP",
     "CIFAR10_ASYMMETRIC_MAP",
     "NOISE_KINDS",
     "SELECTION_MODES",
@@ -51,6 +53,20 @@ __all__ = [
 # Class indices follow torchvision's CIFAR10: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer,
 # 5 dog, 6 frog, 7 horse, 8 ship, 9 truck.
 CIFAR10_ASYMMETRIC_MAP: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+# Fashion-MNIST's confusable pairs, swapped both ways as cat <-> dog above: T-shirt/top <-> shirt,
+# pullover <-> coat, sneaker <-> ankle boot (classes 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress,
+# 4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot). The three pairs are the largest
+# off-diagonal entries of a clean-trained classifier's confusion matrix on this data; trouser,
+# dress, sandal and bag never change. docs/fashion-mnist.md.
+FASHION_MNIST_ASYMMETRIC_MAP: dict[int, int] = {0: 6, 6: 0, 2: 4, 4: 2, 7: 9, 9: 7}
+
+# The class map of each named data set's asymmetric noise (`--noise-kind asymmetric`).
+ASYMMETRIC_MAPS: dict[str, dict[int, int]] = {
+    "cifar10": CIFAR10_ASYMMETRIC_MAP,
+    "fashion-mnist": FASHION_MNIST_ASYMMETRIC_MAP,
+    "fashion-mnist-multimodal": FASHION_MNIST_ASYMMETRIC_MAP,
+}
 
 SELECTION_MODES = ("exact", "bernoulli")
 NOISE_KINDS = ("symmetric", "asymmetric")

@@ -561,7 +561,8 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         best = int(np.argmax(val_accs))
         summaries.append({
             "method": method.name, "mix_layers": _format(method.mix_layers), "correction": method.correction,
-            "dataset": config.dataset, "noise": config.noise, "seed": config.seed, "epochs": len(rows),
+            "dataset": config.dataset, "noise": config.noise, "noise_kind": config.noise_kind, "seed": config.seed,
+            "epochs": len(rows),
             "best_val_acc": val_accs[best], "last_val_acc": val_accs[-1], "best_epoch": rows[best]["epoch"],
             "last_train_acc_noisy": rows[-1]["train_acc_noisy"], "last_train_acc_clean": rows[-1]["train_acc_clean"],
             "detection_auc": rows[-1].get("detection_auc"), "detection_precision": rows[-1].get("detection_precision"),

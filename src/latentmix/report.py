@@ -38,14 +38,34 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
-def aggregate(results: Iterable[dict], value_key: str, scale: float = 100.0) -> dict[tuple[str, float], dict]:
-    """Group runs by (row, noise): mean, std and count of `value_key` (times `scale`)."""
-    groups: dict[tuple[str, float], list[float]] = defaultdict(list)
+def noise_column(noise: float, kind: Optional[str] = "symmetric"):
+    """A table column's key: the rate for symmetric noise (as every table has had), ("asymmetric",
+    rate) for class-dependent noise."""
+    rate = round(float(noise), 6)
+    return rate if kind in (None, "symmetric") else (str(kind), rate)
+
+
+def column_order(column) -> tuple:
+    """Symmetric columns first, each kind by rate."""
+    return (1, column[1]) if isinstance(column, tuple) else (0, column)
+
+
+def column_label(column) -> str:
+    """'20%' for symmetric noise, 'asym. 20%' for class-dependent noise."""
+    if isinstance(column, tuple):
+        kind, rate = column
+        return f"{kind[:4]}. {rate:.0%}"
+    return f"{column:.0%}"
+
+
+def aggregate(results: Iterable[dict], value_key: str, scale: float = 100.0) -> dict[tuple, dict]:
+    """Group runs by (row, noise column): mean, std and count of `value_key` (times `scale`)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
     for result in results:
         value = result.get(value_key)
         if value is None:
             continue
-        groups[(result["row"], round(float(result["noise"]), 6))].append(float(value) * scale)
+        groups[(result["row"], noise_column(result["noise"], result.get("noise_kind")))].append(float(value) * scale)
     return {key: dict(zip(("mean", "std"), mean_std(values)), n=len(values)) for key, values in groups.items()}
 
 
@@ -66,21 +86,24 @@ def markdown_table(
     paper: Optional[Callable[[str, float], Optional[float]]] = None, title: str = "", scale: float = 100.0,
     bold_best: bool = True, digits: int = 1,
 ) -> str:
-    """A markdown table: one line per row, one column per noise rate, "mean ± std (paper)" cells
-    (`digits` decimals). The best mean of each column is bold."""
+    """A markdown table: one line per row, one column per noise rate (a rate, symmetric noise, or a
+    `noise_column` key), "mean ± std (paper)" cells (`digits` decimals). The best mean of each
+    column is bold."""
     stats = aggregate(results, value_key, scale)
+    columns = [noise if isinstance(noise, tuple) else noise_column(noise) for noise in noise_rates]
     best = {}
-    for noise in noise_rates:
-        means = [stats[(row, round(noise, 6))]["mean"] for row in rows if (row, round(noise, 6)) in stats]
-        best[noise] = max(means) if means else None
-    header = "| method | " + " | ".join(f"{noise:.0%}" for noise in noise_rates) + " |"
-    lines = ([f"**{title}**", ""] if title else []) + [header, "|" + "---|" * (len(noise_rates) + 1)]
+    for column in columns:
+        means = [stats[(row, column)]["mean"] for row in rows if (row, column) in stats]
+        best[column] = max(means) if means else None
+    header = "| method | " + " | ".join(column_label(column) for column in columns) + " |"
+    lines = ([f"**{title}**", ""] if title else []) + [header, "|" + "---|" * (len(columns) + 1)]
     for row in rows:
         cells = []
-        for noise in noise_rates:
-            cell_stats = stats.get((row, round(noise, 6)))
-            cell = format_cell(cell_stats, paper(row, noise) if paper else None, digits=digits)
-            if bold_best and cell_stats and best[noise] is not None and cell_stats["mean"] == best[noise]:
+        for column in columns:
+            cell_stats = stats.get((row, column))
+            paper_value = paper(row, column) if paper and not isinstance(column, tuple) else None
+            cell = format_cell(cell_stats, paper_value, digits=digits)
+            if bold_best and cell_stats and best[column] is not None and cell_stats["mean"] == best[column]:
                 cell = f"**{cell}**"
             cells.append(cell)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
@@ -90,12 +113,14 @@ def markdown_table(
 def results_csv_rows(results: Sequence[dict], value_keys: Sequence[str], scale: float = 100.0) -> list[dict]:
     """One CSV row per (row, noise) with mean/std/n of each value key."""
     per_key = {key: aggregate(results, key, scale) for key in value_keys}
-    keys = sorted({k for stats in per_key.values() for k in stats}, key=lambda k: (k[0], k[1]))
+    keys = sorted({k for stats in per_key.values() for k in stats},
+                  key=lambda k: (k[0], isinstance(k[1], tuple), k[1] if not isinstance(k[1], tuple) else k[1][1]))
     rows = []
-    for row, noise in keys:
-        entry: dict = {"row": row, "noise": noise}
+    for row, column in keys:
+        kind, noise = column if isinstance(column, tuple) else ("symmetric", column)
+        entry: dict = {"row": row, "noise": noise, "noise_kind": kind}
         for key, stats in per_key.items():
-            cell = stats.get((row, noise))
+            cell = stats.get((row, column))
             entry[f"{key}_mean"] = None if cell is None else cell["mean"]
             entry[f"{key}_std"] = None if cell is None else cell["std"]
             entry[f"{key}_n"] = None if cell is None else cell["n"]
@@ -131,6 +156,7 @@ class RunRecord:
     noise: float
     seed: Optional[int]
     config: dict = field(default_factory=dict)
+    noise_kind: str = "symmetric"
     result: Optional[dict] = None
     metrics: list = field(default_factory=list)
     run_dir: Optional[str] = None
@@ -145,8 +171,8 @@ class RunRecord:
         """result.json with the report's row, run id and settings; the detection AUC of the last
         epoch that has one when the summary lacks it."""
         out = dict(self.result or {})
-        out.update(row=self.row, run_id=self.run_id, dataset=self.dataset, noise=self.noise, seed=self.seed,
-                   run_dir=self.run_dir)
+        out.update(row=self.row, run_id=self.run_id, dataset=self.dataset, noise=self.noise, noise_kind=self.noise_kind,
+                   seed=self.seed, run_dir=self.run_dir)
         if out.get(AUC) is None:
             values = [row.get(AUC) for row in self.metrics if row.get(AUC) is not None]
             out[AUC] = values[-1] if values else None
@@ -283,6 +309,7 @@ def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, ru
         run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
         method=str(config.get("method") or result_or_empty.get("method") or run_id), layers=config.get("layers"),
         noise=round(float(noise or 0.0), 6), seed=None if seed is None else int(seed), config=config, result=result,
+        noise_kind=str(config.get("noise_kind") or result_or_empty.get("noise_kind") or "symmetric"),
         metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
     )
 
@@ -463,7 +490,7 @@ def _mark_paper_footnotes(table: str, dataset: str, which: str, rows: Sequence[s
         return table
     notes, lines = [], table.splitlines()
     for (method, noise, kind), note in paper.TABLE1_FOOTNOTES.items():
-        columns = [i for i, n in enumerate(noise_rates) if abs(n - noise) < 1e-9]
+        columns = [i for i, n in enumerate(noise_rates) if not isinstance(n, tuple) and abs(n - noise) < 1e-9]
         if kind != which or method not in rows or not columns:
             continue
         value = paper.table1_paper(method, noise, kind)
@@ -481,7 +508,7 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
     parentheses where it has them) and the last epoch's detection AUC, each mean ± std over seeds."""
     results = [run.summary() for run in data.finished(dataset)]
     rows = row_order(r["row"] for r in results)
-    noise_rates = sorted({round(float(r["noise"]), 6) for r in results})
+    noise_rates = sorted({noise_column(r["noise"], r.get("noise_kind")) for r in results}, key=column_order)
     word = _accuracy_word(dataset)
     epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs") is not None})
     setting = f"mean ± std over {_seed_text(results)}"
@@ -490,7 +517,8 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
     table_name = {"spiral": "paper Table 2", "cifar10": "paper Table 1"}.get(dataset)
 
     def paper_for(which: str):
-        has = any(paper_number(dataset, row, noise, which) is not None for row in rows for noise in noise_rates)
+        has = any(paper_number(dataset, row, noise, which) is not None for row in rows for noise in noise_rates
+                  if not isinstance(noise, tuple))
         return (lambda row, noise: paper_number(dataset, row, noise, which)) if has else None
 
     tables = []
@@ -518,11 +546,12 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
              ((BEST, 100.0), (LAST, 100.0), (SELECTED, 100.0), (AUC, 1.0), (EST_NOISE, 100.0), (ACTUAL_NOISE, 100.0))}
     csv_rows = []
     for row in rows:
-        for noise in noise_rates:
-            cell = (row, round(noise, 6))
+        for column in noise_rates:
+            cell = (row, column)
             if cell not in stats[BEST] and cell not in stats[LAST]:
                 continue
-            entry: dict = {"dataset": dataset, "row": row, "noise": noise,
+            kind, noise = column if isinstance(column, tuple) else ("symmetric", column)
+            entry: dict = {"dataset": dataset, "row": row, "noise": noise, "noise_kind": kind,
                            "n": stats[BEST].get(cell, stats[LAST].get(cell, {})).get("n")}
             for key, name, which in ((BEST, "best_acc", "best"), (LAST, "last_acc", "last"), (SELECTED, "selected_acc", None),
                                      (AUC, "detection_auc", None), (EST_NOISE, "estimated_noise", None),
@@ -531,15 +560,15 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
                 entry[f"{name}_mean"] = None if values is None else values["mean"]
                 entry[f"{name}_std"] = None if values is None else values["std"]
                 if which is not None:
-                    entry[f"{name}_paper"] = paper_number(dataset, row, noise, which)
+                    entry[f"{name}_paper"] = paper_number(dataset, row, noise, which) if kind == "symmetric" else None
             csv_rows.append(entry)
     return DatasetTables(dataset, rows, noise_rates, tables, csv_rows)
 
 
-CSV_FIELDS = ("dataset", "row", "noise", "n", "best_acc_mean", "best_acc_std", "best_acc_paper", "last_acc_mean",
+CSV_FIELDS = ("dataset", "row", "noise", "noise_kind", "n", "best_acc_mean", "best_acc_std", "best_acc_paper", "last_acc_mean",
               "last_acc_std", "last_acc_paper", "selected_acc_mean", "selected_acc_std", "detection_auc_mean",
               "detection_auc_std", "estimated_noise_mean", "estimated_noise_std", "actual_noise_mean", "actual_noise_std")
-RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "seed", "finished", "epochs", BEST, "best_epoch", LAST,
+RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", BEST, "best_epoch", LAST,
               SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
               "wall_time_s", "run_dir")
 
@@ -615,8 +644,11 @@ def plot_series(series: dict, path: Path, title: str, ylabel: str) -> Optional[P
 SHADE_MAX_SERIES = 5  # more lines than this: no ± std bands (they would cover each other)
 
 
-def _noise_tag(noise: float) -> str:
-    return f"n{noise * 100:g}"
+def _noise_tag(column) -> str:
+    """n20 (symmetric 20%), asym_n20 (class-dependent 20%): the file-name part of a column."""
+    if isinstance(column, tuple):
+        return f"{column[0][:4]}_n{column[1] * 100:g}"
+    return f"n{column * 100:g}"
 
 
 CURVE_KEYS = (
@@ -646,21 +678,22 @@ def dataset_figures(data: ReportData, tables: DatasetTables, out: Path, prefix: 
     word = _accuracy_word(dataset)
     runs = data.finished(dataset)
     figures = []
-    for noise in tables.noise_rates:
+    for column in tables.noise_rates:
         for key, scale, ylabel, what in CURVE_KEYS:
-            series = {row: curve_stats([r.metrics for r in runs if r.row == row and abs(r.noise - noise) < 1e-9],
-                                       key, scale) for row in tables.rows}
-            title = f"{dataset}, {noise:.0%} noise: {what.format(word=word)} per method (mean over seeds)"
+            series = {row: curve_stats([r.metrics for r in runs if r.row == row
+                                        and noise_column(r.noise, r.noise_kind) == column], key, scale)
+                      for row in tables.rows}
+            title = f"{dataset}, {column_label(column)} noise: {what.format(word=word)} per method (mean over seeds)"
             label = ylabel.replace("validation", word)
-            path = plot_series(series, out / f"{prefix}{key}_{_noise_tag(noise)}.png", title, label)
+            path = plot_series(series, out / f"{prefix}{key}_{_noise_tag(column)}.png", title, label)
             if path is not None:
                 figures.append((path, title))
     grid = range_grid(tables.rows)
     if grid:
         stats = aggregate([r.summary() for r in runs], BEST)
-        values = np.array([[stats.get((row, round(n, 6)), {}).get("mean", math.nan) for n in tables.noise_rates]
+        values = np.array([[stats.get((row, n), {}).get("mean", math.nan) for n in tables.noise_rates]
                            for row, _ in grid])
-        columns = [f"{n:.0%}" for n in tables.noise_rates]
+        columns = [column_label(n) for n in tables.noise_rates]
         ranges = [r for _, r in grid]
         title = f"{dataset}: best {word} acc. (%), layer range x noise"
         figures.append((plot_heatmap(values, ranges, columns, out / f"{prefix}heatmap_best_acc.png", title=title,

@@ -73,7 +73,7 @@ POPULATION_SHARED = ("dataset", "data", "data_dir", "model", "width", "epochs", 
                      "weight_decay", "device", "track_every")
 RESULT_ATTR = "result"
 # results.csv of a sweep with no finished run: the columns it would have (a run's summary and where it is)
-RESULTS_FIELDS = ("method", "mix_layers", "correction", "dataset", "noise", "seed", "epochs", "best_val_acc",
+RESULTS_FIELDS = ("method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs", "best_val_acc",
                   "last_val_acc", "best_epoch", "last_train_acc_noisy", "last_train_acc_clean", "detection_auc",
                   "detection_precision", "detection_recall", "actual_noise_rate", "wall_time_s", "trained_as", "row",
                   "run_id", "run_dir")

@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_GRID", "DEFAULT_LEVELS", "image_tokens", "multimodal_from_im
 DEFAULT_GRID = 7
 DEFAULT_LEVELS = 16
 NAME = "fashion-mnist-multimodal"
-DEFAULT_TRAIN_SIZE = 10_000  # the benchmark's training subset (seed 0), as the Fashion-MNIST table's
+DEFAULT_TRAIN_SIZE = 5_000  # the benchmark's training subset (seed 0), as the Fashion-MNIST table's
 # The image encoder of the benchmark's fusion model: conv widths 8 and 16, flattened map (see
 # `latentmix.models.small.ImageEncoder`); a data set declares it in info["modalities"].
 IMAGE_ENCODER_WIDTH = 8

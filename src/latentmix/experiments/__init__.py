@@ -38,20 +38,30 @@ class Grid:
     noise_rates: tuple[float, ...]
     seeds: tuple[int, ...]
     base: RunConfig = field(default_factory=RunConfig)
+    # rates of class-dependent noise (`--noise-kind asymmetric`, the data set's class map), run
+    # beside the symmetric `noise_rates`
+    asymmetric_rates: tuple[float, ...] = ()
+
+    def noise_settings(self) -> list[tuple[str, float]]:
+        """The table's columns: (noise kind, rate), symmetric first."""
+        return ([("symmetric", rate) for rate in self.noise_rates]
+                + [("asymmetric", rate) for rate in self.asymmetric_rates])
 
     def runs(self) -> list[RunConfig]:
         return [
-            replace(self.base, dataset=self.dataset, method=m.method, layers=m.layers, noise=noise, seed=seed)
-            for m in self.methods for noise in self.noise_rates for seed in self.seeds
+            replace(self.base, dataset=self.dataset, method=m.method, layers=m.layers, noise=noise, noise_kind=kind,
+                    seed=seed)
+            for m in self.methods for kind, noise in self.noise_settings() for seed in self.seeds
         ]
 
 
 def run_id(config: RunConfig) -> str:
-    """A readable, stable folder name for a run: method, layers, noise, seed (and alpha if set)."""
+    """A readable, stable folder name for a run: method, layers, noise (kind and rate), seed (and alpha if set)."""
     layers = "" if config.layers is None else f"_L{format_layers(parse_layers(config.layers))}"
     alpha = "" if config.alpha is None else f"_a{config.alpha:g}"
     correction = "" if config.correction is None else f"_{config.correction}"
-    return f"{config.method}{layers}{correction}{alpha}_n{config.noise:g}_s{config.seed}".replace(",", "+")
+    kind = "_asym" if config.noise_kind == "asymmetric" else ""
+    return f"{config.method}{layers}{correction}{alpha}{kind}_n{config.noise:g}_s{config.seed}".replace(",", "+")
 
 
 def row_label(config: RunConfig) -> str:

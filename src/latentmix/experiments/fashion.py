@@ -46,7 +46,7 @@ from latentmix.errors import ConfigError
 from latentmix.experiments import Grid, GridMethod, paper, row_label
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
-from latentmix.report import markdown_table, results_csv_rows
+from latentmix.report import column_label, markdown_table, noise_column, results_csv_rows
 from latentmix.data import load_dataset
 from latentmix.data.multimodal import DEFAULT_TRAIN_SIZE as MULTIMODAL_TRAIN_SIZE, IMAGE_ENCODER_WIDTH, NAME
 from latentmix.experiments.runner import run_grid
@@ -59,11 +59,16 @@ __all__ = [
     "reproduce_fashion_mnist", "reproduce_multimodal",
 ]
 
-FASHION_TRAIN_SIZE = 10_000
+FASHION_TRAIN_SIZE = 5_000
 FASHION_WIDTH = 0.25
 SUBSET_SEED = 0
+# 10% of the training subset held out with its noisy labels: the checkpoint a user would select
+# (the "selected" column) is picked by accuracy on it, never by the test set
+VAL_SPLIT = 0.1
 
-NOISE_RATES = paper.TABLE1_NOISE  # 0, 20, 50, 80 %
+NOISE_RATES = paper.TABLE1_NOISE  # 0, 20, 50, 80 % symmetric
+# class-dependent noise between confusable classes (`noise.FASHION_MNIST_ASYMMETRIC_MAP`)
+ASYMMETRIC_RATES = (0.2, 0.4)
 
 # Table rows: key -> (preset, layers override or None). "dlr-m-dyr-h" keeps the paper's idea (a
 # deeper, input-free range) sized to the model: layers 1..(number of mix points).
@@ -168,7 +173,8 @@ def _mix_point_count(model: Optional[str]) -> int:
 
 def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
                  noise_rates: Sequence[float] = NOISE_RATES, methods: Optional[str] = None,
-                 model: Optional[str] = None, width: float = FASHION_WIDTH, device: str = "auto") -> Grid:
+                 model: Optional[str] = None, width: float = FASHION_WIDTH, device: str = "auto",
+                 asymmetric_rates: Sequence[float] = ASYMMETRIC_RATES) -> Grid:
     """The CPU-sized Table 1 grid over the IDX folder `data_dir` (see `prepare_fashion_subset`)."""
     if model not in (None, "small-cnn", "mlp"):
         raise ConfigError(f"reproduce fashion-mnist --model must be small-cnn or mlp, got {model!r}")
@@ -176,32 +182,55 @@ def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, al
     base = RunConfig(dataset="fashion-mnist", data_dir=str(data_dir), epochs=epochs, alpha=alpha,
                      model=None if model in (None, "small-cnn") else model, width=float(width), device=device,
                      # channels-last: a ~35% faster CNN training step on the CPU (docs/fashion-mnist.md)
-                     channels_last=model in (None, "small-cnn"), checkpoint=True)
+                     channels_last=model in (None, "small-cnn"), checkpoint=True, val_split=VAL_SPLIT)
     name = "fashion-mnist-table1" + ("" if base.model is None else f"-{base.model}")
     return Grid(name=name, dataset="fashion-mnist", methods=rows, noise_rates=tuple(noise_rates),
-                seeds=tuple(range(seeds)), base=base)
+                seeds=tuple(range(seeds)), base=base, asymmetric_rates=tuple(asymmetric_rates))
 
 
-def _write_outputs(results: list[dict], out: Path, rows: list[str], noise_rates: Sequence[float], title: str,
+def _write_outputs(results: list[dict], out: Path, rows: list[str], columns: Sequence, title: str,
                    setting: str, facts: dict) -> list[Path]:
     """table.md + results.csv, the curves, runs.csv and summary.json (`facts` plus the counts); prints
-    the tables and returns the figure paths."""
-    text = write_tables(results, out, noise_rates, rows, title, setting)
-    figures = write_curves(results, out, rows, noise_rates, title)
+    the tables and returns the figure paths. `columns`: noise rates (symmetric) and
+    ("asymmetric", rate) keys, as `report.noise_column`."""
+    text = write_tables(results, out, columns, rows, title, setting)
+    figures = write_curves(results, out, rows, columns, title)
     atomic_write_csv(out / "runs.csv", results)
     run_times = [r["wall_time_s"] for r in results if r.get("wall_time_s")]
     atomic_write_json(out / "summary.json", {
-        "runs": len(results), **facts, "methods": rows, "noise_rates": list(noise_rates),
+        "runs": len(results), **facts, "methods": rows, "noise_rates": [c for c in columns if not isinstance(c, tuple)],
+        "asymmetric_rates": [c[1] for c in columns if isinstance(c, tuple)],
         "figures": [p.name for p in figures], "mean_run_time_s": float(np.mean(run_times)) if run_times else None,
     })
     print(text)
     return figures
 
 
-def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
-    from latentmix.experiments.runner import run_grid
+def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool, workers: int = 1) -> list[dict]:
+    """The grid through the sweep store; `workers` processes share the runs, one torch thread each
+    (on a 2-core CPU two single-thread runs finish ~1.6x sooner than one two-thread run after the
+    other: benchmarks/fashion_table_cost.py)."""
+    import os
 
-    return run_grid(grid, out, vectorized=not sequential, progress=progress)
+    import torch
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    return run_grid(grid, out, vectorized=not sequential, progress=progress, workers=workers)
+
+
+def _asymmetric_rates(args: argparse.Namespace) -> tuple[float, ...]:
+    """--asym-noise rates; by default the table's, unless --noise picked symmetric rates alone."""
+    from latentmix.experiments.reproduce import _noise_list
+
+    text = getattr(args, "asym_noise", None)
+    if text is None:
+        return () if args.noise else ASYMMETRIC_RATES
+    if text.strip().lower() in ("", "none"):
+        return ()
+    return _noise_list(text, ASYMMETRIC_RATES)
 
 
 def _check_common(args: argparse.Namespace) -> tuple[Optional[float], str]:
@@ -222,25 +251,29 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
     width = FASHION_WIDTH if width is None else width
     model = getattr(args, "model", None)
     noise_rates = _noise_list(args.noise, NOISE_RATES)
-    out = Path(args.out or "runs/reproduce-fashion-mnist")
+    asymmetric_rates = _asymmetric_rates(args)
+    out = Path(args.out or ("runs/reproduce-fashion-mnist" + ("-mlp" if model == "mlp" else "")))
     progress = not getattr(args, "quiet", False)
     # Validate the cheap arguments before touching the data.
     fashion_grid(".", seeds=args.seeds, methods=getattr(args, "methods", None), model=model)
     folder, n_train = prepare_fashion_subset(getattr(args, "data_dir", None), out)
     grid = fashion_grid(str(folder), seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
-                        methods=getattr(args, "methods", None), model=model, width=width, device=device)
+                        methods=getattr(args, "methods", None), model=model, width=width, device=device,
+                        asymmetric_rates=asymmetric_rates)
     started = time.perf_counter()
-    results = _run_grid(grid, out, sequential=getattr(args, "sequential", False), progress=progress)
+    results = _run_grid(grid, out, sequential=getattr(args, "sequential", False), progress=progress,
+                        workers=getattr(args, "workers", 1) or 1)
     wall = time.perf_counter() - started
     rows = [_row_of(m) for m in grid.methods]
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     model_text = ("MLP 784-256-256-10" if model == "mlp"
                   else f"SmallCNN width {width:g} ({max(4, round(32 * width))}/{2 * max(4, round(32 * width))} channels)")
-    setting = (f"{n_train} training images, 10k-image test set, {model_text}, {epochs} epochs, "
-               f"mean ± std over {args.seeds} seed(s)")
-    figures = _write_outputs(results, out, rows, noise_rates, "Fashion-MNIST", setting, {
+    setting = (f"{n_train} training images ({VAL_SPLIT:.0%} held out with their noisy labels to select by), "
+               f"10k-image test set, {model_text}, {epochs} epochs, mean ± std over {args.seeds} seed(s)")
+    figures = _write_outputs(results, out, rows, _columns(grid), "Fashion-MNIST", setting, {
         "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": n_train,
-        "data_dir": str(folder), "model": model or "small-cnn", "width": width})
+        "data_dir": str(folder), "model": model or "small-cnn", "width": width,
+        "workers": getattr(args, "workers", 1) or 1})
     print(f"{len(results)} runs in {wall:.1f} s; tables in {out}/table.md and results.csv, per-run results in "
           f"{out}/runs.csv, curves in {', '.join(p.name for p in figures) or '(none)'}")
     return 0
@@ -251,25 +284,45 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def write_tables(results: Sequence[dict], out: Path, noise_rates: Sequence[float], rows: Sequence[str],
+def _columns(grid: Grid) -> list:
+    """The table's columns: symmetric rates, then ("asymmetric", rate) keys (`report.noise_column`)."""
+    return [noise_column(rate, kind) for kind, rate in grid.noise_settings()]
+
+
+# What a table shows, in order: (summary key, what it is, scale, digits, only where labels are noisy)
+TABLE_VALUES = (
+    ("best_val_acc", "best test accuracy (%), the maximum over epochs (the paper's, an oracle)", 100.0, 1, False),
+    ("last_val_acc", "last-epoch test accuracy (%)", 100.0, 1, False),
+    ("selected_val_acc", "selected test accuracy (%): the checkpoint with the best accuracy on the held-out noisy "
+                         "labels, what a user without clean labels can pick", 100.0, 1, False),
+    ("detection_auc", "noise-detection AUC x100 of the run's label-issue ranking (P(noisy) of the epoch chosen "
+                      "without clean labels, ties broken by the loss) against the true noise mask", 100.0, 1, True),
+    ("estimated_noise_rate", "estimated share of wrong labels (%), from the fitted noise model", 100.0, 1, False),
+    ("actual_noise_rate", "actual share of wrong labels (%) (symmetric noise may draw the true label back)",
+     100.0, 1, False),
+)
+
+
+def write_tables(results: Sequence[dict], out: Path, columns: Sequence, rows: Sequence[str],
                  dataset: str, setting: str) -> str:
-    """table.md: best and last test accuracy (%) and final detection AUC (x100), mean ± std;
-    results.csv: one line per (row, noise) with mean/std/n of each. Returns the markdown."""
+    """table.md: best, last and selected test accuracy (%), the label-issue detection AUC (x100)
+    and the estimated and actual share of wrong labels (%), mean ± std over seeds; results.csv: one
+    line per (row, noise) with mean/std/n of each. Returns the markdown."""
     shown = [{**r, "row": _display(r["row"])} for r in results]
     display_rows = [_display(r) for r in rows]
-    best = markdown_table(shown, "best_val_acc", display_rows, noise_rates,
-                          title=f"{dataset}, best test accuracy (%), {setting}")
-    last = markdown_table(shown, "last_val_acc", display_rows, noise_rates,
-                          title=f"{dataset}, last-epoch test accuracy (%), {setting}")
-    auc_rates = [n for n in noise_rates if n > 0]
-    parts = [best, last]
-    if auc_rates:
-        parts.append(markdown_table(shown, "detection_auc", display_rows, auc_rates,
-                                    title=f"{dataset}, noise-detection AUC x100 of the last epoch's P(noisy) "
-                                          f"against the true noise mask (0% noise has no noisy labels)"))
+    columns = [c if isinstance(c, tuple) else noise_column(c) for c in columns]
+    noisy_columns = [c for c in columns if (c[1] if isinstance(c, tuple) else c) > 0]
+    parts = []
+    for key, what, scale, digits, needs_noise in TABLE_VALUES:
+        shown_columns = noisy_columns if needs_noise else columns
+        if not shown_columns or not any(r.get(key) is not None for r in results):
+            continue
+        parts.append(markdown_table(shown, key, display_rows, shown_columns, scale=scale, digits=digits,
+                                    bold_best=key not in ("estimated_noise_rate", "actual_noise_rate"),
+                                    title=f"{dataset}, {what}; {setting}"))
     text = "\n".join(parts)
     atomic_write_text(out / "table.md", text)
-    atomic_write_csv(out / "results.csv", results_csv_rows(results, ["best_val_acc", "last_val_acc", "detection_auc"]))
+    atomic_write_csv(out / "results.csv", results_csv_rows(results, [key for key, *_ in TABLE_VALUES]))
     return text
 
 
@@ -282,25 +335,29 @@ def _read_metrics(result: dict, out: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def write_curves(results: Sequence[dict], out: Path, rows: Sequence[str], noise_rates: Sequence[float],
+def write_curves(results: Sequence[dict], out: Path, rows: Sequence[str], columns: Sequence,
                  dataset: str) -> list[Path]:
-    """curves_noise<P>.png per noise rate: test accuracy (solid) and training accuracy against the
-    given labels (dashed) per epoch, mean ± std over seeds, one colour per method."""
+    """curves_noise<P>.png (symmetric) and curves_asym_noise<P>.png per noise column: test accuracy
+    (solid) and training accuracy against the given labels (dashed) per epoch, mean ± std over
+    seeds, one colour per method."""
     from latentmix.plots import plot_curves
 
     written = []
-    for noise in noise_rates:
+    for column in columns:
+        column = column if isinstance(column, tuple) else noise_column(column)
         series: dict[str, list[list[dict]]] = {}
         for row in rows:
             runs = [_read_metrics(r, out) for r in results
-                    if r["row"] == row and abs(float(r["noise"]) - noise) < 1e-9]
+                    if r["row"] == row and noise_column(r["noise"], r.get("noise_kind")) == column]
             runs = [run for run in runs if run]
             if runs:
                 series[_display(row)] = runs
         if series:
-            path = out / f"curves_noise{round(noise * 100):d}.png"
+            rate = column[1] if isinstance(column, tuple) else column
+            prefix = "curves_asym_noise" if isinstance(column, tuple) else "curves_noise"
+            path = out / f"{prefix}{round(rate * 100):d}.png"
             written.append(plot_curves(series, ("val_acc", "train_acc_noisy"), path,
-                                       title=f"{dataset}, {noise:.0%} noise: test (solid) and training "
+                                       title=f"{dataset}, {column_label(column)} noise: test (solid) and training "
                                              "accuracy vs given labels (dashed)"))
     return written
 
@@ -312,14 +369,15 @@ def write_curves(results: Sequence[dict], out: Path, rows: Sequence[str], noise_
 
 def multimodal_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
                     noise_rates: Sequence[float] = NOISE_RATES, methods: Optional[str] = None,
-                    device: str = "auto", data_dir: Optional[str] = None) -> Grid:
+                    device: str = "auto", data_dir: Optional[str] = None,
+                    asymmetric_rates: Sequence[float] = ASYMMETRIC_RATES) -> Grid:
     """CE, LR-M (1-3) and LR-M-DYR-H (1-3) on the image+tokens set (mixing presets get layers 1-3
     unless --methods names others; a layer-0 range is refused when the run starts)."""
     rows = _grid_methods(methods, MULTIMODAL_METHODS, deep_layers=MULTIMODAL_LAYERS, default_layers=MULTIMODAL_LAYERS)
     base = RunConfig(dataset=NAME, data_dir=data_dir, epochs=epochs, alpha=alpha, device=device, channels_last=True,
-                     checkpoint=True)
+                     checkpoint=True, val_split=VAL_SPLIT)
     return Grid(name="fashion-mnist-multimodal", dataset=NAME, methods=rows, noise_rates=tuple(noise_rates),
-                seeds=tuple(range(seeds)), base=base)
+                seeds=tuple(range(seeds)), base=base, asymmetric_rates=tuple(asymmetric_rates))
 
 
 def reproduce_multimodal(args: argparse.Namespace) -> int:
@@ -338,7 +396,8 @@ def reproduce_multimodal(args: argparse.Namespace) -> int:
 
     source = getattr(args, "data_dir", None) or DEFAULT_ROOTS["fashion-mnist"]
     grid = multimodal_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
-                           methods=getattr(args, "methods", None), device=device, data_dir=str(source))
+                           methods=getattr(args, "methods", None), device=device, data_dir=str(source),
+                           asymmetric_rates=_asymmetric_rates(args))
     for row in grid.methods:
         if 0 in get_method(row.method, layers=row.layers).mix_layers:
             raise ConfigError(f"method {row.row} mixes layer 0 (the input), but the inputs include integer token ids, "
@@ -347,13 +406,13 @@ def reproduce_multimodal(args: argparse.Namespace) -> int:
     progress = not getattr(args, "quiet", False)
     dataset = load_dataset(NAME, data_dir=str(source))
     started = time.perf_counter()
-    results = run_grid(grid, out, vectorized=False, progress=progress)
+    results = _run_grid(grid, out, sequential=True, progress=progress, workers=getattr(args, "workers", 1) or 1)
     wall = time.perf_counter() - started
     rows = [_row_of(m) for m in grid.methods]
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
-    setting = (f"{dataset.num_train} training images + 49 tokens each, {dataset.num_val}-sample test set, FusionNet "
+    setting = (f"{dataset.num_train} training images + 49 tokens each ({VAL_SPLIT:.0%} held out to select by), {dataset.num_val}-sample test set, FusionNet "
                f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")
-    figures = _write_outputs(results, out, rows, noise_rates, "Fashion-MNIST image+tokens", setting, {
+    figures = _write_outputs(results, out, rows, _columns(grid), "Fashion-MNIST image+tokens", setting, {
         "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": dataset.num_train,
         "image_width": IMAGE_ENCODER_WIDTH, "token_grid": dataset.info["token_grid"],
         "token_levels": dataset.info["token_levels"]})

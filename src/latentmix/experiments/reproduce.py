@@ -29,6 +29,10 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="shorten the protocol (milestones scale in proportion)")
     parser.add_argument("--alpha", type=float, help="mixup alpha (default: the data set's protocol)")
     parser.add_argument("--noise", help="comma-separated noise rates to run (default: the table's)")
+    parser.add_argument("--asym-noise", help="fashion-mnist, multimodal: comma-separated rates of class-dependent "
+                                             "noise (default 0.2,0.4 unless --noise is given; 'none' for none)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="fashion-mnist, multimodal: parallel run processes, one torch thread each (default 1)")
     parser.add_argument("--out", help="output folder (default runs/reproduce-TARGET)")
     parser.add_argument("--sequential", action="store_true", help="train runs one at a time (plain path)")
     parser.add_argument("--methods", help="comma-separated methods to run (default: the table's)")
