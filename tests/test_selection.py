@@ -62,8 +62,17 @@ def test_early_learning_ends_when_the_model_fits_more_labels_than_are_clean():
 
 
 def test_selected_epoch_is_the_first_of_equal_maxima():
-    assert selected_epoch(_rows([0.2, 0.5, 0.4, 0.5])) == 2
+    assert selected_epoch(_rows([0.2, 0.5, 0.4, 0.5]), window=1) == 2
     assert selected_epoch(_rows([None, None])) is None
+
+
+def test_selected_epoch_averages_the_trailing_window():
+    # one lucky early epoch (0.6) against a steady later plateau (0.5, 0.5, 0.5): trailing means of
+    # 3 are 0.1, 0.35, 0.3667 (0.1, 0.6, 0.4), 0.5 (0.6, 0.4, 0.5), 0.4667, 0.5 (0.5, 0.5, 0.5)
+    rows = _rows([0.1, 0.6, 0.4, 0.5, 0.5, 0.5])
+    assert selected_epoch(rows, window=1) == 2
+    assert selected_epoch(rows) == 4  # 0.5 first reached at epoch 4 (ties: the first)
+    assert selected_epoch(_rows([0.1, 0.6, 0.2, 0.2, 0.5, 0.55, 0.55])) == 7  # means 0.1, 0.35, 0.3, 0.3333, 0.3, 0.4167, 0.5333
 
 
 def test_separation_hand_computed():

@@ -86,11 +86,29 @@ def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: i
     return None
 
 
-def selected_epoch(rows: Sequence[dict]) -> Optional[int]:
-    """The epoch a user picks by noisy-validation accuracy (the first of equal maxima), or None
-    when the run has no selection split."""
-    scored = [(row["select_acc"], -int(row["epoch"])) for row in rows if row.get("select_acc") is not None]
-    return -max(scored)[1] if scored else None
+# Epochs averaged when picking a checkpoint by noisy-validation accuracy (`selected_epoch`).
+SELECTION_WINDOW = 3
+
+
+def selected_epoch(rows: Sequence[dict], window: int = SELECTION_WINDOW) -> Optional[int]:
+    """The epoch a user picks by noisy-validation accuracy: the highest mean over it and the
+    `window - 1` epochs before it (fewer at the start; the first of equal maxima), or None when
+    the run has no selection split.
+
+    Why a trailing mean rather than the single best epoch: the held-out labels are as noisy as the
+    rest, so the selection signal is small against its sampling noise. With a share r of the labels
+    redrawn uniformly over C classes, the accuracy against the given labels is (1 - r) a + r / C for
+    a clean accuracy a: at r = 0.8, 10 points of test accuracy move it by 2 points, while on 500
+    held-out samples its standard error is ~1.8 points. The maximum over 40 single epochs then often lands on a lucky early one
+    (measured on Fashion-MNIST, 80% noise: epoch 5 at 60% test accuracy, against 71% from epoch 20
+    on; docs/fashion-mnist.md). Averaging 3 epochs cuts that noise by ~1.7x and never looks ahead,
+    so the checkpoint can still be kept as the run goes."""
+    scored = [(float(row["select_acc"]), int(row["epoch"])) for row in rows if row.get("select_acc") is not None]
+    if not scored:
+        return None
+    values = np.array([value for value, _ in scored])
+    means = [values[max(0, i - window + 1):i + 1].mean() for i in range(len(values))]
+    return scored[int(np.argmax(means))][1]
 
 
 def separation(p_noisy: np.ndarray, losses: np.ndarray) -> float:
