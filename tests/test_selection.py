@@ -93,6 +93,19 @@ def test_noise_estimate_is_the_median_flagged_share_of_early_learning():
     assert estimate_noise_rate(rows, learning_end=5) == pytest.approx(0.38)  # epochs 3-5; epochs 1, 2 left out
     assert estimate_noise_rate(rows, learning_end=6) == pytest.approx(0.37)  # median of .38 .40 .36 .1
     assert estimate_noise_rate(rows[:1], learning_end=1) == pytest.approx(0.9)
+
+
+def test_noise_estimate_leaves_out_collapsed_fits():
+    # epochs 3 and 4 collapsed (separation 0, nothing flagged): the median of epoch 5 alone
+    shares, seps = [0.9, 0.7, 0.0, 0.0, 0.30, 0.28, 0.2], [0.3, 0.4, 0.0, 0.0, 0.5, 0.5, 0.4]
+    rows = [{"epoch": e, "flagged_share": v, "separation": s} for e, (v, s) in enumerate(zip(shares, seps), start=1)]
+    assert estimate_noise_rate(rows, learning_end=5) == pytest.approx(0.30)
+    assert estimate_noise_rate(rows, learning_end=6) == pytest.approx(0.29)  # median of .30 .28
+    # the whole early-learning window collapsed: the first separating epoch after it
+    assert estimate_noise_rate(rows, learning_end=4) == pytest.approx(0.30)
+    # nothing ever separated (clean labels, say): the window's shares, all 0
+    flat = [{"epoch": e, "flagged_share": 0.0, "separation": 0.0} for e in range(1, 8)]
+    assert estimate_noise_rate(flat, learning_end=5) == 0.0
     assert flagged_share(np.array([0.2, 0.6, 0.51, 0.5])) == 0.5
 
 
