@@ -562,21 +562,40 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for one forward, then train mode again.
+    """Eval mode for the block, then every module back in the mode it had before.
 
-    Same effect as ``model.eval()`` / ``model.train()``, which walk the module tree through
-    `nn.Module.__setattr__` (about 0.1 ms each for the spiral MLP, a tenth of its whole training
-    step); bootstrapping switches twice per batch, so the flags are set directly, on a walk of the
-    tree without `named_modules`' name building.
+    The switch goes through the model's own ``eval()`` and ``train(mode)``, so a model that
+    overrides ``train`` keeps its own rule: the fine-tuning idiom ``def train(self, mode=True):
+    super().train(mode); self.backbone_bn.eval()`` leaves its frozen batch norm frozen. On exit,
+    after ``model.train(was_training)``, any module whose flag still differs from the one it had on
+    entry (a submodule the caller had set apart by hand) gets that flag back, so the block changes
+    no module's mode.
+
+    Cost: ``model.eval()``/``model.train()`` walk the tree through `nn.Module.__setattr__` (about
+    0.1 ms each for the spiral MLP, a tenth of its training step, and bootstrapping switches twice
+    per batch). A tree in which no module overrides ``train`` or ``eval`` would get exactly the
+    same flags from them, so there the flags are set directly, on a walk of the tree without
+    `named_modules`' name building.
     """
     modules = _all_modules(model)
-    for module in modules:
-        module.__dict__["training"] = False
+    previous = [module.training for module in modules]
+    plain = all(type(module).train is _MODULE_TRAIN and type(module).eval is _MODULE_EVAL for module in modules)
+    if plain:
+        for module in modules:
+            module.__dict__["training"] = False
+    else:
+        model.eval()
     try:
         yield
     finally:
-        for module in modules:
-            module.__dict__["training"] = True
+        if not plain:
+            model.train(previous[0])
+        for module, was_training in zip(modules, previous):
+            if module.training != was_training:
+                module.__dict__["training"] = was_training
+
+
+_MODULE_TRAIN, _MODULE_EVAL = nn.Module.train, nn.Module.eval
 
 
 def _all_modules(model: nn.Module) -> list[nn.Module]:
