@@ -24,16 +24,19 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules: part of this module's API before
+    BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, _all_modules, bootstrapping_inputs, eval_mode,
+)
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
@@ -560,61 +563,6 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: 
     return dist.all_reduce_sum(correct) / labels.shape[0]
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block, then every module back in the mode it had before.
-
-    The switch goes through the model's own ``eval()`` and ``train(mode)``, so a model that
-    overrides ``train`` keeps its own rule: the fine-tuning idiom ``def train(self, mode=True):
-    super().train(mode); self.backbone_bn.eval()`` leaves its frozen batch norm frozen. On exit,
-    after ``model.train(was_training)``, any module whose flag still differs from the one it had on
-    entry (a submodule the caller had set apart by hand) gets that flag back, so the block changes
-    no module's mode.
-
-    Cost: ``model.eval()``/``model.train()`` walk the tree through `nn.Module.__setattr__` (about
-    0.1 ms each for the spiral MLP, a tenth of its training step, and bootstrapping switches twice
-    per batch). A tree in which no module overrides ``train`` or ``eval`` would get exactly the
-    same flags from them, so there the flags are set directly, on a walk of the tree without
-    `named_modules`' name building.
-    """
-    modules = _all_modules(model)
-    previous = [module.training for module in modules]
-    plain = all(type(module).train is _MODULE_TRAIN and type(module).eval is _MODULE_EVAL for module in modules)
-    if plain:
-        for module in modules:
-            module.__dict__["training"] = False
-    else:
-        model.eval()
-    try:
-        yield
-    finally:
-        if not plain:
-            model.train(previous[0])
-        for module, was_training in zip(modules, previous):
-            if module.training != was_training:
-                module.__dict__["training"] = was_training
-
-
-_MODULE_TRAIN, _MODULE_EVAL = nn.Module.train, nn.Module.eval
-
-
-def _all_modules(model: nn.Module) -> list[nn.Module]:
-    """`model` and every submodule (a module shared by two parents may appear twice), as
-    ``list(model.modules())`` without building the names."""
-    found, pending = [], [model]
-    while pending:
-        module = pending.pop()
-        found.append(module)
-        for child in module._modules.values():
-            if child is not None:
-                pending.append(child)
-    return found
-
-
-P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
-BOOTSTRAP_FORWARDS = ("reference", "single", "tracked")
-
-
 @torch.no_grad()
 def epoch_bootstrap_targets(method: Method, labels: torch.Tensor, tracked: Tracked, noise_model: Any) -> torch.Tensor:
     """`--bootstrap-forward tracked`: every sample's bootstrapping target row (N, C) for a whole
@@ -624,35 +572,6 @@ def epoch_bootstrap_targets(method: Method, labels: torch.Tensor, tracked: Track
     targets and weights one epoch old instead of the current step's."""
     p_noisy = noise_model.posterior_torch(tracked.losses, clamp=P_NOISY_CLAMP)
     return bootstrap_targets(labels, tracked.logits, p_noisy, method.correction)
-
-
-@torch.no_grad()
-def bootstrapping_inputs(
-    model: nn.Module, x: Inputs, y: torch.Tensor, noise_model: Any, mode: str, autocast: Callable = nullcontext,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The detached bootstrapping target (logits on the un-mixed batch) and each sample's P(noisy).
-
-    "reference" ([A] train.py): a train-mode forward for the target (its batch-norm statistics
-    update as in the reference) and an eval-mode forward whose per-sample loss gives P(noisy).
-    "single": one eval-mode forward for both, a third cheaper per step; its effect on accuracy is
-    measured in benchmarks/README.md. ("tracked" needs no forward here: `train` takes both from
-    the epoch's tracking pass, see `epoch_bootstrap_targets`.)
-    P(noisy) is clamped to [1e-4, 1 - 1e-4] as in the reference.
-    """
-    if mode == "reference":
-        with autocast():
-            clean_logits = model(x).float()
-        with eval_mode(model):
-            with autocast():
-                eval_logits = model(x).float()
-    elif mode == "single":
-        with eval_mode(model):
-            with autocast():
-                clean_logits = eval_logits = model(x).float()
-    else:
-        raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose {', '.join(BOOTSTRAP_FORWARDS)}")
-    losses = F.cross_entropy(eval_logits, y, reduction="none")
-    return clean_logits, noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP)
 
 
 def training_loss(method: Method, logits: torch.Tensor, y: torch.Tensor, plan: MixPlan,
