@@ -635,6 +635,8 @@ def train(
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict], None]] = None,
     distributed: Optional[DistContext] = None,
+    optimizer: Any = None,
+    scheduler: Any = None,
 ) -> RunResult:
     """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
     otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
@@ -646,7 +648,12 @@ def train(
 
     `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
     data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
-    and only the main process writes the run folder (docs/distributed.md)."""
+    and only the main process writes the run folder (docs/distributed.md).
+
+    `optimizer` / `scheduler` replace the protocol's SGD and step schedule (`build_optimizer`):
+    an instance built on `model`'s parameters, or a factory (parameters -> optimizer, optimizer ->
+    scheduler). Either one turns the protocol's lr schedule off; the scheduler is stepped once
+    after each epoch and checkpointed with the run."""
     started = time.perf_counter()
     dist = distributed or single_process(resolve_device(config.device))
     device = dist.device
@@ -712,8 +719,8 @@ def train(
     # mixed forward stays eager because its hooks change from step to step.
     forward_model = torch.compile(model) if config.compile else model
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-                                weight_decay=protocol.weight_decay)
+    own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
+    optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
     run_path = Path(run_dir) if run_dir is not None else None
     out_path = run_path if dist.is_main else None  # the folder this process writes: main process only
     metrics: list[dict] = []
@@ -727,12 +734,15 @@ def train(
             "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
             "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
             "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
+            **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
             "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
             **run_fingerprints(dataset, noisy_labels),
         }
         state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
         if state is not None:  # every process resumes from the same checkpoint
             _restore_checkpoint(state, model, optimizer, streams, run_folder)
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
             metrics = state["metrics"]
             if state.get("noise_model") is not None:
                 noise_model = _noise_model_from_state(state["noise_model"])
@@ -753,9 +763,12 @@ def train(
         epoch_started = time.perf_counter()
         # the end of early learning, read off the run's own signals so far (None: not yet)
         learning_end = early_learning_end(metrics, latest=first_milestone(protocol))
-        lr = lr_at_epoch(protocol, epoch, learning_end)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        if own_schedule:
+            lr = optimizer.param_groups[0]["lr"]
+        else:
+            lr = lr_at_epoch(protocol, epoch, learning_end)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning ends
         warmup_end = learning_end if warmup is None else warmup
         bootstrapping = method.corrects and warmup_end is not None and epoch > warmup_end and noise_model is not None
@@ -784,6 +797,8 @@ def train(
                 sample_targets=None if epoch_targets is None else epoch_targets[index[shard]],
             )
             loss_sum += loss * y.shape[0]
+        if scheduler is not None:
+            scheduler.step()
 
         # ---- evaluate; noisy-validation accuracy; track per-sample losses, fit the noise model ----
         val_tracked = None
@@ -842,6 +857,7 @@ def train(
                 atomic_torch_save(out_path / SELECTED_NAME, selected_state)
             run_folder.save_checkpoint({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {}),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
                 "noise_model": None if noise_model is None else {"kind": config.noise_model,
                                                                  "state": noise_model.state_dict()},
@@ -1032,6 +1048,44 @@ def write_label_issues(path: Path, result: RunResult) -> None:
 def _plain(value: Any) -> Any:
     """A NumPy scalar as the Python value the CSV writer formats."""
     return value.item() if hasattr(value, "item") else value
+
+
+def build_optimizer(optimizer: Any, scheduler: Any, model: nn.Module, protocol: Protocol) -> tuple[Any, Any]:
+    """The run's optimizer and lr scheduler. Default: SGD with the protocol's momentum and weight
+    decay (its lr set per epoch by `lr_at_epoch`), no scheduler. A given optimizer may be an
+    instance over `model`'s parameters or a factory ``params -> optimizer``; a scheduler an instance
+    over that optimizer or a factory ``optimizer -> scheduler``."""
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                                    weight_decay=protocol.weight_decay)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        if not callable(optimizer):
+            raise ConfigError(f"optimizer must be a torch.optim.Optimizer or a factory taking the model's parameters, "
+                              f"got {type(optimizer).__name__}")
+        optimizer = optimizer(model.parameters())
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(f"the optimizer factory returned a {type(optimizer).__name__}, not a torch.optim.Optimizer")
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not any(id(p) in owned for p in model.parameters()):
+        raise ConfigError("the optimizer holds none of the model's parameters: build it on model.parameters(), or pass "
+                          "a factory, e.g. optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3)")
+    if scheduler is not None:
+        if callable(scheduler) and not hasattr(scheduler, "step"):
+            scheduler = scheduler(optimizer)
+        if not (hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")):
+            raise ConfigError(f"scheduler must be an lr scheduler (with step() and state_dict()) or a factory taking "
+                              f"the optimizer, got {type(scheduler).__name__}")
+        if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+            raise ConfigError("the scheduler was built on another optimizer than the run's: pass a factory, e.g. "
+                              "scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 10)")
+    return optimizer, scheduler
+
+
+def describe_optimizer(optimizer: Any, scheduler: Any) -> dict:
+    """A user's optimizer and scheduler as the run record keeps them (a resume must use the same)."""
+    defaults = {key: value for key, value in optimizer.defaults.items() if isinstance(value, (int, float, str, bool))}
+    return {"class": type(optimizer).__name__, "defaults": defaults,
+            "scheduler": None if scheduler is None else type(scheduler).__name__}
 
 
 def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, streams: RunStreams,
