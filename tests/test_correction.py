@@ -296,3 +296,44 @@ def test_track_losses_over_a_shuffled_data_loader():
     custom = track_losses(model, DataLoader(TensorDataset(x, y), batch_size=50),
                           unpack=lambda batch: (batch[0], batch[1], torch.arange(50)))
     torch.testing.assert_close(custom.losses, expected)
+
+
+def _track_in_process(rank, world_size, port, out_dir):
+    """One process of a 2-process gloo group: track its DistributedSampler part of the data."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+        data = TensorDataset(x, y, torch.arange(50))
+        loader = DataLoader(data, batch_size=8, sampler=DistributedSampler(data, shuffle=True, seed=1))
+        tracked = track_losses(model, loader)
+        torch.save({"index": tracked.index, "losses": tracked.losses}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no gloo backend")
+def test_track_losses_gathers_every_process_part(tmp_path):
+    """Two processes, each tracking half of the samples: both get all of them, with the losses one
+    process computes alone."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_track_in_process, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    with torch.no_grad():
+        alone = F.cross_entropy(model(x), y, reduction="none")
+    for rank in range(2):
+        part = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert sorted(part["index"].tolist()) == list(range(50))
+        torch.testing.assert_close(part["losses"], alone[part["index"]], rtol=1e-6, atol=1e-6)
