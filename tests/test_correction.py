@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from latentmix.correction import P_NOISY_CLAMP, LossCorrection, track_losses
 from latentmix.errors import ConfigError
-from latentmix.mixing import NO_MIX, MixPlan
+from latentmix.mixing import MixPlan
 from latentmix.noise_model import BetaMixture
 
 
@@ -337,3 +337,33 @@ def test_track_losses_gathers_every_process_part(tmp_path):
         part = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert sorted(part["index"].tolist()) == list(range(50))
         torch.testing.assert_close(part["losses"], alone[part["index"]], rtol=1e-6, atol=1e-6)
+
+
+def test_no_correction_still_gives_p_noisy_and_a_restored_pass_stays_out_of_the_fit():
+    n = 200
+    losses, noisy = _bimodal_losses(n)
+    detector = LossCorrection(n, correction="none", warmup_epochs=0)
+    detector.observe(torch.arange(n), torch.from_numpy(losses).float())
+    detector.end_epoch()
+    assert detector.enabled and not detector.bootstrapping  # plain mixup: never corrects
+    assert detector.batch_targets(None, None, torch.zeros(2, dtype=torch.long)) is None
+    assert (detector.p_noisy[noisy] > 0.5).mean() > 0.9
+    detector.observe(torch.arange(n), torch.zeros(n), for_fit=False)  # e.g. restored from a checkpoint
+    with pytest.raises(ConfigError, match="no per-sample losses"):
+        detector.end_epoch()
+    assert (detector.losses == 0).all()
+
+
+def test_your_own_fit_function_is_used():
+    seen = []
+
+    def fit(losses):
+        seen.append(losses.clone())
+        return BetaMixture.fit(losses.numpy(), lookup="reference")
+
+    n = 100
+    correction = LossCorrection(n, fit=fit)
+    values = torch.from_numpy(_bimodal_losses(n)[0]).float()
+    correction.observe(torch.arange(n).flip(0), values.flip(0))
+    assert correction.end_epoch().lookup == "reference"
+    assert torch.equal(seen[0], values.flip(0))  # the losses in the order observed

@@ -43,15 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentmix.errors import ConfigError
-from latentmix.losses import bootstrap_targets, bootstrapping_objective, prior_regularizer, side_lam
-from latentmix.mixing import NO_MIX, MixPlan, mix_targets, mixed_cross_entropy
+from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss, prior_regularizer
+from latentmix.mixing import NO_MIX, MixPlan
 from latentmix.noise_model import NOISE_MODEL_KINDS, fit_noise_model, noise_model_from_state_dict
 
 __all__ = ["LossCorrection", "TrackedLosses", "track_losses", "eval_mode", "P_NOISY_CLAMP", "BOOTSTRAP_FORWARDS"]
 
 P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
 BOOTSTRAP_FORWARDS = ("reference", "single", "tracked")
-CORRECTIONS = ("hard", "soft")
+CORRECTIONS = ("hard", "soft", "none")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,8 +254,8 @@ class LossCorrection:
 
     Args:
         num_samples: N, the size of the training set.
-        correction: "hard" (M-DYR-H: the model's own argmax as the target) or "soft" (M-DYR-S:
-            its softmax).
+        correction: "hard" (M-DYR-H: the model's own argmax as the target), "soft" (M-DYR-S:
+            its softmax), or "none" (never bootstraps: only P(noisy) per sample, for plain mixup).
         reg_weight: weight of the prior regularizer added to the bootstrapping loss ([A]: 1.0).
         warmup_epochs: bootstrapping starts after this many `end_epoch` calls ([A]: 105 of 300).
             None: the caller's switch, ``correction.enabled = True``, decides (off until set).
@@ -267,6 +267,9 @@ class LossCorrection:
         soft_side_weighting: "lam" ([A]'s current code) or "half" (its 2019 release) for "soft".
         noise_model: "beta" ([A]) or "gaussian" (DivideMix style), `latentmix.noise_model`.
         lookup: the Beta posterior table's look-up, "monotone" (default) or "reference".
+        fit: your own fit, losses (n,) float32 tensor -> a fitted model with `posterior`,
+            `posterior_torch` and `state_dict` (default: `fit_noise_model` of `noise_model` and
+            `lookup`, after checking the losses are finite).
 
     Attributes:
         noise_model: the fitted model bootstrapping uses (None before the first `end_epoch`); a fit
@@ -279,7 +282,7 @@ class LossCorrection:
     def __init__(
         self, num_samples: int, *, correction: str = "hard", reg_weight: float = 1.0,
         warmup_epochs: Optional[int] = None, bootstrap_forward: str = "reference", soft_side_weighting: str = "lam",
-        noise_model: str = "beta", lookup: str = "monotone",
+        noise_model: str = "beta", lookup: str = "monotone", fit: Optional[Callable[[torch.Tensor], Any]] = None,
     ):
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 2:
             raise ConfigError(f"LossCorrection num_samples must be the training set's size (>= 2), got {num_samples!r}")
@@ -302,6 +305,7 @@ class LossCorrection:
         self.soft_side_weighting = soft_side_weighting
         self.noise_model_kind = noise_model
         self.fit_options = {"lookup": lookup} if noise_model == "beta" else {}
+        self.fit = fit if fit is not None else self._fit
         self.noise_model: Any = None
         self.last_fit: Any = None
         self.epochs_done = 0
@@ -325,12 +329,15 @@ class LossCorrection:
     @property
     def bootstrapping(self) -> bool:
         """Whether batches are corrected now: past the warm-up and a noise model fitted."""
-        return self.enabled and self.noise_model is not None
+        return self.correction != "none" and self.enabled and self.noise_model is not None
 
     # -- per epoch ------------------------------------------------------------------------------
-    def observe(self, index: Any, losses: torch.Tensor, logits: Optional[torch.Tensor] = None) -> None:
+    def observe(self, index: Any, losses: torch.Tensor, logits: Optional[torch.Tensor] = None, *,
+                for_fit: bool = True) -> None:
         """Record per-sample losses (n,) (and logits (n, C)) of samples `index` (n,) from this
-        epoch's tracking pass; may be called once per batch or once for the whole pass."""
+        epoch's tracking pass; may be called once per batch or once for the whole pass.
+        ``for_fit=False`` keeps them (P(noisy), "tracked" targets) out of the next fit: a pass
+        restored from a checkpoint, or redone."""
         index = torch.as_tensor(index).long().reshape(-1)
         losses = torch.as_tensor(losses).detach().float().reshape(-1)
         if index.shape != losses.shape:
@@ -349,7 +356,8 @@ class LossCorrection:
             if self._logits is None or self._logits.shape[1] != logits.shape[1]:
                 self._logits = torch.zeros((self.num_samples, logits.shape[1]), device=self._losses.device)
             self._logits[index] = logits.to(self._logits.device)
-        self._epoch_index.append(index)
+        if for_fit:
+            self._epoch_index.append(index)
 
     def end_epoch(self) -> Any:
         """Fit a fresh noise model to the losses observed this epoch (in the order observed) and
@@ -359,9 +367,9 @@ class LossCorrection:
             raise ConfigError("LossCorrection.end_epoch: no per-sample losses were observed this epoch; call "
                               "observe(index, losses) with a tracking pass (track_losses(model, loader)) first")
         index = torch.cat(self._epoch_index)
-        values = self._losses[index].cpu().numpy()
-        check_finite_losses(values)
-        fitted = fit_noise_model(values, kind=self.noise_model_kind, **self.fit_options)
+        losses = self._losses[index]
+        fitted = self.fit(losses)
+        values = losses.cpu().numpy()
         from latentmix.selection import separation
 
         if self.noise_model is None or separation(fitted.posterior(values), values) > 0:
@@ -370,6 +378,11 @@ class LossCorrection:
         self.epochs_done += 1
         self._epoch_index = []
         return fitted
+
+    def _fit(self, losses: torch.Tensor) -> Any:
+        values = losses.cpu().numpy()
+        check_finite_losses(values)
+        return fit_noise_model(values, kind=self.noise_model_kind, **self.fit_options)
 
     @property
     def losses(self) -> np.ndarray:
@@ -436,11 +449,8 @@ class LossCorrection:
 
         [A] ``train_mixUp_HardBootBeta`` / ``mixup_criterion_mixSoft`` + ``reg_loss_class``.
         """
-        logits = logits.float()
-        if targets is None:
-            return mixed_cross_entropy(logits, labels, plan)
-        lam = plan.lam if self.correction == "hard" else side_lam(plan, self.soft_side_weighting)
-        return bootstrapping_objective(logits, mix_targets(targets, plan, lam), self.reg_weight)
+        return bootstrapped_mixup_loss(logits, labels, plan, targets, self.correction, self.reg_weight,
+                                       self.soft_side_weighting)
 
     @staticmethod
     def regularizer(logits: torch.Tensor) -> torch.Tensor:

@@ -390,7 +390,8 @@ class LatentMixup:
     Args:
         model: any `nn.Module` whose forward takes the inputs as one argument, or the same model
             wrapped in `DistributedDataParallel` (mix points are then found on its ``module`` and
-            the mixed forward runs through the wrapper, so the gradients are averaged).
+            the mixed forward runs through the wrapper, so the gradients are averaged), or a
+            `LatentMixer` already built (`mix_points` is then ignored).
         mix_points: submodule names whose outputs are layers 1, 2, ... (default: the model's
             ``mix_points`` attribute); see `LatentMixer`.
         layers: the eligible set S, e.g. ``"0-2"``, ``[1, 2]`` (`parse_layers`); default: every
@@ -430,9 +431,12 @@ class LatentMixup:
     ):
         from torch.nn.parallel import DistributedDataParallel
 
-        inner = model.module if isinstance(model, DistributedDataParallel) else model
-        self.mixer = LatentMixer(inner, mix_points)
-        self.mixer.model = model  # the forward goes through the wrapper; the mix points stay on `inner`
+        if isinstance(model, LatentMixer):
+            self.mixer = model
+        else:
+            inner = model.module if isinstance(model, DistributedDataParallel) else model
+            self.mixer = LatentMixer(inner, mix_points)
+            self.mixer.model = model  # the forward goes through the wrapper; the mix points stay on `inner`
         self.layers = self.mixer.check_layers(range(self.mixer.num_layers) if layers is None else parse_layers(layers))
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
             raise ConfigError(f"LatentMixup alpha must be a finite number >= 0 (0: no interpolation), got {alpha!r}")
