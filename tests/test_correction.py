@@ -200,19 +200,30 @@ def test_single_forward_targets_come_from_one_eval_mode_forward():
     torch.testing.assert_close(targets, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_tracked_targets_are_read_from_the_last_tracking_pass_by_index():
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_tracked_targets_are_read_from_the_last_tracking_pass_by_index(with_labels):
+    """Without labels each batch's rows are built from its own labels; with them, every sample's
+    row once per pass (rebuilt after the next observe) and a gather per batch: the same rows."""
     n = 40
+    generator = torch.Generator().manual_seed(4)
     losses = torch.from_numpy(_bimodal_losses(n)[0]).float()
-    logits = torch.randn(n, 3, generator=torch.Generator().manual_seed(4))
+    logits, labels = torch.randn(n, 3, generator=generator), torch.randint(0, 3, (n,), generator=generator)
     correction = LossCorrection(n, bootstrap_forward="tracked", warmup_epochs=1)
-    correction.observe(torch.arange(n), losses, logits)
+    correction.observe(torch.arange(n), losses, logits, labels if with_labels else None)
     correction.end_epoch()
     index = torch.tensor([5, 0, 33, 12])
-    y = torch.tensor([0, 1, 2, 0])
+    y = labels[index]
+
+    def expected_rows(losses, logits):
+        w = torch.from_numpy(np.clip(correction.noise_model.posterior(losses[index].numpy()), *P_NOISY_CLAMP)).float()
+        return (1 - w[:, None]) * F.one_hot(y, 3).float() + w[:, None] * F.one_hot(logits[index].argmax(1), 3).float()
+
     targets = correction.batch_targets(None, None, y, index)  # no model, no forward
-    w = torch.from_numpy(np.clip(correction.noise_model.posterior(losses[index].numpy()), *P_NOISY_CLAMP)).float()
-    expected = (1 - w[:, None]) * F.one_hot(y, 3).float() + w[:, None] * F.one_hot(logits[index].argmax(1), 3).float()
-    torch.testing.assert_close(targets, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(targets, expected_rows(losses, logits), rtol=1e-6, atol=1e-6)
+    later_logits = -logits  # the next pass: other predictions
+    correction.observe(torch.arange(n), losses, later_logits, labels if with_labels else None)
+    torch.testing.assert_close(correction.batch_targets(None, None, y, index), expected_rows(losses, later_logits),
+                               rtol=1e-6, atol=1e-6)
     with pytest.raises(ConfigError, match="index"):
         correction.batch_targets(None, None, y)
 
@@ -290,6 +301,7 @@ def test_track_losses_over_a_shuffled_data_loader():
     model.train()
     torch.testing.assert_close(tracked.losses, expected[tracked.index], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(tracked.predictions, model(x).argmax(1)[tracked.index])
+    assert torch.equal(tracked.labels, y[tracked.index])
     assert model.training and not model.body[1].training
     with pytest.raises(ConfigError, match="inputs, labels, index"):
         track_losses(model, DataLoader(TensorDataset(x, y), batch_size=16))

@@ -120,6 +120,7 @@ class TrackedLosses:
     index: torch.Tensor  # (n,) int64 sample indices
     losses: torch.Tensor  # (n,) float32 cross-entropy against the given label
     logits: torch.Tensor  # (n, C) float32
+    labels: torch.Tensor  # (n,) int64 the given labels
 
     @property
     def predictions(self) -> torch.Tensor:
@@ -171,12 +172,12 @@ def track_losses(
         device: where the forward runs (default: the model's parameters' device).
         autocast: a context manager factory for the forwards (e.g. bf16 autocast).
 
-    Returns `TrackedLosses` (index (n,), losses (n,), logits (n, C); float32, on `device`). Under
+    Returns `TrackedLosses` (index (n,), losses (n,), logits (n, C), labels (n,), on `device`). Under
     ``torch.distributed`` (each process tracking its part, e.g. a `DistributedSampler`) the parts of
     all processes are gathered, so that every process fits the same noise model.
     """
     device = torch.device(device) if device is not None else _model_device(model)
-    indices, losses, all_logits = [], [], []
+    indices, losses, all_logits, all_labels = [], [], [], []
     with eval_mode(model):
         for batch in loader:
             inputs, labels, index = unpack(batch)
@@ -186,16 +187,18 @@ def track_losses(
             logits = logits.float()
             losses.append(F.cross_entropy(logits, labels, reduction="none"))
             all_logits.append(logits)
+            all_labels.append(labels.long())
             indices.append(torch.as_tensor(index).to(device=device, dtype=torch.int64))
     if not indices:
         raise ConfigError("track_losses: the loader gave no batches; pass the loader over the training set")
-    tracked = TrackedLosses(torch.cat(indices), torch.cat(losses), torch.cat(all_logits))
+    tracked = TrackedLosses(torch.cat(indices), torch.cat(losses), torch.cat(all_logits), torch.cat(all_labels))
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         from latentmix.distributed import DistContext
 
         context = DistContext(rank=torch.distributed.get_rank(), world_size=torch.distributed.get_world_size(),
                               device=device)
-        tracked = TrackedLosses(*(context.all_gather(part) for part in (tracked.index, tracked.losses, tracked.logits)))
+        tracked = TrackedLosses(*(context.all_gather(part) for part in (tracked.index, tracked.losses, tracked.logits,
+                                                                         tracked.labels)))
     return tracked
 
 
@@ -263,7 +266,8 @@ class LossCorrection:
         bootstrap_forward: where `batch_targets` gets the model's prediction and P(noisy):
             "reference" ([A]: a train-mode forward for the target, an eval-mode one for the loss
             that gives P(noisy)), "single" (one eval-mode forward for both), "tracked" (no forward:
-            the last tracking pass's logits and losses, one epoch old; `observe` needs the logits).
+            the last tracking pass's logits and losses, one epoch old; `observe` needs the logits,
+            and with the labels too it builds every sample's target row once per epoch).
         soft_side_weighting: "lam" ([A]'s current code) or "half" (its 2019 release) for "soft".
         noise_model: "beta" ([A]) or "gaussian" (DivideMix style), `latentmix.noise_model`.
         lookup: the Beta posterior table's look-up, "monotone" (default) or "reference".
@@ -306,13 +310,24 @@ class LossCorrection:
         self.noise_model_kind = noise_model
         self.fit_options = {"lookup": lookup} if noise_model == "beta" else {}
         self.fit = fit if fit is not None else self._fit
-        self.noise_model: Any = None
+        self._noise_model: Any = None
         self.last_fit: Any = None
         self.epochs_done = 0
         self._switch: Optional[bool] = None
         self._losses: Optional[torch.Tensor] = None  # (N,) the latest observed loss of each sample, NaN if none
         self._logits: Optional[torch.Tensor] = None  # (N, C) the latest observed logits (for "tracked")
+        self._labels: Optional[torch.Tensor] = None  # (N,) the observed labels (for "tracked")
+        self._target_table: Optional[torch.Tensor] = None  # (N, C) "tracked" target rows, built once per pass
         self._epoch_index: list[torch.Tensor] = []  # this epoch's observed samples, in observed order
+
+    @property
+    def noise_model(self) -> Any:
+        return self._noise_model
+
+    @noise_model.setter
+    def noise_model(self, model: Any) -> None:
+        self._noise_model = model
+        self._target_table = None
 
     # -- the switch -----------------------------------------------------------------------------
     @property
@@ -332,10 +347,11 @@ class LossCorrection:
         return self.correction != "none" and self.enabled and self.noise_model is not None
 
     # -- per epoch ------------------------------------------------------------------------------
-    def observe(self, index: Any, losses: torch.Tensor, logits: Optional[torch.Tensor] = None, *,
-                for_fit: bool = True) -> None:
-        """Record per-sample losses (n,) (and logits (n, C)) of samples `index` (n,) from this
-        epoch's tracking pass; may be called once per batch or once for the whole pass.
+    def observe(self, index: Any, losses: torch.Tensor, logits: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None, *, for_fit: bool = True) -> None:
+        """Record per-sample losses (n,) (and logits (n, C), given labels (n,): what
+        ``bootstrap_forward="tracked"`` reads) of samples `index` (n,) from this epoch's tracking
+        pass; may be called once per batch or once for the whole pass.
         ``for_fit=False`` keeps them (P(noisy), "tracked" targets) out of the next fit: a pass
         restored from a checkpoint, or redone."""
         index = torch.as_tensor(index).long().reshape(-1)
@@ -356,6 +372,11 @@ class LossCorrection:
             if self._logits is None or self._logits.shape[1] != logits.shape[1]:
                 self._logits = torch.zeros((self.num_samples, logits.shape[1]), device=self._losses.device)
             self._logits[index] = logits.to(self._logits.device)
+        if labels is not None:
+            if self._labels is None:
+                self._labels = torch.zeros(self.num_samples, dtype=torch.long, device=self._losses.device)
+            self._labels[index] = torch.as_tensor(labels).long().reshape(-1).to(self._labels.device)
+        self._target_table = None
         if for_fit:
             self._epoch_index.append(index)
 
@@ -431,6 +452,11 @@ class LossCorrection:
                 raise ConfigError("LossCorrection with bootstrap_forward='tracked' needs the batch's sample index and "
                                   "a tracking pass with logits: observe(index, losses, logits)")
             index = torch.as_tensor(index).long().to(self._logits.device)
+            if self._labels is not None:  # every sample's row once per pass, then a gather per batch
+                if self._target_table is None:
+                    self._target_table = bootstrap_targets(self._labels, self._logits, self.posterior(self._losses),
+                                                           self.correction)
+                return self._target_table[index].to(labels.device)
             clean_logits, p_noisy = self._logits[index], self.posterior(self._losses[index])
             return bootstrap_targets(labels, clean_logits.to(labels.device), p_noisy.to(labels.device), self.correction)
         clean_logits, p_noisy = bootstrapping_inputs(model, inputs, labels, self.noise_model, self.bootstrap_forward,
@@ -471,6 +497,7 @@ class LossCorrection:
             "last_fit_state": None if self.last_fit is None else self.last_fit.state_dict(),
             "losses": None if self._losses is None else self._losses.cpu(),
             "logits": None if self._logits is None else self._logits.cpu(),
+            "labels": None if self._labels is None else self._labels.cpu(),
             "epoch_index": [index.cpu() for index in self._epoch_index],
         }
 
@@ -486,7 +513,8 @@ class LossCorrection:
         self.noise_model = None if state["noise_model_state"] is None else noise_model_from_state_dict(state["noise_model_state"])
         self.last_fit = None if state["last_fit_state"] is None else noise_model_from_state_dict(state["last_fit_state"])
         move = (lambda t: None if t is None else t.to(device)) if device is not None else (lambda t: t)
-        self._losses, self._logits = move(state["losses"]), move(state["logits"])
+        self._losses, self._logits, self._labels = move(state["losses"]), move(state["logits"]), move(state.get("labels"))
+        self._target_table = None
         self._epoch_index = [move(index) for index in state.get("epoch_index", [])]
 
 

@@ -744,8 +744,7 @@ def train(
                 correction.noise_model = _noise_model_from_state(state["noise_model"])
             if state.get("tracked") is not None:  # the last tracking pass, not redone (it would draw augmentations)
                 tracked = Tracked(state["tracked"]["losses"].to(device), state["tracked"]["logits"].to(device))
-                correction.observe(trained, tracked.losses[trained], tracked.logits[trained] if tracking_logits else None,
-                                   for_fit=False)
+                correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
             correction.epochs_done = state["epoch"]
             snapshot = state.get("label_snapshot")
             if run_folder.file(SELECTED_NAME).exists():
@@ -777,7 +776,7 @@ def train(
             # resumed from a checkpoint that does not keep the previous epoch's pass
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                             protocol.eval_batch_size, autocast, dist=dist)
-            correction.observe(trained, tracked.losses[trained], tracked.logits[trained], for_fit=False)
+            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
 
         # ---- train one epoch; the loss is summed on the device and read once at the end ----
         # (data-parallel: every process draws the same global batches and mixing draws, augments
@@ -819,7 +818,7 @@ def train(
         if tracks_at(epoch, config, method, protocol):
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                             protocol.eval_batch_size, autocast, dist=dist)
-            correction.observe(trained, tracked.losses[trained], tracked.logits[trained] if tracking_logits else None)
+            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits))
             # a fresh fit; bootstrapping keeps the last one that separated the losses (`LossCorrection`)
             fitted = correction.end_epoch()
             view = epoch_view(tracked, fitted, trained_np, val_tracked)
@@ -890,6 +889,14 @@ def train(
         atomic_write_json(out_path / "result.json", result.summary())
         run_folder.write_timing(timing)
     return result
+
+
+def tracking_pass(tracked: Tracked, labels: torch.Tensor, trained: torch.Tensor, with_targets: bool) -> tuple:
+    """What `LossCorrection.observe` takes of a tracking pass for the samples trained on: their
+    losses, and (for ``--bootstrap-forward tracked``) their logits and labels."""
+    if not with_targets:
+        return tracked.losses[trained], None, None
+    return tracked.losses[trained], tracked.logits[trained], labels[trained]
 
 
 def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_tracked: Optional[Tracked]) -> dict:
