@@ -622,3 +622,51 @@ def test_latent_mixup_runs_through_distributed_data_parallel():
         torch.testing.assert_close(plain_model.first.weight.grad, inner.first.weight.grad)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _ddp_mixup_step(rank, world_size, port, out_dir):
+    """One process of a 2-process gloo group: one LatentMixup step on its half of a batch."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from latentmix.mixing import LatentMixup
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        model = DistributedDataParallel(_three_stage_model())
+        x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
+        mine = slice(rank * 6, rank * 6 + 6)
+        mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=1.0, seed=4)
+        logits, plan = mixup(x[mine])
+        mixed_cross_entropy(logits, y[mine], plan).backward()
+        torch.save({"layer": plan.layer, "lam": plan.lam, "perm": plan.perm,
+                    "grad": model.module.first.weight.grad}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no gloo backend")
+def test_latent_mixup_on_two_processes_draws_alike_and_averages_the_gradients(tmp_path):
+    """Same seed on both processes: the same layer, lam and permutation; DDP averages the
+    gradients, so each process holds the mean of the two halves' gradients, computed here by hand."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_mixup_step, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    parts = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+    assert (parts[0]["layer"], parts[0]["lam"], parts[0]["perm"].tolist()) == \
+           (parts[1]["layer"], parts[1]["lam"], parts[1]["perm"].tolist())
+    model = _three_stage_model()
+    x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
+    layer, lam, perm = parts[0]["layer"], parts[0]["lam"], parts[0]["perm"]
+    for rank in range(2):
+        half = slice(rank * 6, rank * 6 + 6)
+        logits = _hand_forward(model, x[half], layer, lam, perm)
+        loss = lam * F.cross_entropy(logits, y[half]) + (1 - lam) * F.cross_entropy(logits, y[half][perm])
+        (loss / 2).backward()
+    for part in parts:
+        torch.testing.assert_close(part["grad"], model.first.weight.grad, rtol=1e-5, atol=1e-6)

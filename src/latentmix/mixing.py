@@ -12,7 +12,8 @@ One mixed forward (Verma et al. 2019, "Manifold Mixup", Alg. 1; the paper, secti
   3. the loss mixes the targets the same way (`mixed_cross_entropy`).
 
 The model's code is untouched: the mix lives only for one forward call (see `LatentMixer.forward`).
-Nothing here knows about training; use `LatentMixer` in your own loop if you like.
+Nothing here knows about training. In your own loop, hold a `LatentMixup` (eligible layers, alpha,
+its own random stream and `state_dict`; ``logits, plan = mixup(x)``), as `latentmix.training` does.
 
 Cost: on small models a step is per-operation overhead (each tensor op and each autograd node costs
 microseconds whatever its size), so the mix is one `torch.lerp` and the mixed loss one soft-target
