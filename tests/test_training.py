@@ -384,3 +384,53 @@ def test_bootstrapping_leaves_a_frozen_batch_norm_untouched():
     assert not batch_norm.training
     assert torch.equal(batch_norm.running_mean, before[0]) and torch.equal(batch_norm.running_var, before[1])
     assert int(batch_norm.num_batches_tracked) == before[2]
+
+
+@pytest.mark.parametrize("bootstrap_forward", ["reference", "tracked"])
+def test_train_is_the_own_loop_of_the_readme(bootstrap_forward):
+    """`train` is the plain loop a user writes with `LatentMixup` and `LossCorrection` over a
+    DataLoader-shaped tracking pass: that loop, written here from the run's streams and schedule,
+    ends in the very same weights (one implementation of the method)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import latentmix
+    from latentmix.data.spiral import load_spiral
+    from latentmix.training import (
+        RunStreams, batch_indices, build_run_model, lr_at_epoch, make_labels, protocol_for,
+    )
+
+    dataset = load_spiral(num_train=150, num_val=40)
+    config = RunConfig(dataset="spiral", method="lr-m-dyr-h", warmup_epochs=1, epochs=3, noise=0.3, seed=5,
+                       device="cpu", bootstrap_forward=bootstrap_forward, checkpoint=False)
+    expected = train(config, dataset=dataset, progress=False).model.state_dict()
+
+    protocol = protocol_for(config, "spiral")
+    labels = make_labels(config, dataset).labels
+    inputs, everyone = dataset.train_inputs, torch.arange(len(labels))
+    model = build_run_model(config, dataset).train()
+    streams = RunStreams.from_seed(config.seed, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum)
+    mixup = latentmix.LatentMixup(model, layers=config.resolved_method().mix_layers, alpha=protocol.alpha,
+                                  seed=streams.mixing)
+    correction = latentmix.LossCorrection(len(labels), correction="hard", warmup_epochs=1,
+                                          bootstrap_forward=bootstrap_forward)
+    tracking_loader = DataLoader(TensorDataset(inputs, labels, everyone), batch_size=protocol.eval_batch_size)
+    for epoch in range(1, protocol.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at_epoch(protocol, epoch)
+        batches = batch_indices(everyone, protocol.batch_size, streams.order)
+        mixup.start_epoch(len(batches), protocol.batch_size)
+        for index in batches:
+            x, y = inputs[index], labels[index]
+            targets = correction.batch_targets(model, x, y, index)
+            logits, plan = mixup(x)
+            loss = correction.loss(logits, y, plan, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        tracked = latentmix.track_losses(model, tracking_loader)
+        correction.observe(tracked.index, tracked.losses, tracked.logits, tracked.labels)
+        correction.end_epoch()
+    assert correction.bootstrapping
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
