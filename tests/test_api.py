@@ -132,6 +132,84 @@ def test_fit_errors(kwargs, match):
                       device="cpu", progress=False, **args)
 
 
+def _separable(n=80, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=generator)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+def test_fit_with_your_optimizer_and_scheduler_factories():
+    """Factories for an Adam optimizer and a halving StepLR: the run's lr is the optimizer's, halved
+    after every epoch (the protocol's lr 0.05 and its milestones are not applied)."""
+    x, y = _separable()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    built = []
+
+    def adam(params):
+        built.append(torch.optim.Adam(params, lr=0.01))
+        return built[-1]
+
+    result = latentmix.fit(model, x, y, val_inputs=x, val_labels=y, method="lr-m", mix_points=["1"], layers="0-1",
+                           epochs=3, device="cpu", progress=False, optimizer=adam,
+                           scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    assert [row["lr"] for row in result.metrics] == [0.01, 0.005, 0.0025]
+    assert built and all("exp_avg" in state for state in built[0].state.values())  # Adam took the steps
+    assert len(built[0].state) == len(list(model.parameters()))
+
+
+def test_fit_with_an_optimizer_instance_and_its_errors():
+    x, y = _separable()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.5)
+    result = latentmix.fit(model, x, y, val_inputs=x, val_labels=y, method="ce", epochs=2, device="cpu",
+                           progress=False, optimizer=optimizer)
+    assert [row["lr"] for row in result.metrics] == [0.02, 0.02]  # no schedule: the optimizer's lr throughout
+    assert all("momentum_buffer" in state for state in optimizer.state.values())
+    args = dict(val_inputs=x, val_labels=y, method="ce", epochs=1, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="none of the model's parameters"):
+        latentmix.fit(model, x, y, optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), **args)
+    with pytest.raises(ConfigError, match="set them on it"):
+        latentmix.fit(model, x, y, optimizer=optimizer, lr=0.1, **args)
+    other = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="another optimizer"):
+        latentmix.fit(model, x, y, optimizer=optimizer,
+                      scheduler=torch.optim.lr_scheduler.StepLR(other, step_size=1), **args)
+    with pytest.raises(ConfigError, match="optimizer must be"):
+        latentmix.fit(model, x, y, optimizer="adam", **args)
+
+
+def test_a_run_with_your_scheduler_resumes_exactly(tmp_path):
+    """Kill after epoch 2 of 4 and resume: the scheduler's state comes back with the checkpoint, so
+    the lr and every metric equal the uninterrupted run's."""
+    from latentmix.training import RunConfig, train
+
+    x, y = _separable(120)
+    dataset = latentmix.dataset_from_tensors(x[:100], y[:100], x[100:], y[100:], noise=0.2)
+    config = RunConfig(dataset="custom", method="m-dyr-h", warmup_epochs=1, epochs=4, noise=0.2, device="cpu")
+    factories = dict(optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
+                     scheduler=lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3], gamma=0.5))
+
+    def run(folder, **kwargs):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        return train(config, dataset=dataset, model=model, mix_points=(), run_dir=folder, progress=False,
+                     **factories, **kwargs)
+
+    full = run(tmp_path / "full")
+
+    def stop_after_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", on_epoch_end=stop_after_2)
+    resumed = run(tmp_path / "cut", resume=True)
+    assert resumed.metrics == full.metrics
+    assert [row["lr"] for row in full.metrics] == pytest.approx([0.1, 0.1, 0.1, 0.05])  # counts epochs from 1
+    assert (tmp_path / "cut" / "result.json").read_bytes() == (tmp_path / "full" / "result.json").read_bytes()
+
+
 def test_top_level_exports():
     from latentmix import BetaMixture, LatentMixer, Method, PRESETS, fit, get_method, make_noisy_labels
 
@@ -139,7 +217,8 @@ def test_top_level_exports():
     assert LatentMixer.__name__ == "LatentMixer" and BetaMixture.__name__ == "BetaMixture"
     noisy = make_noisy_labels(torch.arange(10) % 2, 2, rate=0.5, seed=0)
     assert noisy.labels.shape == (10,)
-    assert set(latentmix.__all__) >= {"fit", "LatentMixer", "Method", "make_noisy_labels", "BetaMixture"}
+    assert set(latentmix.__all__) >= {"fit", "LatentMixer", "Method", "make_noisy_labels", "BetaMixture",
+                                      "LatentMixup", "LossCorrection", "track_losses"}
     with pytest.raises(AttributeError):
         latentmix.no_such_thing
 

@@ -478,3 +478,195 @@ def test_global_forward_hooks_still_see_the_unmixed_output():
     torch.testing.assert_close(out, _manual_spiral_forward(model, x, 4, lam, perm), rtol=1e-5, atol=1e-6)
     h = model.layer4(model.layer3(model.layer2(model.layer1(x))))
     torch.testing.assert_close(seen[id(model.layer4)], h.detach())
+
+
+# --------------------------------------------------------------------------------------------------
+# LatentMixup: the object a training loop holds
+
+
+def _three_stage_model():
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(first=nn.Linear(3, 5), act=nn.Tanh(), second=nn.Linear(5, 4), out=nn.Linear(4, 2)))
+
+
+def _hand_draws(seed, choices, alpha, steps, batch):
+    """The documented draw order, written out with NumPy: layer uniforms, Beta lams, permutation keys."""
+    rng = np.random.default_rng(seed)
+    layers = [choices[int(u * len(choices))] for u in rng.random(steps)]
+    lams = rng.beta(alpha, alpha, steps)
+    keys = rng.random((steps, batch))
+    return layers, lams, keys
+
+
+def _hand_forward(model, x, layer, lam, perm):
+    perm = torch.as_tensor(perm)
+
+    def mix(h):
+        return lam * h + (1 - lam) * h[perm]
+
+    h = mix(x) if layer == 0 else x
+    h = model.first(h)
+    h = mix(h) if layer == 1 else h
+    h = model.second(model.act(h))
+    h = mix(h) if layer == 2 else h
+    return model.out(h)
+
+
+def test_latent_mixup_call_is_the_hand_written_mixed_forward():
+    from latentmix.mixing import LatentMixup
+
+    model = _three_stage_model()
+    mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=2.0, seed=7)
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    expected = []
+    rng = np.random.default_rng(7)
+    for _ in range(4):  # one step's block per call: its layer uniform, its lam, its keys
+        layer = (0, 1, 2)[int(rng.random(1)[0] * 3)]
+        lam = float(rng.beta(2.0, 2.0, 1)[0])
+        perm = np.argsort(rng.random((1, 6))[0], kind="stable")
+        expected.append((layer, lam, perm))
+    for layer, lam, perm in expected:
+        logits, plan = mixup(x)
+        assert (plan.layer, plan.lam, plan.perm.tolist()) == (layer, lam, perm.tolist())
+        torch.testing.assert_close(logits, _hand_forward(model, x, layer, lam, perm), rtol=1e-6, atol=1e-6)
+
+
+def test_latent_mixup_start_epoch_draws_a_whole_epoch_in_the_trainers_order():
+    from latentmix.mixing import LatentMixup
+
+    model = _three_stage_model()
+    mixup = LatentMixup(model, ["first", "second"], layers=[1, 2], alpha=0.5, seed=3)
+    layers, lams, keys = _hand_draws(3, (1, 2), 0.5, steps=5, batch=8)
+    mixup.start_epoch(5, 8)
+    x = torch.randn(8, 3)
+    for step in range(5):
+        size = 8 if step < 4 else 5  # a short last batch takes the first keys of its row
+        _, plan = mixup(x[:size])
+        assert (plan.layer, plan.lam) == (layers[step], lams[step])
+        assert plan.perm.tolist() == np.argsort(keys[step][:size], kind="stable").tolist()
+
+
+def test_latent_mixup_resumes_exactly_from_its_state_dict(tmp_path):
+    from latentmix.mixing import LatentMixup
+
+    x = torch.randn(8, 3)
+
+    def plans(mixup, count):
+        return [(p.layer, p.lam, p.perm.tolist()) for p in (mixup(x).plan for _ in range(count))]
+
+    straight = LatentMixup(_three_stage_model(), ["first", "second"], layers="0-2", alpha=1.0, seed=11)
+    straight.start_epoch(4, 8)
+    first = plans(straight, 2)
+    torch.save(straight.state_dict(), tmp_path / "mixup.pt")
+    rest = plans(straight, 2) + plans(straight, 3)  # the epoch's last two steps, then one-step blocks
+    resumed = LatentMixup(_three_stage_model(), ["first", "second"], layers="0-2", alpha=1.0, seed=999)
+    resumed.load_state_dict(torch.load(tmp_path / "mixup.pt", weights_only=True))
+    assert plans(resumed, 5) == rest and len(first) == 2
+    other = LatentMixup(_three_stage_model(), ["first", "second"], layers="1-2", alpha=1.0)
+    with pytest.raises(ConfigError, match="layers"):
+        other.load_state_dict(straight.state_dict())
+
+
+def test_latent_mixup_switched_off_is_the_plain_forward_and_draws_nothing():
+    from latentmix.mixing import LatentMixup
+
+    model = _three_stage_model()
+    mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=2.0, seed=5)
+    mixup.enabled = False
+    before = mixup.rng.bit_generator.state
+    x = torch.randn(4, 3)
+    logits, plan = mixup(x)
+    assert plan is NO_MIX and torch.equal(logits, model(x))
+    assert mixup.rng.bit_generator.state == before
+    assert LatentMixup(model, ["first", "second"], layers="none")(x).plan is NO_MIX
+    assert LatentMixup(model, ["first", "second"], layers="1", alpha=0)(x).plan.lam == 1.0
+    assert LatentMixup(model, ["first", "second"]).layers == (0, 1, 2)  # default: every layer
+
+
+@pytest.mark.parametrize("kwargs, field", [({"alpha": -1.0}, "alpha"), ({"alpha": float("nan")}, "alpha"),
+                                           ({"layers": "0-5"}, "out of range"), ({"seed": "a"}, "seed")])
+def test_latent_mixup_refuses_bad_settings(kwargs, field):
+    from latentmix.mixing import LatentMixup
+
+    with pytest.raises(ConfigError, match=field):
+        LatentMixup(_three_stage_model(), ["first", "second"], **kwargs)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no gloo backend")
+def test_latent_mixup_runs_through_distributed_data_parallel():
+    """Wrapped in DDP (one gloo process), the mix points are found on the inner model and the mixed
+    forward goes through the wrapper: the same logits and gradients as the unwrapped model."""
+    import socket
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from latentmix.mixing import LatentMixup
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        plain_model, inner = _three_stage_model(), _three_stage_model()
+        wrapped = DistributedDataParallel(inner)
+        x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 1, 0])
+        results = []
+        for model in (plain_model, wrapped):
+            mixup = LatentMixup(model, ["first", "second"], layers="1-2", alpha=1.0, seed=2)
+            logits, plan = mixup(x)
+            mixed_cross_entropy(logits, y, plan).backward()
+            results.append((logits.detach(), plan.layer, plan.lam))
+        assert results[0][1:] == results[1][1:]
+        torch.testing.assert_close(results[0][0], results[1][0])
+        torch.testing.assert_close(plain_model.first.weight.grad, inner.first.weight.grad)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _ddp_mixup_step(rank, world_size, port, out_dir):
+    """One process of a 2-process gloo group: one LatentMixup step on its half of a batch."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from latentmix.mixing import LatentMixup
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        model = DistributedDataParallel(_three_stage_model())
+        x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
+        mine = slice(rank * 6, rank * 6 + 6)
+        mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=1.0, seed=4)
+        logits, plan = mixup(x[mine])
+        mixed_cross_entropy(logits, y[mine], plan).backward()
+        torch.save({"layer": plan.layer, "lam": plan.lam, "perm": plan.perm,
+                    "grad": model.module.first.weight.grad}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no gloo backend")
+def test_latent_mixup_on_two_processes_draws_alike_and_averages_the_gradients(tmp_path):
+    """Same seed on both processes: the same layer, lam and permutation; DDP averages the
+    gradients, so each process holds the mean of the two halves' gradients, computed here by hand."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_mixup_step, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    parts = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+    assert (parts[0]["layer"], parts[0]["lam"], parts[0]["perm"].tolist()) == \
+           (parts[1]["layer"], parts[1]["lam"], parts[1]["perm"].tolist())
+    model = _three_stage_model()
+    x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
+    layer, lam, perm = parts[0]["layer"], parts[0]["lam"], parts[0]["perm"]
+    for rank in range(2):
+        half = slice(rank * 6, rank * 6 + 6)
+        logits = _hand_forward(model, x[half], layer, lam, perm)
+        loss = lam * F.cross_entropy(logits, y[half]) + (1 - lam) * F.cross_entropy(logits, y[half][perm])
+        (loss / 2).backward()
+    for part in parts:
+        torch.testing.assert_close(part["grad"], model.first.weight.grad, rtol=1e-5, atol=1e-6)

@@ -309,3 +309,128 @@ def test_eval_mode_switches_every_module_and_back():
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert all(m.training for m in model.modules())
+
+
+class _FrozenBatchNormModel(torch.nn.Module):
+    """The fine-tuning idiom: a pretrained backbone whose batch norm stays frozen (eval mode, its
+    running statistics fixed) whenever the model is put in train mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU())
+        self.head = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        self.mix_points = ["backbone", "head.1"]
+        self.train_calls = 0
+
+    def train(self, mode: bool = True):
+        self.train_calls += 1
+        super().train(mode)
+        self.backbone[1].eval()
+        return self
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def test_eval_mode_keeps_a_frozen_batch_norm_frozen():
+    from latentmix.training import eval_mode
+
+    model = _FrozenBatchNormModel().train()
+    calls = model.train_calls
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert model.train_calls > calls  # the model's own train() ran, on entry (eval) and on exit
+    assert not model.backbone[1].training
+    assert all(m.training for m in model.modules() if m is not model.backbone[1])
+
+
+def test_eval_mode_restores_each_module_to_its_own_previous_mode():
+    from torch import nn
+
+    from latentmix.training import eval_mode
+
+    plain = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5), nn.BatchNorm1d(3))
+    plain.train()
+    plain[2].eval()  # set apart by hand, no override involved
+    with eval_mode(plain):
+        assert not any(m.training for m in plain.modules())
+    assert [m.training for m in plain] == [True, True, False] and plain.training
+    plain.eval()  # a model already in eval mode stays there
+    with eval_mode(plain):
+        pass
+    assert not any(m.training for m in plain.modules())
+    overriding = _FrozenBatchNormModel().eval()
+    with eval_mode(overriding):
+        pass
+    assert not any(m.training for m in overriding.modules())
+
+
+def test_bootstrapping_leaves_a_frozen_batch_norm_untouched():
+    """A whole run whose bootstrapping switches to eval mode twice per batch: the frozen batch
+    norm's running statistics are those it started with (an eval_mode that set every module back
+    to training unfroze it, and the statistics drifted)."""
+    import latentmix
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 4, generator=generator) * 3 + 1
+    y = (x[:, 0] > 1).long() + (x[:, 1] > 1).long()
+    torch.manual_seed(0)
+    model = _FrozenBatchNormModel()
+    batch_norm = model.backbone[1]
+    before = (batch_norm.running_mean.clone(), batch_norm.running_var.clone(), int(batch_norm.num_batches_tracked))
+    result = latentmix.fit(model, x[:200], y[:200], val_inputs=x[200:], val_labels=y[200:], method="lr-m-dyr-h",
+                           layers="1-2", epochs=3, warmup_epochs=1, batch_size=20, device="cpu", progress=False)
+    assert any(row["bootstrapping"] for row in result.metrics)
+    assert not batch_norm.training
+    assert torch.equal(batch_norm.running_mean, before[0]) and torch.equal(batch_norm.running_var, before[1])
+    assert int(batch_norm.num_batches_tracked) == before[2]
+
+
+@pytest.mark.parametrize("bootstrap_forward", ["reference", "tracked"])
+def test_train_is_the_own_loop_of_the_readme(bootstrap_forward):
+    """`train` is the plain loop a user writes with `LatentMixup` and `LossCorrection` over a
+    DataLoader-shaped tracking pass: that loop, written here from the run's streams and schedule,
+    ends in the very same weights (one implementation of the method)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import latentmix
+    from latentmix.data.spiral import load_spiral
+    from latentmix.training import (
+        RunStreams, batch_indices, build_run_model, lr_at_epoch, make_labels, protocol_for,
+    )
+
+    dataset = load_spiral(num_train=150, num_val=40)
+    config = RunConfig(dataset="spiral", method="lr-m-dyr-h", warmup_epochs=1, epochs=3, noise=0.3, seed=5,
+                       device="cpu", bootstrap_forward=bootstrap_forward, checkpoint=False)
+    expected = train(config, dataset=dataset, progress=False).model.state_dict()
+
+    protocol = protocol_for(config, "spiral")
+    labels = make_labels(config, dataset).labels
+    inputs, everyone = dataset.train_inputs, torch.arange(len(labels))
+    model = build_run_model(config, dataset).train()
+    streams = RunStreams.from_seed(config.seed, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum)
+    mixup = latentmix.LatentMixup(model, layers=config.resolved_method().mix_layers, alpha=protocol.alpha,
+                                  seed=streams.mixing)
+    correction = latentmix.LossCorrection(len(labels), correction="hard", warmup_epochs=1,
+                                          bootstrap_forward=bootstrap_forward)
+    tracking_loader = DataLoader(TensorDataset(inputs, labels, everyone), batch_size=protocol.eval_batch_size)
+    for epoch in range(1, protocol.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at_epoch(protocol, epoch)
+        batches = batch_indices(everyone, protocol.batch_size, streams.order)
+        mixup.start_epoch(len(batches), protocol.batch_size)
+        for index in batches:
+            x, y = inputs[index], labels[index]
+            targets = correction.batch_targets(model, x, y, index)
+            logits, plan = mixup(x)
+            loss = correction.loss(logits, y, plan, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        tracked = latentmix.track_losses(model, tracking_loader)
+        correction.observe(tracked.index, tracked.losses, tracked.logits, tracked.labels)
+        correction.end_epoch()
+    assert correction.bootstrapping
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected[name]), name

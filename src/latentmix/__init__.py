@@ -5,7 +5,10 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
     from latentmix import fit, LatentMixer, Method, get_method, PRESETS, make_noisy_labels, BetaMixture
 
 * `fit` (latentmix.api): train any `nn.Module` with named mix points on tensors -> `RunResult`.
-* `LatentMixer`, `mixed_cross_entropy` (latentmix.mixing): latent mixup for your own loop.
+* `LatentMixup` (latentmix.mixing): latent mixup as one object your own loop calls (its own
+  random stream, eligible layers, alpha, `state_dict`); `LatentMixer`, `mixed_cross_entropy` below it.
+* `LossCorrection`, `track_losses` (latentmix.correction): the Beta-mixture loss correction for
+  your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`).
 * `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
 * `BetaMixture` (latentmix.noise_model): the two-component loss mixture giving P(noisy).
@@ -21,7 +24,10 @@ _EXPORTS = {
     "fit": "latentmix.api",
     "dataset_from_tensors": "latentmix.api",
     "LatentMixer": "latentmix.mixing",
+    "LatentMixup": "latentmix.mixing",
     "mixed_cross_entropy": "latentmix.mixing",
+    "LossCorrection": "latentmix.correction",
+    "track_losses": "latentmix.correction",
     "Method": "latentmix.methods",
     "PRESETS": "latentmix.methods",
     "get_method": "latentmix.methods",

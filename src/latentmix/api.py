@@ -197,6 +197,8 @@ def fit(
     run_dir: Optional[Union[str, os.PathLike]] = None,
     overwrite: bool = False,
     progress: bool = True,
+    optimizer: Any = None,
+    scheduler: Any = None,
     **settings: Any,
 ) -> RunResult:
     """Train `model` on the given tensors with a method of `latentmix.methods` and return the result.
@@ -225,6 +227,11 @@ def fit(
             `overwrite` is True (latentmix.run_folder).
         overwrite: replace the run that `run_dir` holds.
         progress: show a progress bar.
+        optimizer: your optimizer instead of the protocol's SGD: an instance built on
+            ``model.parameters()``, or a factory, e.g. ``lambda params: torch.optim.AdamW(params, lr=1e-3)``.
+        scheduler: your lr scheduler, stepped once after each epoch: an instance on that optimizer,
+            or a factory, e.g. ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 20)``.
+            Either one replaces the protocol's step schedule (the lr is then the optimizer's).
         **settings: any other `RunConfig` field (``alpha``, ``warmup_epochs``, ``weight_decay``,
             ``correction``, ``reg_weight``, ``bootstrap_forward``, ``noise_kind``, ...).
 
@@ -246,6 +253,9 @@ def fit(
                   epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                   checkpoint=run_dir is not None, **settings)
     config = RunConfig.from_dict(values, style="fit")  # every argument checked before any work
+    if (optimizer is not None) and (lr is not None or "weight_decay" in settings):
+        raise ConfigError("fit arguments lr / weight_decay set the default SGD; with your own optimizer, set them "
+                          "on it (e.g. optimizer=lambda params: torch.optim.SGD(params, lr=0.05, weight_decay=1e-4))")
     if num_classes is not None and not (isinstance(num_classes, int) and not isinstance(num_classes, bool)):
         raise ConfigError(f"fit argument num_classes must be a whole number >= 2, got {num_classes!r}")
     if run_dir is not None:
@@ -264,4 +274,4 @@ def fit(
             )
         mix_points = ()
     return train(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, overwrite=overwrite,
-                 progress=progress)
+                 progress=progress, optimizer=optimizer, scheduler=scheduler)

@@ -21,6 +21,7 @@ step is per-operation overhead).
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ __all__ = [
     "prior_regularizer",
     "bootstrap_targets",
     "bootstrapping_objective",
+    "bootstrapped_mixup_loss",
 ]
 
 
@@ -115,6 +117,26 @@ def prior_regularizer(logits: torch.Tensor) -> torch.Tensor:
     mean_prediction = F.softmax(logits, dim=1).mean(dim=0)
     prior = 1.0 / num_classes
     return (prior * (math.log(prior) - torch.log(mean_prediction))).sum()
+
+
+def bootstrapped_mixup_loss(
+    logits: torch.Tensor, y: torch.Tensor, plan: MixPlan, targets: Optional[torch.Tensor], correction: str,
+    reg_weight: float, soft_side_weighting: str = "lam",
+) -> torch.Tensor:
+    """A training step's loss on the mixed forward's `logits` (computed in float32):
+
+        targets None (warm-up, no correction): mixed CE, lam CE(out, y) + (1 - lam) CE(out, y[perm]);
+        else: `bootstrapping_objective` against the un-mixed bootstrapping target rows (B, C)
+              (`bootstrap_targets`) mixed like the hidden state, a t_i + (1 - a) t_perm(i),
+              a = lam (hard; soft "lam") or 0.5 (soft "half"), plus reg_weight * the prior regularizer.
+
+    With targets from `bootstrap_targets` this is `hard_bootstrapping_loss` / `soft_bootstrapping_loss`
+    + ``reg_weight * prior_regularizer`` ([A] adds the regularizer with bootstrapping only)."""
+    logits = logits.float()
+    if targets is None:
+        return mixed_cross_entropy(logits, y, plan)
+    lam = plan.lam if correction == "hard" else side_lam(plan, soft_side_weighting)
+    return bootstrapping_objective(logits, mix_targets(targets, plan, lam), reg_weight)
 
 
 def bootstrapping_objective(logits: torch.Tensor, targets: torch.Tensor, reg_weight: float) -> torch.Tensor:

@@ -12,7 +12,8 @@ One mixed forward (Verma et al. 2019, "Manifold Mixup", Alg. 1; the paper, secti
   3. the loss mixes the targets the same way (`mixed_cross_entropy`).
 
 The model's code is untouched: the mix lives only for one forward call (see `LatentMixer.forward`).
-Nothing here knows about training; use `LatentMixer` in your own loop if you like.
+Nothing here knows about training. In your own loop, hold a `LatentMixup` (eligible layers, alpha,
+its own random stream and `state_dict`; ``logits, plan = mixup(x)``), as `latentmix.training` does.
 
 Cost: on small models a step is per-operation overhead (each tensor op and each autograd node costs
 microseconds whatever its size), so the mix is one `torch.lerp` and the mixed loss one soft-target
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -370,3 +371,149 @@ def mix_targets(rows: torch.Tensor, plan: MixPlan, lam: Optional[float] = None) 
     if not plan.mixes:
         return rows
     return mix_rows(rows, plan.lam if lam is None else lam, plan.perm)
+
+
+# --------------------------------------------------------------------------------------------------
+# The object a training loop holds
+
+
+class MixedForward(NamedTuple):
+    """What a `LatentMixup` call returns: the mixed forward's logits and the plan the loss needs."""
+
+    logits: torch.Tensor
+    plan: MixPlan
+
+
+class LatentMixup:
+    """Latent mixup for your own training loop: one object that owns the eligible layers, alpha and
+    its random stream, in the shape of timm's ``Mixup`` (``timm/data/mixup.py``).
+
+    Args:
+        model: any `nn.Module` whose forward takes the inputs as one argument, or the same model
+            wrapped in `DistributedDataParallel` (mix points are then found on its ``module`` and
+            the mixed forward runs through the wrapper, so the gradients are averaged), or a
+            `LatentMixer` already built (`mix_points` is then ignored).
+        mix_points: submodule names whose outputs are layers 1, 2, ... (default: the model's
+            ``mix_points`` attribute); see `LatentMixer`.
+        layers: the eligible set S, e.g. ``"0-2"``, ``[1, 2]`` (`parse_layers`); default: every
+            layer, the input included. Empty (``"none"``): plain forwards.
+        alpha: lam ~ Beta(alpha, alpha); 0 gives lam = 1 (no interpolation).
+        seed: an int, or a `numpy.random.Generator` to draw from (shared, not copied).
+        enabled: the switch a loop flips (timm's ``mixup_enabled``): off, a call is the model's
+            plain forward with `NO_MIX` and draws nothing.
+
+    One call, ``logits, plan = mixup(inputs)``, draws the batch's layer k (uniform over S), lam and
+    a permutation, and runs the model with the hidden state at k replaced by
+    ``lam * h + (1 - lam) * h[perm]`` (Verma et al. 2019, Alg. 1); the loss mixes the targets the
+    same way: ``mixed_cross_entropy(logits, labels, plan)``, or
+    `latentmix.correction.LossCorrection.loss`.
+
+    Draws come in blocks of `draw_epoch_mixing` (layer uniforms, then lams, then permutation keys):
+    one step per call, or a whole epoch's when the loop calls ``start_epoch(steps, batch_size)``,
+    which is how `latentmix.training.train` draws, so such a loop mixes exactly as the trainer does.
+    ``state_dict()``/``load_state_dict()`` carry the stream and the current block, so a resumed
+    loop draws what the uninterrupted one would have.
+
+    Data-parallel: build one per process with the same seed; every process then takes the same
+    layer and lam at each step and mixes its own batch (partners come from within it).
+
+    Example::
+
+        mixup = LatentMixup(model, ["block1", "block2"], layers="0-2", alpha=2.0, seed=0)
+        for x, y in loader:
+            logits, plan = mixup(x)
+            loss = mixed_cross_entropy(logits, y, plan)
+    """
+
+    def __init__(
+        self, model: nn.Module, mix_points: Optional[Sequence[MixPoint]] = None, *,
+        layers: Union[str, int, Sequence[int], None] = None, alpha: float = 1.0,
+        seed: Union[int, np.random.Generator] = 0, enabled: bool = True,
+    ):
+        from torch.nn.parallel import DistributedDataParallel
+
+        if isinstance(model, LatentMixer):
+            self.mixer = model
+        else:
+            inner = model.module if isinstance(model, DistributedDataParallel) else model
+            self.mixer = LatentMixer(inner, mix_points)
+            self.mixer.model = model  # the forward goes through the wrapper; the mix points stay on `inner`
+        self.layers = self.mixer.check_layers(range(self.mixer.num_layers) if layers is None else parse_layers(layers))
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
+            raise ConfigError(f"LatentMixup alpha must be a finite number >= 0 (0: no interpolation), got {alpha!r}")
+        self.alpha = float(alpha)
+        if isinstance(seed, np.random.Generator):
+            self.rng = seed
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            self.rng = np.random.default_rng(int(seed))
+        else:
+            raise ConfigError(f"LatentMixup seed must be an int or a numpy.random.Generator, got {seed!r}")
+        self.enabled = bool(enabled)
+        self._block: Optional[EpochMixDraws] = None
+        self._step = 0
+
+    @property
+    def model(self) -> nn.Module:
+        return self.mixer.model
+
+    def start_epoch(self, num_steps: int, batch_size: int) -> None:
+        """Draw the mixing of the next `num_steps` calls at once (batches of at most `batch_size`),
+        as the trainer and the population draw an epoch (`draw_epoch_mixing`)."""
+        self._block = draw_epoch_mixing(self.layers, self.alpha, int(num_steps), int(batch_size), self.rng)
+        self._step = 0
+
+    def next_plan(self, batch_size: int, *, offset: int = 0, device: Union[torch.device, str, None] = None) -> MixPlan:
+        """The next step's plan for `batch_size` samples (`NO_MIX` when disabled, drawing nothing).
+        `offset` > 0 plans a shard of a global batch of the epoch block (`EpochMixDraws.plan`)."""
+        if not self.enabled or not self.layers:
+            return NO_MIX
+        block = self._block
+        if block is None or self._step >= len(block.layers):
+            block, self._block, self._step = draw_epoch_mixing(self.layers, self.alpha, 1, batch_size, self.rng), None, 0
+        elif offset + batch_size > block.perm_keys.shape[1]:
+            raise ConfigError(f"LatentMixup: a batch of {batch_size} samples (offset {offset}) does not fit the epoch "
+                              f"drawn by start_epoch(batch_size={block.perm_keys.shape[1]}); pass the largest batch size")
+        plan = block.plan(self._step, batch_size, device, offset=offset)
+        self._step += 1
+        return plan
+
+    def __call__(self, inputs: Inputs, plan: Optional[MixPlan] = None) -> MixedForward:
+        """Run the model on `inputs` with the next plan (or `plan`); returns ``(logits, plan)``."""
+        if plan is None:
+            batch_size, device = _batch_shape(inputs)
+            plan = self.next_plan(batch_size, device=device)
+        return MixedForward(self.mixer.forward(inputs, plan), plan)
+
+    def state_dict(self) -> dict:
+        """The stream, the switch and the current epoch block (tensors and plain values)."""
+        block = None
+        if self._block is not None:
+            block = {"layers": torch.from_numpy(np.asarray(self._block.layers, dtype=np.int64)),
+                     "lams": torch.from_numpy(np.asarray(self._block.lams, dtype=np.float64)),
+                     "perm_keys": torch.from_numpy(np.asarray(self._block.perm_keys, dtype=np.float64))}
+        return {"version": 1, "layers": list(self.layers), "alpha": self.alpha, "enabled": self.enabled,
+                "rng": self.rng.bit_generator.state, "block": block, "step": self._step}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Continue from `state_dict()`; refuses a state of other layers or another alpha."""
+        for key, mine in (("layers", list(self.layers)), ("alpha", self.alpha)):
+            if state.get(key) != mine:
+                raise ConfigError(f"LatentMixup.load_state_dict: the state has {key}={state.get(key)!r} but this "
+                                  f"object has {key}={mine!r}; build it with the settings the state was saved with")
+        self.rng.bit_generator.state = state["rng"]
+        self.enabled = bool(state["enabled"])
+        block = state["block"]
+        self._block = None if block is None else EpochMixDraws(
+            block["layers"].numpy(), block["lams"].numpy(), block["perm_keys"].numpy())
+        self._step = int(state["step"])
+
+
+def _batch_shape(inputs: Inputs) -> tuple[int, torch.device]:
+    """The batch size and device of the first tensor of a tensor / tuple / dict input."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.shape[0], inputs.device
+    items = inputs.values() if isinstance(inputs, Mapping) else inputs
+    for item in items:
+        if isinstance(item, (torch.Tensor, tuple, list, Mapping)):
+            return _batch_shape(item)
+    raise TypeError(f"cannot find a tensor in the inputs ({type(inputs).__name__})")

@@ -13,6 +13,11 @@ For each epoch (1-based, as in the reference):
     fit the noise model (two-component Beta mixture) on those losses -> P(noisy) per sample
     evaluate on the validation set; log the epoch; checkpoint
 
+The mix and the correction are the objects a user's own loop holds: `latentmix.mixing.LatentMixup`
+draws each step's plan from the run's mixing stream, `latentmix.correction.LossCorrection` keeps
+the noise model, gives each batch its bootstrapping targets and fits a fresh model each epoch, so
+there is one implementation of the method (README, "In your own loop").
+
 Sources: paper Appendix A/B (protocols), Arazo et al. 2019 reference `train.py` (warm-up, loss
 tracking, per-batch P(noisy)), Manifold Mixup reference (mixing). Where this code chooses between
 reference behaviours the choice is a field of `RunConfig`, and docs/algorithm.md says why.
@@ -24,25 +29,26 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules, P_NOISY_CLAMP: this module's API before
+    BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, LossCorrection, _all_modules, bootstrapping_inputs, eval_mode,
+)
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from latentmix.losses import bootstrap_targets, bootstrapping_objective, side_lam
+from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss
 from latentmix.methods import Method, get_method
-from latentmix.mixing import (
-    LatentMixer, MixPlan, draw_epoch_mixing, format_layers, mix_targets, mixed_cross_entropy,
-)
+from latentmix.mixing import LatentMixer, LatentMixup, MixPlan, format_layers
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.selection import (
@@ -560,98 +566,17 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: 
     return dist.all_reduce_sum(correct) / labels.shape[0]
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for one forward, then train mode again.
-
-    Same effect as ``model.eval()`` / ``model.train()``, which walk the module tree through
-    `nn.Module.__setattr__` (about 0.1 ms each for the spiral MLP, a tenth of its whole training
-    step); bootstrapping switches twice per batch, so the flags are set directly, on a walk of the
-    tree without `named_modules`' name building.
-    """
-    modules = _all_modules(model)
-    for module in modules:
-        module.__dict__["training"] = False
-    try:
-        yield
-    finally:
-        for module in modules:
-            module.__dict__["training"] = True
-
-
-def _all_modules(model: nn.Module) -> list[nn.Module]:
-    """`model` and every submodule (a module shared by two parents may appear twice), as
-    ``list(model.modules())`` without building the names."""
-    found, pending = [], [model]
-    while pending:
-        module = pending.pop()
-        found.append(module)
-        for child in module._modules.values():
-            if child is not None:
-                pending.append(child)
-    return found
-
-
-P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
-BOOTSTRAP_FORWARDS = ("reference", "single", "tracked")
-
-
-@torch.no_grad()
-def epoch_bootstrap_targets(method: Method, labels: torch.Tensor, tracked: Tracked, noise_model: Any) -> torch.Tensor:
-    """`--bootstrap-forward tracked`: every sample's bootstrapping target row (N, C) for a whole
-    epoch, from the tracking pass that ended the previous epoch (its eval-mode logits give the
-    predicted class or distribution, its losses P(noisy) through the noise model just fitted on
-    them). A step then only gathers its batch's rows: no extra forward at all, at the price of
-    targets and weights one epoch old instead of the current step's."""
-    p_noisy = noise_model.posterior_torch(tracked.losses, clamp=P_NOISY_CLAMP)
-    return bootstrap_targets(labels, tracked.logits, p_noisy, method.correction)
-
-
-@torch.no_grad()
-def bootstrapping_inputs(
-    model: nn.Module, x: Inputs, y: torch.Tensor, noise_model: Any, mode: str, autocast: Callable = nullcontext,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The detached bootstrapping target (logits on the un-mixed batch) and each sample's P(noisy).
-
-    "reference" ([A] train.py): a train-mode forward for the target (its batch-norm statistics
-    update as in the reference) and an eval-mode forward whose per-sample loss gives P(noisy).
-    "single": one eval-mode forward for both, a third cheaper per step; its effect on accuracy is
-    measured in benchmarks/README.md. ("tracked" needs no forward here: `train` takes both from
-    the epoch's tracking pass, see `epoch_bootstrap_targets`.)
-    P(noisy) is clamped to [1e-4, 1 - 1e-4] as in the reference.
-    """
-    if mode == "reference":
-        with autocast():
-            clean_logits = model(x).float()
-        with eval_mode(model):
-            with autocast():
-                eval_logits = model(x).float()
-    elif mode == "single":
-        with eval_mode(model):
-            with autocast():
-                clean_logits = eval_logits = model(x).float()
-    else:
-        raise ConfigError(f"unknown bootstrap_forward {mode!r}: choose {', '.join(BOOTSTRAP_FORWARDS)}")
-    losses = F.cross_entropy(eval_logits, y, reduction="none")
-    return clean_logits, noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP)
-
-
 def training_loss(method: Method, logits: torch.Tensor, y: torch.Tensor, plan: MixPlan,
                   clean_logits: Optional[torch.Tensor], p_noisy: Optional[torch.Tensor],
                   sample_targets: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mixed cross-entropy during warm-up and for methods without correction; otherwise the
-    method's bootstrapping loss plus the prior regularizer ([A] adds it with bootstrapping only):
-    ``hard/soft_bootstrapping_loss + reg_weight * prior_regularizer``, computed as one
-    `bootstrapping_objective` against the mixed bootstrapping targets. The un-mixed target rows
-    come from `clean_logits` and `p_noisy`, or are given (`sample_targets`, the tracked mode)."""
-    logits = logits.float()
-    if clean_logits is None and sample_targets is None:
-        return mixed_cross_entropy(logits, y, plan)
-    if sample_targets is None:
+    method's bootstrapping loss plus the prior regularizer (`bootstrapped_mixup_loss`, the loss of
+    `LossCorrection`). The un-mixed target rows come from `clean_logits` and `p_noisy`, or are
+    given (`sample_targets`)."""
+    if sample_targets is None and clean_logits is not None:
         sample_targets = bootstrap_targets(y, clean_logits, p_noisy, method.correction)
-    lam = plan.lam if method.correction == "hard" else side_lam(plan, method.soft_side_weighting)
-    targets = mix_targets(sample_targets, plan, lam)
-    return bootstrapping_objective(logits, targets, method.reg_weight)
+    return bootstrapped_mixup_loss(logits, y, plan, sample_targets, method.correction, method.reg_weight,
+                                   method.soft_side_weighting)
 
 
 def training_step(
@@ -660,8 +585,9 @@ def training_step(
     autocast: Callable = nullcontext, sample_targets: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One SGD step on one batch: [bootstrapping target and P(noisy)] -> mixed forward -> loss ->
-    step. `noise_model` None means plain (mixed) cross-entropy (warm-up, or no correction), unless
-    the batch's bootstrapping target rows are given (`sample_targets`, `--bootstrap-forward tracked`).
+    step. The batch's bootstrapping target rows are given (`sample_targets`, what `train` takes from
+    `LossCorrection.batch_targets`), or made here from `noise_model` and the `bootstrap_forward`
+    forwards; neither means plain (mixed) cross-entropy (warm-up, or no correction).
     Returns the batch loss, detached, on the device (no host synchronisation)."""
     clean_logits = p_noisy = None
     if noise_model is not None and sample_targets is None:
@@ -697,6 +623,8 @@ def train(
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict], None]] = None,
     distributed: Optional[DistContext] = None,
+    optimizer: Any = None,
+    scheduler: Any = None,
 ) -> RunResult:
     """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
     otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
@@ -708,7 +636,12 @@ def train(
 
     `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
     data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
-    and only the main process writes the run folder (docs/distributed.md)."""
+    and only the main process writes the run folder (docs/distributed.md).
+
+    `optimizer` / `scheduler` replace the protocol's SGD and step schedule (`build_optimizer`):
+    an instance built on `model`'s parameters, or a factory (parameters -> optimizer, optimizer ->
+    scheduler). Either one turns the protocol's lr schedule off; the scheduler is stepped once
+    after each epoch and checkpointed with the run."""
     started = time.perf_counter()
     dist = distributed or single_process(resolve_device(config.device))
     device = dist.device
@@ -774,12 +707,20 @@ def train(
     # mixed forward stays eager because its hooks change from step to step.
     forward_model = torch.compile(model) if config.compile else model
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-                                weight_decay=protocol.weight_decay)
+    own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
+    optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
     run_path = Path(run_dir) if run_dir is not None else None
     out_path = run_path if dist.is_main else None  # the folder this process writes: main process only
     metrics: list[dict] = []
-    noise_model = None
+    # the loss correction, keyed by training-set position: the tracked losses of the samples
+    # trained on, the noise model fitted to them each epoch, the bootstrapping targets per batch
+    tracking_logits = config.bootstrap_forward == "tracked"  # only the "tracked" targets read them
+    correction = LossCorrection(
+        len(noisy_labels), correction=method.correction, reg_weight=method.reg_weight,
+        bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
+        noise_model=config.noise_model, lookup=config.posterior_lookup,
+        fit=lambda losses: fit_run_noise_model(config, losses),
+    )
     start_epoch = 1
     tracked = None
     snapshot: Optional[dict] = None  # the per-sample view kept for the label issues
@@ -789,17 +730,22 @@ def train(
             "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
             "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
             "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
+            **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
             "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
             **run_fingerprints(dataset, noisy_labels),
         }
         state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
         if state is not None:  # every process resumes from the same checkpoint
             _restore_checkpoint(state, model, optimizer, streams, run_folder)
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
             metrics = state["metrics"]
             if state.get("noise_model") is not None:
-                noise_model = _noise_model_from_state(state["noise_model"])
+                correction.noise_model = _noise_model_from_state(state["noise_model"])
             if state.get("tracked") is not None:  # the last tracking pass, not redone (it would draw augmentations)
                 tracked = Tracked(state["tracked"]["losses"].to(device), state["tracked"]["logits"].to(device))
+                correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
+            correction.epochs_done = state["epoch"]
             snapshot = state.get("label_snapshot")
             if run_folder.file(SELECTED_NAME).exists():
                 selected_state = torch.load(run_folder.file(SELECTED_NAME), map_location=device, weights_only=True)
@@ -807,7 +753,8 @@ def train(
     timing = (run_folder.start_timing(start_epoch, started, str(device)) if out_path is not None
               else RunTiming(started=started, first_epoch=start_epoch, device=str(device)))
 
-    train_mixer = dist.wrap_mixer(mixer)  # data-parallel: the mixed forward runs through DDP
+    # data-parallel: the mixed forward runs through DDP; the run's mixing stream draws the plans
+    mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=alpha, seed=streams.mixing)
     epochs = range(start_epoch, protocol.epochs + 1)
     bar = _progress_bar(epochs, progress and dist.is_main, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
     model.train()
@@ -815,37 +762,39 @@ def train(
         epoch_started = time.perf_counter()
         # the end of early learning, read off the run's own signals so far (None: not yet)
         learning_end = early_learning_end(metrics, latest=first_milestone(protocol))
-        lr = lr_at_epoch(protocol, epoch, learning_end)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        if own_schedule:
+            lr = optimizer.param_groups[0]["lr"]
+        else:
+            lr = lr_at_epoch(protocol, epoch, learning_end)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning ends
         warmup_end = learning_end if warmup is None else warmup
-        bootstrapping = method.corrects and warmup_end is not None and epoch > warmup_end and noise_model is not None
-        epoch_targets = None
-        if bootstrapping and config.bootstrap_forward == "tracked":
-            if tracked is None:  # resumed from a checkpoint that does not keep the previous epoch's pass
-                tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                                protocol.eval_batch_size, autocast, dist=dist)
-            epoch_targets = epoch_bootstrap_targets(method, noisy_labels, tracked, noise_model)
+        correction.enabled = warmup_end is not None and epoch > warmup_end
+        bootstrapping = correction.bootstrapping
+        if bootstrapping and tracking_logits and tracked is None:
+            # resumed from a checkpoint that does not keep the previous epoch's pass
+            tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
+                                            protocol.eval_batch_size, autocast, dist=dist)
+            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
 
         # ---- train one epoch; the loss is summed on the device and read once at the end ----
         # (data-parallel: every process draws the same global batches and mixing draws, augments
         # the whole batch, and trains on its shard; mixup partners come from within the shard)
         loss_sum = torch.zeros((), device=device)
         batches = dist.even_batches(batch_indices(trained, protocol.batch_size, streams.order))
-        mix_draws = draw_epoch_mixing(eligible_layers, alpha, len(batches), protocol.batch_size, streams.mixing)
-        for step, index in enumerate(batches):
+        mixup.start_epoch(len(batches), protocol.batch_size)
+        for index in batches:
             shard = dist.shard(len(index))
             x = index_inputs(augment(index_inputs(dataset.train_inputs, index)), shard)
             y = noisy_labels[index[shard]]
-            plan = mix_draws.plan(step, y.shape[0], device, offset=shard.start)
-            loss = training_step(
-                train_mixer, forward_model, optimizer, method, x, y, plan,
-                noise_model=noise_model if bootstrapping else None,
-                bootstrap_forward=config.bootstrap_forward, autocast=autocast,
-                sample_targets=None if epoch_targets is None else epoch_targets[index[shard]],
-            )
+            plan = mixup.next_plan(y.shape[0], offset=shard.start, device=device)
+            targets = correction.batch_targets(forward_model, x, y, index[shard], autocast=autocast)  # None: warm-up
+            loss = training_step(mixup.mixer, forward_model, optimizer, method, x, y, plan, autocast=autocast,
+                                 sample_targets=targets)
             loss_sum += loss * y.shape[0]
+        if scheduler is not None:
+            scheduler.step()
 
         # ---- evaluate; noisy-validation accuracy; track per-sample losses, fit the noise model ----
         val_tracked = None
@@ -869,12 +818,10 @@ def train(
         if tracks_at(epoch, config, method, protocol):
             tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
                                             protocol.eval_batch_size, autocast, dist=dist)
-            fitted = fit_run_noise_model(config, tracked.losses[trained])
+            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits))
+            # a fresh fit; bootstrapping keeps the last one that separated the losses (`LossCorrection`)
+            fitted = correction.end_epoch()
             view = epoch_view(tracked, fitted, trained_np, val_tracked)
-            # A fit that finds no two groups of losses (separation 0: every sample the same P(noisy))
-            # would switch the correction off; bootstrapping keeps the last fit that separated.
-            if view["separation"] > 0 or noise_model is None:
-                noise_model = fitted
             hits = tracked.predictions[trained]
             row["train_acc_noisy"] = float((hits == noisy_labels[trained]).float().mean())
             if clean_known:
@@ -904,9 +851,10 @@ def train(
                 atomic_torch_save(out_path / SELECTED_NAME, selected_state)
             run_folder.save_checkpoint({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {}),
                 "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
-                "noise_model": None if noise_model is None else {"kind": config.noise_model,
-                                                                 "state": noise_model.state_dict()},
+                "noise_model": None if correction.noise_model is None else {
+                    "kind": config.noise_model, "state": correction.noise_model.state_dict()},
                 "tracked": None if tracked is None else {"losses": tracked.losses.cpu(), "logits": tracked.logits.cpu()},
                 "label_snapshot": snapshot,
             })
@@ -941,6 +889,14 @@ def train(
         atomic_write_json(out_path / "result.json", result.summary())
         run_folder.write_timing(timing)
     return result
+
+
+def tracking_pass(tracked: Tracked, labels: torch.Tensor, trained: torch.Tensor, with_targets: bool) -> tuple:
+    """What `LossCorrection.observe` takes of a tracking pass for the samples trained on: their
+    losses, and (for ``--bootstrap-forward tracked``) their logits and labels."""
+    if not with_targets:
+        return tracked.losses[trained], None, None
+    return tracked.losses[trained], tracked.logits[trained], labels[trained]
 
 
 def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_tracked: Optional[Tracked]) -> dict:
@@ -1094,6 +1050,44 @@ def write_label_issues(path: Path, result: RunResult) -> None:
 def _plain(value: Any) -> Any:
     """A NumPy scalar as the Python value the CSV writer formats."""
     return value.item() if hasattr(value, "item") else value
+
+
+def build_optimizer(optimizer: Any, scheduler: Any, model: nn.Module, protocol: Protocol) -> tuple[Any, Any]:
+    """The run's optimizer and lr scheduler. Default: SGD with the protocol's momentum and weight
+    decay (its lr set per epoch by `lr_at_epoch`), no scheduler. A given optimizer may be an
+    instance over `model`'s parameters or a factory ``params -> optimizer``; a scheduler an instance
+    over that optimizer or a factory ``optimizer -> scheduler``."""
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                                    weight_decay=protocol.weight_decay)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        if not callable(optimizer):
+            raise ConfigError(f"optimizer must be a torch.optim.Optimizer or a factory taking the model's parameters, "
+                              f"got {type(optimizer).__name__}")
+        optimizer = optimizer(model.parameters())
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(f"the optimizer factory returned a {type(optimizer).__name__}, not a torch.optim.Optimizer")
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not any(id(p) in owned for p in model.parameters()):
+        raise ConfigError("the optimizer holds none of the model's parameters: build it on model.parameters(), or pass "
+                          "a factory, e.g. optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3)")
+    if scheduler is not None:
+        if callable(scheduler) and not hasattr(scheduler, "step"):
+            scheduler = scheduler(optimizer)
+        if not (hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")):
+            raise ConfigError(f"scheduler must be an lr scheduler (with step() and state_dict()) or a factory taking "
+                              f"the optimizer, got {type(scheduler).__name__}")
+        if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+            raise ConfigError("the scheduler was built on another optimizer than the run's: pass a factory, e.g. "
+                              "scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 10)")
+    return optimizer, scheduler
+
+
+def describe_optimizer(optimizer: Any, scheduler: Any) -> dict:
+    """A user's optimizer and scheduler as the run record keeps them (a resume must use the same)."""
+    defaults = {key: value for key, value in optimizer.defaults.items() if isinstance(value, (int, float, str, bool))}
+    return {"class": type(optimizer).__name__, "defaults": defaults,
+            "scheduler": None if scheduler is None else type(scheduler).__name__}
 
 
 def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, streams: RunStreams,
