@@ -4,7 +4,12 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
 
     from latentmix import fit, LatentMixer, Method, get_method, PRESETS, make_noisy_labels, BetaMixture
 
-* `fit` (latentmix.api): train any `nn.Module` with named mix points on tensors -> `RunResult`.
+* `fit` (latentmix.api): train any `nn.Module` with named mix points on tensors, or on a map-style
+  `torch.utils.data.Dataset` of (inputs, label) items read through a DataLoader -> `RunResult`.
+* `WithIndex` (latentmix.data.streamed): your data set with each item's index, for your own loop;
+  `ImageFolder` (latentmix.data.image_folder): one sub-folder per class, read with Pillow.
+* `LatentMixupCallback` (latentmix.lightning, needs ``latentmix[lightning]``): the same for a
+  `LightningModule`.
 * `LatentMixup` (latentmix.mixing): latent mixup as one object your own loop calls (its own
   random stream, eligible layers, alpha, `state_dict`); `LatentMixer`, `mixed_cross_entropy` below it.
 * `LossCorrection`, `track_losses` (latentmix.correction): the Beta-mixture loss correction for
@@ -38,6 +43,9 @@ _EXPORTS = {
     "RunConfig": "latentmix.training",
     "RunResult": "latentmix.training",
     "Dataset": "latentmix.data",
+    "WithIndex": "latentmix.data.streamed",
+    "ImageFolder": "latentmix.data.image_folder",
+    "LatentMixupCallback": "latentmix.lightning",
     "ConfigError": "latentmix.errors",
 }
 

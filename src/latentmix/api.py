@@ -8,8 +8,15 @@ Example (a text model whose token ids cannot be mixed, so mixing starts at the e
                  method="lr-m-dyr-h", mix_points=["embed", "encoder"], layers="1-2", epochs=20)
     result.best_val_acc, result.p_noisy  # accuracy and each training sample's P(label is wrong)
 
-`fit` builds a `latentmix.data.Dataset` from the tensors and calls `latentmix.training.train`, the
-same loop as the command line; the optimisation schedule is the ``"arrays"`` protocol of
+Or with your data set as you hold it, a map-style `torch.utils.data.Dataset` of ``(inputs, label)``
+items, read through a DataLoader with workers (the labels come with it)::
+
+    result = fit(model, train_set, val_inputs=val_set, method="lr-m-dyr-h", mix_points=["embed", "encoder"],
+                 layers="1-2", epochs=20, num_workers=2)
+
+`fit` builds a `latentmix.data.Dataset` from the tensors (or around the data sets,
+`latentmix.data.streamed.StreamedInputs`) and calls `latentmix.training.train`, the same loop as
+the command line; the optimisation schedule is the ``"arrays"`` protocol of
 `latentmix.training.PROTOCOLS` (SGD, momentum 0.9) unless overridden here.
 """
 
@@ -24,6 +31,7 @@ from torch import nn
 
 from latentmix.config_checks import check_class_count, check_dataset, check_model_outputs, check_output_folder
 from latentmix.data import Dataset, map_inputs
+from latentmix.data.streamed import StreamedInputs, dataset_labels, is_map_dataset
 from latentmix.errors import ConfigError
 from latentmix.training import RunConfig, RunResult, train
 
@@ -119,28 +127,52 @@ def _labels(value: Any, what: str, n: int) -> torch.Tensor:
     return labels
 
 
+def _split(inputs: Any, labels: Any, what: str, labels_what: str, workers: Optional[int]) -> tuple[Any, Any, int]:
+    """One split as the trainer holds it: (inputs, labels, number of samples). A map-style data set
+    stays where it is (`StreamedInputs`) and gives its labels (`dataset_labels`); tensors and arrays
+    are converted and their labels checked by the caller."""
+    if is_map_dataset(inputs):
+        if labels is not None:
+            raise ConfigError(f"{what} is a data set whose items carry their labels; omit {labels_what} (or pass "
+                              f"tensors with {labels_what})")
+        given = dataset_labels(inputs, name=what, workers=workers)
+        return StreamedInputs(inputs, workers=workers, name=what), given, len(given)
+    if labels is None:
+        raise ConfigError(f"{labels_what} is missing: tensors or arrays as {what} need their labels (a Dataset of "
+                          "(inputs, label) items carries them)")
+    inputs = _as_inputs(inputs, what)
+    lengths = _lengths(inputs)
+    if len(set(lengths)) != 1:
+        raise ConfigError(f"{what} disagree on the number of samples: {lengths}")
+    return inputs, labels, lengths[0]
+
+
+def _structure(inputs: Any) -> Any:
+    """What must agree between the training and validation inputs: the kind and the dict keys."""
+    if isinstance(inputs, StreamedInputs):
+        return "dataset"
+    return (type(inputs), tuple(sorted(inputs)) if isinstance(inputs, dict) else
+            len(inputs) if isinstance(inputs, tuple) else None)
+
+
 def dataset_from_tensors(
-    train_inputs: InputsLike, train_labels: ArrayLike, val_inputs: InputsLike, val_labels: ArrayLike, *,
-    num_classes: Optional[int] = None, clean_labels: Optional[ArrayLike] = None, noise: float = 0.0,
-    name: str = "custom",
+    train_inputs: InputsLike, train_labels: Optional[ArrayLike], val_inputs: InputsLike,
+    val_labels: Optional[ArrayLike], *, num_classes: Optional[int] = None, clean_labels: Optional[ArrayLike] = None,
+    noise: float = 0.0, name: str = "custom", num_workers: Optional[int] = None,
 ) -> Dataset:
-    """A `Dataset` over tensors/arrays (a tensor, a tuple or a dict of them per split); no transforms.
+    """A `Dataset` over tensors/arrays (a tensor, a tuple or a dict of them per split), or over
+    map-style data sets of ``(inputs, label)`` items (their labels omitted here; read batch by batch
+    through a DataLoader with `num_workers` workers); no transforms.
 
     Label semantics: with `clean_labels`, `train_labels` are your noisy labels and `clean_labels`
     the truth (noise detection is scored against them); with ``noise > 0``, `train_labels` are
     taken as clean and synthetic noise is added by the trainer; otherwise `train_labels` are your
     labels as they are (possibly noisy, no reference)."""
-    train_inputs = _as_inputs(train_inputs, "train_inputs")
-    val_inputs = _as_inputs(val_inputs, "val_inputs")
-    if type(train_inputs) is not type(val_inputs) or (
-            isinstance(train_inputs, dict) and set(train_inputs) != set(val_inputs)):
+    train_inputs, train_labels, n = _split(train_inputs, train_labels, "train_inputs", "train_labels", num_workers)
+    val_inputs, val_labels, m = _split(val_inputs, val_labels, "val_inputs", "val_labels", num_workers)
+    streamed = isinstance(train_inputs, StreamedInputs) or isinstance(val_inputs, StreamedInputs)
+    if not streamed and _structure(train_inputs) != _structure(val_inputs):
         raise ConfigError("val_inputs must have the same structure as train_inputs (the same dict keys / tuple length)")
-    n_train, n_val = _lengths(train_inputs), _lengths(val_inputs)
-    if len(set(n_train)) != 1:
-        raise ConfigError(f"train_inputs disagree on the number of samples: {n_train}")
-    if len(set(n_val)) != 1:
-        raise ConfigError(f"val_inputs disagree on the number of samples: {n_val}")
-    n, m = n_train[0], n_val[0]
     if n < 2:
         raise ConfigError(f"need at least 2 training samples (mixup pairs samples), got {n}")
     given = _labels(train_labels, "train_labels", n)
@@ -151,8 +183,9 @@ def dataset_from_tensors(
     if clean is not None and noise > 0:
         raise ConfigError("give either clean_labels (your labels are already noisy) or noise > 0 (add synthetic "
                           "noise to clean labels), not both")
-    _check_finite(train_inputs, "train_inputs")
-    _check_finite(val_inputs, "val_inputs")
+    for inputs, what in ((train_inputs, "train_inputs"), (val_inputs, "val_inputs")):
+        if not isinstance(inputs, StreamedInputs):  # a data set is not read whole to check it
+            _check_finite(inputs, what)
     max_label = max(int(t.max()) for t in (given, val, clean) if t is not None and t.numel())
     check_class_count(max_label, "train_labels / val_labels")
     if num_classes is None:
@@ -169,7 +202,9 @@ def dataset_from_tensors(
         num_classes=int(num_classes),
         train_labels_clean=clean is not None or noise > 0,
         given_noisy_labels=given if clean is not None else None,
-        info={"source": "tensors"},
+        info={"source": "dataset" if streamed else "tensors",
+              **({"dataset_types": [type(getattr(x, "dataset", x)).__name__ for x in (train_inputs, val_inputs)]}
+                 if streamed else {})},
         val_selects=True,
     )
     check_dataset(dataset)
@@ -179,10 +214,10 @@ def dataset_from_tensors(
 def fit(
     model: nn.Module,
     train_inputs: InputsLike,
-    train_labels: ArrayLike,
+    train_labels: Optional[ArrayLike] = None,
     *,
     val_inputs: InputsLike,
-    val_labels: ArrayLike,
+    val_labels: Optional[ArrayLike] = None,
     method: str = "lr-m-dyr-h",
     mix_points: Optional[Sequence] = None,
     layers: Union[str, Sequence[int], None] = None,
@@ -199,6 +234,7 @@ def fit(
     progress: bool = True,
     optimizer: Any = None,
     scheduler: Any = None,
+    num_workers: Optional[int] = None,
     **settings: Any,
 ) -> RunResult:
     """Train `model` on the given tensors with a method of `latentmix.methods` and return the result.
@@ -206,9 +242,12 @@ def fit(
     Args:
         model: any `nn.Module` whose forward takes the inputs as one argument (a tensor, a tuple or a
             dict of tensors) and returns logits (N, C). It is trained in place (and moved to `device`).
-        train_inputs / val_inputs: tensors or numpy arrays (or a tuple / dict of them), N and M samples.
+        train_inputs / val_inputs: tensors or numpy arrays (or a tuple / dict of them), N and M samples;
+            or map-style `torch.utils.data.Dataset` s whose items are ``(inputs, label)``, read batch
+            by batch through a DataLoader (never loaded whole), with the same results as tensors.
             They reach the model as given: normalise them yourself.
-        train_labels / val_labels: class ids 0..C-1, shapes (N,) and (M,).
+        train_labels / val_labels: class ids 0..C-1, shapes (N,) and (M,); omitted for a data set
+            (its items carry them).
         method: a preset (``ce``, ``m``, ``lr-m``, ``m-dyr-s``, ``m-dyr-h``, ``lr-m-dyr-s``,
             ``lr-m-dyr-h``, ...). Its eligible layers are overridden by `layers`.
         mix_points: submodule names (or tuples of names) whose outputs are mix layers 1, 2, ...;
@@ -232,6 +271,8 @@ def fit(
         scheduler: your lr scheduler, stepped once after each epoch: an instance on that optimizer,
             or a factory, e.g. ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 20)``.
             Either one replaces the protocol's step schedule (the lr is then the optimizer's).
+        num_workers: DataLoader worker processes reading a data set (default: one per spare CPU
+            core, at most 4; 0 reads in this process). Tensors need none.
         **settings: any other `RunConfig` field (``alpha``, ``warmup_epochs``, ``weight_decay``,
             ``correction``, ``reg_weight``, ``bootstrap_forward``, ``noise_kind``, ...).
 
@@ -261,7 +302,7 @@ def fit(
     if run_dir is not None:
         check_output_folder(run_dir, "fit argument run_dir")
     dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
-                                   clean_labels=clean_labels, noise=noise, name=name)
+                                   clean_labels=clean_labels, noise=noise, name=name, num_workers=num_workers)
     # The model's output width must hold every class: one forward on 2 samples says so (and that
     # the inputs fit the model) before training; without num_classes the model's width is C.
     dataset.num_classes = check_model_outputs(model, dataset, num_classes)

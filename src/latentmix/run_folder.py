@@ -59,7 +59,7 @@ RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_N
 # resumes and a changed one does not. `amp` is the machine's precision choice (on by default on
 # CUDA only), as `device` is; both change results at rounding level only.
 EXECUTION_FIELDS = frozenset({"device", "amp", "channels_last", "compile", "checkpoint", "data", "data_dir",
-                              "noisy_labels_file", "download"})
+                              "noisy_labels_file", "download", "workers"})
 # Entries of the record (config.json) besides the settings that are not compared: the machine of
 # the process that wrote it; the number of data-parallel processes (a checkpoint does not depend on
 # it, and docs/distributed.md supports resuming with another count); and how the data were read
@@ -88,7 +88,9 @@ def tensors_sha256(*parts: Any) -> str:
         return tensor
 
     for part in parts:
-        if part is not None:
+        if hasattr(part, "fingerprint"):  # streamed inputs (latentmix.data.streamed): not read whole
+            digest.update(f"streamed:{part.fingerprint()}".encode())
+        elif part is not None:
             map_inputs(part, add)
     return digest.hexdigest()
 

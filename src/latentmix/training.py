@@ -42,7 +42,8 @@ from torch import nn
 from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules, P_NOISY_CLAMP: this module's API before
     BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, LossCorrection, _all_modules, bootstrapping_inputs, eval_mode,
 )
-from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
+from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs, subset_inputs
+from latentmix.data.streamed import read_batches
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
@@ -200,6 +201,8 @@ class RunConfig:
     channels_last: Optional[bool] = None
     compile: bool = False
     checkpoint: bool = True
+    # DataLoader worker processes reading an image folder (--data DIR); None: one per spare core, at most 4
+    workers: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -400,6 +403,8 @@ def load_run_dataset(config: RunConfig) -> Dataset:
         options["noisy_labels_path"] = config.noisy_labels_file
     if config.data and config.val_split is not None:
         options["val_fraction"] = config.val_split
+    if config.data and Path(config.data).is_dir():
+        options["workers"] = config.workers
     return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
                         **options)
 
@@ -536,10 +541,11 @@ def track_training_losses(
     was_training = model.training
     model.eval()
     losses, all_logits, held = [], [], []
-    for index in torch.arange(labels.shape[0], device=labels.device).split(batch_size):
+    splits = list(torch.arange(labels.shape[0], device=labels.device).split(batch_size))
+    for index, batch in zip(splits, read_batches(inputs, splits, labels.device)):
         part = dist.shard(len(index))
         with autocast():
-            logits = model(index_inputs(transform(index_inputs(inputs, index)), part))
+            logits = model(index_inputs(transform(batch), part))
         logits = logits.float()
         losses.append(F.cross_entropy(logits, labels[index[part]], reduction="none"))
         all_logits.append(logits)
@@ -558,9 +564,10 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: 
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=labels.device)
-    for index in torch.arange(labels.shape[0], device=labels.device)[dist.shard(labels.shape[0])].split(batch_size):
+    splits = list(torch.arange(labels.shape[0], device=labels.device)[dist.shard(labels.shape[0])].split(batch_size))
+    for index, batch in zip(splits, read_batches(inputs, splits, labels.device)):
         with autocast():
-            logits = model(transform(index_inputs(inputs, index)))
+            logits = model(transform(batch))
         correct += (logits.argmax(dim=1) == labels[index]).sum()
     model.train(was_training)
     return dist.all_reduce_sum(correct) / labels.shape[0]
@@ -688,7 +695,7 @@ def train(
     clean_known = dataset.train_labels_clean
     clean_labels = dataset.train_labels
     trained, holdout = torch.from_numpy(trained_np).to(device), torch.from_numpy(holdout_np).to(device)
-    holdout_inputs = index_inputs(dataset.train_inputs, holdout) if len(holdout_np) else None
+    holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(holdout_np) else None
     score_val_rows = dataset.val_given_labels is not None  # the validation rows are the user's too
 
     identity = lambda inputs: inputs  # noqa: E731
@@ -784,9 +791,9 @@ def train(
         loss_sum = torch.zeros((), device=device)
         batches = dist.even_batches(batch_indices(trained, protocol.batch_size, streams.order))
         mixup.start_epoch(len(batches), protocol.batch_size)
-        for index in batches:
+        for index, batch in zip(batches, read_batches(dataset.train_inputs, batches, device)):
             shard = dist.shard(len(index))
-            x = index_inputs(augment(index_inputs(dataset.train_inputs, index)), shard)
+            x = index_inputs(augment(batch), shard)
             y = noisy_labels[index[shard]]
             plan = mixup.next_plan(y.shape[0], offset=shard.start, device=device)
             targets = correction.batch_targets(forward_model, x, y, index[shard], autocast=autocast)  # None: warm-up

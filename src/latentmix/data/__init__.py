@@ -2,7 +2,10 @@
 
 A `Dataset` holds the whole training and validation sets in memory (on the training device when
 the trainer moves it there). Inputs are one of three shapes, the same that `latentmix.mixing`
-accepts: a tensor, a tuple of tensors, or a dict of tensors (one entry per modality).
+accepts: a tensor, a tuple of tensors, or a dict of tensors (one entry per modality). Or the
+inputs stay where the user holds them: `latentmix.data.streamed.StreamedInputs` over a map-style
+`torch.utils.data.Dataset` (or an image folder, `latentmix.data.image_folder`), read batch by batch
+through a DataLoader; only the labels are then in memory.
 
 `train_transform(inputs, generator)` is applied to each training batch (augmentation plus
 conversion to float, e.g. uint8 images -> normalised float crops); `eval_transform(inputs)` to
@@ -82,6 +85,8 @@ class Dataset:
     def to(self, device: torch.device | str) -> "Dataset":
         """Move every tensor to `device` (the transforms are device-agnostic tensor ops)."""
         def move(x: Any) -> Any:
+            if is_streamed(x):  # read and moved batch by batch
+                return x
             return map_inputs(x, lambda t: t.to(device))
 
         self.train_inputs = move(self.train_inputs)
@@ -107,8 +112,25 @@ def map_inputs(inputs: Inputs, fn: Callable[[torch.Tensor], torch.Tensor]) -> In
 
 
 def index_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
-    """Select the samples `index` (a 1-D index tensor) from every tensor of `inputs`."""
+    """Select the samples `index` (a 1-D index tensor) from every tensor of `inputs` (streamed
+    inputs: read them now, as one batch)."""
+    if is_streamed(inputs):
+        return inputs.take(index)
     return map_inputs(inputs, lambda t: t[index])
+
+
+def subset_inputs(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    """The samples `index` as inputs of their own: selected tensors, or streamed inputs still unread."""
+    if is_streamed(inputs):
+        return inputs.subset(index)
+    return index_inputs(inputs, index)
+
+
+def is_streamed(inputs: Any) -> bool:
+    """Whether `inputs` are read from a data set batch by batch (`StreamedInputs`) rather than held."""
+    from latentmix.data.streamed import StreamedInputs
+
+    return isinstance(inputs, StreamedInputs)
 
 
 DATASETS = ("spiral", "cifar10", "fashion-mnist", "mnist", "kmnist", "fashion-mnist-multimodal", "arrays")
@@ -117,8 +139,16 @@ DATASETS = ("spiral", "cifar10", "fashion-mnist", "mnist", "kmnist", "fashion-mn
 def load_dataset(name: str, *, data_dir: Optional[str] = None, data_path: Optional[str] = None,
                  download: bool = False, **options: Any) -> Dataset:
     """Load a data set by name. `data_dir` is the folder of file-based sets; `data_path` a user's
-    .npz/.csv file (name "arrays", chosen automatically when `data_path` is given)."""
+    .npz/.csv file (name "arrays", chosen automatically when `data_path` is given) or a folder of
+    images, one sub-folder per class (`latentmix.data.image_folder`)."""
+    from pathlib import Path
+
     from latentmix.errors import ConfigError
+
+    if data_path and Path(data_path).is_dir():
+        from latentmix.data.image_folder import load_image_folder
+
+        return load_image_folder(data_path, **options)
 
     key = "arrays" if data_path else name.strip().lower()
     if key == "spiral":

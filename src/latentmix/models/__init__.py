@@ -40,6 +40,7 @@ def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Modul
     A model too large for memory (its size follows the inputs: millions of features, a huge token
     vocabulary) is a `ConfigError` that says so, not an allocator traceback."""
     key = (name or default_model_name(dataset)).strip().lower()
+    dataset = _with_example_inputs(dataset)
     try:
         return _build(key, name, dataset, width)
     except (MemoryError, RuntimeError) as error:
@@ -52,6 +53,21 @@ def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Modul
         raise ConfigError(f"the {key} model for {dataset.name} (inputs {sizes}, {dataset.num_classes} classes) does not "
                           f"fit in memory ({reason}); its size follows the inputs: reduce the number of features "
                           "or the token vocabulary (or --width)") from None
+
+
+def _with_example_inputs(dataset):
+    """The model is sized by the shapes of the inputs: for inputs read from files batch by batch
+    (`latentmix.data.streamed`), a copy of `dataset` holding two samples read now."""
+    from dataclasses import replace
+
+    import torch
+
+    from latentmix.data import index_inputs, is_streamed
+
+    if not (is_streamed(dataset.train_inputs) or is_streamed(dataset.val_inputs)):
+        return dataset
+    example = index_inputs(dataset.train_inputs, torch.arange(min(2, dataset.num_train)))
+    return replace(dataset, train_inputs=example, val_inputs=example)
 
 
 def _input_sizes(inputs) -> str:

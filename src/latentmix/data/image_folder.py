@@ -1,0 +1,186 @@
+"""A folder of images, one sub-folder per class (PNG or JPEG, read with Pillow), as a data set
+that is read image by image and never loaded whole.
+
+Layout (torchvision's ``ImageFolder`` convention)::
+
+    DIR/cat/0001.png  DIR/cat/0002.jpg  DIR/dog/a.jpeg ...      -> classes ["cat", "dog"] = ids 0, 1
+    DIR/train/cat/...  DIR/val/cat/...                           -> those two splits
+
+Class ids follow the sorted sub-folder names. Without ``train``/``val`` sub-folders, a seeded
+stratified share of the images (``--val-split``, default 10%) is held out with its labels as the
+validation set, as for a data file (`latentmix.data.arrays`).
+
+The scan reads each file's header only (size and mode, no pixels), so a bad folder is one clear
+error before training: no class folders, one class, an image Pillow cannot read, or images of
+different sizes (the model takes one size: resize them first). Items are ``(uint8 tensor
+(C, H, W), class id)``; the training transform scales them to [-1, 1] as ``(x / 255 - 0.5) / 0.5``,
+a fixed normalisation, because statistics of the data would need a pass over every image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from latentmix.errors import ConfigError
+
+__all__ = ["ImageFolder", "load_image_folder", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VAL_FOLDER_NAMES = ("val", "validation", "test")
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        raise ConfigError("reading an image folder needs Pillow: pip install pillow") from None
+    return Image
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """Images in ``root/<class>/<file>``: items ``(uint8 tensor (C, H, W), class id)``.
+
+    Attributes: ``classes`` (sorted sub-folder names), ``files`` (paths, by class then name),
+    ``targets`` (class id per file), ``size`` (W, H), ``mode`` ("L" grey or "RGB"; a folder mixing
+    both is read as RGB), ``channels``.
+
+    Args:
+        root: the folder.
+        classes: the class names to expect (a validation folder must have the training folder's).
+    """
+
+    def __init__(self, root: str | Path, classes: Optional[list[str]] = None):
+        self.root = Path(root)
+        self.classes, self.files, self.targets, self.size, self.mode = scan_image_folder(self.root, classes)
+        self.channels = 1 if self.mode == "L" else 3
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        return read_image(self.files[position], self.mode, self.size), self.targets[position]
+
+    def fingerprint(self) -> str:
+        """The folder's identity for a run record: each file's path below the root, byte size and
+        class (not its pixels: reading every image to resume a run would defeat reading on demand)."""
+        digest = hashlib.sha256()
+        for path, target in zip(self.files, self.targets):
+            digest.update(f"{path.relative_to(self.root)}:{path.stat().st_size}:{target}\n".encode())
+        return digest.hexdigest()
+
+
+def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
+    """One image as uint8 (C, H, W) in `mode`; a file that Pillow cannot decode, or whose size
+    differs from the scan's, is a `ConfigError` naming it."""
+    Image = _pillow()
+    try:
+        with Image.open(path) as image:
+            pixels = np.array(image.convert(mode))  # a writable copy
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save it") from None
+    if (pixels.shape[1], pixels.shape[0]) != tuple(size):
+        raise ConfigError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}, the folder's images are "
+                          f"{size[0]}x{size[1]}; resize every image to one size first")
+    tensor = torch.from_numpy(pixels)
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
+    """(classes, files, targets, size, mode) of an image folder, from the file headers; every
+    problem a `ConfigError` naming the path, what was found and the fix."""
+    Image = _pillow()
+    if not root.is_dir():
+        raise ConfigError(f"--data {root}: no such folder; give a folder with one sub-folder of images per class")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is not None and found != classes:
+        raise ConfigError(f"{root} has class folders {found}, the training folder has {classes}; give both the same "
+                          "class sub-folders")
+    files, targets = [], []
+    for class_id, name in enumerate(found):
+        images = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files += images
+        targets += [class_id] * len(images)
+    if not files:
+        raise ConfigError(f"{root} holds no images: put PNG or JPEG files ({', '.join(IMAGE_SUFFIXES)}) in one "
+                          f"sub-folder per class, e.g. {root}/cat/1.png and {root}/dog/2.png")
+    present = sorted(set(targets))
+    if len(present) < 2:
+        raise ConfigError(f"{root} has images of one class only ({found[present[0]]!r}); a classifier needs at least "
+                          "two class sub-folders with images")
+    sizes, modes = {}, set()
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                sizes.setdefault(image.size, path)
+                modes.add(image.mode)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save "
+                              "it") from None
+    if len(sizes) > 1:
+        (size_a, path_a), (size_b, path_b) = list(sizes.items())[:2]
+        raise ConfigError(f"{root} mixes image sizes: {path_a} is {size_a[0]}x{size_a[1]}, {path_b} is "
+                          f"{size_b[0]}x{size_b[1]}; resize every image to one size first")
+    grey = modes <= {"L", "1", "I;16", "I", "P"} and "P" not in modes  # palette images may hold colour
+    return found, files, targets, next(iter(sizes)), "L" if grey else "RGB"
+
+
+def scale_images(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]: ``(x / 255 - 0.5) / 0.5``."""
+    return (batch.float() / 255.0 - 0.5) / 0.5
+
+
+def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None, seed: int = 0,
+                      workers: Optional[int] = None, noisy_labels_path: Any = None):
+    """A `latentmix.data.Dataset` over an image folder (module docstring), its inputs
+    `StreamedInputs` read by a DataLoader with `workers` processes."""
+    from latentmix.config_checks import check_dataset
+    from latentmix.data import Dataset
+    from latentmix.data.arrays import stratified_split
+    from latentmix.data.streamed import StreamedInputs
+
+    root = Path(path)
+    if noisy_labels_path is not None:
+        raise ConfigError(f"--noisy-labels is not read with an image folder ({root}): its class sub-folders are the "
+                          "labels; move the images to the folders of their given labels")
+    split_names = [name for name in VAL_FOLDER_NAMES if (root / name).is_dir()]
+    if (root / "train").is_dir() and split_names:
+        train = ImageFolder(root / "train")
+        val = ImageFolder(root / split_names[0], classes=train.classes)
+        if (val.size, val.channels) != (train.size, train.channels):
+            raise ConfigError(f"{val.root} images are {val.size[0]}x{val.size[1]} with {val.channels} channel(s), "
+                              f"{train.root} images {train.size[0]}x{train.size[1]} with {train.channels}; give both "
+                              "splits one size and colour mode")
+        train_inputs = StreamedInputs(train, workers=workers, name=str(train.root))
+        val_inputs = StreamedInputs(val, workers=workers, name=str(val.root))
+        train_labels, val_labels = torch.tensor(train.targets), torch.tensor(val.targets)
+        folder, rows, split_info = train, {}, {"val_source": "folder"}
+    else:
+        folder = ImageFolder(root)
+        fraction = 0.1 if val_fraction is None else float(val_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(f"--val-split must be between 0 and 1 (exclusive) for an image folder without train/ and "
+                              f"val/ sub-folders: that split is the validation set, got {fraction}")
+        labels = np.asarray(folder.targets)
+        train_idx, val_idx = stratified_split(labels, fraction, seed)
+        train_inputs = StreamedInputs(folder, train_idx, workers=workers, name=str(root))
+        val_inputs = StreamedInputs(folder, val_idx, workers=workers, name=str(root))
+        train_labels, val_labels = torch.from_numpy(labels[train_idx]), torch.from_numpy(labels[val_idx])
+        rows = {"train_rows": torch.from_numpy(train_idx), "val_rows": torch.from_numpy(val_idx),
+                "val_given_labels": torch.from_numpy(labels[val_idx])}
+        split_info = {"val_source": "split", "val_fraction": fraction, "seed": int(seed)}
+    dataset = Dataset(
+        name=root.name or "images", train_inputs=train_inputs, train_labels=train_labels.long(),
+        val_inputs=val_inputs, val_labels=val_labels.long(), num_classes=len(folder.classes),
+        train_labels_clean=False,  # the folders' labels as given, possibly wrong; no clean reference
+        train_transform=lambda batch, generator=None: scale_images(batch), eval_transform=scale_images,
+        info={"source": "image-folder", "path": str(root), "classes": folder.classes, "input_kinds": "image",
+              "image_size": list(folder.size), "mode": folder.mode, **split_info},
+        val_selects=True, **rows,
+    )
+    check_dataset(dataset)
+    return dataset

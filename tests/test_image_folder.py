@@ -1,0 +1,126 @@
+"""Image folders (latentmix.data.image_folder): tiny PNG/JPEG folders written here with Pillow, read
+on demand through `latentmix train --data DIR`; every bad folder is one ConfigError naming it."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentmix.cli import main
+from latentmix.data import load_dataset
+from latentmix.data.image_folder import ImageFolder
+from latentmix.errors import ConfigError
+
+Image = pytest.importorskip("PIL.Image", reason="Pillow reads the image folders")
+
+
+def write_images(root, per_class=12, size=(8, 6), classes=("cat", "dog", "emu"), mode="L", suffix=".png", seed=0):
+    """Class k's images are bright in a band of rows k*2..k*2+1 (learnable), with noise; returns
+    {path: pixel array as written}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+            pixels = rng.integers(0, 80, size=shape, dtype=np.uint8)
+            pixels[2 * k: 2 * k + 2] = 220
+            path = root / name / f"{i:03d}{suffix}"
+            Image.fromarray(pixels, mode=mode).save(path)
+            written[path] = pixels
+    return written
+
+
+def test_items_are_the_pixels_written_with_class_ids_by_sorted_folder_name(tmp_path):
+    written = write_images(tmp_path, per_class=3, classes=("zebra", "ant"))
+    folder = ImageFolder(tmp_path)
+    assert folder.classes == ["ant", "zebra"] and folder.size == (8, 6) and folder.mode == "L"
+    for position, path in enumerate(folder.files):
+        image, label = folder[position]
+        assert image.dtype == torch.uint8 and image.shape == (1, 6, 8)
+        assert np.array_equal(image[0].numpy(), written[path])  # PNG is lossless
+        assert label == (0 if path.parent.name == "ant" else 1)
+
+
+def test_rgb_jpeg_images_read_as_three_channels_in_order(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        pixels = np.zeros((6, 8, 3), dtype=np.uint8)
+        pixels[..., 0], pixels[..., 1] = 200, 100  # red 200, green 100, blue 0 everywhere
+        Image.fromarray(pixels, mode="RGB").save(tmp_path / name / "x.jpeg", quality=95)
+    folder = ImageFolder(tmp_path)
+    image, _ = folder[0]
+    assert folder.mode == "RGB" and image.shape == (3, 6, 8)
+    # JPEG is lossy, but a flat colour comes back within a few levels, channel first
+    assert np.allclose(image.float().mean(dim=(1, 2)).numpy(), [200, 100, 0], atol=4)
+
+
+def test_train_reads_an_image_folder_and_detect_reads_it_again(tmp_path):
+    write_images(tmp_path / "images", per_class=20)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(tmp_path / "images"), "--method", "lr-m-dyr-h", "--epochs", "3",
+                 "--warmup-epochs", "1", "--batch-size", "16", "--workers", "1", "--noise", "0.2",
+                 "--out", str(out), "--device", "cpu", "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["epochs"] == 3 and summary["bootstrap_start_epoch"] == 2
+    record = json.loads((out / "config.json").read_text())
+    assert record["dataset_info"]["classes"] == ["cat", "dog", "emu"]
+    with open(out / "label_issues.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # every image of the folder is scored: 54 trained on, 6 (10%, stratified) the validation split
+    assert len(rows) == 60 and sorted(int(r["index"]) for r in rows) == list(range(60))
+    (out / "label_issues.csv").unlink()
+    assert main(["detect", str(out)]) == 0
+    assert (out / "label_issues.csv").exists()
+
+
+def test_train_and_val_sub_folders_are_the_two_splits(tmp_path):
+    write_images(tmp_path / "train", per_class=10)
+    write_images(tmp_path / "val", per_class=3, seed=1)
+    dataset = load_dataset("ignored", data_path=str(tmp_path), workers=0)
+    assert (dataset.num_train, dataset.num_val, dataset.num_classes) == (30, 9, 3)
+    assert dataset.info["val_source"] == "folder" and dataset.val_given_labels is None
+
+
+def _message(tmp_path, capsys, folder):
+    code = main(["train", "--data", str(folder), "--epochs", "1", "--out", str(tmp_path / "out"), "--device", "cpu",
+                 "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    return error
+
+
+def test_an_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    error = _message(tmp_path, capsys, tmp_path / "empty")
+    assert str(tmp_path / "empty") in error and "holds no images" in error and "one sub-folder per class" in error
+
+
+def test_one_class_is_refused(tmp_path, capsys):
+    write_images(tmp_path / "one", classes=("cat",))
+    error = _message(tmp_path, capsys, tmp_path / "one")
+    assert "one class only ('cat')" in error and "at least two class sub-folders" in error
+
+
+def test_an_unreadable_image_is_named(tmp_path, capsys):
+    write_images(tmp_path / "bad", per_class=3)
+    (tmp_path / "bad" / "dog" / "broken.png").write_bytes(b"not a png at all")
+    error = _message(tmp_path, capsys, tmp_path / "bad")
+    assert f"cannot read image {tmp_path / 'bad' / 'dog' / 'broken.png'}" in error and "remove or re-save" in error
+
+
+def test_mixed_sizes_are_refused_with_both_sizes(tmp_path, capsys):
+    write_images(tmp_path / "mixed", per_class=3)
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(tmp_path / "mixed" / "emu" / "big.png")
+    error = _message(tmp_path, capsys, tmp_path / "mixed")
+    assert "mixes image sizes" in error and "8x6" in error and "10x10" in error and "resize" in error
+
+
+def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
+    write_images(tmp_path / "train", per_class=3)
+    write_images(tmp_path / "val", per_class=3, classes=("cat", "dog"))
+    with pytest.raises(ConfigError, match=r"class folders \['cat', 'dog'\].*has \['cat', 'dog', 'emu'\]"):
+        load_dataset("ignored", data_path=str(tmp_path), workers=0)
