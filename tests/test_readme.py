@@ -42,6 +42,19 @@ def test_the_own_loop_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypa
     assert mixup(x).plan.lam == namespace["mixup"](x).plan.lam
 
 
+def test_the_lightning_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("lightning", reason="the Lightning example needs `pip install latentmix[lightning]`")
+    blocks = python_blocks("With Lightning")
+    assert len(blocks) == 1 and len(blocks[0].splitlines()) <= 40
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    printed = capsys.readouterr().out
+    wrong, right = (float(v) for v in re.findall(r"flagged: ([\d.]+) of the wrong labels, ([\d.]+) of the right", printed)[0])
+    assert wrong >= 0.7 and right <= 0.1, printed
+    assert namespace["mixup"].correction.bootstrapping and namespace["mixup"].correction.epochs_done == 10
+
+
 @pytest.mark.parametrize("section", ["Python: your own model"])
 def test_other_python_sections_still_parse(section):
     for block in python_blocks(section):

@@ -69,7 +69,10 @@ def split_item(item: Any, position: int, name: str = "dataset") -> tuple[Any, in
         raise ConfigError(f"{name}[{position}] is {got}; items must be (inputs, label) pairs (inputs a tensor, tuple or "
                           "dict of tensors, label a class id)")
     inputs, label = item
-    label_value = label.item() if isinstance(label, (torch.Tensor, np.ndarray, np.generic)) and np.size(label) == 1 else label
+    label_value = label
+    if isinstance(label, torch.Tensor) and label.numel() == 1 or isinstance(label, (np.ndarray, np.generic)) \
+            and label.size == 1:
+        label_value = label.item()
     if isinstance(label_value, bool) or not isinstance(label_value, (int, np.integer)) and not (
             isinstance(label_value, float) and label_value.is_integer()):
         raise ConfigError(f"{name}[{position}] has label {label!r}; labels must be class ids 0..C-1 (whole numbers)")
