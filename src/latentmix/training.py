@@ -32,7 +32,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules, P_NOISY_CLAMP: this module's API before
-    BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, LossCorrection, _all_modules, bootstrapping_inputs, eval_mode,
+    BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, LossCorrection, _all_modules, bootstrapping_inputs, eval_mode, track_losses,
 )
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
@@ -527,33 +527,40 @@ class Tracked:
         return self.logits.argmax(dim=1)
 
 
-@torch.no_grad()
 def track_training_losses(
     model: nn.Module, inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs],
     batch_size: int, autocast: Callable = nullcontext, dist: DistContext = ONE_PROCESS,
 ) -> Tracked:
     """[A] ``track_training_loss``: the whole training set once, eval mode, no gradients, each
-    sample's cross-entropy against its given label (and its predicted class).
+    sample's cross-entropy against its given label (and its predicted class): the tracking pass a
+    user's loop runs (`latentmix.correction.track_losses`) over the batches of `tracking_batches`,
+    put in sample order.
 
-    Data-parallel (`dist`): each process forwards its shard of every batch and the results are
-    gathered into sample order, so every process holds all N values. The transform sees the whole
-    batch, so a random (training) transform draws as in one process and the streams stay equal."""
-    was_training = model.training
-    model.eval()
-    losses, all_logits, held = [], [], []
+    Data-parallel (`dist`): each process forwards its shard of every batch and `track_losses`
+    gathers the shards of all processes, so every process holds all N values."""
+    n = labels.shape[0]
+    tracked = track_losses(model, tracking_batches(inputs, labels, transform, batch_size, dist), autocast=autocast)
+    return Tracked(in_sample_order(tracked.losses, tracked.index, n), in_sample_order(tracked.logits, tracked.index, n))
+
+
+def tracking_batches(inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs], batch_size: int,
+                     dist: DistContext = ONE_PROCESS) -> Iterator[tuple[Inputs, torch.Tensor, torch.Tensor]]:
+    """``(inputs, labels, index)`` of this process's shard of each consecutive batch of
+    `batch_size` samples, the inputs through `transform`. The transform sees the whole batch, so a
+    random (training) transform draws as in one process and the streams stay equal."""
     splits = list(torch.arange(labels.shape[0], device=labels.device).split(batch_size))
     for index, batch in zip(splits, read_batches(inputs, splits, labels.device)):
         part = dist.shard(len(index))
-        with autocast():
-            logits = model(index_inputs(transform(batch), part))
-        logits = logits.float()
-        losses.append(F.cross_entropy(logits, labels[index[part]], reduction="none"))
-        all_logits.append(logits)
-        held.append(index[part])
-    model.train(was_training)
-    held = torch.cat(held)
-    logits = dist.gather_by_index(torch.cat(all_logits), held, labels.shape[0])
-    return Tracked(dist.gather_by_index(torch.cat(losses), held, labels.shape[0]), logits)
+        yield index_inputs(transform(batch), part), labels[index[part]], index[part]
+
+
+def in_sample_order(values: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
+    """(total, ...) per-sample `values` placed at their sample `index` (every sample once)."""
+    if index.shape[0] != total:
+        raise RuntimeError(f"the tracking pass gave {index.shape[0]} per-sample values, expected {total}")
+    ordered = torch.empty((total, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    ordered[index.to(values.device)] = values
+    return ordered
 
 
 @torch.no_grad()
@@ -648,254 +655,337 @@ def train(
     `optimizer` / `scheduler` replace the protocol's SGD and step schedule (`build_optimizer`):
     an instance built on `model`'s parameters, or a factory (parameters -> optimizer, optimizer ->
     scheduler). Either one turns the protocol's lr schedule off; the scheduler is stepped once
-    after each epoch and checkpointed with the run."""
-    started = time.perf_counter()
-    dist = distributed or single_process(resolve_device(config.device))
-    device = dist.device
-    run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
-    if run_folder is not None:  # refuse an occupied folder before the data load
-        run_folder.check_command(resume=resume, overwrite=overwrite)
-    method = config.resolved_method()
-    if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
-        raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
-                          f"choose {', '.join(BOOTSTRAP_FORWARDS)}")
-    if config.track_transform not in ("train", "eval"):
-        raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
-    if dataset is None:
-        dataset = load_run_dataset(config)
-    protocol = protocol_for(config, dataset.name)
-    check_run_inputs(config, dataset)
-    dist.check_batch_size(protocol.batch_size)
-    alpha = protocol.alpha if method.alpha is None else method.alpha
-    warmup = resolve_warmup(config, method, protocol)
+    after each epoch and checkpointed with the run.
 
-    labels = make_labels(config, dataset)
-    trained_np, holdout_np = run_holdout(config, protocol, dataset, labels)
-    if model is None:
-        model = build_run_model(config, dataset)
-    mixer = LatentMixer(model, mix_points)
-    eligible_layers = mixer.check_layers(method.mix_layers)
-    if 0 in eligible_layers and has_integer_inputs(model_inputs_sample(dataset)):
-        raise ConfigError(
-            f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
-            f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
-        )
-
-    use_cuda = device.type == "cuda"
-    amp = use_cuda if config.amp is None else config.amp
-    # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
-    channels_last = use_cuda if config.channels_last is None else config.channels_last
-    dataset = dataset.to(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    noisy_labels = labels.labels.to(device)
-    is_noisy = labels.is_noisy.to(device)
-    clean_known = dataset.train_labels_clean
-    clean_labels = dataset.train_labels
-    trained, holdout = torch.from_numpy(trained_np).to(device), torch.from_numpy(holdout_np).to(device)
-    holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(holdout_np) else None
-    score_val_rows = dataset.val_given_labels is not None  # the validation rows are the user's too
-
-    identity = lambda inputs: inputs  # noqa: E731
-    eval_transform = dataset.eval_transform or identity
-    train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
-    streams = RunStreams.from_seed(config.seed, device)
-    augment = lambda inputs: train_transform(inputs, streams.augment)  # noqa: E731
-    track_transform = augment if config.track_transform == "train" else eval_transform
-    if channels_last:
-        to_cl = lambda x: map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)  # noqa: E731
-        base_eval = eval_transform  # bound now: the lambda must not see the reassigned name (recursion)
-        augment, eval_fn = (lambda inputs: to_cl(train_transform(inputs, streams.augment))), (lambda i: to_cl(base_eval(i)))
-        track_transform = augment if config.track_transform == "train" else eval_fn
-        eval_transform = eval_fn
-    # torch.compile serves the un-mixed forwards (bootstrapping target, tracking, evaluation); the
-    # mixed forward stays eager because its hooks change from step to step.
-    forward_model = torch.compile(model) if config.compile else model
-
-    own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
-    optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
-    run_path = Path(run_dir) if run_dir is not None else None
-    out_path = run_path if dist.is_main else None  # the folder this process writes: main process only
-    metrics: list[dict] = []
-    # the loss correction, keyed by training-set position: the tracked losses of the samples
-    # trained on, the noise model fitted to them each epoch, the bootstrapping targets per batch
-    tracking_logits = config.bootstrap_forward == "tracked"  # only the "tracked" targets read them
-    correction = LossCorrection(
-        len(noisy_labels), correction=method.correction, reg_weight=method.reg_weight,
-        bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
-        noise_model=config.noise_model, lookup=config.posterior_lookup,
-        fit=lambda losses: fit_run_noise_model(config, losses),
-    )
-    start_epoch = 1
-    tracked = None
-    snapshot: Optional[dict] = None  # the per-sample view kept for the label issues
-    selected_state: Optional[dict] = None  # the model's weights at the best noisy-validation epoch
-    if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
-        record = {
-            "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
-            "warmup_epochs": warmup, "mix_points": [list(p) for p in mixer.mix_points],
-            "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
-            **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
-            "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
-            **run_fingerprints(dataset, noisy_labels),
-        }
-        state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
-        if state is not None:  # every process resumes from the same checkpoint
-            _restore_checkpoint(state, model, optimizer, streams, run_folder)
-            if scheduler is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            metrics = state["metrics"]
-            if state.get("noise_model") is not None:
-                correction.noise_model = _noise_model_from_state(state["noise_model"])
-            if state.get("tracked") is not None:  # the last tracking pass, not redone (it would draw augmentations)
-                tracked = Tracked(state["tracked"]["losses"].to(device), state["tracked"]["logits"].to(device))
-                correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
-            correction.epochs_done = state["epoch"]
-            snapshot = state.get("label_snapshot")
-            if run_folder.file(SELECTED_NAME).exists():
-                selected_state = torch.load(run_folder.file(SELECTED_NAME), map_location=device, weights_only=True)
-            start_epoch = state["epoch"] + 1
-    timing = (run_folder.start_timing(start_epoch, started, str(device)) if out_path is not None
-              else RunTiming(started=started, first_epoch=start_epoch, device=str(device)))
-
-    # data-parallel: the mixed forward runs through DDP; the run's mixing stream draws the plans
-    mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=alpha, seed=streams.mixing)
-    epochs = range(start_epoch, protocol.epochs + 1)
-    bar = _progress_bar(epochs, progress and dist.is_main, desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
-    model.train()
+    The epochs below are the algorithm; `Run` holds what they use (set up, restored from a
+    checkpoint) and the bookkeeping (metrics rows, the selected checkpoint, the run folder)."""
+    run = Run(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, resume=resume,
+              overwrite=overwrite, distributed=distributed, optimizer=optimizer, scheduler=scheduler)
+    method, protocol, dist, device = run.method, run.protocol, run.dist, run.device
+    mixup, correction, log = run.mixup, run.correction, run.log
+    bar = _progress_bar(range(run.start_epoch, protocol.epochs + 1), progress and dist.is_main,
+                        desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
+    run.model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
         # the end of early learning, read off the run's own signals so far (None: not yet)
-        learning_end = early_learning_end(metrics, latest=first_milestone(protocol))
-        if own_schedule:
-            lr = optimizer.param_groups[0]["lr"]
-        else:
-            lr = lr_at_epoch(protocol, epoch, learning_end)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        learning_end = early_learning_end(log.metrics, latest=first_milestone(protocol))
+        lr = run.set_lr(epoch, learning_end)
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning ends
-        warmup_end = learning_end if warmup is None else warmup
+        warmup_end = learning_end if run.warmup is None else run.warmup
         correction.enabled = warmup_end is not None and epoch > warmup_end
         bootstrapping = correction.bootstrapping
-        if bootstrapping and tracking_logits and tracked is None:
-            # resumed from a checkpoint that does not keep the previous epoch's pass
-            tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                            protocol.eval_batch_size, autocast, dist=dist)
-            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits), for_fit=False)
+        if bootstrapping and run.tracking_logits and run.tracked is None:
+            run.observe(run.track_training_set(), for_fit=False)  # resumed without the previous epoch's pass
 
-        # ---- train one epoch; the loss is summed on the device and read once at the end ----
+        # ---- each batch: augment -> bootstrapping targets (None in the warm-up) -> mixed forward -> loss -> step
         # (data-parallel: every process draws the same global batches and mixing draws, augments
         # the whole batch, and trains on its shard; mixup partners come from within the shard)
-        loss_sum = torch.zeros((), device=device)
-        batches = dist.even_batches(batch_indices(trained, protocol.batch_size, streams.order))
+        loss_sum = torch.zeros((), device=device)  # summed on the device, read once at the end
+        batches = dist.even_batches(batch_indices(run.trained, protocol.batch_size, run.streams.order))
         mixup.start_epoch(len(batches), protocol.batch_size)
-        for index, batch in zip(batches, read_batches(dataset.train_inputs, batches, device)):
+        for index, batch in zip(batches, read_batches(run.dataset.train_inputs, batches, device)):
             shard = dist.shard(len(index))
-            x = index_inputs(augment(batch), shard)
-            y = noisy_labels[index[shard]]
+            x, y = index_inputs(run.augment(batch), shard), run.noisy_labels[index[shard]]
             plan = mixup.next_plan(y.shape[0], offset=shard.start, device=device)
-            targets = correction.batch_targets(forward_model, x, y, index[shard], autocast=autocast)  # None: warm-up
-            loss = training_step(mixup.mixer, forward_model, optimizer, method, x, y, plan, autocast=autocast,
-                                 sample_targets=targets)
+            targets = correction.batch_targets(run.forward_model, x, y, index[shard], autocast=run.autocast)
+            loss = training_step(mixup.mixer, run.forward_model, run.optimizer, method, x, y, plan,
+                                 autocast=run.autocast, sample_targets=targets)
             loss_sum += loss * y.shape[0]
-        if scheduler is not None:
-            scheduler.step()
+        if run.scheduler is not None:
+            run.scheduler.step()
 
-        # ---- evaluate; noisy-validation accuracy; track per-sample losses, fit the noise model ----
-        val_tracked = None
-        if score_val_rows:  # one pass gives the accuracy and the rows' losses against their given labels
-            val_tracked = track_training_losses(forward_model, dataset.val_inputs, dataset.val_given_labels,
-                                                eval_transform, protocol.eval_batch_size, autocast, dist=dist)
-            val_acc = (val_tracked.predictions == dataset.val_labels).float().mean()
-        else:
-            val_acc = evaluate(forward_model, dataset.val_inputs, dataset.val_labels, eval_transform,
-                               protocol.eval_batch_size, autocast, dist=dist)
-        num_seen = sum(len(index) for index in batches)
-        row = {"epoch": epoch, "lr": lr, "train_loss": float(dist.all_reduce_sum(loss_sum)) / num_seen,
-               "val_acc": float(val_acc), "select_acc": None, "train_acc_noisy": None, "train_acc_clean": None,
-               "bootstrapping": bootstrapping}
-        if holdout_inputs is not None:
-            row["select_acc"] = float(evaluate(forward_model, holdout_inputs, noisy_labels[holdout], eval_transform,
-                                               protocol.eval_batch_size, autocast, dist=dist))
-        elif dataset.val_selects:
-            row["select_acc"] = row["val_acc"]
+        # ---- evaluate: validation accuracy and the noisy-validation accuracy a checkpoint is selected by
+        row, val_tracked = run.evaluate_epoch(epoch, lr, bootstrapping, loss_sum, sum(len(index) for index in batches))
+
+        # ---- track each sample's loss; fit a fresh noise model (bootstrapping keeps the last that separated)
         view = None
         if tracks_at(epoch, config, method, protocol):
-            tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                            protocol.eval_batch_size, autocast, dist=dist)
-            correction.observe(trained, *tracking_pass(tracked, noisy_labels, trained, tracking_logits))
-            # a fresh fit; bootstrapping keeps the last one that separated the losses (`LossCorrection`)
-            fitted = correction.end_epoch()
-            view = epoch_view(tracked, fitted, trained_np, val_tracked)
-            hits = tracked.predictions[trained]
-            row["train_acc_noisy"] = float((hits == noisy_labels[trained]).float().mean())
-            if clean_known:
-                row["train_acc_clean"] = float((hits == clean_labels[trained]).float().mean())
-            row["flagged_share"], row["separation"] = view["flagged_share"], view["separation"]
-            if clean_known and bool(is_noisy[trained].any()):
-                detection = detection_metrics(view["p_noisy"][trained_np], is_noisy[trained].cpu().numpy())
-                row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
-                           detection_recall=detection["recall"])
-        improved = row["select_acc"] is not None and row["select_acc"] > max(
-            (r["select_acc"] for r in metrics if r.get("select_acc") is not None), default=-1.0)
-        if improved:
-            selected_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-        if view is not None and label_view_improves(snapshot, view, row["select_acc"], improved):
-            snapshot = {"epoch": epoch, **view}
-        timing.epoch_done(epoch, time.perf_counter() - epoch_started)
-        metrics.append(row)
+            run.tracked = run.track_training_set()
+            run.observe(run.tracked)
+            view = epoch_view(run.tracked, correction.end_epoch(), run.trained_np, val_tracked)
+            row.update(run.tracking_metrics(view))
+
+        # ---- log the epoch; checkpoint
+        log.add(row, view, run.model)
+        run.timing.epoch_done(epoch, time.perf_counter() - epoch_started)
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
         if progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.3f}")
-        if out_path is not None and config.checkpoint:
-            # Per-epoch files make an interrupted run resumable; runs too short to need it (a grid
-            # of tiny models) skip them and write metrics.csv once at the end.
-            atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
-            if selected_state is not None and metrics[-1]["epoch"] == selected_epoch(metrics):
-                atomic_torch_save(out_path / SELECTED_NAME, selected_state)
-            run_folder.save_checkpoint({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {}),
-                "streams": streams.state_dict(), "metrics": metrics, "noisy_labels": noisy_labels.cpu(),
-                "noise_model": None if correction.noise_model is None else {
-                    "kind": config.noise_model, "state": correction.noise_model.state_dict()},
-                "tracked": None if tracked is None else {"losses": tracked.losses.cpu(), "logits": tracked.logits.cpu()},
-                "label_snapshot": snapshot,
-            })
-            run_folder.write_timing(timing)
+        run.save_epoch(epoch)
         if on_epoch_end is not None:
             on_epoch_end(row)
+    return run.finish()
 
-    if snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
-        tracked = track_training_losses(forward_model, dataset.train_inputs, noisy_labels, track_transform,
-                                        protocol.eval_batch_size, autocast, dist=dist)
-        noise_model = fit_run_noise_model(config, tracked.losses[trained])
-        snapshot = {"epoch": metrics[-1]["epoch"], **epoch_view(tracked, noise_model, trained_np, None)}
-    val_accs = [row["val_acc"] for row in metrics]
-    best_index = int(np.argmax(val_accs))
-    chosen = selected_epoch(metrics)
-    learning_end = early_learning_end(metrics, latest=first_milestone(protocol)) or metrics[-1]["epoch"]
-    timing.stop()
-    result = RunResult(
-        config=config, method=method, metrics=metrics,
-        best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
-        **per_sample_results(snapshot, dataset, labels, holdout_np),
-        run_dir=run_path, model=model, wall_time_s=timing.total_s(), epoch_time_s=timing.epoch_times(),
-        selected_epoch=chosen,
-        selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
-        label_issues_epoch=int(snapshot["epoch"]), estimated_noise_rate=estimate_noise_rate(metrics, learning_end),
-        bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
-        selected_model_state=selected_state,
-    )
-    if out_path is not None:
-        atomic_write_csv(out_path / "metrics.csv", metrics, METRIC_FIELDS)
-        write_label_issues(out_path / "label_issues.csv", result)
-        atomic_write_json(out_path / "result.json", result.summary())
-        run_folder.write_timing(timing)
-    return result
+
+@dataclass
+class RunLog:
+    """The run's record as it grows: one metrics row per epoch, the model's weights at the best
+    noisy-validation epoch (`selected_state`), and the per-sample view kept for the label issues
+    (`snapshot`, see `label_view_improves`)."""
+
+    metrics: list[dict] = field(default_factory=list)
+    snapshot: Optional[dict] = None
+    selected_state: Optional[dict] = None
+
+    def add(self, row: dict, view: Optional[dict], model: nn.Module) -> None:
+        improved = row["select_acc"] is not None and row["select_acc"] > max(
+            (r["select_acc"] for r in self.metrics if r.get("select_acc") is not None), default=-1.0)
+        if improved:
+            self.selected_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        if view is not None and label_view_improves(self.snapshot, view, row["select_acc"], improved):
+            self.snapshot = {"epoch": row["epoch"], **view}
+        self.metrics.append(row)
+
+
+class Run:
+    """One run's set-up and bookkeeping, around the epochs `train` runs: the resolved settings and
+    protocol, the noisy labels and the noisy-validation split, the model on its device (compiled,
+    channels-last), the transforms, the random streams, the optimizer, `LatentMixup` and
+    `LossCorrection`, a checkpoint restored; then the per-epoch evaluation, the tracking pass, the
+    run folder's files and the `RunResult`. Arguments as `train`'s."""
+
+    def __init__(self, config: RunConfig, *, dataset: Optional[Dataset], model: Optional[nn.Module],
+                 mix_points: Optional[Sequence], run_dir: Optional[str | os.PathLike], resume: bool, overwrite: bool,
+                 distributed: Optional[DistContext], optimizer: Any, scheduler: Any):
+        started = time.perf_counter()
+        self.config = config
+        self.dist = dist = distributed or single_process(resolve_device(config.device))
+        self.device = device = dist.device
+        self.run_folder = run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
+        if run_folder is not None:  # refuse an occupied folder before the data load
+            run_folder.check_command(resume=resume, overwrite=overwrite)
+        self.method = method = config.resolved_method()
+        if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
+            raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
+                              f"choose {', '.join(BOOTSTRAP_FORWARDS)}")
+        if config.track_transform not in ("train", "eval"):
+            raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
+        if dataset is None:
+            dataset = load_run_dataset(config)
+        self.protocol = protocol = protocol_for(config, dataset.name)
+        check_run_inputs(config, dataset)
+        dist.check_batch_size(protocol.batch_size)
+        alpha = protocol.alpha if method.alpha is None else method.alpha
+        self.warmup = resolve_warmup(config, method, protocol)
+
+        self.labels = labels = make_labels(config, dataset)
+        self.trained_np, self.holdout_np = run_holdout(config, protocol, dataset, labels)
+        if model is None:
+            model = build_run_model(config, dataset)
+        mixer = LatentMixer(model, mix_points)
+        eligible_layers = mixer.check_layers(method.mix_layers)
+        if 0 in eligible_layers and has_integer_inputs(model_inputs_sample(dataset)):
+            raise ConfigError(
+                f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
+                f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
+            )
+
+        use_cuda = device.type == "cuda"
+        amp = use_cuda if config.amp is None else config.amp
+        # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
+        channels_last = use_cuda if config.channels_last is None else config.channels_last
+        self.dataset = dataset = dataset.to(device)
+        self.model = model
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.noisy_labels = noisy_labels = labels.labels.to(device)
+        self.is_noisy = labels.is_noisy.to(device)
+        self.trained = trained = torch.from_numpy(self.trained_np).to(device)
+        self.holdout = holdout = torch.from_numpy(self.holdout_np).to(device)
+        self.holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(self.holdout_np) else None
+        self._set_transforms(config, dataset, channels_last)
+        # torch.compile serves the un-mixed forwards (bootstrapping target, tracking, evaluation); the
+        # mixed forward stays eager because its hooks change from step to step.
+        self.forward_model = torch.compile(model) if config.compile else model
+
+        own_schedule = optimizer is not None or scheduler is not None
+        self.own_schedule = own_schedule  # the user's: the protocol's lr schedule is off
+        self.optimizer, self.scheduler = optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
+        self.out_path = Path(run_dir) if run_dir is not None and dist.is_main else None  # main process writes
+        self.run_path = Path(run_dir) if run_dir is not None else None
+        # the loss correction, keyed by training-set position: the tracked losses of the samples
+        # trained on, the noise model fitted to them each epoch, the bootstrapping targets per batch
+        self.tracking_logits = config.bootstrap_forward == "tracked"  # only the "tracked" targets read them
+        self.correction = LossCorrection(
+            len(noisy_labels), correction=method.correction, reg_weight=method.reg_weight,
+            bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
+            noise_model=config.noise_model, lookup=config.posterior_lookup,
+            fit=lambda losses: fit_run_noise_model(config, losses),
+        )
+        self.start_epoch = 1
+        self.tracked: Optional[Tracked] = None
+        self.log = RunLog()
+        if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
+            record = {
+                "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
+                "warmup_epochs": self.warmup, "mix_points": [list(p) for p in mixer.mix_points],
+                "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
+                **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
+                "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
+                **run_fingerprints(dataset, noisy_labels),
+            }
+            state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
+            if state is not None:  # every process resumes from the same checkpoint
+                self._restore(state)
+        self.timing = (run_folder.start_timing(self.start_epoch, started, str(device)) if self.out_path is not None
+                       else RunTiming(started=started, first_epoch=self.start_epoch, device=str(device)))
+        # data-parallel: the mixed forward runs through DDP (wrapped after the checkpoint is
+        # loaded: DDP broadcasts rank 0's weights); the run's mixing stream draws the plans
+        self.mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=alpha, seed=self.streams.mixing)
+
+    def _set_transforms(self, config: RunConfig, dataset: Dataset, channels_last: bool) -> None:
+        """The training transform (augmentation, drawn from the run's augmentation stream), the
+        evaluation transform, and the tracking pass's (the training one, as [A], or --track-transform
+        eval); channels-last images for the GPU's convolutions."""
+        identity = lambda inputs: inputs  # noqa: E731
+        eval_transform = dataset.eval_transform or identity
+        train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
+        self.streams = streams = RunStreams.from_seed(config.seed, self.device)
+        augment = lambda inputs: train_transform(inputs, streams.augment)  # noqa: E731
+        if channels_last:
+            to_cl = lambda x: map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)  # noqa: E731
+            base_eval = eval_transform  # bound now: the lambda must not see the reassigned name (recursion)
+            augment, eval_transform = (lambda inputs: to_cl(train_transform(inputs, streams.augment))), (lambda i: to_cl(base_eval(i)))
+        self.augment, self.eval_transform = augment, eval_transform
+        self.track_transform = augment if config.track_transform == "train" else eval_transform
+
+    def _restore(self, state: dict) -> None:
+        """Continue from a verified checkpoint: model, optimizer, streams, scheduler, the metrics so
+        far, the noise model, the last tracking pass (not redone: it would draw augmentations), the
+        label view and the selected model."""
+        _restore_checkpoint(state, self.model, self.optimizer, self.streams, self.run_folder)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.log.metrics = state["metrics"]
+        if state.get("noise_model") is not None:
+            self.correction.noise_model = _noise_model_from_state(state["noise_model"])
+        if state.get("tracked") is not None:
+            self.tracked = Tracked(state["tracked"]["losses"].to(self.device), state["tracked"]["logits"].to(self.device))
+            self.observe(self.tracked, for_fit=False)
+        self.correction.epochs_done = state["epoch"]
+        self.log.snapshot = state.get("label_snapshot")
+        if self.run_folder.file(SELECTED_NAME).exists():
+            self.log.selected_state = torch.load(self.run_folder.file(SELECTED_NAME), map_location=self.device,
+                                                 weights_only=True)
+        self.start_epoch = state["epoch"] + 1
+
+    # ---- per epoch ---------------------------------------------------------------------------
+    def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
+        """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
+        if self.own_schedule:
+            return self.optimizer.param_groups[0]["lr"]
+        lr = lr_at_epoch(self.protocol, epoch, learning_end)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def track_training_set(self) -> Tracked:
+        return track_training_losses(self.forward_model, self.dataset.train_inputs, self.noisy_labels,
+                                     self.track_transform, self.protocol.eval_batch_size, self.autocast, dist=self.dist)
+
+    def observe(self, tracked: Tracked, for_fit: bool = True) -> None:
+        """Hand a tracking pass of the samples trained on to the loss correction."""
+        self.correction.observe(self.trained, *tracking_pass(tracked, self.noisy_labels, self.trained,
+                                                             self.tracking_logits), for_fit=for_fit)
+
+    def evaluate_epoch(self, epoch: int, lr: float, bootstrapping: bool, loss_sum: torch.Tensor,
+                       num_seen: int) -> tuple[dict, Optional[Tracked]]:
+        """The epoch's metrics row so far: validation accuracy (with the validation rows' losses
+        against their given labels when they are the user's, one pass for both) and the accuracy a
+        checkpoint is selected by (the noisy holdout's, or the user's validation set's)."""
+        dataset, protocol, dist = self.dataset, self.protocol, self.dist
+        val_tracked = None
+        if dataset.val_given_labels is not None:  # the validation rows are the user's: scored too
+            val_tracked = track_training_losses(self.forward_model, dataset.val_inputs, dataset.val_given_labels,
+                                                self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist)
+            val_acc = (val_tracked.predictions == dataset.val_labels).float().mean()
+        else:
+            val_acc = evaluate(self.forward_model, dataset.val_inputs, dataset.val_labels, self.eval_transform,
+                               protocol.eval_batch_size, self.autocast, dist=dist)
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(dist.all_reduce_sum(loss_sum)) / num_seen,
+               "val_acc": float(val_acc), "select_acc": None, "train_acc_noisy": None, "train_acc_clean": None,
+               "bootstrapping": bootstrapping}
+        if self.holdout_inputs is not None:
+            row["select_acc"] = float(evaluate(self.forward_model, self.holdout_inputs, self.noisy_labels[self.holdout],
+                                               self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist))
+        elif dataset.val_selects:
+            row["select_acc"] = row["val_acc"]
+        return row, val_tracked
+
+    def tracking_metrics(self, view: dict) -> dict:
+        """The metrics of a tracking pass (`self.tracked`): training accuracy against the given and
+        (when known) the clean labels, the flagged share and separation of the noise model, and
+        the detection AUC / precision / recall when the wrong labels are known."""
+        trained, hits = self.trained, self.tracked.predictions[self.trained]
+        row = {"train_acc_noisy": float((hits == self.noisy_labels[trained]).float().mean())}
+        clean_known = self.dataset.train_labels_clean
+        if clean_known:
+            row["train_acc_clean"] = float((hits == self.dataset.train_labels[trained]).float().mean())
+        row["flagged_share"], row["separation"] = view["flagged_share"], view["separation"]
+        if clean_known and bool(self.is_noisy[trained].any()):
+            detection = detection_metrics(view["p_noisy"][self.trained_np], self.is_noisy[trained].cpu().numpy())
+            row.update(detection_auc=detection["auc"], detection_precision=detection["precision"],
+                       detection_recall=detection["recall"])
+        return row
+
+    def save_epoch(self, epoch: int) -> None:
+        """The run folder after an epoch: metrics.csv, the selected model when this epoch is the
+        selected one, the checkpoint (everything a resume needs) and the timing. Runs too short to
+        need it (a grid of tiny models, `checkpoint=False`) write metrics.csv once at the end."""
+        if self.out_path is None or not self.config.checkpoint:
+            return
+        log, correction = self.log, self.correction
+        atomic_write_csv(self.out_path / "metrics.csv", log.metrics, METRIC_FIELDS)
+        if log.selected_state is not None and log.metrics[-1]["epoch"] == selected_epoch(log.metrics):
+            atomic_torch_save(self.out_path / SELECTED_NAME, log.selected_state)
+        self.run_folder.save_checkpoint({
+            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            **({"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}),
+            "streams": self.streams.state_dict(), "metrics": log.metrics, "noisy_labels": self.noisy_labels.cpu(),
+            "noise_model": None if correction.noise_model is None else {
+                "kind": self.config.noise_model, "state": correction.noise_model.state_dict()},
+            "tracked": None if self.tracked is None else {"losses": self.tracked.losses.cpu(),
+                                                          "logits": self.tracked.logits.cpu()},
+            "label_snapshot": log.snapshot,
+        })
+        self.run_folder.write_timing(self.timing)
+
+    # ---- the end -----------------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        """The `RunResult` (best / last / selected accuracy, the per-sample view kept for the label
+        issues, the noise-rate estimate), and the run folder's result files."""
+        log, protocol, metrics = self.log, self.protocol, self.log.metrics
+        if log.snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
+            tracked = self.track_training_set()
+            noise_model = fit_run_noise_model(self.config, tracked.losses[self.trained])
+            log.snapshot = {"epoch": metrics[-1]["epoch"], **epoch_view(tracked, noise_model, self.trained_np, None)}
+        val_accs = [row["val_acc"] for row in metrics]
+        best_index = int(np.argmax(val_accs))
+        chosen = selected_epoch(metrics)
+        learning_end = early_learning_end(metrics, latest=first_milestone(protocol)) or metrics[-1]["epoch"]
+        self.timing.stop()
+        result = RunResult(
+            config=self.config, method=self.method, metrics=metrics,
+            best_val_acc=val_accs[best_index], last_val_acc=val_accs[-1], best_epoch=metrics[best_index]["epoch"],
+            **per_sample_results(log.snapshot, self.dataset, self.labels, self.holdout_np),
+            run_dir=self.run_path, model=self.model, wall_time_s=self.timing.total_s(),
+            epoch_time_s=self.timing.epoch_times(), selected_epoch=chosen,
+            selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
+            label_issues_epoch=int(log.snapshot["epoch"]),
+            estimated_noise_rate=estimate_noise_rate(metrics, learning_end),
+            bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
+            selected_model_state=log.selected_state,
+        )
+        if self.out_path is not None:
+            atomic_write_csv(self.out_path / "metrics.csv", metrics, METRIC_FIELDS)
+            write_label_issues(self.out_path / "label_issues.csv", result)
+            atomic_write_json(self.out_path / "result.json", result.summary())
+            self.run_folder.write_timing(self.timing)
+        return result
 
 
 def tracking_pass(tracked: Tracked, labels: torch.Tensor, trained: torch.Tensor, with_targets: bool) -> tuple:
