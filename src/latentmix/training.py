@@ -36,7 +36,6 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules, P_NOISY_CLAMP: this module's API before
@@ -794,7 +793,7 @@ class Run:
             model.to(memory_format=torch.channels_last)
         self.noisy_labels = noisy_labels = labels.labels.to(device)
         self.is_noisy = labels.is_noisy.to(device)
-        self.trained = trained = torch.from_numpy(self.trained_np).to(device)
+        self.trained = torch.from_numpy(self.trained_np).to(device)
         self.holdout = holdout = torch.from_numpy(self.holdout_np).to(device)
         self.holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(self.holdout_np) else None
         self._set_transforms(config, dataset, channels_last)

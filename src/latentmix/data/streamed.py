@@ -146,6 +146,9 @@ class StreamedInputs:
         self.positions = np.arange(len(dataset), dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         self.workers = default_workers() if workers is None else int(workers)
         self.name = name
+        self._loader: Optional[DataLoader] = None  # built on the first `batches`, then kept
+        self._sampler: Optional[_BatchList] = None
+        self._loader_device: Optional[torch.device] = None
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -163,15 +166,21 @@ class StreamedInputs:
 
     def batches(self, index_batches: Sequence[torch.Tensor], device: torch.device | str) -> Iterator[Any]:
         """Each batch of `index_batches` (positions within these inputs) read by a DataLoader whose
-        batch sampler is exactly that list, and moved to `device`."""
+        batch sampler is exactly that list, and moved to `device`. The loader and its worker
+        processes persist between calls (starting workers costs more than a small epoch's reading);
+        only the list of batches changes."""
         device = torch.device(device)
-        sampler = [torch.as_tensor(index).reshape(-1).tolist() for index in index_batches]
-        if not sampler:
+        batches = [torch.as_tensor(index).reshape(-1).tolist() for index in index_batches]
+        if not batches:
             return
-        loader = DataLoader(_InputsOnly(self.dataset, self.positions, self.name), batch_sampler=sampler,
-                            num_workers=min(self.workers, len(sampler)), collate_fn=collate_inputs,
-                            pin_memory=device.type == "cuda")
-        for batch in loader:
+        if self._loader is None or self._loader_device != device:
+            self._sampler = _BatchList()
+            self._loader = DataLoader(_InputsOnly(self.dataset, self.positions, self.name), batch_sampler=self._sampler,
+                                      num_workers=self.workers, collate_fn=collate_inputs,
+                                      pin_memory=device.type == "cuda", persistent_workers=self.workers > 0)
+            self._loader_device = device
+        self._sampler.batches = batches
+        for batch in self._loader:
             yield _to_device(batch, device)
 
     def fingerprint(self) -> str:
@@ -190,6 +199,20 @@ class StreamedInputs:
                 digest.update(tensors_sha256(self.take([0, len(self.positions) - 1])).encode())
         digest.update(self.positions.tobytes())
         return digest.hexdigest()
+
+
+class _BatchList:
+    """A batch sampler whose batches the caller sets before each pass (the DataLoader asks its
+    sampler for the batches in the training process, so a persistent loader reads the new list)."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:
