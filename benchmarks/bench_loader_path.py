@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from latentmix.data import Dataset
-from latentmix.data.image_folder import ImageFolder, load_image_folder, scale_images
+from latentmix.data.image_folder import ImageFolder, load_image_folder
 from latentmix.data.streamed import StreamedInputs
 from latentmix.training import RunConfig, train
 
