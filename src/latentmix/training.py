@@ -16,7 +16,10 @@ For each epoch (1-based, as in the reference):
 The mix and the correction are the objects a user's own loop holds: `latentmix.mixing.LatentMixup`
 draws each step's plan from the run's mixing stream, `latentmix.correction.LossCorrection` keeps
 the noise model, gives each batch its bootstrapping targets and fits a fresh model each epoch, so
-there is one implementation of the method (README, "In your own loop").
+there is one implementation of the method (README, "In your own loop"; docs/own-loop.md). `train`
+is the epochs above; `Run` holds what they use (the set-up, a restored checkpoint) and the
+bookkeeping (metrics rows, the selected checkpoint, the run folder's files, the result). The data
+are sliced from tensors in memory or read by a DataLoader (`latentmix.data.streamed.read_batches`).
 
 Sources: paper Appendix A/B (protocols), Arazo et al. 2019 reference `train.py` (warm-up, loss
 tracking, per-batch P(noisy)), Manifold Mixup reference (mixing). Where this code chooses between
