@@ -72,9 +72,35 @@ def test_train_reads_an_image_folder_and_detect_reads_it_again(tmp_path):
         rows = list(csv.DictReader(handle))
     # every image of the folder is scored: 54 trained on, 6 (10%, stratified) the validation split
     assert len(rows) == 60 and sorted(int(r["index"]) for r in rows) == list(range(60))
+    files = ImageFolder(tmp_path / "images").files
+    assert all(r["file"] == str(files[int(r["index"])].relative_to(tmp_path / "images")) for r in rows)
+    # the validation rows keep their folders' labels (the synthetic noise is on the training rows)
+    assert all(r["file"].split("/")[0] == ["cat", "dog", "emu"][int(r["given_label"])] for r in rows if r["split"] == "val")
+    issues = (out / "label_issues.csv").read_bytes()
     (out / "label_issues.csv").unlink()
     assert main(["detect", str(out)]) == 0
-    assert (out / "label_issues.csv").exists()
+    assert (out / "label_issues.csv").read_bytes() == issues  # rebuilt from the checkpoint, the folder read again
+
+
+def test_an_interrupted_image_folder_run_resumes_to_the_same_files(tmp_path):
+    """The streamed path resumes exactly too, with another number of workers (how the data are read
+    is not part of the run)."""
+    from latentmix.training import RunConfig, train
+
+    write_images(tmp_path / "images", per_class=16)
+    config = dict(dataset="images", data=str(tmp_path / "images"), method="lr-m-dyr-h", epochs=3, warmup_epochs=1,
+                  batch_size=16, noise=0.25, seed=1, device="cpu")
+
+    def stop_after_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    train(RunConfig(**config, workers=0), run_dir=tmp_path / "straight", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig(**config, workers=2), run_dir=tmp_path / "resumed", progress=False, on_epoch_end=stop_after_2)
+    train(RunConfig(**config, workers=1), run_dir=tmp_path / "resumed", resume=True, progress=False)
+    for name in ("metrics.csv", "result.json", "label_issues.csv"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
 
 
 def test_train_and_val_sub_folders_are_the_two_splits(tmp_path):

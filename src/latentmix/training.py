@@ -273,6 +273,7 @@ class RunResult:
     extra_rows: Optional[dict] = None  # validation rows of the user's file, scored the same way
     selected_model_state: Optional[dict] = None  # the model's weights at `selected_epoch`
     clean_labels: Optional[np.ndarray] = None  # (N,) when known
+    sample_names: Optional[Sequence[str]] = None  # a name per row of the user's data (an image folder: file paths)
 
     def summary(self) -> dict:
         last = self.metrics[-1] if self.metrics else {}
@@ -1028,6 +1029,7 @@ def per_sample_results(view: dict, dataset: Dataset, labels: NoisyLabels, holdou
         "clean_labels": dataset.train_labels.cpu().numpy() if clean_known else None, "num_classes": dataset.num_classes,
         "sample_rows": dataset.train_rows.cpu().numpy() if dataset.train_rows is not None else None,
         "holdout": np.isin(np.arange(len(noisy)), holdout) if len(holdout) else None, "extra_rows": None,
+        "sample_names": dataset.sample_names,
     }
     if view.get("val_losses") is not None:
         given = dataset.val_given_labels.cpu().numpy()
@@ -1113,7 +1115,8 @@ def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
 def write_label_issues(path: Path, result: RunResult) -> None:
     """`label_issues.csv`: every scored sample, most likely mislabeled first (P(noisy) descending,
     ties by the loss descending). Columns: `index` (the row of the user's data file when the data
-    came from one, else the position in the training set), `split` (train; holdout = the noisy
+    came from one, else the position in the training set), `file` (its name, where the data name
+    their rows: an image folder's file paths), `split` (train; holdout = the noisy
     validation split; val = validation rows of the user's file), `given_label`, `p_noisy`,
     `loss` (cross-entropy against the given label), `predicted_label`, and `truly_noisy` when the
     clean labels are known. `result` needs `p_noisy`, `predictions`, `noisy_labels`, `is_noisy`;
@@ -1139,6 +1142,10 @@ def write_label_issues(path: Path, result: RunResult) -> None:
         for key in columns:
             columns[key] = np.concatenate([columns[key].astype(object), np.asarray(extra[key], dtype=object)
                                            if key in extra else np.full(len(extra["index"]), None)])
+    names = getattr(result, "sample_names", None)
+    if names is not None:  # which file each row is (an image folder), beside its row number
+        columns = {"index": columns["index"], "file": np.asarray([names[int(row)] for row in columns["index"]], dtype=object),
+                   **{key: value for key, value in columns.items() if key != "index"}}
     order = ranking_order(columns["p_noisy"].astype(float),
                           columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
     fieldnames = list(columns)

@@ -15,7 +15,7 @@ validation batches. Both default to the identity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -47,6 +47,8 @@ class Dataset:
         val_given_labels: optional (M,) labels of the validation rows as the file gives them
             (possibly noisy), when the validation set is a split of the user's file: these rows
             are scored for label issues too.
+        sample_names: optional name of each row of the user's data (what `train_rows` / `val_rows`
+            number; an image folder: each file's path below the folder), a column of the label issues.
         val_selects: the validation set is the user's own (a split of their file, their
             validation arrays, `fit`'s val_inputs), so a user picks the checkpoint by accuracy on
             it; a built-in test set is not (the paper's protocols have no selection split).
@@ -67,6 +69,7 @@ class Dataset:
     val_rows: Optional[torch.Tensor] = None
     val_given_labels: Optional[torch.Tensor] = None
     val_selects: bool = False
+    sample_names: Optional[Sequence[str]] = None
 
     @property
     def num_train(self) -> int:

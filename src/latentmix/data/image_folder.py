@@ -158,7 +158,7 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
         train_inputs = StreamedInputs(train, workers=workers, name=str(train.root))
         val_inputs = StreamedInputs(val, workers=workers, name=str(val.root))
         train_labels, val_labels = torch.tensor(train.targets), torch.tensor(val.targets)
-        folder, rows, split_info = train, {}, {"val_source": "folder"}
+        folder, rows, split_info = train, {}, {"val_source": "folder"}  # rows: positions in train/
     else:
         folder = ImageFolder(root)
         fraction = 0.1 if val_fraction is None else float(val_fraction)
@@ -180,7 +180,7 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
         train_transform=lambda batch, generator=None: scale_images(batch), eval_transform=scale_images,
         info={"source": "image-folder", "path": str(root), "classes": folder.classes, "input_kinds": "image",
               "image_size": list(folder.size), "mode": folder.mode, **split_info},
-        val_selects=True, **rows,
+        val_selects=True, sample_names=[str(path.relative_to(root)) for path in folder.files], **rows,
     )
     check_dataset(dataset)
     return dataset
