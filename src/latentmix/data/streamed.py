@@ -69,16 +69,28 @@ def split_item(item: Any, position: int, name: str = "dataset") -> tuple[Any, in
         raise ConfigError(f"{name}[{position}] is {got}; items must be (inputs, label) pairs (inputs a tensor, tuple or "
                           "dict of tensors, label a class id)")
     inputs, label = item
-    label_value = label
-    if isinstance(label, torch.Tensor) and label.numel() == 1 or isinstance(label, (np.ndarray, np.generic)) \
-            and label.size == 1:
-        label_value = label.item()
-    if isinstance(label_value, bool) or not isinstance(label_value, (int, np.integer)) and not (
-            isinstance(label_value, float) and label_value.is_integer()):
+    class_id = _class_id(label)
+    if class_id is None:
         raise ConfigError(f"{name}[{position}] has label {label!r}; labels must be class ids 0..C-1 (whole numbers)")
-    if int(label_value) < 0:
-        raise ConfigError(f"{name}[{position}] has label {int(label_value)}; labels must be class ids >= 0")
-    return sample_inputs(inputs, f"{name}[{position}] inputs"), int(label_value)
+    if class_id < 0:
+        raise ConfigError(f"{name}[{position}] has label {class_id}; labels must be class ids >= 0")
+    return sample_inputs(inputs, f"{name}[{position}] inputs"), class_id
+
+
+def _class_id(label: Any) -> Optional[int]:
+    """A label as a whole number: an int, a one-element tensor or array, or an integral float;
+    None for anything else (a bool, a string, a one-hot vector, 1.5)."""
+    if isinstance(label, (torch.Tensor, np.ndarray, np.generic)):
+        if (label.numel() if isinstance(label, torch.Tensor) else np.size(label)) != 1:
+            return None
+        label = label.item()
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    if isinstance(label, float) and label.is_integer():
+        return int(label)
+    return None
 
 
 def collate_inputs(samples: Sequence[Any]) -> Any:
