@@ -89,36 +89,45 @@ def main() -> None:
         started = time.perf_counter()
         result = train(config, dataset=load_mnist_like(name="fashion-mnist", train_size=args.train, val_size=args.val,
                                                        seed=0), progress=False)
-        ours = {"best": result.best_val_acc, "last": result.last_val_acc, "auc": result.metrics[-1]["detection_auc"]}
+        ours = {"best": result.best_val_acc, "last": result.last_val_acc, "auc": result.metrics[-1]["detection_auc"],
+                "seconds": time.perf_counter() - started}
         middle = time.perf_counter()
         loop = own_loop(config, dataset, seed)
-        print(f"seed {seed}: train {ours} ({middle - started:.0f} s), own loop {loop} ({time.perf_counter() - middle:.0f} s)",
-              flush=True)
+        loop["seconds"] = time.perf_counter() - middle
+        print(f"seed {seed}: train {ours}, own loop {loop}", flush=True)
         rows.append((seed, ours, loop))
+    lines = table(rows, args)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+
+
+def table(rows: list, args: argparse.Namespace) -> list[str]:
+    """The results page: one row per seed (best, last, AUC, seconds of each loop) and the mean."""
     protocol = protocol_for(RunConfig(dataset="fashion-mnist", model="small-cnn", epochs=args.epochs), "fashion-mnist")
     lines = [
         "# Fashion-MNIST subset: the README's own loop vs `latentmix train`",
         "",
         f"`python benchmarks/fashion_own_loop.py --train {args.train} --val {args.val} --epochs {args.epochs} "
         f"--noise {args.noise:g} --seeds {' '.join(map(str, args.seeds))}` (torch {torch.__version__}, "
-        f"{platform.machine()}, 1 thread). lr-m-dyr-h, small CNN, {args.noise:.0%} symmetric noise, "
-        f"{args.epochs} epochs (lr {protocol.lr} / 10 at epochs {', '.join(map(str, protocol.milestones))}, "
-        f"bootstrapping after epoch {protocol.warmup_epochs}); validation: {args.val} t10k images. "
-        "Detection AUC: P(noisy) after the last epoch against the known wrong labels.",
+        f"{platform.machine()}, 1 thread, a 2-core machine shared with other work, nice 19). lr-m-dyr-h, small CNN, "
+        f"{args.noise:.0%} symmetric noise, {args.epochs} epochs (lr {protocol.lr} / 10 at epochs "
+        f"{', '.join(map(str, protocol.milestones))}, bootstrapping after epoch {protocol.warmup_epochs}); validation: "
+        f"{args.val} t10k images. Detection AUC: P(noisy) after the last epoch against the known wrong labels. "
+        "Seconds: the whole run (the own loop reads batches through a DataLoader over a TensorDataset, item by item; "
+        "`train` slices the tensors).",
         "",
-        "| seed | train best | train last | train AUC | own loop best | own loop last | own loop AUC |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | train best | train last | train AUC | train s | own loop best | own loop last | own loop AUC | own loop s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for seed, ours, loop in rows:
-        lines.append(f"| {seed} | {ours['best']:.4f} | {ours['last']:.4f} | {ours['auc']:.3f} | {loop['best']:.4f} | "
-                     f"{loop['last']:.4f} | {loop['auc']:.3f} |")
+        lines.append(f"| {seed} | {ours['best']:.4f} | {ours['last']:.4f} | {ours['auc']:.3f} | {ours['seconds']:.0f} | "
+                     f"{loop['best']:.4f} | {loop['last']:.4f} | {loop['auc']:.3f} | {loop['seconds']:.0f} |")
     mean = lambda side, key: np.mean([row[side][key] for row in rows])  # noqa: E731
-    lines.append(f"| mean | {mean(1, 'best'):.4f} | {mean(1, 'last'):.4f} | {mean(1, 'auc'):.3f} | {mean(2, 'best'):.4f} | "
-                 f"{mean(2, 'last'):.4f} | {mean(2, 'auc'):.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    lines.append(f"| mean | {mean(1, 'best'):.4f} | {mean(1, 'last'):.4f} | {mean(1, 'auc'):.3f} | {mean(1, 'seconds'):.0f} | "
+                 f"{mean(2, 'best'):.4f} | {mean(2, 'last'):.4f} | {mean(2, 'auc'):.3f} | {mean(2, 'seconds'):.0f} |")
+    return lines
 
 
 if __name__ == "__main__":

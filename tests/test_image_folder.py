@@ -61,7 +61,7 @@ def test_train_reads_an_image_folder_and_detect_reads_it_again(tmp_path):
     write_images(tmp_path / "images", per_class=20)
     out = tmp_path / "run"
     code = main(["train", "--data", str(tmp_path / "images"), "--method", "lr-m-dyr-h", "--epochs", "3",
-                 "--warmup-epochs", "1", "--batch-size", "16", "--workers", "1", "--noise", "0.2",
+                 "--warmup-epochs", "1", "--batch-size", "16", "--loader-workers", "1", "--noise", "0.2",
                  "--out", str(out), "--device", "cpu", "--quiet"])
     assert code == 0
     summary = json.loads((out / "result.json").read_text())
@@ -95,10 +95,10 @@ def test_an_interrupted_image_folder_run_resumes_to_the_same_files(tmp_path):
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    train(RunConfig(**config, workers=0), run_dir=tmp_path / "straight", progress=False)
+    train(RunConfig(**config, loader_workers=0), run_dir=tmp_path / "straight", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(RunConfig(**config, workers=2), run_dir=tmp_path / "resumed", progress=False, on_epoch_end=stop_after_2)
-    train(RunConfig(**config, workers=1), run_dir=tmp_path / "resumed", resume=True, progress=False)
+        train(RunConfig(**config, loader_workers=2), run_dir=tmp_path / "resumed", progress=False, on_epoch_end=stop_after_2)
+    train(RunConfig(**config, loader_workers=1), run_dir=tmp_path / "resumed", resume=True, progress=False)
     for name in ("metrics.csv", "result.json", "label_issues.csv"):
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
 

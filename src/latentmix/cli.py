@@ -29,7 +29,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--dataset", default="spiral", help="spiral, cifar10, fashion-mnist, mnist, kmnist (default spiral)")
     data.add_argument("--data", help="your own .npz or .csv file, or a folder of images with one sub-folder per "
                                      "class (see docs/data.md); overrides --dataset")
-    data.add_argument("--workers", type=int,
+    data.add_argument("--loader-workers", type=int,
                       help="DataLoader processes reading an image folder (default: one per spare core, at most 4)")
     data.add_argument("--data-dir", help="folder of a file-based data set (CIFAR-10 release, IDX files)")
     data.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 archive (opt-in)")

@@ -195,7 +195,7 @@ RULES: dict[str, _Rule] = {
     "channels_last": _Rule(_bool, optional=True),
     "compile": _Rule(_bool),
     "checkpoint": _Rule(_bool),
-    "workers": _Rule(_int(0), optional=True, fix="DataLoader processes; 0 reads in the training process"),
+    "loader_workers": _Rule(_int(0), optional=True, fix="DataLoader processes; 0 reads in the training process"),
 }
 
 

@@ -59,7 +59,7 @@ RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_N
 # resumes and a changed one does not. `amp` is the machine's precision choice (on by default on
 # CUDA only), as `device` is; both change results at rounding level only.
 EXECUTION_FIELDS = frozenset({"device", "amp", "channels_last", "compile", "checkpoint", "data", "data_dir",
-                              "noisy_labels_file", "download", "workers"})
+                              "noisy_labels_file", "download", "loader_workers"})
 # Entries of the record (config.json) besides the settings that are not compared: the machine of
 # the process that wrote it; the number of data-parallel processes (a checkpoint does not depend on
 # it, and docs/distributed.md supports resuming with another count); and how the data were read

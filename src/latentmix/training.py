@@ -204,7 +204,7 @@ class RunConfig:
     compile: bool = False
     checkpoint: bool = True
     # DataLoader worker processes reading an image folder (--data DIR); None: one per spare core, at most 4
-    workers: Optional[int] = None
+    loader_workers: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -407,7 +407,7 @@ def load_run_dataset(config: RunConfig) -> Dataset:
     if config.data and config.val_split is not None:
         options["val_fraction"] = config.val_split
     if config.data and Path(config.data).is_dir():
-        options["workers"] = config.workers
+        options["workers"] = config.loader_workers
     return load_dataset(config.dataset, data_dir=config.data_dir, data_path=config.data, download=config.download,
                         **options)
 
