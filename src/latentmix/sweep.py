@@ -1260,7 +1260,7 @@ def _overrides(args: argparse.Namespace, spec: Optional[SweepSpec]) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.sequential and all(config.dataset == "spiral" for config in spec.configs):
-        from latentmix.cli import set_threads
+        from latentmix.runtime import set_threads
 
         set_threads(None, "spiral")  # one tiny run at a time: one thread (see set_threads)
     out, url = _spec_location(spec, args)
