@@ -40,6 +40,30 @@ def _url(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The package: one module per concern, each importing only those listed before it
+# --------------------------------------------------------------------------------------------
+
+MODULE_ORDER = ["spec", "trials", "lock", "store", "results", "claim", "worker", "launch", "cli"]
+
+
+def test_sweep_modules_import_one_way():
+    import ast
+
+    import latentmix.sweep
+
+    folder = Path(latentmix.sweep.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(MODULE_ORDER)
+    backwards = []
+    for name in MODULE_ORDER:
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("latentmix.sweep."):
+                imported = node.module.rsplit(".", 1)[1]
+                if MODULE_ORDER.index(imported) >= MODULE_ORDER.index(name):
+                    backwards.append(f"{name} imports {imported}")
+    assert not backwards
+
+
+# --------------------------------------------------------------------------------------------
 # The spec
 # --------------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ x noise x seeds, every run checked as `latentmix train` checks it, before anythi
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -115,6 +116,35 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SPEC_KEYS)}")
     if "name" not in values or not isinstance(values["name"], str) or not values["name"].strip():
         raise ConfigError(f"{source}: a sweep needs a 'name' (the study name in the store)")
+    base = _base_config(values, source)
+    layer_axis = [_layers_value(v, source) for v in _as_list(values.get("layers", [None]), "layers")]
+    alpha_axis = [_number_value(v, "alphas", source) for v in _as_list(values.get("alphas", [None]), "alphas")]
+    noise_axis = [_number_value(v, "noise", source) for v in _as_list(values.get("noise", [0.0]), "noise")]
+    for rate in noise_axis:
+        if rate is None or not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{source}: noise rates must be in [0, 1], got {rate}")
+    seeds = _seeds(values.get("seeds", 1))
+
+    configs: list[RunConfig] = []
+    for entry in _as_list(values.get("methods", ["ce"]), "methods"):
+        name, own_layers, own_alphas, correction = _method_entry(entry, source)
+        mixes = _checked(replace(base, method=name, correction=correction), source).resolved_method().mixes
+        layer_values = own_layers if own_layers is not None else (layer_axis if mixes else [None])
+        alpha_values = own_alphas if own_alphas is not None else (alpha_axis if mixes or own_layers else [None])
+        for layers, alpha, noise, seed in itertools.product(layer_values, alpha_values, noise_axis, seeds):
+            configs.append(_checked(replace(base, method=name, layers=layers, alpha=alpha, correction=correction,
+                                            noise=noise, seed=seed), source))
+    ids = [run_id(c) for c in configs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: the grid names some runs twice ({', '.join(duplicates[:5])}); "
+                          "remove the repeated methods/layers/alphas")
+    return SweepSpec(name=values["name"].strip(), configs=configs, out=values.get("out"),
+                     storage=values.get("storage"), source=source)
+
+
+def _base_config(values: dict, source: str) -> RunConfig:
+    """The settings every run shares: [settings], and the top-level dataset, data and epochs."""
     settings = dict(values.get("settings", {}))
     clash = sorted(set(settings) & set(AXIS_FIELDS))
     if clash:
@@ -124,69 +154,38 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     if bad:
         raise ConfigError(f"{source}: unknown run setting(s) {', '.join(bad)} under [settings]; "
                           f"valid: {', '.join(sorted(known - set(AXIS_FIELDS)))}")
-    base_values = dict(settings)
-    base_values["dataset"] = values.get("dataset", "spiral")
-    if "data" in values:
-        base_values["data"] = values["data"]
-    if "epochs" in values:
-        base_values["epochs"] = values["epochs"]
+    base_values = {**settings, "dataset": values.get("dataset", "spiral")}
+    base_values.update({key: values[key] for key in ("data", "epochs") if key in values})
     try:
-        base = RunConfig(**base_values)
+        return RunConfig(**base_values)
     except TypeError as error:
         raise ConfigError(f"{source}: {error}") from None
 
-    layer_axis = [_layers_value(v, source) for v in _as_list(values.get("layers", [None]), "layers")]
-    alpha_axis = [_number_value(v, "alphas", source) for v in _as_list(values.get("alphas", [None]), "alphas")]
-    noise_axis = [_number_value(v, "noise", source) for v in _as_list(values.get("noise", [0.0]), "noise")]
-    for rate in noise_axis:
-        if rate is None or not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"{source}: noise rates must be in [0, 1], got {rate}")
-    seeds = _seeds(values.get("seeds", 1))
-    methods = _as_list(values.get("methods", ["ce"]), "methods")
 
-    configs: list[RunConfig] = []
-    for entry in methods:
-        if isinstance(entry, str):
-            name, own_layers, own_alphas, correction = entry, None, None, None
-        elif isinstance(entry, dict):
-            extra = sorted(set(entry) - {"method", "layers", "alphas", "alpha", "correction"})
-            if extra or "method" not in entry:
-                raise ConfigError(f"{source}: a method table needs 'method' and may have layers, alphas, correction; "
-                                  f"got {entry!r}")
-            name = entry["method"]
-            own_layers = ([_layers_value(v, source) for v in _as_list(entry["layers"], "layers")]
-                          if "layers" in entry else None)
-            raw_alphas = entry.get("alphas", entry.get("alpha"))
-            own_alphas = ([_number_value(a, "alphas", source) for a in _as_list(raw_alphas, "alphas")]
-                          if raw_alphas is not None else None)
-            correction = entry.get("correction")
-        else:
-            raise ConfigError(f"{source}: each method is a preset name or a table, got {entry!r}")
-        probe = replace(base, method=name, correction=correction)
-        try:
-            probe.validate("spec")
-            mixes = probe.resolved_method().mixes
-        except ConfigError as error:
-            raise ConfigError(f"{source}: {error}") from None
-        layer_values = own_layers if own_layers is not None else (layer_axis if mixes else [None])
-        alpha_values = own_alphas if own_alphas is not None else (alpha_axis if mixes or own_layers else [None])
-        for layers in layer_values:
-            for alpha in alpha_values:
-                for noise in noise_axis:
-                    for seed in seeds:
-                        config = replace(base, method=name, layers=layers, alpha=alpha, correction=correction,
-                                         noise=noise, seed=seed)
-                        try:  # every value checked now, not by each run failing later
-                            config.validate("spec")
-                            config.resolved_method()
-                        except ConfigError as error:
-                            raise ConfigError(f"{source}: {error}") from None
-                        configs.append(config)
-    ids = [run_id(c) for c in configs]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"{source}: the grid names some runs twice ({', '.join(duplicates[:5])}); "
-                          "remove the repeated methods/layers/alphas")
-    return SweepSpec(name=values["name"].strip(), configs=configs, out=values.get("out"),
-                     storage=values.get("storage"), source=source)
+def _method_entry(entry: Any, source: str) -> tuple[str, Optional[list], Optional[list], Optional[str]]:
+    """(name, own layers, own alphas, correction) of one entry of `methods`: a preset name, or a
+    table with its own axes."""
+    if isinstance(entry, str):
+        return entry, None, None, None
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: each method is a preset name or a table, got {entry!r}")
+    extra = sorted(set(entry) - {"method", "layers", "alphas", "alpha", "correction"})
+    if extra or "method" not in entry:
+        raise ConfigError(f"{source}: a method table needs 'method' and may have layers, alphas, correction; "
+                          f"got {entry!r}")
+    own_layers = ([_layers_value(v, source) for v in _as_list(entry["layers"], "layers")]
+                  if "layers" in entry else None)
+    raw_alphas = entry.get("alphas", entry.get("alpha"))
+    own_alphas = ([_number_value(a, "alphas", source) for a in _as_list(raw_alphas, "alphas")]
+                  if raw_alphas is not None else None)
+    return entry["method"], own_layers, own_alphas, entry.get("correction")
 
+
+def _checked(config: RunConfig, source: str) -> RunConfig:
+    """`config`, checked as `latentmix train` checks it: every value now, not each run failing later."""
+    try:
+        config.validate("spec")
+        config.resolved_method()
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return config
