@@ -228,7 +228,8 @@ def work_on(store: SweepStore, study, claims: Sequence[Claim], out_dir: Path, re
 
             open_claims = [c for c in claims
                            if store.storage.get_trial(c.trial._trial_id).state == TrialState.RUNNING]
-            store.put_back(study, [c.trial for c in open_claims], [_stored_config(c) for c in open_claims])
+            with contextlib.suppress(Exception):  # the store unreachable: the heartbeats' grace period will do
+                store.put_back(study, [c.trial for c in open_claims], [_stored_config(c) for c in open_claims])
             raise
 
 
