@@ -461,7 +461,7 @@ def test_rerun_after_a_kill_does_not_wait_out_the_grace_period(tmp_path):
 
     from optuna.trial import TrialState
 
-    from latentmix.sweep import SweepStore, _set_attrs, claim_runs, run_sweep
+    from latentmix.sweep import SweepStore, claim_runs, run_sweep, set_user_attrs
 
     url = f"sqlite:///{(tmp_path / 'sweep.db').resolve()}"
     configs = [RunConfig(dataset="spiral", epochs=1, batch_size=250, device="cpu", seed=seed) for seed in range(2)]
@@ -471,7 +471,7 @@ def test_rerun_after_a_kill_does_not_wait_out_the_grace_period(tmp_path):
     [claim] = claim_runs(store, study, limit=1, vectorized=False)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    _set_attrs(claim.trial, {"worker": f"{socket.gethostname()}:{gone.pid}"})
+    set_user_attrs(claim.trial, {"worker": f"{socket.gethostname()}:{gone.pid}"})
 
     started = time.perf_counter()
     results = run_sweep("killed", configs, tmp_path, storage=url, vectorized=False, progress=False, grace_period=60)

@@ -76,8 +76,15 @@ def _soft_sides(w=W):
     return loss_a, loss_b
 
 
-def test_fixture_is_what_the_comments_say():
-    assert Z == [1, 0, 2]
+def test_hard_targets_of_the_fixture_worked_by_hand():
+    """The fixture's rows worked out on paper: z = argmax of CLEAN's rows = [1, 0, 2], so
+    t_0 = 0.8 onehot(0) + 0.2 onehot(1), t_1 = 0.1 onehot(2) + 0.9 onehot(0) and
+    t_2 = 0.5 onehot(1) + 0.5 onehot(2); with w = 1 each row is onehot(z), with w = 0 onehot(y)."""
+    _, clean, y, w, _ = _tensors()
+    by_hand = torch.tensor([[0.8, 0.2, 0.0], [0.9, 0.0, 0.1], [0.0, 0.5, 0.5]])
+    torch.testing.assert_close(bootstrap_targets(y, clean, w, "hard"), by_hand)
+    torch.testing.assert_close(bootstrap_targets(y, clean, torch.ones(3), "hard"), torch.eye(3)[[1, 0, 2]])
+    torch.testing.assert_close(bootstrap_targets(y, clean, torch.zeros(3), "hard"), torch.eye(3)[[0, 2, 1]])
 
 
 def test_hard_bootstrapping_by_hand():

@@ -40,6 +40,30 @@ def _url(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The package: one module per concern, each importing only those listed before it
+# --------------------------------------------------------------------------------------------
+
+MODULE_ORDER = ["spec", "trials", "lock", "store", "results", "claim", "worker", "launch", "cli"]
+
+
+def test_sweep_modules_import_one_way():
+    import ast
+
+    import latentmix.sweep
+
+    folder = Path(latentmix.sweep.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(MODULE_ORDER)
+    backwards = []
+    for name in MODULE_ORDER:
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("latentmix.sweep."):
+                imported = node.module.rsplit(".", 1)[1]
+                if MODULE_ORDER.index(imported) >= MODULE_ORDER.index(name):
+                    backwards.append(f"{name} imports {imported}")
+    assert not backwards
+
+
+# --------------------------------------------------------------------------------------------
 # The spec
 # --------------------------------------------------------------------------------------------
 
@@ -178,6 +202,52 @@ def test_dead_worker_is_retried_from_its_checkpoint(tmp_path):
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
     counts = sweep_counts(study)
     assert counts["done"] == 1 and counts["retries"] == 1 and counts["complete_trials"] == 1
+
+
+def test_a_run_another_worker_took_is_not_taken_again(tmp_path, monkeypatch):
+    """The race made certain: worker A lists the waiting trials, worker B takes the first, then A
+    tries to take it from its stale list: Optuna's WAITING -> RUNNING refuses, A takes the next."""
+    from optuna.trial import TrialState
+
+    configs = [RunConfig(method="ce", noise=0.2, seed=s, **TINY) for s in range(2)]
+    url = _url(tmp_path / "sweep.db")
+    store_a, store_b = SweepStore(url), SweepStore(url)
+    study_a, _ = store_a.prepare("race", configs)
+    study_b = store_b.load("race")
+    stale = store_a.storage.get_all_trials(study_a._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    (taken_by_b,) = claim_runs(store_b, study_b)
+    monkeypatch.setattr(store_a.storage, "get_all_trials", lambda *args, **kwargs: stale)
+    (taken_by_a,) = claim_runs(store_a, study_a)
+    assert taken_by_b.run_id == run_id(configs[0]) and taken_by_a.run_id == run_id(configs[1])
+
+
+def test_workers_claiming_at_once_take_each_run_once(tmp_path):
+    """Claims take no lock: Optuna's WAITING -> RUNNING change decides. Four workers (each its own
+    store connection) claim from one queue at once; every run is taken by exactly one of them."""
+    import threading
+
+    configs = [RunConfig(method="ce", noise=0.2, seed=s, **TINY) for s in range(12)]
+    url = _url(tmp_path / "sweep.db")
+    SweepStore(url).prepare("race", configs)
+    taken: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def worker(index: int) -> None:
+        store = SweepStore(url)
+        study = store.load("race")
+        start.wait()
+        while claims := claim_runs(store, study, limit=1, vectorized=False):
+            taken[index] += [claim.run_id for claim in claims]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    everything = [rid for ids in taken for rid in ids]
+    assert sorted(everything) == sorted(run_id(c) for c in configs)  # each once, none twice
+    study = SweepStore(url).load("race")
+    assert {t.state.name for t in study.get_trials()} == {"RUNNING"} and len(study.get_trials()) == 12
 
 
 def test_interrupted_run_is_put_back(tmp_path, monkeypatch):

@@ -279,8 +279,35 @@ def test_bootstrap_forward_tracked_takes_targets_from_the_previous_epochs_pass()
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
 
 
-def test_given_target_rows_equal_targets_built_from_logits():
-    from latentmix.losses import bootstrap_targets
+def _bootstrapping_loss_by_hand(logits, y, clean_logits, w, lam, perm, correction, reg_weight) -> float:
+    """The M-DYR-H / M-DYR-S training loss in plain Python, from its definition ([A]; `lam` weights
+    the un-permuted side): target rows t_i = (1 - w_i) onehot(y_i) + w_i b_i with b_i the onehot of
+    argmax(clean_i) (hard) or softmax(clean_i) (soft); loss = -mean_i sum_c m_ic log softmax(out_i)_c
+    with m_i = lam t_i + (1 - lam) t_perm(i), plus reg_weight sum_c (1/C) log((1/C) / mean_i softmax(out_i)_c)."""
+    import math
+
+    def softmax(row):
+        exps = [math.exp(v - max(row)) for v in row]
+        return [e / sum(exps) for e in exps]
+
+    classes = len(logits[0])
+    rows = []
+    for label, clean, weight in zip(y, clean_logits, w):
+        own = ([1.0 if c == max(range(classes), key=lambda k: clean[k]) else 0.0 for c in range(classes)]
+               if correction == "hard" else softmax(clean))
+        rows.append([(1 - weight) * (c == label) + weight * own[c] for c in range(classes)])
+    probs = [softmax(row) for row in logits]
+    nll = -sum(sum((lam * rows[i][c] + (1 - lam) * rows[perm[i]][c]) * math.log(probs[i][c]) for c in range(classes))
+               for i in range(len(logits))) / len(logits)
+    mean_prediction = [sum(p[c] for p in probs) / len(probs) for c in range(classes)]
+    regularizer = sum((1 / classes) * math.log((1 / classes) / mean_prediction[c]) for c in range(classes))
+    return nll + reg_weight * regularizer
+
+
+def test_training_loss_from_logits_or_from_given_rows_is_the_formula_by_hand():
+    """`training_loss` builds the bootstrapping rows from the clean logits and P(noisy), or takes
+    them given (what `train` gets from `LossCorrection`); both must be the loss of its definition,
+    computed by hand."""
     from latentmix.methods import get_method
     from latentmix.mixing import MixPlan
     from latentmix.training import training_loss
@@ -288,13 +315,20 @@ def test_given_target_rows_equal_targets_built_from_logits():
     torch.manual_seed(0)
     logits, clean_logits = torch.randn(6, 3), torch.randn(6, 3)
     y, p_noisy = torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(6)
-    plan = MixPlan(layer=1, lam=0.7, perm=torch.tensor([3, 4, 5, 0, 1, 2]))
+    perm = [3, 4, 5, 0, 1, 2]
+    plan = MixPlan(layer=1, lam=0.7, perm=torch.tensor(perm))
     for name in ("m-dyr-h", "m-dyr-s"):
         method = get_method(name)
-        rows = bootstrap_targets(y, clean_logits, p_noisy, method.correction)
-        given = training_loss(method, logits, y, plan, None, None, sample_targets=rows)
+        by_hand = _bootstrapping_loss_by_hand(logits.tolist(), y.tolist(), clean_logits.tolist(), p_noisy.tolist(),
+                                              plan.lam, perm, method.correction, method.reg_weight)
         built = training_loss(method, logits, y, plan, clean_logits, p_noisy)
-        assert given.item() == pytest.approx(built.item(), rel=1e-6)
+        assert built.item() == pytest.approx(by_hand, rel=1e-5)
+        # the same rows given, written out by hand: t_i = (1 - w_i) onehot(y_i) + w_i b_i
+        own = (torch.eye(3)[clean_logits.argmax(dim=1)] if method.correction == "hard"
+               else torch.softmax(clean_logits, dim=1))
+        rows = (1 - p_noisy)[:, None] * torch.eye(3)[y] + p_noisy[:, None] * own
+        given = training_loss(method, logits, y, plan, None, None, sample_targets=rows)
+        assert given.item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_eval_mode_switches_every_module_and_back():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -11,12 +10,7 @@ from typing import Optional, Sequence
 
 from latentmix.config_checks import check_output_folder, out_of_memory_reason
 from latentmix.errors import ConfigError
-
-# PyTorch's OpenMP threads spin while they wait for each other; on a CPU shared with other jobs
-# they spin against those jobs, and runs get several times slower (docs/fashion-mnist.md, Timing).
-# Passive waiting costs nothing measurable on an idle machine. It must be set before torch loads,
-# which the CLI does lazily; an explicit setting in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -95,19 +89,6 @@ def _warmup_epochs(text: str):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {text!r}") from None
-
-
-def set_threads(threads: Optional[int], dataset: str) -> None:
-    """Tiny models (spirals) spend each step in per-operation overhead, where extra threads only
-    add synchronisation (several times slower on a busy 2-core machine): use one unless told."""
-    import torch
-
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    elif dataset == "spiral":
-        torch.set_num_threads(1)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -241,8 +222,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-# Modules that add their own sub-command (`register(subparsers)`), e.g. "latentmix.sweep".
-COMMAND_MODULES: list[str] = ["latentmix.sweep", "latentmix.tune", "latentmix.report_cli"]
+def cmd_tune(args: argparse.Namespace) -> int:
+    from latentmix import tune
+
+    return tune.main(args, config_from_args(args))
+
+
+def _add_tune_command(commands) -> None:
+    """`latentmix tune`: the run options of `train` (its fixed dimensions) and the search options."""
+    from latentmix.tune import add_tune_arguments
+
+    tune = commands.add_parser(
+        "tune", help="search mix layers, alpha and correction on your data (Optuna TPE + median pruning)",
+        description="Each trial is a training run; --layers/--alpha/--correction fix that dimension instead of "
+                    "searching it. The best settings come with a ready-to-run `latentmix train` line.")
+    _add_run_options(tune)
+    add_tune_arguments(tune)
+    tune.set_defaults(handler=cmd_tune)
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,11 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_reproduce_arguments(reproduce)
     reproduce.set_defaults(handler=cmd_reproduce)
 
-    # Commands that live in their own modules: each has `register(commands)` adding its parser.
-    import importlib
+    # Commands whose parsers live beside their code (`register(commands)`), in the order of --help.
+    from latentmix import report_cli, sweep
 
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(commands)
+    sweep.register(commands)
+    _add_tune_command(commands)
+    report_cli.register(commands)
     _use_formatter(parser)
     return parser
 
@@ -300,6 +300,9 @@ def _use_formatter(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # The entry point of `latentmix`, `python -m latentmix` and a sweep's helper processes: torch is
+    # not imported yet (this module and its parsers import it lazily), so the policy still applies.
+    prefer_passive_openmp_waiting()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -241,14 +241,9 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     return result
 
 
-def register(commands) -> None:
-    from latentmix.cli import _add_run_options
-
-    parser = commands.add_parser(
-        "tune", help="search mix layers, alpha and correction on your data (Optuna TPE + median pruning)",
-        description="Each trial is a training run; --layers/--alpha/--correction fix that dimension instead of "
-                    "searching it. The best settings come with a ready-to-run `latentmix train` line.")
-    _add_run_options(parser)
+def add_tune_arguments(parser) -> None:
+    """The search options of `latentmix tune`; the command line adds the run options of `train`
+    beside them (latentmix.cli), so that this module never imports the command line."""
     parser.set_defaults(method="lr-m")
     search = parser.add_argument_group("search")
     search.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials to reach")
@@ -262,14 +257,13 @@ def register(commands) -> None:
     search.add_argument("--study", default="tune", help="study name in the store")
     search.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random)")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=main)
 
 
-def main(args: argparse.Namespace) -> int:
-    from latentmix.cli import config_from_args, set_threads
+def main(args: argparse.Namespace, base: RunConfig) -> int:
+    """`latentmix tune`: `base` is the run the command line describes (its fixed dimensions)."""
     from latentmix.config_checks import check_output_folder
+    from latentmix.runtime import set_threads
 
-    base = config_from_args(args)
     set_threads(args.threads, base.dataset)  # trials are single tiny runs on spirals: one thread
     fixed_layers, fixed_alpha, fixed_correction = base.layers, base.alpha, base.correction
     name = Path(base.data).stem if base.data else base.dataset

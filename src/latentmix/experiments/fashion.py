@@ -208,8 +208,7 @@ def _write_outputs(results: list[dict], out: Path, rows: list[str], columns: Seq
 
 def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool, workers: int = 1) -> list[dict]:
     """The grid through the sweep store; `workers` processes share the runs, one torch thread each
-    (on a 2-core CPU two single-thread runs finish ~1.6x sooner than one two-thread run after the
-    other: benchmarks/fashion_table_cost.py)."""
+    (small networks use a second thread poorly: benchmarks/fashion_table_cost.py measures both)."""
     import os
 
     import torch

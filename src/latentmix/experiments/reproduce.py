@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     check_run_arguments(args)
     out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
-    from latentmix.cli import set_threads
+    from latentmix.runtime import set_threads
 
     # One thread suits one tiny run at a time; a vectorized population is real arithmetic.
     set_threads(args.threads, args.target if args.sequential else "population")
