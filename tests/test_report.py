@@ -404,3 +404,23 @@ def test_run_rows_take_the_wall_time_from_timing_json(tmp_path):
         {"epochs": [1, 1], "wall_time_s": 3.0}, {"epochs": [2, 2], "wall_time_s": 4.5}], "epoch_time_s": [3.0, 4.5]}))
     rows = report_module.run_rows(load_report_data(str(tmp_path), progress=False))
     assert [row["wall_time_s"] for row in rows] == [7.5]
+
+
+def test_class_dependent_noise_gets_its_own_columns(tmp_path):
+    # the same rate of symmetric and class-dependent noise: two columns, never averaged together
+    out = tmp_path / "o"
+    for kind, vals in (("symmetric", ([0.5, 0.6], [0.5, 0.8])), ("asymmetric", ([0.2, 0.3], [0.4, 0.3]))):
+        for seed, val in enumerate(vals):
+            run_dir = write_fake_run(out, "fashion-mnist", "ce", None, 0.2, seed, val,
+                                     run_id=f"ce_{kind}_s{seed}")
+            config = json.loads((run_dir / "config.json").read_text())
+            config["config"]["noise_kind"] = kind
+            (run_dir / "config.json").write_text(json.dumps(config))
+    files = write_report(load_report_data(str(out), progress=False), tmp_path / "rep", plots=False)
+    best = _table_lines(Path(files.markdown).read_text(), "Best")
+    assert best[0] == ["method", "20%", "asym. 20%"]
+    assert best[1] == ["ce", _cell(70.0, 14.142), _cell(35.0, 7.071)]  # (60, 80) and (30, 40)
+    with open(files.csv, newline="") as handle:
+        rows = {(r["noise_kind"], r["noise"]): r for r in csv.DictReader(handle)}
+    assert float(rows[("asymmetric", "0.2")]["best_acc_mean"]) == pytest.approx(35.0)
+    assert float(rows[("symmetric", "0.2")]["last_acc_mean"]) == pytest.approx(70.0)  # (60 + 80) / 2
