@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 import time
@@ -45,6 +46,14 @@ from latentmix.report import column_label, column_order, mean_std, noise_column
 from latentmix.training import RunConfig, build_run_model, load_run_dataset, make_labels, protocol_for
 
 
+@functools.lru_cache(maxsize=1)
+def run_data(config_json: str):
+    """The run's config and data set, read once for all the folds' classifiers (sklearn clones the
+    estimator per fold)."""
+    config = RunConfig(**json.loads(config_json))
+    return config, load_run_dataset(config)
+
+
 class TorchClassifier(BaseEstimator, ClassifierMixin):
     """The table's model as an sklearn classifier, for cleanlab. X holds row numbers into the
     run's image tensor (cleanlab only slices X), so images are never copied into a 2-D array."""
@@ -55,10 +64,7 @@ class TorchClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
 
     def _data(self):
-        if not hasattr(self, "_dataset"):
-            self._config = RunConfig(**json.loads(self.config_json))
-            self._dataset = load_run_dataset(self._config)
-        return self._config, self._dataset
+        return run_data(self.config_json)
 
     def fit(self, X, y):
         config, dataset = self._data()

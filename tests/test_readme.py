@@ -16,14 +16,21 @@ def python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
-def test_the_own_loop_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypatch, capsys):
-    blocks = python_blocks("In your own loop")
+def run_example(section: str, tmp_path, monkeypatch, capsys) -> tuple[dict, float, float, str]:
+    """Run the README section's one Python block in `tmp_path`; its namespace, the shares of wrong
+    and right labels it prints as flagged, and the printed text."""
+    blocks = python_blocks(section)
     assert len(blocks) == 1 and len(blocks[0].splitlines()) <= 40
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
     printed = capsys.readouterr().out
     wrong, right = (float(v) for v in re.findall(r"flagged: ([\d.]+) of the wrong labels, ([\d.]+) of the right", printed)[0])
+    return namespace, wrong, right, printed
+
+
+def test_the_own_loop_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypatch, capsys):
+    namespace, wrong, right, printed = run_example("In your own loop", tmp_path, monkeypatch, capsys)
     assert wrong >= 0.7 and right <= 0.1, printed
     assert namespace["correction"].bootstrapping and namespace["correction"].epochs_done == 10
 
@@ -44,13 +51,7 @@ def test_the_own_loop_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypa
 
 def test_the_lightning_example_runs_and_finds_the_wrong_labels(tmp_path, monkeypatch, capsys):
     pytest.importorskip("lightning", reason="the Lightning example needs `pip install latentmix[lightning]`")
-    blocks = python_blocks("With Lightning")
-    assert len(blocks) == 1 and len(blocks[0].splitlines()) <= 40
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
-    printed = capsys.readouterr().out
-    wrong, right = (float(v) for v in re.findall(r"flagged: ([\d.]+) of the wrong labels, ([\d.]+) of the right", printed)[0])
+    namespace, wrong, right, printed = run_example("With Lightning", tmp_path, monkeypatch, capsys)
     assert wrong >= 0.7 and right <= 0.1, printed
     assert namespace["mixup"].correction.bootstrapping and namespace["mixup"].correction.epochs_done == 10
 
