@@ -81,19 +81,21 @@ def option(default: Any, group: Optional[str], help: str, *, check: Optional[Che
            choices: tuple[str, ...] = (), **facts: Any) -> Any:
     """A dataclass field with `default` and its `Option`; `choices` alone give its check."""
     if check is None:
+        if not choices:
+            raise TypeError("a run option needs its check, or the choices that make it")
         check = one_of(*choices)
     return field(default=default,
                  metadata={"option": Option(help=help, check=check, group=group, choices=choices, **facts)})
 
 
-def _warmup_epochs(text_: str) -> Union[int, str]:
+def _warmup_epochs(given: str) -> Union[int, str]:
     """`--warmup-epochs N` or `--warmup-epochs auto`."""
-    if text_.strip().lower() == "auto":
+    if given.strip().lower() == "auto":
         return "auto"
     try:
-        return int(text_)
+        return int(given)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {text_!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {given!r}") from None
 
 
 # --------------------------------------------------------------------------------------------
