@@ -211,6 +211,21 @@ def dataset_from_tensors(
     return dataset
 
 
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    """`fit`'s ``**settings`` hold the `RunConfig` fields that it has no argument of its own for;
+    each field's declaration says which (`latentmix.config.Option.fit`)."""
+    from latentmix.config import OPTIONS, SETTINGS
+
+    declared = {key: OPTIONS[key].fit for key in settings if key in OPTIONS}
+    own = sorted(key for key, argument in declared.items() if argument not in (SETTINGS, None))
+    if own:
+        raise ConfigError(f"fit() sets {', '.join(own)} itself; pass "
+                          + ", ".join(f"{OPTIONS[key].fit}=" for key in own) + " instead")
+    foreign = sorted(key for key, argument in declared.items() if argument is None)
+    if foreign:
+        raise ConfigError(f"fit() takes no {', '.join(foreign)}: it trains the model you pass on the inputs you pass")
+
+
 def fit(
     model: nn.Module,
     train_inputs: InputsLike,
@@ -285,11 +300,7 @@ def fit(
     name = str(settings.pop("name", "custom"))
     if layers is not None and not isinstance(layers, str):
         layers = _layer_list(layers)
-    reserved = {"dataset", "data", "data_dir", "method", "layers", "noise", "seed", "epochs", "batch_size", "lr",
-                "device", "model", "width", "download"}
-    clash = sorted(set(settings) & reserved)
-    if clash:
-        raise ConfigError(f"fit() sets {', '.join(clash)} itself; pass them as its own arguments")
+    _check_settings(settings)
     values = dict(dataset=name, method=method, layers=layers, noise=noise, seed=seed,
                   epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                   checkpoint=run_dir is not None, **settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,89 +13,22 @@ from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `train` and the grid commands: everything in `RunConfig`. Each help text
-    states its default once (the parsers use argparse's plain formatter: its ArgumentDefaults
-    formatter printed a second, contradictory "(default: None)" beside these)."""
-    from latentmix.methods import PRESETS
+    """Options shared by `train` and `tune`: a flag for every `RunConfig` field that has one, built
+    from the fields' declarations (`latentmix.config.add_run_arguments`), and the CPU threads of
+    this process. Each help text states its default once (the parsers use argparse's plain
+    formatter: its ArgumentDefaults formatter printed a second, contradictory "(default: None)")."""
+    from latentmix.config import OPTIMISATION, add_run_arguments
 
-    data = parser.add_argument_group("data and noise")
-    data.add_argument("--dataset", default="spiral", help="spiral, cifar10, fashion-mnist, mnist, kmnist (default spiral)")
-    data.add_argument("--data", help="your own .npz or .csv file, or a folder of images with one sub-folder per "
-                                     "class (see docs/data.md); overrides --dataset")
-    data.add_argument("--loader-workers", type=int,
-                      help="DataLoader processes reading an image folder (default: one per spare core, at most 4)")
-    data.add_argument("--data-dir", help="folder of a file-based data set (CIFAR-10 release, IDX files)")
-    data.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 archive (opt-in)")
-    data.add_argument("--noise", type=float, default=0.0, help="synthetic noise rate in [0, 1] (default 0)")
-    data.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "asymmetric"],
-                      help="synthetic noise: uniform relabelling, or class-dependent flips (Patrini et al.) "
-                           "(default symmetric)")
-    data.add_argument("--noise-selection", default="exact", choices=["exact", "bernoulli"],
-                      help="exact: round(rate*N) samples relabelled; bernoulli: each with probability rate "
-                           "(default exact)")
-    data.add_argument("--noise-exclude-true-label", action="store_true",
-                      help="relabel to a different class (default: uniform over all classes, as the paper)")
-    data.add_argument("--noise-seed", type=int, help="seed of the noisy labels (default: --seed)")
-    data.add_argument("--noisy-labels", dest="noisy_labels_file",
-                      help="real noisy labels, one per sample (.npy/.csv); not with --noise")
-    method = parser.add_argument_group("method")
-    method.add_argument("--method", default="ce", help=f"{', '.join(PRESETS)} (default ce; README, Methods)")
-    method.add_argument("--layers", help="eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input; default: the method's)")
-    method.add_argument("--alpha", type=float, help="mixup Beta(alpha, alpha), > 0 (default: the data set's protocol)")
-    method.add_argument("--correction", choices=["none", "soft", "hard"],
-                        help="override the method's bootstrapping (default: the method's)")
-    method.add_argument("--warmup-epochs", type=_warmup_epochs,
-                        help="epochs before bootstrapping starts, or 'auto': when the run's own signals say early "
-                             "learning is over (default: auto for your own data, the protocol's otherwise, scaled "
-                             "with --epochs)")
-    method.add_argument("--reg-weight", type=float, help="weight of the uniform-prior regularizer, >= 0 (default 1)")
-    method.add_argument("--soft-side-weighting", choices=["lam", "half"], help="M-DYR-S side weights (default lam)")
-    method.add_argument("--bootstrap-forward", default="reference", choices=["reference", "single", "tracked"],
-                        help="reference: two extra forwards per batch as [A]; single: one (faster); "
-                             "tracked: none, targets and P(noisy) from the previous epoch's tracking pass (fastest) "
-                             "(default reference)")
-    method.add_argument("--noise-model", default="beta", choices=["beta", "gaussian"],
-                        help="mixture over per-sample losses that gives P(noisy) (default beta)")
-    method.add_argument("--posterior-lookup", default="monotone", choices=["monotone", "reference"],
-                        help="how P(noisy) is read from the fitted mixture (default monotone; docs/algorithm.md)")
-    method.add_argument("--track-transform", default="train", choices=["train", "eval"],
-                        help="transform of the per-epoch loss-tracking pass (default train, as the reference)")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--seed", type=int, default=0, help="seed of the data order, mixing and model (default 0)")
-    optim.add_argument("--val-split", type=float,
-                       help="noisy validation split to select the checkpoint by: the fraction of a --data file "
-                            "without val_* arrays held out (default 0.1), else of the training set (default 0: none)")
-    optim.add_argument("--epochs", type=int,
-                       help="shorten/lengthen the protocol; lr milestones scale in proportion (default: the protocol's)")
-    optim.add_argument("--batch-size", type=int, help="(default: the protocol's)")
-    optim.add_argument("--lr", type=float, help="learning rate, > 0 (default: the protocol's)")
-    optim.add_argument("--weight-decay", type=float, help=">= 0 (default: the protocol's)")
-    optim.add_argument("--model", help="spiral-mlp, mlp, small-cnn, preact-resnet18, text, fusion (default: per data set)")
-    optim.add_argument("--width", type=float, default=1.0, help="width multiplier of the CNNs, in (0, 16] (default 1)")
-    optim.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
-    optim.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA)")
-    optim.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                       help="channels-last memory format for images (default: on for CUDA)")
-    optim.add_argument("--compile", action="store_true", help="torch.compile the un-mixed forwards")
-    optim.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for spirals, torch's default otherwise)")
-
-
-def _warmup_epochs(text: str):
-    """`--warmup-epochs N` or `--warmup-epochs auto`."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {text!r}") from None
+    groups = add_run_arguments(parser)
+    groups[OPTIMISATION].add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: 1 for spirals, torch's default otherwise)")
 
 
 def config_from_args(args: argparse.Namespace):
-    from latentmix.training import RunConfig
+    """The `RunConfig` the run options of `args` give, checked, with errors naming the flags."""
+    from latentmix.config import RunConfig, cli_values
 
-    names = {f.name for f in fields(RunConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    values["noise_include_true_label"] = not getattr(args, "noise_exclude_true_label", False)
+    values = cli_values(args)
     if values.get("data") and values.get("dataset") == "spiral":
         # --data overrides --dataset: name the run after the file (its summary and default folder
         # said "spiral", the --dataset default, before)

@@ -1,6 +1,7 @@
 """Checks of what a user hands us, at the boundary, each declared once.
 
-* `validate_run_config(config)`: every `RunConfig` field (type, finite, range, known choice) and the
+* `validate_run_config(config)`: every `RunConfig` field by the rule its declaration names
+  (`latentmix.config`; the rules are here: `whole_number`, `number`, `one_of`, ...) and the
   combinations that cannot mean anything (synthetic ``noise`` beside a real noisy-labels file). The
   error names the field the way the caller wrote it: the CLI flag (``--alpha``), the argument of
   `latentmix.fit` (``alpha=``), or the key of a TOML sweep spec (``alphas``, ``[settings] lr``).
@@ -32,37 +33,32 @@ MAX_WIDTH = 16.0
 # Largest learning rate / weight decay taken (SGD steps of lr x gradient; the protocols use <= 0.1).
 MAX_STEP = 1000.0
 
-# RunConfig field -> CLI flag where it is not "--" + the name with dashes (None: no flag).
-_CLI_FLAGS = {
-    "noisy_labels_file": "--noisy-labels",
-    "noise_include_true_label": None,  # --noise-exclude-true-label sets it (a flag cannot be a wrong type)
-    "track_every": None,
-    "checkpoint": None,
-}
-# RunConfig field -> its key at the top level of a sweep spec (the others live under [settings]).
-_SPEC_KEYS = {"dataset": "dataset", "data": "data", "method": "methods", "layers": "layers", "alpha": "alphas",
-              "noise": "noise", "seed": "seeds", "epochs": "epochs"}
-
 Naming = Union[str, Callable[[str], str]]
 
 
 def field_name(field: str, style: Naming = "cli") -> str:
     """How `field` is written where the user wrote it: ``"cli"`` (``--reg-weight``), ``"fit"``
     (``fit argument reg_weight``), ``"spec"`` (``spec key 'alphas'``, ``[settings] lr``) or ``"key"``
-    (``setting 'reg_weight'``, a key of config.json / `RunConfig.from_dict`); or a callable."""
+    (``setting 'reg_weight'``, a key of config.json / `RunConfig.from_dict`); or a callable. The
+    flags, arguments and keys are the fields' declarations (`latentmix.config.Option`)."""
+    from latentmix.config import OPTIONS, SETTINGS, cli_flag
+
     if callable(style):
         return style(field)
+    option = OPTIONS[field]
     if style == "cli":
-        flag = _CLI_FLAGS.get(field, "--" + field.replace("_", "-"))
+        # a flag named for the opposite (--noise-exclude-true-label) cannot carry a wrong value
+        flag = cli_flag(field) if option.switch != "off" else None
         return flag if flag is not None else f"setting {field!r}"
     if style == "fit":
-        return f"fit argument {field}"
+        return f"fit argument {field if option.fit in (SETTINGS, None) else option.fit}"
     if style == "spec":
-        return f"spec key {_SPEC_KEYS[field]!r}" if field in _SPEC_KEYS else f"[settings] {field}"
+        return f"spec key {option.spec_key!r}" if option.spec_key is not None else f"[settings] {field}"
     return f"setting {field!r}"
 
 
-# ---- the rules -------------------------------------------------------------------------------
+# ---- the rules a field's value must meet (each field names its own: latentmix.config) ----------
+# Each returns None when the value is fine, else what the value must be.
 
 
 def _is_int(value: Any) -> bool:
@@ -73,18 +69,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-class _Rule:
-    """One field's rule: `check(value)` returns None when fine, else what the value must be."""
-
-    def __init__(self, check: Callable[[Any], Optional[str]], optional: bool = False, fix: str = ""):
-        self.check, self.optional, self.fix = check, optional, fix
-
-
-def _int(low: int) -> Callable[[Any], Optional[str]]:
+def whole_number(low: int) -> Callable[[Any], Optional[str]]:
     return lambda v: None if _is_int(v) and v >= low else f"a whole number >= {low}"
 
 
-def _number(low: float, *, strict: bool, high: Optional[float] = None) -> Callable[[Any], Optional[str]]:
+def number(low: float, *, strict: bool, high: Optional[float] = None) -> Callable[[Any], Optional[str]]:
+    """A finite number above `low` (or from `low` on, unless `strict`), at most `high`."""
     def check(value: Any) -> Optional[str]:
         ok = _is_number(value) and math.isfinite(value) and (value > low if strict else value >= low)
         ok = ok and (high is None or value <= high)
@@ -96,19 +86,19 @@ def _number(low: float, *, strict: bool, high: Optional[float] = None) -> Callab
     return check
 
 
-def _choice(*choices: str) -> Callable[[Any], Optional[str]]:
+def one_of(*choices: str) -> Callable[[Any], Optional[str]]:
     return lambda v: None if isinstance(v, str) and v in choices else f"one of {', '.join(choices)}"
 
 
-def _text(value: Any) -> Optional[str]:
+def text(value: Any) -> Optional[str]:
     return None if isinstance(value, str) and value.strip() else "a non-empty text"
 
 
-def _bool(value: Any) -> Optional[str]:
+def boolean(value: Any) -> Optional[str]:
     return None if isinstance(value, bool) else "true or false"
 
 
-def _method(value: Any) -> Optional[str]:
+def method_name(value: Any) -> Optional[str]:
     from latentmix.methods import PRESETS
 
     if isinstance(value, str) and value.strip().lower() in PRESETS:
@@ -116,7 +106,7 @@ def _method(value: Any) -> Optional[str]:
     return f"one of {', '.join(PRESETS)}"
 
 
-def _layers(value: Any) -> Optional[str]:
+def layer_text(value: Any) -> Optional[str]:
     from latentmix.mixing import parse_layers
 
     if not isinstance(value, str) or not value.strip():
@@ -128,17 +118,17 @@ def _layers(value: Any) -> Optional[str]:
     return None
 
 
-def _warmup(value: Any) -> Optional[str]:
+def warmup(value: Any) -> Optional[str]:
     if value == "auto" or (_is_int(value) and value >= 0):
         return None
     return "a whole number >= 0 (or 'auto': when early learning ends)"
 
 
-def _fraction(value: Any) -> Optional[str]:
+def fraction(value: Any) -> Optional[str]:
     return None if _is_number(value) and 0.0 <= value < 1.0 else "a fraction in [0, 1)"
 
 
-def _device(value: Any) -> Optional[str]:
+def device_name(value: Any) -> Optional[str]:
     if not isinstance(value, str) or not value.strip():
         return "auto, cpu, cuda or cuda:N"
     if value == "auto":
@@ -152,51 +142,10 @@ def _device(value: Any) -> Optional[str]:
     return None
 
 
-def _model(value: Any) -> Optional[str]:
+def model_name(value: Any) -> Optional[str]:
     from latentmix.models import MODELS
 
     return None if isinstance(value, str) and value.strip().lower() in MODELS else f"one of {', '.join(MODELS)}"
-
-
-RULES: dict[str, _Rule] = {
-    "dataset": _Rule(_text),
-    "method": _Rule(_method),
-    "layers": _Rule(_layers, optional=True, fix="omit it for the method's own layers"),
-    "alpha": _Rule(_number(0.0, strict=True), optional=True, fix="mixup draws lam ~ Beta(alpha, alpha)"),
-    "correction": _Rule(_choice("none", "soft", "hard"), optional=True),
-    "warmup_epochs": _Rule(_warmup, optional=True),
-    "reg_weight": _Rule(_number(0.0, strict=False), optional=True),
-    "soft_side_weighting": _Rule(_choice("lam", "half"), optional=True),
-    "bootstrap_forward": _Rule(_choice("reference", "single", "tracked")),
-    "noise": _Rule(_number(0.0, strict=False, high=1.0), fix="a fraction of the training labels"),
-    "noise_kind": _Rule(_choice("symmetric", "asymmetric")),
-    "noise_selection": _Rule(_choice("exact", "bernoulli")),
-    "noise_include_true_label": _Rule(_bool),
-    "noise_seed": _Rule(_int(0), optional=True),
-    "noisy_labels_file": _Rule(_text, optional=True),
-    "seed": _Rule(_int(0)),
-    "epochs": _Rule(_int(1), optional=True),
-    "batch_size": _Rule(_int(2), optional=True, fix="mixup pairs samples within a batch"),
-    # beyond float32's range SGD cannot even store them; long before, no run learns anything
-    "lr": _Rule(_number(0.0, strict=True, high=MAX_STEP), optional=True, fix="the protocols use 0.03-0.1"),
-    "weight_decay": _Rule(_number(0.0, strict=False, high=MAX_STEP), optional=True, fix="the protocols use 1e-4"),
-    "model": _Rule(_model, optional=True),
-    "width": _Rule(_number(0.0, strict=True, high=MAX_WIDTH), fix="1 is the paper's network"),
-    "data_dir": _Rule(_text, optional=True),
-    "data": _Rule(_text, optional=True),
-    "download": _Rule(_bool),
-    "noise_model": _Rule(_choice("beta", "gaussian")),
-    "posterior_lookup": _Rule(_choice("monotone", "reference")),
-    "track_transform": _Rule(_choice("train", "eval")),
-    "track_every": _Rule(_int(1)),
-    "val_split": _Rule(_fraction, optional=True),
-    "device": _Rule(_device),
-    "amp": _Rule(_bool, optional=True),
-    "channels_last": _Rule(_bool, optional=True),
-    "compile": _Rule(_bool),
-    "checkpoint": _Rule(_bool),
-    "loader_workers": _Rule(_int(0), optional=True, fix="DataLoader processes; 0 reads in the training process"),
-}
 
 
 def _shown(value: Any) -> str:
@@ -204,19 +153,21 @@ def _shown(value: Any) -> str:
 
 
 def validate_run_config(config: Any, style: Naming = "cli") -> None:
-    """Raise `ConfigError` for the first `RunConfig` field that cannot be run, naming it in `style`
-    (see `field_name`). Checks that need the data (classes, input shapes) are `check_dataset`'s."""
+    """Raise `ConfigError` for the first `RunConfig` field that cannot be run, by the rule its
+    declaration names (`latentmix.config.Option.check`; None is fine where the field's default is
+    None), naming it in `style` (see `field_name`). Checks that need the data (classes, input
+    shapes) are `check_dataset`'s."""
     from dataclasses import fields
 
     for spec in fields(config):
-        rule = RULES.get(spec.name)
+        option = spec.metadata["option"]
         value = getattr(config, spec.name)
-        if rule is None or (value is None and rule.optional):
+        if value is None and spec.default is None:
             continue
-        must = rule.check(value)
+        must = option.check(value)
         if must is not None:
             name = field_name(spec.name, style)
-            fix = f" ({rule.fix})" if rule.fix else ""
+            fix = f" ({option.fix})" if option.fix else ""
             raise ConfigError(f"{name} must be {must}{fix}, got {_shown(value)}")
     if config.noise > 0 and config.noisy_labels_file:
         raise ConfigError(

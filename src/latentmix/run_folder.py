@@ -16,7 +16,7 @@ The rules (issue 13):
 * a folder that holds a run is never replaced without `overwrite`;
 * `resume` continues only the run that the folder holds: every setting that changes the result is
   compared, and the error names each one that differs; settings that only say where or how fast
-  the run executes (`EXECUTION_FIELDS`) may differ;
+  the run executes (`latentmix.config.EXECUTION_FIELDS`) may differ;
 * nothing in the folder changes until the command has been accepted;
 * a checkpoint is verified before use: `torch.load` does not check the zip's CRCs, so a damaged
   file would otherwise load as garbage weights;
@@ -53,13 +53,6 @@ SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked b
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_NAME, LABEL_ISSUES_NAME, TIMING_NAME,
              SELECTED_NAME)
 
-# `RunConfig` fields that say where or how fast a run executes, not what it computes: a resume on
-# another machine may change them. The data paths are among them because the data themselves are
-# compared by content (the record's `data_sha256` and `labels_sha256`), so a moved file still
-# resumes and a changed one does not. `amp` is the machine's precision choice (on by default on
-# CUDA only), as `device` is; both change results at rounding level only.
-EXECUTION_FIELDS = frozenset({"device", "amp", "channels_last", "compile", "checkpoint", "data", "data_dir",
-                              "noisy_labels_file", "download", "loader_workers"})
 # Entries of the record (config.json) besides the settings that are not compared: the machine of
 # the process that wrote it; the number of data-parallel processes (a checkpoint does not depend on
 # it, and docs/distributed.md supports resuming with another count); and how the data were read
@@ -112,8 +105,14 @@ def record_differences(saved: dict, new: dict) -> list[str]:
     ``"NAME (was OLD, now NEW)"``. The settings (`config`) are compared first; the resolved entries
     (protocol, warm-up, fingerprints, ...) only when the settings agree, because they follow from
     the settings and naming both would report one change twice."""
+    # The settings that say where or how fast a run executes may change (`latentmix.config`,
+    # `Option.execution`): a resume on another machine, a moved data file (the data themselves are
+    # compared by content, `data_sha256` and `labels_sha256`). Imported here: `latentmix report`
+    # reads run folders without torch.
+    from latentmix.config import EXECUTION_FIELDS
+
     saved_config, new_config = saved.get("config") or {}, new.get("config") or {}
-    names = sorted((set(saved_config) | set(new_config)) - EXECUTION_FIELDS)
+    names = sorted((set(saved_config) | set(new_config)) - set(EXECUTION_FIELDS))
     found = [_difference(name, saved_config, new_config) for name in names]
     if not any(found):
         resolved = [name for name in new if name != "config" and name not in UNCOMPARED_ENTRIES]

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentmix.config import RunConfig  # declared in its own module, imported from here as before
 from latentmix.correction import (  # noqa: F401 - eval_mode, _all_modules, P_NOISY_CLAMP: this module's API before
     BOOTSTRAP_FORWARDS, P_NOISY_CLAMP, LossCorrection, _all_modules, bootstrapping_inputs, eval_mode, track_losses,
 )
@@ -154,85 +155,8 @@ def lr_at_epoch(protocol: Protocol, epoch: int, learning_end: Optional[int] = No
 
 
 # --------------------------------------------------------------------------------------------
-# Run configuration and result
+# Run result (the configuration: latentmix.config.RunConfig)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines one run. None means "the data set's protocol default"."""
-
-    dataset: str = "spiral"
-    method: str = "ce"
-    layers: Optional[str] = None
-    alpha: Optional[float] = None
-    correction: Optional[str] = None
-    # epochs before bootstrapping; "auto" = when early learning ends; None = the protocol's
-    warmup_epochs: Optional[int | str] = None
-    reg_weight: Optional[float] = None
-    soft_side_weighting: Optional[str] = None
-    # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards
-    # (train mode for the target, eval mode for P(noisy)); "single" = one eval-mode forward for both.
-    bootstrap_forward: str = "reference"
-    noise: float = 0.0
-    noise_kind: str = "symmetric"
-    noise_selection: str = "exact"
-    noise_include_true_label: bool = True
-    noise_seed: Optional[int] = None
-    noisy_labels_file: Optional[str] = None
-    seed: int = 0
-    # fraction of the training set held out with its noisy labels for checkpoint selection
-    # (None: the protocol's; 0: none)
-    val_split: Optional[float] = None
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    model: Optional[str] = None
-    width: float = 1.0
-    data_dir: Optional[str] = None
-    data: Optional[str] = None
-    download: bool = False
-    noise_model: str = "beta"
-    posterior_lookup: str = "monotone"
-    track_transform: str = "train"
-    # Epochs between passes over the training set (train accuracy, per-sample losses, noise model).
-    # Loss-correcting methods need it every epoch; for plain grids a sparser curve saves time.
-    track_every: int = 1
-    device: str = "auto"
-    amp: Optional[bool] = None
-    channels_last: Optional[bool] = None
-    compile: bool = False
-    checkpoint: bool = True
-    # DataLoader worker processes reading an image folder (--data DIR); None: one per spare core, at most 4
-    loader_workers: Optional[int] = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self, style: str = "key") -> "RunConfig":
-        """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
-        it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
-        ``"key"`` (setting name). Returns the config."""
-        from latentmix.config_checks import validate_run_config
-
-        validate_run_config(self, style)
-        return self
-
-    @classmethod
-    def from_dict(cls, values: dict, style: str = "key") -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values).validate(style)
-
-    def resolved_method(self) -> Method:
-        return get_method(
-            self.method, layers=self.layers, alpha=self.alpha, correction=self.correction,
-            warmup_epochs=self.warmup_epochs if self.warmup_epochs != "auto" else None, reg_weight=self.reg_weight,
-            soft_side_weighting=self.soft_side_weighting,
-        )
 
 
 @dataclass

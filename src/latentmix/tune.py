@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from latentmix.config import OPTIONS, command_line
 from latentmix.errors import ConfigError
 from latentmix.training import RunConfig
 
 DEFAULT_ALPHA_RANGE = (0.1, 32.0)
-CORRECTIONS = ("none", "soft", "hard")
-
-# RunConfig fields and their `latentmix train` flags, where the flag is not simply --field-name.
-_FLAG_NAMES = {"noisy_labels_file": "--noisy-labels"}
-_NOT_TRAIN_FLAGS = {"checkpoint"}
+CORRECTIONS = OPTIONS["correction"].choices  # none, soft, hard
 
 
 def validation_kind(dataset, config: RunConfig) -> tuple[str, str]:
@@ -74,30 +71,9 @@ def validation_note(num_classes: int) -> str:
 
 
 def train_command(config: RunConfig) -> str:
-    """A ready-to-run ``latentmix train ...`` line for `config` (fields left at their defaults omitted)."""
-    default = RunConfig()
-    parts = ["latentmix", "train"]
-    for f in fields(RunConfig):
-        value, base = getattr(config, f.name), getattr(default, f.name)
-        if f.name in _NOT_TRAIN_FLAGS or (value == base and not (f.name == "dataset" and config.data is None)):
-            continue
-        if f.name == "noise_include_true_label":
-            if not value:
-                parts.append("--noise-exclude-true-label")
-            continue
-        flag = _FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
-        if isinstance(value, bool):
-            if f.name in ("amp", "channels_last"):
-                parts.append(flag if value else "--no-" + flag[2:])
-            elif value:
-                parts.append(flag)
-            continue
-        if value is None:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
+    """A ready-to-run ``latentmix train ...`` line for `config` (fields left at their defaults
+    omitted; the flags are the fields' own, `latentmix.config.command_line`)."""
+    return " ".join(["latentmix", "train", *(shlex.quote(word) for word in command_line(config))])
 
 
 def _layer_bounds(config: RunConfig, dataset) -> tuple[int, int, str]:

@@ -12,16 +12,17 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from latentmix.config import EXECUTION_FIELDS, TOP_LEVEL_KEYS, RunConfig
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig
 
 # Fields that say where and how a run executes, not what it computes: they may differ between
 # machines of one sweep (each worker applies its own) and are ignored when stored configs are compared.
-MACHINE_FIELDS = ("device", "amp", "channels_last", "compile", "checkpoint", "data_dir", "data",
-                  "noisy_labels_file", "download")
-SPEC_KEYS = ("name", "dataset", "data", "methods", "layers", "alphas", "noise", "seeds", "epochs",
-             "settings", "out", "storage")
-AXIS_FIELDS = ("dataset", "method", "layers", "alpha", "noise", "seed", "epochs")
+MACHINE_FIELDS = EXECUTION_FIELDS
+# The spec's top-level keys: its name, the run settings that have a key of their own (the grid's
+# axes, the data), [settings] for every other run setting, and where the sweep lives.
+SPEC_KEYS = ("name", *TOP_LEVEL_KEYS.values(), "settings", "out", "storage")
+# Settings given only at the top level; an execution field (`data`) may also come under [settings].
+AXIS_FIELDS = tuple(name for name in TOP_LEVEL_KEYS if name not in EXECUTION_FIELDS)
 
 
 @dataclass
@@ -128,6 +129,8 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     configs: list[RunConfig] = []
     for entry in _as_list(values.get("methods", ["ce"]), "methods"):
         name, own_layers, own_alphas, correction = _method_entry(entry, source)
+        if correction is None:  # a method table's own correction, else the one [settings] gives every run
+            correction = base.correction
         mixes = _checked(replace(base, method=name, correction=correction), source).resolved_method().mixes
         layer_values = own_layers if own_layers is not None else (layer_axis if mixes else [None])
         alpha_values = own_alphas if own_alphas is not None else (alpha_axis if mixes or own_layers else [None])

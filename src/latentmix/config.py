@@ -1,0 +1,336 @@
+"""The settings of one run, each declared once: `RunConfig`.
+
+Every field of `RunConfig` carries, in its ``field(metadata=...)``, how a user gives it (the idiom
+of HuggingFace's ``HfArgumentParser``): the help text, the group and flag of ``latentmix train``,
+how the flag's text becomes a value, the rule a value must meet (`latentmix.config_checks`), the
+key of a TOML sweep spec, the argument of `latentmix.fit`, and whether the field only says where
+or how fast a run executes. Everything that names or checks a setting reads that one declaration:
+
+* the command line: `add_run_arguments` (argparse options of ``train`` and ``tune``), `cli_values`
+  (options -> `RunConfig` fields) and `command_line` (a config -> the flags that give it back);
+* validation: `RunConfig.validate` checks each field by its declared rule and names it the way the
+  caller wrote it (``--flag``, ``fit argument``, ``spec key``, `latentmix.config_checks.field_name`);
+* the sweep spec: `TOP_LEVEL_KEYS` (its keys for fields; every other field goes under ``[settings]``) and
+  `EXECUTION_FIELDS` (settings each machine of a sweep gives itself, not compared between runs);
+* `latentmix.fit`: `Option.fit` says which of its arguments sets a field, or that it takes none.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Optional, Union
+
+from latentmix.config_checks import (
+    MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text,
+    warmup, whole_number,
+)
+from latentmix.errors import ConfigError
+from latentmix.methods import PRESETS, Method, get_method
+
+# The groups of the run options in `latentmix train --help`, in this order.
+DATA, METHOD, OPTIMISATION = "data and noise", "method", "optimisation"
+GROUPS = (DATA, METHOD, OPTIMISATION)
+# `Option.fit` of a field that `fit` takes in its ``**settings`` under the field's own name.
+SETTINGS = "**settings"
+
+Check = Callable[[Any], Optional[str]]
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a user gives one `RunConfig` field.
+
+    help: the help text of its flag; ``{default}`` in it is replaced by the field's default, so a
+        default is written once, in the field.
+    check: None when a value is fine, else what the value must be (``"a whole number >= 1"``);
+        None is always fine for a field whose default is None (the protocol's or method's value).
+    fix: a hint appended to the error.
+    group: its group in ``latentmix train --help``; None: no flag (Python and the spec only).
+    flag: the flag, where it is not ``--`` + the name with dashes.
+    parse: the flag's text -> the value (argparse's ``type``); None: the text itself.
+    choices: the only values the flag takes (also what `check` requires).
+    switch: a flag without a value: ``"on"`` sets True, ``"off"`` sets False (a flag named for the
+        opposite, such as ``--noise-exclude-true-label``), ``"on/off"`` is ``--x`` / ``--no-x``
+        over a default of None ("decide by the machine").
+    spec_key: its key at the top level of a sweep spec; None: under ``[settings]``.
+    fit: the argument of `latentmix.fit` that sets it; `SETTINGS`: fit's ``**settings`` under
+        its own name; None: fit takes no such setting (it trains your model on your tensors).
+    execution: it says where or how fast the run executes, not what it computes: runs that differ
+        only in these are the same run (a resume on another machine, a sweep spread over machines).
+        The data paths are among them because the data themselves are compared by content (a run
+        record's ``data_sha256``, `latentmix.run_folder`), so a moved file still resumes and a
+        changed one does not; ``amp`` is the machine's precision choice (on by default on CUDA
+        only), as ``device`` is: both change results at rounding level only.
+    """
+
+    help: str
+    check: Check
+    fix: str = ""
+    group: Optional[str] = None
+    flag: Optional[str] = None
+    parse: Optional[Callable[[str], Any]] = None
+    choices: tuple[str, ...] = ()
+    switch: Optional[str] = None
+    spec_key: Optional[str] = None
+    fit: Optional[str] = SETTINGS
+    execution: bool = False
+
+
+def option(default: Any, group: Optional[str], help: str, *, check: Optional[Check] = None,
+           choices: tuple[str, ...] = (), **facts: Any) -> Any:
+    """A dataclass field with `default` and its `Option`; `choices` alone give its check."""
+    if check is None:
+        if not choices:
+            raise TypeError("a run option needs its check, or the choices that make it")
+        check = one_of(*choices)
+    return field(default=default,
+                 metadata={"option": Option(help=help, check=check, group=group, choices=choices, **facts)})
+
+
+def _warmup_epochs(given: str) -> Union[int, str]:
+    """`--warmup-epochs N` or `--warmup-epochs auto`."""
+    if given.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(given)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'auto', got {given!r}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The settings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run. None means "the data set's protocol default" (or the
+    method's). Each field's `Option` says how it is given (module docstring)."""
+
+    dataset: str = option(
+        "spiral", DATA, "spiral, cifar10, fashion-mnist, mnist, kmnist (default {default})",
+        check=text, spec_key="dataset", fit="name")
+    method: str = option(
+        "ce", METHOD, f"{', '.join(PRESETS)} (default {{default}}; README, Methods)",
+        check=method_name, spec_key="methods", fit="method")
+    layers: Optional[str] = option(
+        None, METHOD, "eligible mix layers, e.g. 0-2, 3-4 or 0,2 (0 = input; default: the method's)",
+        check=layer_text, fix="omit it for the method's own layers", spec_key="layers", fit="layers")
+    alpha: Optional[float] = option(
+        None, METHOD, "mixup Beta(alpha, alpha), > 0 (default: the data set's protocol)",
+        parse=float, check=number(0.0, strict=True), fix="mixup draws lam ~ Beta(alpha, alpha)", spec_key="alphas")
+    correction: Optional[str] = option(
+        None, METHOD, "override the method's bootstrapping (default: the method's)", choices=("none", "soft", "hard"))
+    # epochs before bootstrapping; "auto" = when early learning ends; None = the protocol's
+    warmup_epochs: Optional[Union[int, str]] = option(
+        None, METHOD, "epochs before bootstrapping starts, or 'auto': when the run's own signals say early learning "
+                      "is over (default: auto for your own data, the protocol's otherwise, scaled with --epochs)",
+        parse=_warmup_epochs, check=warmup)
+    reg_weight: Optional[float] = option(
+        None, METHOD, "weight of the uniform-prior regularizer, >= 0 (default 1)",
+        parse=float, check=number(0.0, strict=False))
+    soft_side_weighting: Optional[str] = option(
+        None, METHOD, "M-DYR-S side weights (default lam)", choices=("lam", "half"))
+    # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards
+    # (train mode for the target, eval mode for P(noisy)); "single" = one eval-mode forward for both.
+    bootstrap_forward: str = option(
+        "reference", METHOD, "reference: two extra forwards per batch as [A]; single: one (faster); tracked: none, "
+                             "targets and P(noisy) from the previous epoch's tracking pass (fastest) (default {default})",
+        choices=("reference", "single", "tracked"))
+    noise: float = option(
+        0.0, DATA, "synthetic noise rate in [0, 1] (default {default})",
+        parse=float, check=number(0.0, strict=False, high=1.0), fix="a fraction of the training labels",
+        spec_key="noise", fit="noise")
+    noise_kind: str = option(
+        "symmetric", DATA, "synthetic noise: uniform relabelling, or class-dependent flips (Patrini et al.) "
+                           "(default {default})",
+        choices=("symmetric", "asymmetric"))
+    noise_selection: str = option(
+        "exact", DATA, "exact: round(rate*N) samples relabelled; bernoulli: each with probability rate "
+                       "(default {default})",
+        choices=("exact", "bernoulli"))
+    noise_include_true_label: bool = option(
+        True, DATA, "relabel to a different class (default: uniform over all classes, as the paper)",
+        check=boolean, flag="--noise-exclude-true-label", switch="off")
+    noise_seed: Optional[int] = option(
+        None, DATA, "seed of the noisy labels (default: --seed)", parse=int, check=whole_number(0))
+    noisy_labels_file: Optional[str] = option(
+        None, DATA, "real noisy labels, one per sample (.npy/.csv); not with --noise",
+        check=text, flag="--noisy-labels", execution=True)
+    seed: int = option(
+        0, OPTIMISATION, "seed of the data order, mixing and model (default {default})",
+        parse=int, check=whole_number(0), spec_key="seeds", fit="seed")
+    # fraction of the training set held out with its noisy labels for checkpoint selection
+    # (None: the protocol's; 0: none)
+    val_split: Optional[float] = option(
+        None, OPTIMISATION, "noisy validation split to select the checkpoint by: the fraction of a --data file "
+                            "without val_* arrays held out (default 0.1), else of the training set (default 0: none)",
+        parse=float, check=fraction)
+    epochs: Optional[int] = option(
+        None, OPTIMISATION, "shorten/lengthen the protocol; lr milestones scale in proportion (default: the "
+                            "protocol's)",
+        parse=int, check=whole_number(1), spec_key="epochs", fit="epochs")
+    batch_size: Optional[int] = option(
+        None, OPTIMISATION, "(default: the protocol's)",
+        parse=int, check=whole_number(2), fix="mixup pairs samples within a batch", fit="batch_size")
+    # beyond float32's range SGD cannot even store them; long before, no run learns anything
+    lr: Optional[float] = option(
+        None, OPTIMISATION, "learning rate, > 0 (default: the protocol's)",
+        parse=float, check=number(0.0, strict=True, high=MAX_STEP), fix="the protocols use 0.03-0.1", fit="lr")
+    weight_decay: Optional[float] = option(
+        None, OPTIMISATION, ">= 0 (default: the protocol's)",
+        parse=float, check=number(0.0, strict=False, high=MAX_STEP), fix="the protocols use 1e-4")
+    model: Optional[str] = option(
+        None, OPTIMISATION, "spiral-mlp, mlp, small-cnn, preact-resnet18, text, fusion (default: per data set)",
+        check=model_name, fit=None)
+    width: float = option(
+        1.0, OPTIMISATION, "width multiplier of the CNNs, in (0, 16] (default {default})",
+        parse=float, check=number(0.0, strict=True, high=MAX_WIDTH), fix="1 is the paper's network", fit=None)
+    data_dir: Optional[str] = option(
+        None, DATA, "folder of a file-based data set (CIFAR-10 release, IDX files)",
+        check=text, fit=None, execution=True)
+    data: Optional[str] = option(
+        None, DATA, "your own .npz or .csv file, or a folder of images with one sub-folder per class (see "
+                    "docs/data.md); overrides --dataset",
+        check=text, spec_key="data", fit=None, execution=True)
+    download: bool = option(
+        False, DATA, "fetch the official CIFAR-10 archive (opt-in)",
+        check=boolean, switch="on", fit=None, execution=True)
+    noise_model: str = option(
+        "beta", METHOD, "mixture over per-sample losses that gives P(noisy) (default {default})",
+        choices=("beta", "gaussian"))
+    posterior_lookup: str = option(
+        "monotone", METHOD, "how P(noisy) is read from the fitted mixture (default {default}; docs/algorithm.md)",
+        choices=("monotone", "reference"))
+    track_transform: str = option(
+        "train", METHOD, "transform of the per-epoch loss-tracking pass (default {default}, as the reference)",
+        choices=("train", "eval"))
+    track_every: int = option(
+        1, None, "epochs between passes over the training set (train accuracy, per-sample losses, noise model); "
+                 "loss-correcting methods need it every epoch, for plain grids a sparser curve saves time",
+        check=whole_number(1))
+    device: str = option(
+        "auto", OPTIMISATION, "auto, cpu, cuda, cuda:N (default {default})",
+        check=device_name, fit="device", execution=True)
+    amp: Optional[bool] = option(
+        None, OPTIMISATION, "bf16 autocast (default: on for CUDA)", check=boolean, switch="on/off", execution=True)
+    channels_last: Optional[bool] = option(
+        None, OPTIMISATION, "channels-last memory format for images (default: on for CUDA)",
+        check=boolean, switch="on/off", execution=True)
+    compile: bool = option(
+        False, OPTIMISATION, "torch.compile the un-mixed forwards", check=boolean, switch="on", execution=True)
+    checkpoint: bool = option(
+        True, None, "write a checkpoint after every epoch (`latentmix train` always does; fit when given a run_dir)",
+        check=boolean, fit="run_dir", execution=True)
+    loader_workers: Optional[int] = option(
+        None, DATA, "DataLoader processes reading an image folder (default: one per spare core, at most 4)",
+        parse=int, check=whole_number(0), fix="DataLoader processes; 0 reads in the training process",
+        execution=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self, style: str = "key") -> "RunConfig":
+        """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
+        it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
+        ``"key"`` (setting name). Returns the config."""
+        from latentmix.config_checks import validate_run_config
+
+        validate_run_config(self, style)
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict, style: str = "key") -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values).validate(style)
+
+    def resolved_method(self) -> Method:
+        return get_method(
+            self.method, layers=self.layers, alpha=self.alpha, correction=self.correction,
+            warmup_epochs=self.warmup_epochs if self.warmup_epochs != "auto" else None, reg_weight=self.reg_weight,
+            soft_side_weighting=self.soft_side_weighting,
+        )
+
+
+# Each field's `Option`, in the order of the fields.
+OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(RunConfig)}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig)}
+# Field -> its top-level key in a sweep spec (the other fields go under [settings]).
+TOP_LEVEL_KEYS: dict[str, str] = {name: o.spec_key for name, o in OPTIONS.items() if o.spec_key is not None}
+# Fields that say where and how fast a run executes, not what it computes.
+EXECUTION_FIELDS: tuple[str, ...] = tuple(name for name, o in OPTIONS.items() if o.execution)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line, both ways
+# --------------------------------------------------------------------------------------------
+
+
+def cli_flag(name: str) -> Optional[str]:
+    """The ``latentmix train`` flag of field `name`; None where the command line has none."""
+    spec = OPTIONS[name]
+    if spec.group is None:
+        return None
+    return spec.flag or "--" + name.replace("_", "-")
+
+
+def _help(name: str, spec: Option) -> str:
+    default = DEFAULTS[name]
+    return spec.help.format(default=f"{default:g}" if isinstance(default, float) else default)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Add a flag for every `RunConfig` field that has a group, group by group (`GROUPS`) in field
+    order, each storing into the field's own name with the field's default. Returns the argument
+    groups by title, for a command's own options beside them (``--threads``)."""
+    groups = {title: parser.add_argument_group(title) for title in GROUPS}
+    for title, group in groups.items():
+        for name, spec in OPTIONS.items():
+            if spec.group == title:
+                _add_flag(group, name, spec)
+    return groups
+
+
+def _add_flag(group: Any, name: str, spec: Option) -> None:
+    """The argparse option of field `name`: a value, or a switch (`Option.switch`)."""
+    flag, helps = cli_flag(name), _help(name, spec)
+    if spec.switch == "on":
+        group.add_argument(flag, dest=name, action="store_true", help=helps)
+    elif spec.switch == "off":
+        group.add_argument(flag, dest=name, action="store_false", help=helps)
+    elif spec.switch == "on/off":
+        group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=DEFAULTS[name], help=helps)
+    else:
+        group.add_argument(flag, dest=name, type=spec.parse, default=DEFAULTS[name],
+                           choices=list(spec.choices) or None, help=helps)
+
+
+def cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The `RunConfig` fields that the parsed run options give (every field with a flag)."""
+    return {name: getattr(args, name) for name in OPTIONS if cli_flag(name) is not None}
+
+
+def command_line(config: RunConfig) -> list[str]:
+    """The ``latentmix train`` flags that give `config` back (the reverse of `add_run_arguments`):
+    each field that differs from its default, with its exact value; ``--dataset`` always, unless
+    ``--data`` names the data. A field without a flag must be at its default, since the command
+    would train with the default."""
+    words: list[str] = []
+    for name, spec in OPTIONS.items():
+        value, flag = getattr(config, name), cli_flag(name)
+        if value == DEFAULTS[name] and not (name == "dataset" and config.data is None):
+            continue
+        if flag is None:
+            raise ConfigError(f"no `latentmix train` flag sets {name} (it would train with {DEFAULTS[name]!r}, "
+                              f"not {value!r}): run it from Python or a sweep spec's [settings]")
+        if spec.switch == "on/off":
+            words.append(flag if value else "--no-" + flag[2:])
+        elif spec.switch is not None:
+            words.append(flag)  # differs from the default: the flag is what changes it
+        else:
+            words += [flag, str(value)]
+    return words
