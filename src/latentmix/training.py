@@ -17,9 +17,11 @@ The mix and the correction are the objects a user's own loop holds: `latentmix.m
 draws each step's plan from the run's mixing stream, `latentmix.correction.LossCorrection` keeps
 the noise model, gives each batch its bootstrapping targets and fits a fresh model each epoch, so
 there is one implementation of the method (README, "In your own loop"; docs/own-loop.md). `train`
-is the epochs above; `Run` holds what they use (the set-up, a restored checkpoint) and the
-bookkeeping (metrics rows, the selected checkpoint, the run folder's files, the result). The data
-are sliced from tensors in memory or read by a DataLoader (`latentmix.data.streamed.read_batches`).
+is the epochs above; `Run` holds what they use (the run as `build_run` sets it up, the same set-up
+`latentmix detect`, the vectorized population and `latentmix tune` use; a restored checkpoint) and
+the bookkeeping (metrics rows, the selected checkpoint, the result; the run folder's files are
+written by `latentmix.run_folder.RunFolder`). The data are sliced from tensors in memory or read by
+a DataLoader (`latentmix.data.streamed.read_batches`).
 
 Sources: paper Appendix A/B (protocols), Arazo et al. 2019 reference `train.py` (warm-up, loss
 tracking, per-batch P(noisy)), Manifold Mixup reference (mixing). Where this code chooses between
@@ -400,8 +402,8 @@ def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
 
 
 def load_run_dataset(config: RunConfig) -> Dataset:
-    """The data set `config` names, read as every command that rebuilds the run reads it (`train`,
-    `detect`). A user's data file and its per-sample noisy labels are read together, so that the
+    """The data set `config` names, read as every command that sets the run up reads it
+    (`build_run`). A user's data file and its per-sample noisy labels are read together, so that the
     labels file (one per sample of the file) goes through the same validation split (`--val-split`
     of the file, default 10%) as the data."""
     options: dict[str, Any] = {}
