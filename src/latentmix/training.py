@@ -976,7 +976,7 @@ class Run:
         selected one, the checkpoint (everything a resume needs) and the timing. Runs too short to
         need it (a grid of tiny models, `checkpoint=False`) write metrics.csv once at the end."""
         folder = self.run_folder
-        if folder is None or not self.config.checkpoint:
+        if folder is None or not folder.writer or not self.config.checkpoint:
             return
         log, correction = self.log, self.correction
         folder.write_metrics(log.metrics)
