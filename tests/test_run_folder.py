@@ -388,3 +388,155 @@ def test_a_field_one_record_lacks_is_named_as_not_recorded():
     saved = {"config": {"method": "m"}}
     assert record_differences(saved, {"config": {"method": "m", "new_setting": 2}}) == [
         "new_setting (was not recorded, now 2)"]
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 15.1: one run builder for train, detect, population and tune; one owner of the folder
+
+
+def _file_with_noisy_labels(tmp_path, n=100, val=0):
+    """A two-class data file (`n` training rows, `val` validation rows in its own val_* arrays) and
+    a noisy-labels file flipping every 5th training row; returns (config fields, noisy labels)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n + val, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    arrays = {"features": x[:n], "labels": y[:n]}
+    if val:
+        arrays.update(val_features=x[n:], val_labels=y[n:])
+    noisy = y[:n].copy()
+    noisy[::5] = 1 - noisy[::5]
+    np.savez(tmp_path / "clean.npz", **arrays)
+    np.save(tmp_path / "noisy.npy", noisy)
+    return {"data": str(tmp_path / "clean.npz"), "noisy_labels_file": str(tmp_path / "noisy.npy"),
+            "dataset": "clean", "device": "cpu"}, noisy
+
+
+def _label_issues(path):
+    with Path(path).open() as handle:
+        return {int(row["index"]): row for row in csv.DictReader(handle)}
+
+
+def test_population_trains_on_the_labels_train_makes_from_a_noisy_labels_file(tmp_path):
+    from latentmix.population import train_population
+    from latentmix.run_folder import tensors_sha256
+
+    fields, noisy = _file_with_noisy_labels(tmp_path)
+    config = RunConfig(**fields, method="m", epochs=3)
+    train(config, run_dir=tmp_path / "run", progress=False)
+    trained_rows = [i for i, row in _label_issues(tmp_path / "run" / "label_issues.csv").items()
+                    if row["split"] == "train"]
+    assert len(trained_rows) == 90  # the file's default 10% validation split
+
+    [population] = train_population([config], progress=False)
+    # the labels of the noisy-labels file, for the training rows, as the sequential run trained on them
+    assert sorted(population["noisy_labels"]) == sorted(noisy[trained_rows])
+    assert int(population["is_noisy"].sum()) == sum(1 for row in trained_rows if row % 5 == 0)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["labels_sha256"]
+    assert tensors_sha256(torch.from_numpy(population["noisy_labels"])) == saved  # same order too
+    # the "arrays" schedule over 3 epochs: milestones 25, 40 of 50 scale to 2, 2 (lr 0.05, / 10 each)
+    assert [row["lr"] for row in population["metrics"]] == pytest.approx([0.05, 0.0005, 0.0005])
+
+
+def test_detect_holds_out_the_samples_train_held_out(tmp_path, capsys):
+    fields, noisy = _file_with_noisy_labels(tmp_path, n=100, val=30)
+    config = RunConfig(**fields, method="m-dyr-h", warmup_epochs=1, epochs=3, val_split=0.2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "run", progress=False, on_epoch_end=_interrupt_after(2))
+    _detect_count(capsys, tmp_path / "run")  # built by detect from the config and the checkpoint
+    detected = _label_issues(tmp_path / "run" / "label_issues.csv")
+    train(config, run_dir=tmp_path / "run", resume=True, progress=False)  # drops detect's file, writes its own
+    trained = _label_issues(tmp_path / "run" / "label_issues.csv")
+
+    assert sorted(detected) == sorted(trained) == list(range(100))  # the training rows (the val_* rows are clean)
+    assert sum(row["split"] == "holdout" for row in trained.values()) == 20  # 20% of the 100 training rows
+    assert {i: row["split"] for i, row in detected.items()} == {i: row["split"] for i, row in trained.items()}
+    assert all(int(detected[i]["given_label"]) == noisy[i] for i in range(100))
+
+
+def test_tune_trains_on_the_labels_of_a_noisy_labels_file(tmp_path):
+    pytest.importorskip("optuna")
+    from latentmix.tune import tune
+
+    fields, noisy = _file_with_noisy_labels(tmp_path)
+    base = RunConfig(**fields, method="m", epochs=2)
+    tune(base, trials=1, out_dir=tmp_path / "tune", progress=False, sampler_seed=0, corrections=("none",),
+         log=lambda *args: None)
+    trial = tmp_path / "tune" / "trials" / "trial-0000"
+    rows = _label_issues(trial / "label_issues.csv")
+    assert all(int(row["given_label"]) == noisy[i] for i, row in rows.items() if row["split"] == "train")
+    train(base, run_dir=tmp_path / "run", progress=False)
+    fingerprint = {json.loads((folder / "config.json").read_text())["labels_sha256"] for folder in (trial, tmp_path / "run")}
+    assert len(fingerprint) == 1
+
+
+def _writes_outside_run_folder_module(run_folders, action):
+    """Every file operation that changes something inside `run_folders` while `action()` runs, whose
+    call stack has no frame of latentmix/run_folder.py: (event, path, innermost latentmix frame)."""
+    import sys
+
+    roots = [str(Path(folder).resolve()) for folder in run_folders]
+    found = []
+
+    def changes(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writes = ("w" in mode or "a" in mode or "x" in mode or "+" in mode) if isinstance(mode, str) else (
+                flags is not None and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            return [path] if writes else []
+        if event in ("os.rename", "os.remove", "os.mkdir", "os.rmdir"):
+            return [args[0], *(args[1:2] if event == "os.rename" else [])]
+        return []
+
+    def hook(event, args):
+        if not _AUDIT["on"]:
+            return
+        paths = [str(Path(os.fsdecode(p)).resolve()) for p in changes(event, args) if isinstance(p, (str, bytes, os.PathLike))]
+        if not any(path == root or path.startswith(root + os.sep) for path in paths for root in roots):
+            return
+        frames, frame = [], sys._getframe(1)
+        while frame is not None:
+            frames.append(frame.f_code.co_filename)
+            frame = frame.f_back
+        if not any(name.endswith(os.path.join("latentmix", "run_folder.py")) for name in frames):
+            where = next((name for name in frames if os.sep + "latentmix" + os.sep in name), frames[0])
+            found.append((event, paths[0], where))
+
+    if not _AUDIT["installed"]:
+        sys.addaudithook(lambda event, args: _AUDIT["hook"](event, args))
+        _AUDIT["installed"] = True
+    _AUDIT["hook"], _AUDIT["on"] = hook, True
+    try:
+        action()
+    finally:
+        _AUDIT["on"] = False
+    return found
+
+
+import os  # noqa: E402 - used by the audit hook above
+
+_AUDIT = {"installed": False, "on": False, "hook": lambda event, args: None}  # an audit hook cannot be removed
+
+
+def test_only_run_folder_writes_in_a_run_folder(tmp_path, capsys):
+    from latentmix.sweep import run_sweep
+
+    run, sweep = tmp_path / "run", tmp_path / "sweep"
+    spiral = [RunConfig(dataset="spiral", method=method, seed=seed, epochs=2, batch_size=250, device="cpu")
+              for method in ("ce", "m") for seed in (0, 1)]
+
+    def new_detect_resume():
+        with pytest.raises(KeyboardInterrupt):  # a new run, stopped after a checkpoint
+            train(_spiral_config(epochs=3), run_dir=run, progress=False, on_epoch_end=_interrupt_after(1))
+        _detect_count(capsys, run)  # label_issues.csv of the unfinished run
+        train(_spiral_config(epochs=3), run_dir=run, resume=True, progress=False)
+
+    def detect_overwrite_sweep():
+        _detect_count(capsys, run)  # rebuilt from the checkpoint
+        train(_spiral_config(epochs=2), run_dir=run, overwrite=True, progress=False)
+        run_sweep("grid", spiral, sweep, vectorized=True, population_size=4, progress=False)  # one population
+
+    outside = _writes_outside_run_folder_module([run, sweep / "runs"], new_detect_resume)
+    (run / "label_issues.csv").write_text("")  # damaged by hand (this test's own write)
+    outside += _writes_outside_run_folder_module([run, sweep / "runs"], detect_overwrite_sweep)
+    assert sorted(p.name for p in (sweep / "runs").glob("*/result.json")) == ["result.json"] * 4
+    assert outside == []

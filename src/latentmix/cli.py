@@ -128,13 +128,10 @@ def _print_noise_estimate(run_dir: Path) -> None:
     """How noisy the labels are, from a finished run's result.json: the estimated share of wrong
     labels (beside the actual one when known) and the most frequent given -> predicted class pairs
     of the flagged labels (beside the true given -> clean pairs when known)."""
-    import json
+    from latentmix.run_folder import RunFolder
 
-    try:
-        summary = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return
-    if summary.get("estimated_noise_rate") is None:
+    summary = RunFolder(run_dir).read_result()
+    if summary is None or summary.get("estimated_noise_rate") is None:
         return
     actual = summary.get("actual_noise_rate")
     print(f"estimated share of wrong labels: {summary['estimated_noise_rate']:.3f}"

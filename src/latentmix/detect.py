@@ -21,8 +21,8 @@ import torch
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, LABEL_ISSUES_NAME, RunFolder, run_fingerprints
 from latentmix.training import (
-    RunConfig, RunResult, Tracked, build_run_model, epoch_view, fit_run_noise_model, load_run_dataset, make_labels,
-    per_sample_results, protocol_for, run_holdout, track_training_losses, write_label_issues,
+    RunConfig, RunResult, RunSetup, Tracked, build_run, epoch_view, fit_run_noise_model, per_sample_results,
+    track_training_losses,
 )
 
 LABEL_ISSUES_FIELDS = ["index", "split", "given_label", "p_noisy", "loss", "predicted_label"]  # + "truly_noisy" when known
@@ -75,51 +75,46 @@ def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
 def detect_from_checkpoint(run_dir: str | Path) -> Path:
     """Write ``RUN_DIR/label_issues.csv`` from the run's last checkpoint; returns its path.
 
-    The data are read as `train` read them (`load_run_dataset`: a ``--data`` file with its
-    ``--noisy-labels`` file), and must be the run's: same content fingerprint, same labels."""
+    The run is set up as `train` set it up (`build_run`: the data, a ``--data`` file with its
+    ``--noisy-labels`` file, the labels and the noisy-validation split), and must be the one that
+    trained: same content fingerprint of the data, same labels as the checkpoint's."""
     folder = RunFolder(run_dir)
     record = folder.saved_record()
     checkpoint_path = folder.file(CHECKPOINT_NAME)
     if not checkpoint_path.exists():
         raise ConfigError(f"{folder.path} has neither {LABEL_ISSUES_NAME} nor {CHECKPOINT_NAME}: the run never finished "
                           "an epoch, or ran without checkpoints; train it (again) first")
-    device = torch.device("cpu")
-    state = folder.load_checkpoint(device)  # verified first: a damaged file fails before the data load
-    config = RunConfig.from_dict(record["config"])
-    dataset = load_run_dataset(config).to(device)
-    noisy = state["noisy_labels"].to(device)
-    labels = make_labels(config, dataset)
+    state = folder.load_checkpoint("cpu")  # verified first: a damaged file fails before the data load
+    setup = build_run(RunConfig.from_dict(record["config"]))
+    noisy = state["noisy_labels"]
     saved_data = record.get("data_sha256")
-    if not torch.equal(labels.labels, noisy) or (
-            saved_data is not None and run_fingerprints(dataset, noisy)["data_sha256"] != saved_data):
+    if not torch.equal(setup.labels.labels, noisy) or (
+            saved_data is not None and run_fingerprints(setup.dataset, noisy)["data_sha256"] != saved_data):
         raise ConfigError(f"the data or labels that {folder.path / 'config.json'} names differ from those the run "
                           "trained on (the files changed?); restore them to rebuild its label issues")
-    trained, holdout = run_holdout(config, protocol_for(config, dataset.name), dataset, labels)
     view = state.get("label_snapshot")
     if view is None:  # the run's last tracking pass, with a fresh noise model
-        tracked = _last_tracking_pass(state, config, dataset, noisy, checkpoint_path)
-        view = epoch_view(tracked, fit_run_noise_model(config, tracked.losses[trained]), trained, None)
-    result = RunResult(config=config, method=config.resolved_method(), metrics=[], best_val_acc=float("nan"),
-                       last_val_acc=float("nan"), best_epoch=0, **per_sample_results(view, dataset, labels, holdout))
-    path = folder.file(LABEL_ISSUES_NAME)
-    write_label_issues(path, result)
-    return path
+        tracked = _last_tracking_pass(state, setup, checkpoint_path)
+        view = epoch_view(tracked, fit_run_noise_model(setup.config, tracked.losses[setup.trained]), setup.trained, None)
+    result = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
+                       last_val_acc=float("nan"), best_epoch=0,
+                       **per_sample_results(view, setup.dataset, setup.labels, setup.holdout))
+    return folder.write_label_issues(result)
 
 
-def _last_tracking_pass(state: dict, config: RunConfig, dataset, noisy: torch.Tensor, checkpoint_path: Path) -> Tracked:
+def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> Tracked:
     """The run's own last tracking pass when the checkpoint keeps it (then a finished run's file is
     rebuilt byte for byte), else one eval-mode pass of the checkpoint's model."""
     if state.get("tracked") is not None:
         return Tracked(state["tracked"]["losses"].float(), state["tracked"]["logits"].float())
-    model = build_run_model(config, dataset)
     try:
-        model.load_state_dict(state["model"])
+        setup.model.load_state_dict(state["model"])
     except RuntimeError:
         raise ConfigError(f"{checkpoint_path} does not fit the model its config builds; the code or settings "
                           "changed since the run") from None
-    identity = dataset.eval_transform or (lambda inputs: inputs)
-    protocol = protocol_for(config, dataset.name)
-    return track_training_losses(model, dataset.train_inputs, noisy, identity, protocol.eval_batch_size)
+    identity = setup.dataset.eval_transform or (lambda inputs: inputs)
+    return track_training_losses(setup.model, setup.dataset.train_inputs, setup.labels.labels, identity,
+                                 setup.protocol.eval_batch_size)
 
 
 def check_detect_args(top: int, threshold: float) -> None:

@@ -53,28 +53,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentmix.data import Dataset, load_dataset
+from latentmix.data import Dataset
 from latentmix.errors import ConfigError
 from latentmix.mixing import draw_epoch_mixing
 from latentmix.noise_model import detection_metrics, fit_noise_model
-from latentmix.training import (
-    Protocol, RunConfig, RunStreams, build_run_model, lr_at_epoch, make_labels, protocol_for,
-    resolve_device,
-)
+from latentmix.training import Protocol, RunConfig, RunStreams, build_run, lr_at_epoch, resolve_device
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the spiral grid
 
 
 def supports_population(config: RunConfig) -> bool:
-    """Whether `config` can be trained in a vectorized population (an MLP, no loss correction)."""
+    """Whether `config` can be trained in a vectorized population (an MLP, no loss correction, no
+    noisy-validation split: the population trains every run on every training sample)."""
     try:
         method = config.resolved_method()
     except ConfigError:
         return False
     tabular = config.dataset == "spiral" or (config.data is not None and config.model in ("mlp", None))
     return (not method.corrects and config.model in POPULATION_MODELS and tabular
-            and config.track_transform == "train" and not config.compile)
+            and config.track_transform == "train" and not config.compile and not config.val_split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,21 +448,26 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     if len({config.track_every for config in configs}) > 1:
         raise ConfigError("runs of one population must share track_every")
     device = resolve_device(first.device)
-    if dataset is None:
-        dataset = load_dataset(first.dataset, data_dir=first.data_dir, data_path=first.data)
-    protocol = protocol_for(first, dataset.name)
-    for config in configs[1:]:
-        other = protocol_for(config, dataset.name)
+    # Each run set up as the sequential trainer sets it up (one data load for all); its streams
+    # on the CPU, where the host-side draws are made.
+    setups = [build_run(first, dataset=dataset)]
+    setups += [build_run(config, dataset=setups[0].dataset) for config in configs[1:]]
+    dataset, protocol = setups[0].dataset, setups[0].protocol
+    for setup in setups[1:]:
+        other = setup.protocol
         if (other.epochs, other.batch_size, other.lr, other.milestones, other.weight_decay) != (
                 protocol.epochs, protocol.batch_size, protocol.lr, protocol.milestones, protocol.weight_decay):
             raise ConfigError("runs of one population must share epochs, batch size, lr and weight decay")
+    if any(len(setup.holdout) for setup in setups):
+        raise ConfigError("a population trains every run on every training sample: runs with a noisy validation "
+                          "split (--val-split) go through the sequential trainer")
     threads = torch.get_num_threads() if threads is None else int(threads)
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
 
-    methods = [config.resolved_method() for config in configs]
-    alphas = [protocol.alpha if m.alpha is None else m.alpha for m in methods]
-    models = [build_run_model(config, dataset) for config in configs]
+    methods = [setup.method for setup in setups]
+    alphas = [setup.alpha for setup in setups]
+    models = [setup.model for setup in setups]
     eligible = []
     for model, method in zip(models, methods):
         num_layers = len(model.mix_points) + 1
@@ -478,10 +481,9 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     val_x = dataset.val_inputs.to(device).float().flatten(1)
     val_y = dataset.val_labels.to(device)
     clean_y = dataset.train_labels.to(device)
-    labels = [make_labels(config, dataset) for config in configs]
-    noisy_y = torch.stack([l.labels for l in labels]).to(device)  # (R, N)
-    is_noisy = torch.stack([l.is_noisy for l in labels]).numpy()
-    streams = [RunStreams.from_seed(config.seed, torch.device("cpu")) for config in configs]
+    noisy_y = torch.stack([setup.labels.labels for setup in setups]).to(device)  # (R, N)
+    is_noisy = torch.stack([setup.labels.is_noisy for setup in setups]).numpy()
+    streams: list[RunStreams] = [setup.streams for setup in setups]
     # One shard per thread: smaller shards (more, smaller operations) measured slower.
     bounds = np.linspace(0, num_runs, min(threads, num_runs) + 1).round().astype(int)
     shards = [_Shard(StackedMLP(models[lo:hi], device), noisy_y[lo:hi], streams[lo:hi], eligible[lo:hi],

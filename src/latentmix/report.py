@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from latentmix.errors import ConfigError
+from latentmix.run_folder import RunFolder
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -324,7 +325,7 @@ def load_folder(root: str | Path, progress: bool = True) -> ReportData:
     runs, skipped = [], []
     for folder in _progress(folders, len(folders), progress, "loading runs"):
         config_doc = _read_json(folder / "config.json")
-        result = _read_json(folder / "result.json")
+        result = RunFolder(folder).read_result()
         # A file that is there but cannot be read is damage, not an unfinished run: the folder is
         # skipped and named (a damaged result.json read as "unfinished" hid finished runs).
         damaged = [name for name, doc in (("config.json", config_doc), ("result.json", result))

@@ -10,6 +10,10 @@ A run folder (``latentmix train --out DIR``, ``fit(run_dir=DIR)``) holds:
     result.json       the summary of a finished run
     label_issues.csv  every training sample, most likely mislabeled first
     timing.json       wall time per process and per epoch, summed across resumes
+    selected_model.pt the model's weights at the epoch picked by noisy-validation accuracy
+
+`RunFolder` is the only writer of these files (`train`, `latentmix detect` and the sweep's
+vectorized populations all go through it) and the only reader of a checkpoint and of result.json.
 
 The rules (issue 13):
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from latentmix.errors import ConfigError
-from latentmix.io import atomic_write_bytes, atomic_write_json
+from latentmix.io import atomic_torch_save, atomic_write_bytes, atomic_write_csv, atomic_write_json
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +56,11 @@ TIMING_NAME = "timing.json"
 SELECTED_NAME = "selected_model.pt"  # the model's weights at the epoch picked by validation accuracy
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_NAME, LABEL_ISSUES_NAME, TIMING_NAME,
              SELECTED_NAME)
+# The columns of metrics.csv, one row per epoch (`latentmix.training` fills them)
+METRIC_FIELDS = [
+    "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
+    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
+]
 
 # Entries of the record (config.json) besides the settings that are not compared: the machine of
 # the process that wrote it; the number of data-parallel processes (a checkpoint does not depend on
@@ -213,10 +222,11 @@ def read_wall_time(run_dir: str | Path) -> Optional[float]:
 
 
 class RunFolder:
-    """One run's folder: accepts a command (new run, resume, overwrite), owns config.json, the
-    verified checkpoint and timing.json. `writer` is False on the processes of a data-parallel run
-    that only read the folder (every process but the first): they load the checkpoint and write
-    nothing."""
+    """One run's folder: accepts a command (new run, resume, overwrite) and owns every file in it
+    (config.json, the verified checkpoint, metrics.csv, the selected model, result.json,
+    label_issues.csv, timing.json). `writer` is False on the processes of a data-parallel run that
+    only read the folder (every process but the first): they load the checkpoint and write
+    nothing, so each write below is a no-op there."""
 
     def __init__(self, path: str | Path, *, writer: bool = True):
         self.path = Path(path)
@@ -309,6 +319,8 @@ class RunFolder:
         checkpoint, named as "previous")."""
         import torch
 
+        if not self.writer:
+            return
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
@@ -359,5 +371,125 @@ class RunFolder:
             pass  # a new run, or an unreadable file: the time of earlier processes is unknown
         return timing
 
-    def write_timing(self, timing: RunTiming) -> None:
-        atomic_write_json(self.file(TIMING_NAME), timing.to_dict())
+    def write_timing(self, timing: RunTiming | dict) -> None:
+        """timing.json from this process's `RunTiming`, or a finished `timing_document` (a
+        vectorized population's share of its wall time)."""
+        if self.writer:
+            atomic_write_json(self.file(TIMING_NAME), timing.to_dict() if isinstance(timing, RunTiming) else timing)
+
+    # ---- the run's record of a vectorized population -----------------------------------------
+
+    def write_population_record(self, config: dict, trained_as: str) -> None:
+        """config.json of a run trained in a vectorized population (`latentmix.sweep.worker`): its
+        settings and how it was trained. The sweep store's claim, not `accept`, gave the run this
+        folder (a retry of it resumes through `train`, which compares these settings)."""
+        if self.writer:
+            atomic_write_json(self.file(CONFIG_NAME), {"config": config, "trained_as": trained_as})
+
+    # ---- per epoch and at the end ------------------------------------------------------------
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """metrics.csv: one row per epoch so far (`METRIC_FIELDS`)."""
+        if self.writer:
+            atomic_write_csv(self.file(METRICS_NAME), rows, METRIC_FIELDS)
+
+    def save_selected(self, model_state: dict) -> None:
+        """selected_model.pt: the model's weights at the epoch a user would keep."""
+        if self.writer:
+            atomic_torch_save(self.file(SELECTED_NAME), model_state)
+
+    def load_selected(self, device: "torch.device | str" = "cpu") -> Optional[dict]:
+        """The weights of selected_model.pt, or None when the run has not selected an epoch yet."""
+        import torch
+
+        path = self.file(SELECTED_NAME)
+        return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
+
+    def write_label_issues(self, result: Any) -> Path:
+        """label_issues.csv from a result's per-sample arrays (`write_label_issues`); its path."""
+        path = self.file(LABEL_ISSUES_NAME)
+        if self.writer:
+            write_label_issues(path, result)
+        return path
+
+    def write_result(self, summary: dict) -> None:
+        """result.json: the run's summary without its timings (those are timing.json's), so that
+        same-seed runs write the same file."""
+        if self.writer:
+            atomic_write_json(self.file(RESULT_NAME), {k: v for k, v in summary.items() if k not in TIMING_KEYS})
+
+    def read_result(self) -> Optional[dict]:
+        """The summary in result.json; None when the run has not finished, or when the file cannot
+        be read (a half-written one cannot exist, but a hand-edited one can: a caller that must
+        tell the two apart checks `file(RESULT_NAME).exists()`)."""
+        try:
+            summary = json.loads(self.file(RESULT_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+
+# --------------------------------------------------------------------------------------------
+# What a checkpoint holds besides tensors, and label_issues.csv
+# --------------------------------------------------------------------------------------------
+
+
+def noise_model_entry(noise_model: Any) -> Optional[dict]:
+    """A fitted noise model as the checkpoint keeps it: ``{"kind", "state"}`` (None: none fitted)."""
+    return None if noise_model is None else {"kind": noise_model.kind, "state": noise_model.state_dict()}
+
+
+def noise_model_of(checkpoint: dict) -> Any:
+    """The noise model a checkpoint keeps (`noise_model_entry`), rebuilt; None when it has none."""
+    from latentmix.noise_model import noise_model_from_state_dict
+
+    entry = checkpoint.get("noise_model")
+    return None if entry is None else noise_model_from_state_dict(entry["state"])
+
+
+def write_label_issues(path: Path, result: Any) -> None:
+    """`label_issues.csv`: every scored sample, most likely mislabeled first (P(noisy) descending,
+    ties by the loss descending). Columns: `index` (the row of the user's data file when the data
+    came from one, else the position in the training set), `file` (its name, where the data name
+    their rows: an image folder's file paths), `split` (train; holdout = the noisy
+    validation split; val = validation rows of the user's file), `given_label`, `p_noisy`,
+    `loss` (cross-entropy against the given label), `predicted_label`, and `truly_noisy` when the
+    clean labels are known. `result` needs `p_noisy`, `predictions`, `noisy_labels`, `is_noisy`;
+    `losses`, `sample_rows`, `holdout` and `extra_rows` are used when present."""
+    import numpy as np
+
+    from latentmix.selection import ranking_order
+
+    n = len(result.p_noisy)
+    losses = getattr(result, "losses", None)
+    holdout = getattr(result, "holdout", None)
+    rows_of = getattr(result, "sample_rows", None)
+    columns = {
+        "index": np.arange(n) if rows_of is None else np.asarray(rows_of),
+        "split": np.where(holdout, "holdout", "train") if holdout is not None else np.full(n, "train"),
+        "given_label": np.asarray(result.noisy_labels), "p_noisy": np.asarray(result.p_noisy),
+        **({} if losses is None else {"loss": np.asarray(losses)}),
+        "predicted_label": np.asarray(result.predictions),
+    }
+    known = result.is_noisy is not None
+    if known:
+        columns["truly_noisy"] = np.asarray(result.is_noisy).astype(int)
+    extra = getattr(result, "extra_rows", None)
+    if extra:  # validation rows of the user's file: no clean reference for them
+        for key in columns:
+            columns[key] = np.concatenate([columns[key].astype(object), np.asarray(extra[key], dtype=object)
+                                           if key in extra else np.full(len(extra["index"]), None)])
+    names = getattr(result, "sample_names", None)
+    if names is not None:  # which file each row is (an image folder), beside its row number
+        columns = {"index": columns["index"], "file": np.asarray([names[int(row)] for row in columns["index"]], dtype=object),
+                   **{key: value for key, value in columns.items() if key != "index"}}
+    order = ranking_order(columns["p_noisy"].astype(float),
+                          columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
+    fieldnames = list(columns)
+    rows = [{key: _plain(columns[key][i]) for key in fieldnames} for i in order]
+    atomic_write_csv(path, rows, fieldnames)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value the CSV writer formats."""
+    return value.item() if hasattr(value, "item") else value

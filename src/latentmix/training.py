@@ -17,9 +17,11 @@ The mix and the correction are the objects a user's own loop holds: `latentmix.m
 draws each step's plan from the run's mixing stream, `latentmix.correction.LossCorrection` keeps
 the noise model, gives each batch its bootstrapping targets and fits a fresh model each epoch, so
 there is one implementation of the method (README, "In your own loop"; docs/own-loop.md). `train`
-is the epochs above; `Run` holds what they use (the set-up, a restored checkpoint) and the
-bookkeeping (metrics rows, the selected checkpoint, the run folder's files, the result). The data
-are sliced from tensors in memory or read by a DataLoader (`latentmix.data.streamed.read_batches`).
+is the epochs above; `Run` holds what they use (the run as `build_run` sets it up, the same set-up
+`latentmix detect`, the vectorized population and `latentmix tune` use; a restored checkpoint) and
+the bookkeeping (metrics rows, the selected checkpoint, the result; the run folder's files are
+written by `latentmix.run_folder.RunFolder`). The data are sliced from tensors in memory or read by
+a DataLoader (`latentmix.data.streamed.read_batches`).
 
 Sources: paper Appendix A/B (protocols), Arazo et al. 2019 reference `train.py` (warm-up, loss
 tracking, per-batch P(noisy)), Manifold Mixup reference (mixing). Where this code chooses between
@@ -49,7 +51,6 @@ from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inpu
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
-from latentmix.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss
 from latentmix.methods import Method, get_method
 from latentmix.mixing import LatentMixer, LatentMixup, MixPlan, format_layers
@@ -58,7 +59,10 @@ from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.selection import (
     early_learning_end, estimate_noise_rate, flagged_share, holdout_split, selected_epoch, separation,
 )
-from latentmix.run_folder import CHECKPOINT_NAME, SELECTED_NAME, RunFolder, RunTiming, run_fingerprints
+from latentmix.run_folder import (  # noqa: F401 - METRIC_FIELDS, write_label_issues: this module's API before
+    CHECKPOINT_NAME, METRIC_FIELDS, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints,
+    write_label_issues,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,8 +326,8 @@ def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
 
 
 def load_run_dataset(config: RunConfig) -> Dataset:
-    """The data set `config` names, read as every command that rebuilds the run reads it (`train`,
-    `detect`). A user's data file and its per-sample noisy labels are read together, so that the
+    """The data set `config` names, read as every command that sets the run up reads it
+    (`build_run`). A user's data file and its per-sample noisy labels are read together, so that the
     labels file (one per sample of the file) goes through the same validation split (`--val-split`
     of the file, default 10%) as the data."""
     options: dict[str, Any] = {}
@@ -428,6 +432,52 @@ class RunStreams:
         self.order.bit_generator.state = state["order"]
         self.mixing.bit_generator.state = state["mixing"]
         self.augment.set_state(state["augment"].cpu() if hasattr(state["augment"], "cpu") else state["augment"])
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What one run is made of, resolved once from its config (`build_run`): the data, the
+    training labels, the schedule, the method, the noisy-validation split, the initial model and
+    the random streams. `train` (through `Run`), `latentmix detect`, the vectorized population and
+    `latentmix tune` all build their runs with `build_run`, so they cannot disagree on any of it."""
+
+    config: RunConfig
+    dataset: Dataset
+    labels: NoisyLabels  # the training labels (and which are wrong, when known), on the CPU
+    protocol: Protocol
+    method: Method
+    alpha: float  # of the mixing Beta(alpha, alpha): the method's, else the protocol's
+    warmup: Optional[int]  # epochs before bootstrapping; None: until early learning ends
+    trained: np.ndarray  # positions in the training set trained on
+    holdout: np.ndarray  # positions held out with their noisy labels to select a checkpoint by
+    model: nn.Module  # initialised from the run's seed (or the caller's own)
+    streams: RunStreams  # data order, mixing draws, augmentation
+
+    def inputs_mixable(self) -> bool:
+        """Whether layer 0 (the input) can be mixed: not when the inputs hold integer token ids."""
+        return not has_integer_inputs(model_inputs_sample(self.dataset))
+
+
+def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Optional[nn.Module] = None,
+              device: torch.device = torch.device("cpu")) -> RunSetup:
+    """The run `config` describes, set up: its data (`load_run_dataset`, unless given), checked
+    (`check_run_inputs`), its labels (`make_labels`), schedule (`protocol_for`), noisy-validation
+    split (`run_holdout`), model (`build_run_model`, unless given) and streams, with the data, the
+    model and the augmentation stream on `device`. A bad method is an error before the data load."""
+    method = config.resolved_method()
+    if dataset is None:
+        dataset = load_run_dataset(config)
+    protocol = protocol_for(config, dataset.name)
+    check_run_inputs(config, dataset)
+    labels = make_labels(config, dataset)
+    trained, holdout = run_holdout(config, protocol, dataset, labels)
+    if model is None:
+        model = build_run_model(config, dataset)
+    return RunSetup(
+        config=config, dataset=dataset.to(device), labels=labels, protocol=protocol, method=method,
+        alpha=protocol.alpha if method.alpha is None else method.alpha, warmup=resolve_warmup(config, method, protocol),
+        trained=trained, holdout=holdout, model=model.to(device), streams=RunStreams.from_seed(config.seed, device),
+    )
 
 
 def batch_indices(positions: torch.Tensor, batch_size: int, rng: np.random.Generator) -> list[torch.Tensor]:
@@ -547,12 +597,6 @@ def training_step(
 # The run
 # --------------------------------------------------------------------------------------------
 
-METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
-    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
-]
-
-
 def train(
     config: RunConfig,
     *,
@@ -668,11 +712,12 @@ class RunLog:
 
 
 class Run:
-    """One run's set-up and bookkeeping, around the epochs `train` runs: the resolved settings and
-    protocol, the noisy labels and the noisy-validation split, the model on its device (compiled,
-    channels-last), the transforms, the random streams, the optimizer, `LatentMixup` and
-    `LossCorrection`, a checkpoint restored; then the per-epoch evaluation, the tracking pass, the
-    run folder's files and the `RunResult`. Arguments as `train`'s."""
+    """One run's set-up and bookkeeping, around the epochs `train` runs: the run as `build_run`
+    sets it up (settings, protocol, noisy labels and the noisy-validation split, model, random
+    streams) placed for training (compiled, channels-last), the transforms, the optimizer,
+    `LatentMixup` and `LossCorrection`, a checkpoint restored; then the per-epoch evaluation, the
+    tracking pass, the run folder's files (through `RunFolder`) and the `RunResult`. Arguments as
+    `train`'s."""
 
     def __init__(self, config: RunConfig, *, dataset: Optional[Dataset], model: Optional[nn.Module],
                  mix_points: Optional[Sequence], run_dir: Optional[str | os.PathLike], resume: bool, overwrite: bool,
@@ -684,27 +729,22 @@ class Run:
         self.run_folder = run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
         if run_folder is not None:  # refuse an occupied folder before the data load
             run_folder.check_command(resume=resume, overwrite=overwrite)
-        self.method = method = config.resolved_method()
         if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
             raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
                               f"choose {', '.join(BOOTSTRAP_FORWARDS)}")
         if config.track_transform not in ("train", "eval"):
             raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
-        if dataset is None:
-            dataset = load_run_dataset(config)
-        self.protocol = protocol = protocol_for(config, dataset.name)
-        check_run_inputs(config, dataset)
+        self.setup = setup = build_run(config, dataset=dataset, model=model, device=device)
+        self.method = method = setup.method
+        self.protocol = protocol = setup.protocol
+        self.warmup, self.labels, self.streams = setup.warmup, setup.labels, setup.streams
+        self.trained_np, self.holdout_np = setup.trained, setup.holdout
+        self.dataset = dataset = setup.dataset  # on the device
+        self.model = model = setup.model
         dist.check_batch_size(protocol.batch_size)
-        alpha = protocol.alpha if method.alpha is None else method.alpha
-        self.warmup = resolve_warmup(config, method, protocol)
-
-        self.labels = labels = make_labels(config, dataset)
-        self.trained_np, self.holdout_np = run_holdout(config, protocol, dataset, labels)
-        if model is None:
-            model = build_run_model(config, dataset)
         mixer = LatentMixer(model, mix_points)
         eligible_layers = mixer.check_layers(method.mix_layers)
-        if 0 in eligible_layers and has_integer_inputs(model_inputs_sample(dataset)):
+        if 0 in eligible_layers and not setup.inputs_mixable():
             raise ConfigError(
                 f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
                 f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
@@ -715,13 +755,10 @@ class Run:
         # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
         channels_last = use_cuda if config.channels_last is None else config.channels_last
-        self.dataset = dataset = dataset.to(device)
-        self.model = model
-        model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        self.noisy_labels = noisy_labels = labels.labels.to(device)
-        self.is_noisy = labels.is_noisy.to(device)
+        self.noisy_labels = noisy_labels = setup.labels.labels.to(device)
+        self.is_noisy = setup.labels.is_noisy.to(device)
         self.trained = torch.from_numpy(self.trained_np).to(device)
         self.holdout = holdout = torch.from_numpy(self.holdout_np).to(device)
         self.holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(self.holdout_np) else None
@@ -733,7 +770,6 @@ class Run:
         own_schedule = optimizer is not None or scheduler is not None
         self.own_schedule = own_schedule  # the user's: the protocol's lr schedule is off
         self.optimizer, self.scheduler = optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
-        self.out_path = Path(run_dir) if run_dir is not None and dist.is_main else None  # main process writes
         self.run_path = Path(run_dir) if run_dir is not None else None
         # the loss correction, keyed by training-set position: the tracked losses of the samples
         # trained on, the noise model fitted to them each epoch, the bootstrapping targets per batch
@@ -749,7 +785,7 @@ class Run:
         self.log = RunLog()
         if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
             record = {
-                "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": alpha,
+                "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": setup.alpha,
                 "warmup_epochs": self.warmup, "mix_points": [list(p) for p in mixer.mix_points],
                 "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
                 **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
@@ -759,11 +795,13 @@ class Run:
             state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
             if state is not None:  # every process resumes from the same checkpoint
                 self._restore(state)
-        self.timing = (run_folder.start_timing(self.start_epoch, started, str(device)) if self.out_path is not None
+        self.timing = (run_folder.start_timing(self.start_epoch, started, str(device))
+                       if run_folder is not None and run_folder.writer
                        else RunTiming(started=started, first_epoch=self.start_epoch, device=str(device)))
         # data-parallel: the mixed forward runs through DDP (wrapped after the checkpoint is
         # loaded: DDP broadcasts rank 0's weights); the run's mixing stream draws the plans
-        self.mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=alpha, seed=self.streams.mixing)
+        self.mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=setup.alpha,
+                                 seed=setup.streams.mixing)
 
     def _set_transforms(self, config: RunConfig, dataset: Dataset, channels_last: bool) -> None:
         """The training transform (augmentation, drawn from the run's augmentation stream), the
@@ -772,7 +810,7 @@ class Run:
         identity = lambda inputs: inputs  # noqa: E731
         eval_transform = dataset.eval_transform or identity
         train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
-        self.streams = streams = RunStreams.from_seed(config.seed, self.device)
+        streams = self.streams
         augment = lambda inputs: train_transform(inputs, streams.augment)  # noqa: E731
         if channels_last:
             to_cl = lambda x: map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)  # noqa: E731
@@ -789,16 +827,13 @@ class Run:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.log.metrics = state["metrics"]
-        if state.get("noise_model") is not None:
-            self.correction.noise_model = _noise_model_from_state(state["noise_model"])
+        self.correction.noise_model = noise_model_of(state)
         if state.get("tracked") is not None:
             self.tracked = Tracked(state["tracked"]["losses"].to(self.device), state["tracked"]["logits"].to(self.device))
             self.observe(self.tracked, for_fit=False)
         self.correction.epochs_done = state["epoch"]
         self.log.snapshot = state.get("label_snapshot")
-        if self.run_folder.file(SELECTED_NAME).exists():
-            self.log.selected_state = torch.load(self.run_folder.file(SELECTED_NAME), map_location=self.device,
-                                                 weights_only=True)
+        self.log.selected_state = self.run_folder.load_selected(self.device)
         self.start_epoch = state["epoch"] + 1
 
     # ---- per epoch ---------------------------------------------------------------------------
@@ -864,23 +899,23 @@ class Run:
         """The run folder after an epoch: metrics.csv, the selected model when this epoch is the
         selected one, the checkpoint (everything a resume needs) and the timing. Runs too short to
         need it (a grid of tiny models, `checkpoint=False`) write metrics.csv once at the end."""
-        if self.out_path is None or not self.config.checkpoint:
+        folder = self.run_folder
+        if folder is None or not folder.writer or not self.config.checkpoint:
             return
         log, correction = self.log, self.correction
-        atomic_write_csv(self.out_path / "metrics.csv", log.metrics, METRIC_FIELDS)
+        folder.write_metrics(log.metrics)
         if log.selected_state is not None and log.metrics[-1]["epoch"] == selected_epoch(log.metrics):
-            atomic_torch_save(self.out_path / SELECTED_NAME, log.selected_state)
-        self.run_folder.save_checkpoint({
+            folder.save_selected(log.selected_state)
+        folder.save_checkpoint({
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             **({"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}),
             "streams": self.streams.state_dict(), "metrics": log.metrics, "noisy_labels": self.noisy_labels.cpu(),
-            "noise_model": None if correction.noise_model is None else {
-                "kind": self.config.noise_model, "state": correction.noise_model.state_dict()},
+            "noise_model": noise_model_entry(correction.noise_model),
             "tracked": None if self.tracked is None else {"losses": self.tracked.losses.cpu(),
                                                           "logits": self.tracked.logits.cpu()},
             "label_snapshot": log.snapshot,
         })
-        self.run_folder.write_timing(self.timing)
+        folder.write_timing(self.timing)
 
     # ---- the end -----------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -908,10 +943,10 @@ class Run:
             bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
             selected_model_state=log.selected_state,
         )
-        if self.out_path is not None:
-            atomic_write_csv(self.out_path / "metrics.csv", metrics, METRIC_FIELDS)
-            write_label_issues(self.out_path / "label_issues.csv", result)
-            atomic_write_json(self.out_path / "result.json", result.summary())
+        if self.run_folder is not None:
+            self.run_folder.write_metrics(metrics)
+            self.run_folder.write_label_issues(result)
+            self.run_folder.write_result(result.summary())
             self.run_folder.write_timing(self.timing)
         return result
 
@@ -1037,52 +1072,6 @@ def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
     return fit_noise_model(values, kind=config.noise_model, **options)
 
 
-def write_label_issues(path: Path, result: RunResult) -> None:
-    """`label_issues.csv`: every scored sample, most likely mislabeled first (P(noisy) descending,
-    ties by the loss descending). Columns: `index` (the row of the user's data file when the data
-    came from one, else the position in the training set), `file` (its name, where the data name
-    their rows: an image folder's file paths), `split` (train; holdout = the noisy
-    validation split; val = validation rows of the user's file), `given_label`, `p_noisy`,
-    `loss` (cross-entropy against the given label), `predicted_label`, and `truly_noisy` when the
-    clean labels are known. `result` needs `p_noisy`, `predictions`, `noisy_labels`, `is_noisy`;
-    `losses`, `sample_rows`, `holdout` and `extra_rows` are used when present."""
-    from latentmix.selection import ranking_order
-
-    n = len(result.p_noisy)
-    losses = getattr(result, "losses", None)
-    holdout = getattr(result, "holdout", None)
-    rows_of = getattr(result, "sample_rows", None)
-    columns = {
-        "index": np.arange(n) if rows_of is None else np.asarray(rows_of),
-        "split": np.where(holdout, "holdout", "train") if holdout is not None else np.full(n, "train"),
-        "given_label": np.asarray(result.noisy_labels), "p_noisy": np.asarray(result.p_noisy),
-        **({} if losses is None else {"loss": np.asarray(losses)}),
-        "predicted_label": np.asarray(result.predictions),
-    }
-    known = result.is_noisy is not None
-    if known:
-        columns["truly_noisy"] = np.asarray(result.is_noisy).astype(int)
-    extra = getattr(result, "extra_rows", None)
-    if extra:  # validation rows of the user's file: no clean reference for them
-        for key in columns:
-            columns[key] = np.concatenate([columns[key].astype(object), np.asarray(extra[key], dtype=object)
-                                           if key in extra else np.full(len(extra["index"]), None)])
-    names = getattr(result, "sample_names", None)
-    if names is not None:  # which file each row is (an image folder), beside its row number
-        columns = {"index": columns["index"], "file": np.asarray([names[int(row)] for row in columns["index"]], dtype=object),
-                   **{key: value for key, value in columns.items() if key != "index"}}
-    order = ranking_order(columns["p_noisy"].astype(float),
-                          columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
-    fieldnames = list(columns)
-    rows = [{key: _plain(columns[key][i]) for key in fieldnames} for i in order]
-    atomic_write_csv(path, rows, fieldnames)
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python value the CSV writer formats."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def build_optimizer(optimizer: Any, scheduler: Any, model: nn.Module, protocol: Protocol) -> tuple[Any, Any]:
     """The run's optimizer and lr scheduler. Default: SGD with the protocol's momentum and weight
     decay (its lr set per epoch by `lr_at_epoch`), no scheduler. A given optimizer may be an
@@ -1133,13 +1122,6 @@ def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Op
         raise ConfigError(f"{run_folder.file(CHECKPOINT_NAME)} does not fit this model ({first_line}); resume with "
                           "the run's model, or pass --overwrite") from None
     streams.load_state_dict(state["streams"])
-
-
-def _noise_model_from_state(saved: dict):
-    from latentmix.noise_model import BetaMixture, GaussianMixture
-
-    cls = BetaMixture if saved["kind"] == "beta" else GaussianMixture
-    return cls.from_state_dict(saved["state"])
 
 
 def _progress_bar(iterable, enabled: bool, desc: str):

@@ -26,7 +26,7 @@ from typing import Optional
 
 from latentmix.config import OPTIONS, command_line
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig
+from latentmix.training import RunConfig, RunSetup
 
 DEFAULT_ALPHA_RANGE = (0.1, 32.0)
 CORRECTIONS = OPTIONS["correction"].choices  # none, soft, hard
@@ -76,12 +76,13 @@ def train_command(config: RunConfig) -> str:
     return " ".join(["latentmix", "train", *(shlex.quote(word) for word in command_line(config))])
 
 
-def _layer_bounds(config: RunConfig, dataset) -> tuple[int, int, str]:
+def _layer_bounds(setup: RunSetup) -> tuple[int, int, str]:
+    """The lowest and highest layer a trial may mix in the run's model (`RunSetup`), and the
+    layers' names: layer 0 only where the training step can mix the inputs (not token ids)."""
     from latentmix.mixing import LatentMixer
-    from latentmix.training import build_run_model, has_integer_inputs
 
-    mixer = LatentMixer(build_run_model(config, dataset))
-    low = 1 if has_integer_inputs(dataset.train_inputs) else 0  # token ids cannot be interpolated
+    mixer = LatentMixer(setup.model)
+    low = 0 if setup.inputs_mixable() else 1
     if mixer.num_layers - 1 < low:
         raise ConfigError("this model has no hidden layer to mix")
     return low, mixer.num_layers - 1, mixer.describe_layers()
@@ -116,19 +117,20 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     import optuna
     from optuna.trial import TrialState
 
-    from latentmix.data import load_dataset
     from latentmix.sweep import SweepStore, display_url
-    from latentmix.training import protocol_for, train
+    from latentmix.training import build_run, train
 
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     if objective not in ("best", "last"):
         raise ConfigError(f"objective must be best or last, got {objective!r}")
-    base.resolved_method()  # a bad --method is an error now, not in every trial
-    dataset = load_dataset(base.dataset, data_dir=base.data_dir, data_path=base.data, download=base.download)
-    min_layer, max_layer, layer_names = _layer_bounds(base, dataset)
+    # the run every trial varies, set up once as `train` sets it up (a bad --method is an error
+    # now, not in every trial); the trials share its data
+    setup = build_run(base)
+    dataset = setup.dataset
+    min_layer, max_layer, layer_names = _layer_bounds(setup)
     kind, why = validation_kind(dataset, base)
-    epochs = protocol_for(base, dataset.name).epochs
+    epochs = setup.protocol.epochs
     out_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(out_dir.resolve() / 'tune.db').as_posix()}"
     store = SweepStore(url)

@@ -8,21 +8,16 @@ trainer supports are trained together when `vectorized` is True.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Optional
 
 from latentmix.experiments import Grid
+from latentmix.run_folder import RunFolder
 
 
 def load_finished(run_dir: Path) -> Optional[dict]:
-    path = run_dir / "result.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a half-written file cannot exist (atomic writes), but a hand-edited one can
+    """A finished run's summary (result.json), None when the run has not finished."""
+    return RunFolder(run_dir).read_result()
 
 
 def run_grid(grid: Grid, out_dir: Path, *, storage: Optional[str] = None, workers: int = 1, vectorized: bool = True,

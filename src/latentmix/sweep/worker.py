@@ -8,7 +8,6 @@ folder's checkpoint (``train(..., resume=True)``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from types import SimpleNamespace
 from typing import Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
-from latentmix.run_folder import CHECKPOINT_NAME, TIMING_KEYS, TIMING_NAME, read_wall_time, timing_document
+from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, read_wall_time, timing_document
 from latentmix.sweep.claim import Claim, Heartbeat, claim_runs, population_module
 from latentmix.sweep.results import sweep_counts
 from latentmix.sweep.store import SweepStore
@@ -59,23 +58,19 @@ def _scalar_summary(summary: dict) -> dict:
 
 def _load_result(run_dir: Path, config: RunConfig) -> Optional[dict]:
     """A finished run's result.json, if its config.json matches this run (else ConfigError)."""
-    path = run_dir / "result.json"
-    if not path.exists():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    folder = RunFolder(run_dir)
+    summary = folder.read_result()
+    if summary is None:
         return None
     if summary.get("wall_time_s") is None:  # timings live in timing.json, not in result.json
         summary["wall_time_s"] = read_wall_time(run_dir)
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
-            stored = json.loads(config_path.read_text())["config"]
-            diff = differing_settings(config.to_dict(), stored)
-            if diff:
-                raise ConfigError(f"{run_dir} holds a finished run with other settings ({', '.join(diff[:3])}); "
-                                  "move it away or use another --out")
+    stored = None
+    with contextlib.suppress(ConfigError):  # no readable record: the result alone says the run finished
+        stored = folder.saved_record()["config"]
+    diff = differing_settings(config.to_dict(), stored) if stored is not None else []
+    if diff:
+        raise ConfigError(f"{run_dir} holds a finished run with other settings ({', '.join(diff[:3])}); "
+                          "move it away or use another --out")
     return summary
 
 
@@ -143,9 +138,6 @@ def _epochs_of(config: RunConfig) -> int:
 
 
 def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport, population) -> None:
-    from latentmix.io import atomic_write_csv, atomic_write_json
-    from latentmix.training import METRIC_FIELDS, write_label_issues
-
     configs = [c.config for c in claims]
     reported: list[set] = [set() for _ in claims]
     # Every trial.report is a database transaction (~2 ms): a population of hundreds of runs would
@@ -164,24 +156,25 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
     report.populations += 1
     for claim, summary, seen in zip(claims, results, reported):
         run_dir = out_dir / "runs" / claim.run_id
+        folder = RunFolder(run_dir)
         metrics = summary.get("metrics") or []
         _report_missing(claim.trial, [row for row in metrics if row["epoch"] % stride == 0 or row is metrics[-1]], seen)
         set_user_attrs(claim.trial, {"val_acc_curve": [round(float(row["val_acc"]), 6) for row in metrics]})
         summary = {**summary, "trained_as": summary.get("trained_as", f"population of {len(claims)}")}
-        atomic_write_json(run_dir / "config.json", {"config": claim.config.to_dict(), "trained_as": summary["trained_as"]})
+        folder.write_population_record(claim.config.to_dict(), summary["trained_as"])
         if metrics:
-            atomic_write_csv(run_dir / "metrics.csv", metrics, METRIC_FIELDS)
+            folder.write_metrics(metrics)
         if all(summary.get(k) is not None for k in ("p_noisy", "predictions", "noisy_labels")):
-            write_label_issues(run_dir / "label_issues.csv", SimpleNamespace(
+            folder.write_label_issues(SimpleNamespace(
                 p_noisy=summary["p_noisy"], losses=summary.get("losses"), predictions=summary["predictions"],
                 noisy_labels=summary["noisy_labels"],
                 is_noisy=summary.get("is_noisy") if claim.config.data is None else None))  # clean labels known
         scalars = _scalar_summary(summary)
         # Timings go to timing.json, so that result.json is the same file for same-seed runs.
-        atomic_write_json(run_dir / TIMING_NAME, timing_document(
+        folder.write_timing(timing_document(
             [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": summary.get("wall_time_s", 0.0),
               "device": claim.config.device}], summary.get("epoch_time_s") or []))
-        atomic_write_json(run_dir / "result.json", {k: v for k, v in scalars.items() if k not in TIMING_KEYS})
+        folder.write_result(scalars)
         report.trained += 1
         _finish(study, claim, scalars, run_dir, report, summary["trained_as"])
 
