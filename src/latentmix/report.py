@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from latentmix.errors import ConfigError
+from latentmix.summary import RunSummary
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -157,7 +158,7 @@ class RunRecord:
     seed: Optional[int]
     config: dict = field(default_factory=dict)
     noise_kind: str = "symmetric"
-    result: Optional[dict] = None
+    result: Optional[RunSummary] = None
     metrics: list = field(default_factory=list)
     run_dir: Optional[str] = None
     row: str = ""
@@ -170,7 +171,7 @@ class RunRecord:
     def summary(self) -> dict:
         """result.json with the report's row, run id and settings; the detection AUC of the last
         epoch that has one when the summary lacks it."""
-        out = dict(self.result or {})
+        out = self.result.to_dict() if self.result is not None else {}
         out.update(row=self.row, run_id=self.run_id, dataset=self.dataset, noise=self.noise, noise_kind=self.noise_kind,
                    seed=self.seed, run_dir=self.run_dir)
         if out.get(AUC) is None:
@@ -296,20 +297,20 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(path for path in base.iterdir() if is_run(path))
 
 
-def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, run_dir: Optional[str]) -> RunRecord:
+def _record(run_id: str, config: dict, result: Optional[RunSummary], metrics: list, run_dir: Optional[str]) -> RunRecord:
     from latentmix.run_folder import read_wall_time
 
-    result_or_empty = result or {}
-    noise = config.get("noise", result_or_empty.get("noise"))
-    actual = result_or_empty.get("actual_noise_rate")
+    known = result if result is not None else RunSummary()  # where the config is silent
+    noise = config.get("noise", known.noise)
+    actual = known.actual_noise_rate
     if not noise and isinstance(actual, (int, float)) and actual > 0:
         noise = actual  # given noisy labels (a --noisy-labels file): filed by their measured rate, not as 0%
-    seed = config.get("seed", result_or_empty.get("seed"))
+    seed = config.get("seed", known.seed)
     return RunRecord(
-        run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
-        method=str(config.get("method") or result_or_empty.get("method") or run_id), layers=config.get("layers"),
+        run_id=run_id, dataset=str(config.get("dataset") or known.dataset or "unknown"),
+        method=str(config.get("method") or known.method or run_id), layers=config.get("layers"),
         noise=round(float(noise or 0.0), 6), seed=None if seed is None else int(seed), config=config, result=result,
-        noise_kind=str(config.get("noise_kind") or result_or_empty.get("noise_kind") or "symmetric"),
+        noise_kind=str(config.get("noise_kind") or known.noise_kind or "symmetric"),
         metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
     )
 
@@ -333,7 +334,8 @@ def load_folder(root: str | Path, progress: bool = True) -> ReportData:
             skipped.append(f"{folder.name} ({', '.join(damaged)} unreadable)" if damaged else folder.name)
             continue
         config = (config_doc or {}).get("config", {}) if isinstance((config_doc or {}).get("config"), dict) else {}
-        runs.append(_record(folder.name, config, result, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
+        summary = None if result is None else RunSummary.from_dict(result)
+        runs.append(_record(folder.name, config, summary, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
     return ReportData(source=str(root.resolve()), kind="folder", runs=runs, skipped=skipped)
 
 
@@ -381,7 +383,7 @@ def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
     runs = []
     for rid, trial in _progress(list(chosen.items()), len(chosen), progress, "loading runs"):
         attrs = trial.user_attrs
-        result = dict(attrs[RESULT_ATTR]) if done(trial) else None
+        result = RunSummary.from_dict(attrs[RESULT_ATTR]) if done(trial) else None
         run_dir = attrs.get("run_dir")
         metrics = read_metrics(Path(run_dir) / "metrics.csv") if run_dir else []
         if not metrics and trial.intermediate_values:
