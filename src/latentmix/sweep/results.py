@@ -88,7 +88,7 @@ def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> lis
     order when `configs` is given, else in trial order."""
     from optuna.trial import TrialState
 
-    from latentmix.experiments import run_id
+    from latentmix.experiments import row_label, run_id
 
     finished = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -100,6 +100,11 @@ def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> lis
         finished[rid] = summary
     if configs is None:
         return list(finished.values())
+    # The grid's rows from its own configs: a store written before the spirals' input mixup was
+    # named "m(0-0)" in the store holds "m".
+    for config in configs:
+        if run_id(config) in finished:
+            finished[run_id(config)]["row"] = row_label(config.method, config.layers, config.dataset)
     return [finished[run_id(c)] for c in configs if run_id(c) in finished]
 
 
