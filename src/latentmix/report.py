@@ -1,8 +1,10 @@
 """Tables from run results: mean ± std over seeds, the paper's numbers beside ours; whole reports.
 
-The table functions (`aggregate`, `markdown_table`, `results_csv_rows`) take a list of run
-summaries (the dicts of `RunResult.summary()` / `result.json`) with a ``row`` key (the table row:
-method and layers) added by the grid runner.
+The table functions (`aggregate`, `value_table` and its markdown `markdown_table`,
+`results_csv_rows`) take a list of run summaries (the dicts of `RunSummary.to_dict()` /
+result.json) with a ``row`` key (`latentmix.experiments.row_label`) added by the grid runner.
+`value_table` returns a `latentmix.table.Table`, which report.md and report.html are both
+written from.
 
 `load_report_data` reads the runs of a sweep or reproduce output folder (``DIR/runs/<run_id>/``
 with config.json, metrics.csv, result.json) or of an Optuna sweep store (a storage URL), and
@@ -96,7 +98,7 @@ def value_table(
     for column in columns:
         means = [stats[(row, column)]["mean"] for row in rows if (row, column) in stats]
         best[column] = max(means) if means else None
-    lines = []
+    table_rows = []
     for row in rows:
         cells = []
         for column in columns:
@@ -104,8 +106,8 @@ def value_table(
             paper_value = paper(row, column) if paper and not isinstance(column, tuple) else None
             bold = bool(bold_best and cell_stats and best[column] is not None and cell_stats["mean"] == best[column])
             cells.append(Cell(format_cell(cell_stats, paper_value, digits=digits), bold))
-        lines.append((row, cells))
-    return Table(title, ["method"] + [column_label(column) for column in columns], lines)
+        table_rows.append((row, cells))
+    return Table(title, ["method"] + [column_label(column) for column in columns], table_rows)
 
 
 def markdown_table(

@@ -272,7 +272,7 @@ def reproduce_cifar10(args: argparse.Namespace) -> int:
         results += run_grid(grid, out, vectorized=not getattr(args, "sequential", False), progress=progress)
     wall = time.perf_counter() - started
 
-    rows = list(methods) + [g.methods[0].method for g in grids[1:]]
+    rows = [row for grid in grids for row in grid.rows()]
     table_noise = tuple(sorted({*noise_rates, *(r for g in grids[1:] for r in g.noise_rates)}))
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     table = write_table(results, out, table_noise, rows, args.seeds, epochs, 1.0 if width is None else width)
