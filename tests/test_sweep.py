@@ -272,15 +272,35 @@ def test_interrupted_run_is_put_back(tmp_path, monkeypatch):
 
 
 def test_run_grid_goes_through_the_store(tmp_path):
-    from latentmix.experiments.runner import run_grid, run_grid_sequential
+    from latentmix.experiments.runner import run_grid
 
-    grid = Grid(name="g", dataset="spiral", methods=(GridMethod("ce"), GridMethod("lr-m", layers="1-2")),
+    grid = Grid(name="g", dataset="spiral", methods=(GridMethod("ce"), GridMethod("m"), GridMethod("lr-m", layers="1-2")),
                 noise_rates=(0.2,), seeds=(0,), base=RunConfig(**TINY))
     results = run_grid(grid, tmp_path, progress=False)
-    assert [(r["row"], r["run_id"]) for r in results] == [("ce", "ce_n0.2_s0"), ("lr-m(1-2)", "lr-m_L1-2_n0.2_s0")]
+    assert [(r["row"], r["run_id"]) for r in results] == [
+        ("ce", "ce_n0.2_s0"), ("m(0-0)", "m_n0.2_s0"), ("lr-m(1-2)", "lr-m_L1-2_n0.2_s0")]
     assert (tmp_path / "sweep.db").exists()
-    seen = []
-    assert run_grid_sequential(grid, tmp_path, progress=False, on_result=seen.append) == results == seen
+    # run again (the plain path): every run is finished, so nothing trains and the summaries are the same
+    assert run_grid(grid, tmp_path, vectorized=False, progress=False) == results
+    assert json.loads((tmp_path / "sweep.json").read_text())["this_worker"]["trained"] == 0
+    with pytest.raises(ConfigError, match="--workers must be >= 1"):
+        run_grid(grid, tmp_path, workers=0, progress=False)
+
+
+def test_a_store_from_before_the_spiral_row_name_still_fills_the_table(tmp_path):
+    """Stores written before `row_label` named the spirals' input mixup "m(0-0)" hold the row "m";
+    the grid's rows come from its own configs, so a resumed table still finds the run."""
+    from latentmix.experiments.runner import run_grid
+
+    grid = Grid(name="g", dataset="spiral", methods=(GridMethod("m"),), noise_rates=(0.2,), seeds=(0,),
+                base=RunConfig(**TINY))
+    store = SweepStore(_url(tmp_path / "sweep.db"))
+    study, _ = store.prepare("g", grid.runs())
+    (trial,) = study.get_trials(deepcopy=False)
+    study._storage.set_trial_user_attr(trial._trial_id, "row", "m")  # as an older version enqueued it
+    run_grid(grid, tmp_path, progress=False)
+    assert [r["row"] for r in collect_results(study)] == ["m"]  # the store's own, without the grid
+    assert [r["row"] for r in collect_results(study, grid.runs())] == ["m(0-0)"]
 
 
 def test_cli_status(tmp_path, capsys):

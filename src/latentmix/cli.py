@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from latentmix.config_checks import check_output_folder, out_of_memory_reason
 from latentmix.errors import ConfigError
 from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
+from latentmix.summary import RunSummary
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -56,46 +57,46 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, run_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                        distributed=dist)
         if dist is None or dist.is_main:
-            _print_summary(result.summary(), out, result.wall_time_s)
+            _print_summary(result.run_summary(), out, result.wall_time_s)
     return 0
 
 
-def _print_summary(summary: dict, out: Path, wall_time_s: float) -> None:
-    print(f"method {summary['method']} (layers {summary['mix_layers']}, correction {summary['correction']}) "
-          f"on {summary['dataset']}, {noise_text(summary)}, seed {summary['seed']}, {summary['epochs']} epochs")
-    selected = (f", selected {summary['selected_val_acc']:.4f} (epoch {summary['selected_epoch']}, picked by "
-                "validation accuracy)" if summary.get("selected_val_acc") is not None else "")
-    print(f"  best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), last {summary['last_val_acc']:.4f}"
+def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
+    print(f"method {summary.method} (layers {summary.mix_layers}, correction {summary.correction}) "
+          f"on {summary.dataset}, {noise_text(summary)}, seed {summary.seed}, {summary.epochs} epochs")
+    selected = (f", selected {summary.selected_val_acc:.4f} (epoch {summary.selected_epoch}, picked by "
+                "validation accuracy)" if summary.selected_val_acc is not None else "")
+    print(f"  best val acc {summary.best_val_acc:.4f} (epoch {summary.best_epoch}), last {summary.last_val_acc:.4f}"
           f"{selected}")
-    if summary.get("bootstrap_start_epoch") is not None:
-        print(f"  bootstrapping from epoch {summary['bootstrap_start_epoch']}")
-    if summary.get("last_train_acc_clean") is not None:
-        print(f"  train acc vs given labels {summary['last_train_acc_noisy']:.4f}, vs clean labels {summary['last_train_acc_clean']:.4f}")
-    if summary.get("estimated_noise_rate") is not None:
-        actual = summary.get("actual_noise_rate")
-        print(f"  estimated share of wrong labels {summary['estimated_noise_rate']:.3f}"
+    if summary.bootstrap_start_epoch is not None:
+        print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}")
+    if summary.last_train_acc_clean is not None:
+        print(f"  train acc vs given labels {summary.last_train_acc_noisy:.4f}, vs clean labels {summary.last_train_acc_clean:.4f}")
+    if summary.estimated_noise_rate is not None:
+        actual = summary.actual_noise_rate
+        print(f"  estimated share of wrong labels {summary.estimated_noise_rate:.3f}"
               + (f" (actual {actual:.3f})" if actual is not None else "")
-              + f", from the noise model of epoch {summary['label_issues_epoch']}")
-        pairs = summary.get("flagged_noise_pairs") or []
+              + f", from the noise model of epoch {summary.label_issues_epoch}")
+        pairs = summary.flagged_noise_pairs or []
         if pairs:
             print("  flagged labels, given -> predicted class: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
-    collapsed = summary.get("noise_model_collapsed_epochs") or 0
+    collapsed = summary.noise_model_collapsed_epochs or 0
     if collapsed:
-        print(f"  note: in {collapsed} of {summary['epochs']} epochs the noise model found no two groups of losses "
+        print(f"  note: in {collapsed} of {summary.epochs} epochs the noise model found no two groups of losses "
               "(every sample the same P(noisy)); bootstrapping kept the last fit that did, the label issues come "
-              f"from epoch {summary['label_issues_epoch']}, and equal P(noisy) are ranked by the loss")
-    if summary.get("detection_auc") is not None:
-        print(f"  noise detection: AUC {summary['detection_auc']:.4f}, precision {summary['detection_precision']:.3f}, "
-              f"recall {summary['detection_recall']:.3f} at P(noisy) > 0.5")
+              f"from epoch {summary.label_issues_epoch}, and equal P(noisy) are ranked by the loss")
+    if summary.detection_auc is not None:
+        print(f"  noise detection: AUC {summary.detection_auc:.4f}, precision {summary.detection_precision:.3f}, "
+              f"recall {summary.detection_recall:.3f} at P(noisy) > 0.5")
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
 
 
-def noise_text(summary: dict) -> str:
+def noise_text(summary: RunSummary) -> str:
     """The noise a run trained with: the synthetic rate, else the measured rate of given noisy
     labels (a --noisy-labels file, a data file's own), else unknown (no clean labels to compare)."""
-    actual = summary.get("actual_noise_rate")
-    if summary["noise"] > 0:
-        return f"noise {summary['noise']:g}"
+    actual = summary.actual_noise_rate
+    if summary.noise > 0:
+        return f"noise {summary.noise:g}"
     if actual is None:
         return "noise unknown (labels as given, no clean reference)"
     return f"noise {actual:.3g} (given noisy labels)" if actual > 0 else "noise 0"
@@ -130,16 +131,20 @@ def _print_noise_estimate(run_dir: Path) -> None:
     of the flagged labels (beside the true given -> clean pairs when known)."""
     from latentmix.run_folder import RunFolder
 
-    summary = RunFolder(run_dir).read_result()
-    if summary is None or summary.get("estimated_noise_rate") is None:
+    record = RunFolder(run_dir).read_result()
+    try:
+        summary = RunSummary.from_dict(record) if record is not None else None
+    except (ValueError, TypeError, AttributeError):  # not a summary document
         return
-    actual = summary.get("actual_noise_rate")
-    print(f"estimated share of wrong labels: {summary['estimated_noise_rate']:.3f}"
+    if summary is None or summary.estimated_noise_rate is None:
+        return
+    actual = summary.actual_noise_rate
+    print(f"estimated share of wrong labels: {summary.estimated_noise_rate:.3f}"
           + (f" (actual {actual:.3f})" if actual is not None else ""))
-    for key, what in (("flagged_noise_pairs", "flagged labels, given -> predicted class"),
-                      ("true_noise_pairs", "wrong labels, given -> true class")):
-        if summary.get(key):
-            print(f"  {what}: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in summary[key][:8]))
+    for pairs, what in ((summary.flagged_noise_pairs, "flagged labels, given -> predicted class"),
+                        (summary.true_noise_pairs, "wrong labels, given -> true class")):
+        if pairs:
+            print(f"  {what}: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:8]))
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -55,8 +55,10 @@ from torch import nn
 
 from latentmix.data import Dataset
 from latentmix.errors import ConfigError
-from latentmix.mixing import draw_epoch_mixing
+from latentmix.methods import Method
+from latentmix.mixing import draw_epoch_mixing, format_layers
 from latentmix.noise_model import detection_metrics, fit_noise_model
+from latentmix.summary import POPULATION_KEYS, RunSummary
 from latentmix.training import Protocol, RunConfig, RunStreams, build_run, lr_at_epoch, resolve_device
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
@@ -427,9 +429,10 @@ class _Shard:
 def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset] = None, progress: bool = True,
                      on_epoch_end: Optional[Callable[[int, list[dict]], None]] = None,
                      threads: Optional[int] = None) -> list[dict]:
-    """Train `configs` together; returns one summary per run (the keys of `RunResult.summary()`,
-    plus ``metrics`` (per-epoch rows), ``p_noisy``, ``predictions`` and the timings
-    ``wall_time_s`` and ``epoch_time_s``, each run's share of the population's).
+    """Train `configs` together; returns one dict per run: the keys of its result.json
+    (`population_run_summary`), ``summary`` (that `RunSummary`), ``metrics`` (per-epoch rows),
+    ``p_noisy``, ``losses``, ``predictions``, ``noisy_labels``, ``is_noisy`` and the timings
+    ``wall_time_s`` and ``epoch_time_s``, each run's share of the population's.
 
     All runs must share the data set, model and optimisation protocol (epochs, batch size, lr,
     weight decay); methods, layers, alpha, noise and seeds may differ. The runs are split into
@@ -559,17 +562,10 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             detection = detection_metrics(p_noisy, is_noisy[r])
             rows[-1].update(detection_auc=detection["auc"], detection_precision=detection["precision"],
                             detection_recall=detection["recall"])
-        val_accs = [row["val_acc"] for row in rows]
-        best = int(np.argmax(val_accs))
+        summary = population_run_summary(config, method, rows, actual_noise_rate=float(is_noisy[r].mean()),
+                                         trained_as=f"population of {num_runs}")
         summaries.append({
-            "method": method.name, "mix_layers": _format(method.mix_layers), "correction": method.correction,
-            "dataset": config.dataset, "noise": config.noise, "noise_kind": config.noise_kind, "seed": config.seed,
-            "epochs": len(rows),
-            "best_val_acc": val_accs[best], "last_val_acc": val_accs[-1], "best_epoch": rows[best]["epoch"],
-            "last_train_acc_noisy": rows[-1]["train_acc_noisy"], "last_train_acc_clean": rows[-1]["train_acc_clean"],
-            "detection_auc": rows[-1].get("detection_auc"), "detection_precision": rows[-1].get("detection_precision"),
-            "detection_recall": rows[-1].get("detection_recall"),
-            "actual_noise_rate": float(is_noisy[r].mean()), "trained_as": f"population of {num_runs}",
+            **summary.to_dict(), "summary": summary,
             # timings (each run's share of the population's): timing.json, never result.json
             "wall_time_s": round(wall / num_runs, 4), "epoch_time_s": list(epoch_times),
             "metrics": rows, "p_noisy": p_noisy, "losses": final_losses[r].cpu().numpy(),
@@ -579,7 +575,20 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     return summaries
 
 
-def _format(layers) -> str:
-    from latentmix.mixing import format_layers
-
-    return format_layers(layers)
+def population_run_summary(config: RunConfig, method: Method, rows: list[dict], actual_noise_rate: float,
+                           trained_as: str) -> RunSummary:
+    """A population run's summary from its metric rows (the last one carries the detection figures
+    of the final noise model). It has the keys `POPULATION_KEYS`: a population measures no
+    held-out selection, no per-epoch noise model and no bootstrapping, so its result.json leaves
+    those out."""
+    val_accs = [row["val_acc"] for row in rows]
+    best = int(np.argmax(val_accs))
+    return RunSummary(
+        method=method.name, mix_layers=format_layers(method.mix_layers), correction=method.correction,
+        dataset=config.dataset, noise=config.noise, noise_kind=config.noise_kind, seed=config.seed, epochs=len(rows),
+        best_val_acc=val_accs[best], last_val_acc=val_accs[-1], best_epoch=rows[best]["epoch"],
+        last_train_acc_noisy=rows[-1]["train_acc_noisy"], last_train_acc_clean=rows[-1]["train_acc_clean"],
+        detection_auc=rows[-1].get("detection_auc"), detection_precision=rows[-1].get("detection_precision"),
+        detection_recall=rows[-1].get("detection_recall"), actual_noise_rate=actual_noise_rate, trained_as=trained_as,
+        keys=POPULATION_KEYS,
+    )

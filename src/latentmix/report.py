@@ -1,8 +1,10 @@
 """Tables from run results: mean ± std over seeds, the paper's numbers beside ours; whole reports.
 
-The table functions (`aggregate`, `markdown_table`, `results_csv_rows`) take a list of run
-summaries (the dicts of `RunResult.summary()` / `result.json`) with a ``row`` key (the table row:
-method and layers) added by the grid runner.
+The table functions (`aggregate`, `value_table` and its markdown `markdown_table`,
+`results_csv_rows`) take a list of run summaries (the dicts of `RunSummary.to_dict()` /
+result.json) with a ``row`` key (`latentmix.experiments.row_label`) added by the grid runner.
+`value_table` returns a `latentmix.table.Table`, which report.md and report.html are both
+written from.
 
 `load_report_data` reads the runs of a sweep or reproduce output folder (``DIR/runs/<run_id>/``
 with config.json, metrics.csv, result.json) or of an Optuna sweep store (a storage URL), and
@@ -22,13 +24,14 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from latentmix.errors import ConfigError
 from latentmix.run_folder import RunFolder
+from latentmix.summary import RunSummary
+from latentmix.table import Cell, Table
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -82,33 +85,57 @@ def format_cell(stats: Optional[dict], paper: Optional[float] = None, digits: in
     return cell
 
 
-def markdown_table(
+def value_table(
     results: Sequence[dict], value_key: str, rows: Sequence[str], noise_rates: Sequence[float],
     paper: Optional[Callable[[str, float], Optional[float]]] = None, title: str = "", scale: float = 100.0,
     bold_best: bool = True, digits: int = 1,
-) -> str:
-    """A markdown table: one line per row, one column per noise rate (a rate, symmetric noise, or a
-    `noise_column` key), "mean ± std (paper)" cells (`digits` decimals). The best mean of each
-    column is bold."""
+) -> Table:
+    """A table of one summary value: one line per row, one column per noise rate (a rate, symmetric
+    noise, or a `noise_column` key), "mean ± std (paper)" cells (`digits` decimals). The best mean
+    of each column is bold."""
     stats = aggregate(results, value_key, scale)
     columns = [noise if isinstance(noise, tuple) else noise_column(noise) for noise in noise_rates]
     best = {}
     for column in columns:
         means = [stats[(row, column)]["mean"] for row in rows if (row, column) in stats]
         best[column] = max(means) if means else None
-    header = "| method | " + " | ".join(column_label(column) for column in columns) + " |"
-    lines = ([f"**{title}**", ""] if title else []) + [header, "|" + "---|" * (len(columns) + 1)]
+    table_rows = []
     for row in rows:
         cells = []
         for column in columns:
             cell_stats = stats.get((row, column))
             paper_value = paper(row, column) if paper and not isinstance(column, tuple) else None
-            cell = format_cell(cell_stats, paper_value, digits=digits)
-            if bold_best and cell_stats and best[column] is not None and cell_stats["mean"] == best[column]:
-                cell = f"**{cell}**"
-            cells.append(cell)
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            bold = bool(bold_best and cell_stats and best[column] is not None and cell_stats["mean"] == best[column])
+            cells.append(Cell(format_cell(cell_stats, paper_value, digits=digits), bold))
+        table_rows.append((row, cells))
+    return Table(title, ["method"] + [column_label(column) for column in columns], table_rows)
+
+
+def markdown_table(
+    results: Sequence[dict], value_key: str, rows: Sequence[str], noise_rates: Sequence[float],
+    paper: Optional[Callable[[str, float], Optional[float]]] = None, title: str = "", scale: float = 100.0,
+    bold_best: bool = True, digits: int = 1,
+) -> str:
+    """`value_table` as markdown."""
+    return value_table(results, value_key, rows, noise_rates, paper=paper, title=title, scale=scale,
+                       bold_best=bold_best, digits=digits).markdown()
+
+
+def mark_paper_footnotes(table: Table, which: str, noise_rates: Sequence) -> Table:
+    """Mark (†) the paper's Table 1 numbers of `table` that carry a footnote in the paper, and add
+    each footnote below the table; `which` is "best" or "last", `noise_rates` the table's columns."""
+    from latentmix.experiments import paper
+
+    for (method, noise, kind), note in paper.TABLE1_FOOTNOTES.items():
+        columns = [i for i, n in enumerate(noise_rates) if not isinstance(n, tuple) and abs(n - noise) < 1e-9]
+        cells = table.row(method)
+        if kind != which or cells is None or not columns:
+            continue
+        value = paper.table1_paper(method, noise, kind)
+        cell = cells[columns[0]]
+        cell.text = cell.text.replace(f"({value:.1f})", f"({value:.1f}†)")
+        table.notes.append(f"† Paper, {method} {kind} at {noise:.0%}: {value:.1f} {note}.")
+    return table
 
 
 def results_csv_rows(results: Sequence[dict], value_keys: Sequence[str], scale: float = 100.0) -> list[dict]:
@@ -158,7 +185,7 @@ class RunRecord:
     seed: Optional[int]
     config: dict = field(default_factory=dict)
     noise_kind: str = "symmetric"
-    result: Optional[dict] = None
+    result: Optional[RunSummary] = None
     metrics: list = field(default_factory=list)
     run_dir: Optional[str] = None
     row: str = ""
@@ -171,7 +198,7 @@ class RunRecord:
     def summary(self) -> dict:
         """result.json with the report's row, run id and settings; the detection AUC of the last
         epoch that has one when the summary lacks it."""
-        out = dict(self.result or {})
+        out = self.result.to_dict() if self.result is not None else {}
         out.update(row=self.row, run_id=self.run_id, dataset=self.dataset, noise=self.noise, noise_kind=self.noise_kind,
                    seed=self.seed, run_dir=self.run_dir)
         if out.get(AUC) is None:
@@ -297,20 +324,20 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(path for path in base.iterdir() if is_run(path))
 
 
-def _record(run_id: str, config: dict, result: Optional[dict], metrics: list, run_dir: Optional[str]) -> RunRecord:
+def _record(run_id: str, config: dict, result: Optional[RunSummary], metrics: list, run_dir: Optional[str]) -> RunRecord:
     from latentmix.run_folder import read_wall_time
 
-    result_or_empty = result or {}
-    noise = config.get("noise", result_or_empty.get("noise"))
-    actual = result_or_empty.get("actual_noise_rate")
+    known = result if result is not None else RunSummary()  # where the config is silent
+    noise = config.get("noise", known.noise)
+    actual = known.actual_noise_rate
     if not noise and isinstance(actual, (int, float)) and actual > 0:
         noise = actual  # given noisy labels (a --noisy-labels file): filed by their measured rate, not as 0%
-    seed = config.get("seed", result_or_empty.get("seed"))
+    seed = config.get("seed", known.seed)
     return RunRecord(
-        run_id=run_id, dataset=str(config.get("dataset") or result_or_empty.get("dataset") or "unknown"),
-        method=str(config.get("method") or result_or_empty.get("method") or run_id), layers=config.get("layers"),
+        run_id=run_id, dataset=str(config.get("dataset") or known.dataset or "unknown"),
+        method=str(config.get("method") or known.method or run_id), layers=config.get("layers"),
         noise=round(float(noise or 0.0), 6), seed=None if seed is None else int(seed), config=config, result=result,
-        noise_kind=str(config.get("noise_kind") or result_or_empty.get("noise_kind") or "symmetric"),
+        noise_kind=str(config.get("noise_kind") or known.noise_kind or "symmetric"),
         metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
     )
 
@@ -334,7 +361,8 @@ def load_folder(root: str | Path, progress: bool = True) -> ReportData:
             skipped.append(f"{folder.name} ({', '.join(damaged)} unreadable)" if damaged else folder.name)
             continue
         config = (config_doc or {}).get("config", {}) if isinstance((config_doc or {}).get("config"), dict) else {}
-        runs.append(_record(folder.name, config, result, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
+        summary = None if result is None else RunSummary.from_dict(result)
+        runs.append(_record(folder.name, config, summary, read_metrics(folder / "metrics.csv"), str(folder.resolve())))
     return ReportData(source=str(root.resolve()), kind="folder", runs=runs, skipped=skipped)
 
 
@@ -382,7 +410,7 @@ def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
     runs = []
     for rid, trial in _progress(list(chosen.items()), len(chosen), progress, "loading runs"):
         attrs = trial.user_attrs
-        result = dict(attrs[RESULT_ATTR]) if done(trial) else None
+        result = RunSummary.from_dict(attrs[RESULT_ATTR]) if done(trial) else None
         run_dir = attrs.get("run_dir")
         metrics = read_metrics(Path(run_dir) / "metrics.csv") if run_dir else []
         if not metrics and trial.intermediate_values:
@@ -395,26 +423,14 @@ def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
 # ---- rows --------------------------------------------------------------------------------------
 
 
-def base_row(method: str, layers: Optional[str], dataset: str) -> str:
-    """The table row of a method and layer override (`experiments.row_label`); on the spirals,
-    input mixup is "m(0-0)" as in the paper's Table 2."""
-    from latentmix.experiments import row_label
-
-    try:
-        row = row_label(SimpleNamespace(method=method, layers=layers))
-    except (ConfigError, ValueError):
-        row = method if layers is None else f"{method}({layers})"
-    if dataset == "spiral" and row == "m":
-        row = "m(0-0)"
-    return row
-
-
 def assign_rows(runs: Sequence[RunRecord]) -> None:
     """Set each run's row: method and layers; when runs of one row differ in alpha or in an
     overridden correction, those settings are added to the row so they are not averaged together."""
+    from latentmix.experiments import row_label
+
     variants: dict[tuple[str, str], set] = defaultdict(set)
     for run in runs:
-        run.row = base_row(run.method, run.layers, run.dataset)
+        run.row = row_label(run.method, run.layers, run.dataset)
         variants[(run.dataset, run.row)].add((run.config.get("alpha"), run.config.get("correction")))
     for run in runs:
         if len(variants[(run.dataset, run.row)]) > 1:
@@ -467,7 +483,7 @@ class DatasetTables:
     dataset: str
     rows: list
     noise_rates: list
-    markdown: list  # one markdown table (with its notes) per entry
+    tables: list  # `Table`s, written as markdown (report.md) and as HTML (report.html)
     csv_rows: list
 
 
@@ -481,27 +497,6 @@ def _seed_text(results: Sequence[dict]) -> str:
         return "no seeds"
     text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return f"{text} seed(s)"
-
-
-def _mark_paper_footnotes(table: str, dataset: str, which: str, rows: Sequence[str],
-                          noise_rates: Sequence[float]) -> str:
-    from latentmix.experiments import paper
-
-    if dataset != "cifar10":
-        return table
-    notes, lines = [], table.splitlines()
-    for (method, noise, kind), note in paper.TABLE1_FOOTNOTES.items():
-        columns = [i for i, n in enumerate(noise_rates) if not isinstance(n, tuple) and abs(n - noise) < 1e-9]
-        if kind != which or method not in rows or not columns:
-            continue
-        value = paper.table1_paper(method, noise, kind)
-        for index, line in enumerate(lines):
-            if line.startswith(f"| {method} |"):
-                cells = line.split(" | ")
-                cells[columns[0] + 1] = cells[columns[0] + 1].replace(f"({value:.1f})", f"({value:.1f}†)")
-                lines[index] = " | ".join(cells)
-                notes.append(f"† Paper, {method} {kind} at {noise:.0%}: {value:.1f} {note}.")
-    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
@@ -531,16 +526,16 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
         title = f"{dataset}: {label} {word} accuracy (%), {setting}"
         if lookup is not None and table_name:
             title += f"; {table_name} in parentheses"
-        table = markdown_table(results, key, rows, noise_rates, paper=lookup, title=title)
-        tables.append(_mark_paper_footnotes(table, dataset, which, rows, noise_rates))
+        table = value_table(results, key, rows, noise_rates, paper=lookup, title=title)
+        tables.append(mark_paper_footnotes(table, which, noise_rates) if dataset == "cifar10" else table)
     if any(r.get(AUC) is not None for r in results):
-        tables.append(markdown_table(results, AUC, rows, noise_rates, scale=1.0, digits=3,
+        tables.append(value_table(results, AUC, rows, noise_rates, scale=1.0, digits=3,
                                      title=f"{dataset}: noise detection AUC of the label issues, {setting}"))
     if any(r.get(EST_NOISE) is not None for r in results):
-        tables.append(markdown_table(results, EST_NOISE, rows, noise_rates,
+        tables.append(value_table(results, EST_NOISE, rows, noise_rates,
                                      title=f"{dataset}: estimated share of wrong labels (%), {setting}"))
         if any(r.get(ACTUAL_NOISE) is not None for r in results):
-            tables.append(markdown_table(results, ACTUAL_NOISE, rows, noise_rates,
+            tables.append(value_table(results, ACTUAL_NOISE, rows, noise_rates,
                                          title=f"{dataset}: actual share of wrong labels (%), {setting}"))
 
     stats = {key: aggregate(results, key, scale) for key, scale in
@@ -728,44 +723,6 @@ def _header(data: ReportData, generated: str) -> dict:
     return lines
 
 
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-
-
-def markdown_table_to_html(markdown: str) -> str:
-    """A `markdown_table` (its bold title, the table, notes below it) as an HTML table."""
-    caption, head, body, notes = None, None, [], []
-    for line in markdown.strip().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            cells = [cell.strip() for cell in stripped.strip("|").split("|")]
-            if all(set(cell) <= set("-: ") for cell in cells):
-                continue
-            if head is None:
-                head = cells
-            else:
-                body.append(cells)
-        elif stripped.startswith("**") and stripped.endswith("**") and head is None:
-            caption = stripped[2:-2]
-        elif stripped:
-            notes.append(stripped)
-
-    def cell_html(text: str) -> str:
-        return _BOLD.sub(r"<strong>\1</strong>", _html.escape(text))
-
-    parts = ["<table>"]
-    if caption:
-        parts.append(f"<caption>{cell_html(caption)}</caption>")
-    if head:
-        parts.append("<thead><tr>" + "".join(f"<th>{cell_html(c)}</th>" for c in head) + "</tr></thead>")
-    parts.append("<tbody>")
-    for cells in body:
-        parts.append("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{cell_html(c)}</{'th' if i == 0 else 'td'}>"
-                                      for i, c in enumerate(cells)) + "</tr>")
-    parts.append("</tbody></table>")
-    parts += [f'<p class="note">{cell_html(note)}</p>' for note in notes]
-    return "\n".join(parts)
-
-
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; line-height: 1.45; }
@@ -804,7 +761,7 @@ def render_html(data: ReportData, sections: Sequence[tuple[DatasetTables, list]]
     parts.append("</dl>")
     for tables, figures in sections:
         parts.append(f"<h2>{esc(tables.dataset)}</h2>")
-        parts += [f'<div class="scroll">{markdown_table_to_html(table)}</div>' for table in tables.markdown]
+        parts += [f'<div class="scroll">{table.html()}</div>' for table in tables.tables]
         if figures:
             parts.append("<h3>Figures</h3>")
         for path, caption in figures:
@@ -831,8 +788,8 @@ def render_markdown(data: ReportData, sections: Sequence[tuple[DatasetTables, li
     lines += [f"- **{key}**: {value}" for key, value in _header(data, generated).items()]
     for tables, figures in sections:
         lines += ["", f"## {tables.dataset}", ""]
-        for table in tables.markdown:
-            lines += [table.rstrip("\n"), ""]
+        for table in tables.tables:
+            lines += [table.markdown().rstrip("\n"), ""]
         for path, caption in figures:
             lines += [f"![{caption}]({path.name})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -35,7 +35,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -52,7 +52,7 @@ from latentmix.data.streamed import read_batches
 from latentmix.distributed import ONE_PROCESS, DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss
-from latentmix.methods import Method, get_method
+from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup, MixPlan, format_layers
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
@@ -63,6 +63,7 @@ from latentmix.run_folder import (  # noqa: F401 - METRIC_FIELDS, write_label_is
     CHECKPOINT_NAME, METRIC_FIELDS, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints,
     write_label_issues,
 )
+from latentmix.summary import TRAINER_KEYS, RunSummary
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,36 +205,43 @@ class RunResult:
     clean_labels: Optional[np.ndarray] = None  # (N,) when known
     sample_names: Optional[Sequence[str]] = None  # a name per row of the user's data (an image folder: file paths)
 
-    def summary(self) -> dict:
+    def run_summary(self) -> RunSummary:
+        """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it."""
         last = self.metrics[-1] if self.metrics else {}
         detection = self.detection()
-        return {
-            "method": self.method.name,
-            "mix_layers": format_layers(self.method.mix_layers),
-            "correction": self.method.correction,
-            "dataset": self.config.dataset,
-            "noise": self.config.noise,
-            "noise_kind": self.config.noise_kind,
-            "seed": self.config.seed,
-            "epochs": len(self.metrics),
-            "best_val_acc": self.best_val_acc,
-            "last_val_acc": self.last_val_acc,
-            "best_epoch": self.best_epoch,
-            "selected_val_acc": self.selected_val_acc,
-            "selected_epoch": self.selected_epoch,
-            "bootstrap_start_epoch": self.bootstrap_start_epoch,
-            "last_train_acc_noisy": last.get("train_acc_noisy"),
-            "last_train_acc_clean": last.get("train_acc_clean"),
-            "label_issues_epoch": self.label_issues_epoch,
-            "detection_auc": detection.get("auc"),
-            "detection_precision": detection.get("precision"),
-            "detection_recall": detection.get("recall"),
-            "estimated_noise_rate": self.estimated_noise_rate,
+        confusion = self.noise_confusion()
+        return RunSummary(
+            method=self.method.name,
+            mix_layers=format_layers(self.method.mix_layers),
+            correction=self.method.correction,
+            dataset=self.config.dataset,
+            noise=self.config.noise,
+            noise_kind=self.config.noise_kind,
+            seed=self.config.seed,
+            epochs=len(self.metrics),
+            best_val_acc=self.best_val_acc,
+            last_val_acc=self.last_val_acc,
+            best_epoch=self.best_epoch,
+            selected_val_acc=self.selected_val_acc,
+            selected_epoch=self.selected_epoch,
+            bootstrap_start_epoch=self.bootstrap_start_epoch,
+            last_train_acc_noisy=last.get("train_acc_noisy"),
+            last_train_acc_clean=last.get("train_acc_clean"),
+            label_issues_epoch=self.label_issues_epoch,
+            detection_auc=detection.get("auc"),
+            detection_precision=detection.get("precision"),
+            detection_recall=detection.get("recall"),
+            estimated_noise_rate=self.estimated_noise_rate,
             # epochs whose noise model found no two groups of losses (the same P(noisy) for all)
-            "noise_model_collapsed_epochs": sum(1 for row in self.metrics if row.get("separation") == 0.0),
-            "actual_noise_rate": float(self.is_noisy.mean()) if self.is_noisy is not None else None,
-            **self.noise_confusion(),
-        }
+            noise_model_collapsed_epochs=sum(1 for row in self.metrics if row.get("separation") == 0.0),
+            actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,
+            **confusion,
+            keys=TRAINER_KEYS + tuple(confusion),
+        )
+
+    def summary(self) -> dict:
+        """`run_summary()` as the plain dict result.json holds."""
+        return self.run_summary().to_dict()
 
     def _scored(self) -> np.ndarray:
         """Positions of the training samples the noise model was fitted on (held-out ones excluded)."""

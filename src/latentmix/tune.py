@@ -168,9 +168,9 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
                 raise optuna.TrialPruned(f"val acc {row['val_acc']:.4f} at epoch {row['epoch']} trails the median")
 
         result = train(config, dataset=dataset, run_dir=run_dir, progress=False, on_epoch_end=on_epoch_end)
-        summary = result.summary()
-        trial.set_user_attr("result", {k: v for k, v in summary.items() if isinstance(v, (int, float, str, type(None)))})
-        return float(summary["best_val_acc"] if objective == "best" else summary["last_val_acc"])
+        summary = result.run_summary()
+        trial.set_user_attr("result", summary.scalars())
+        return float(summary.best_val_acc if objective == "best" else summary.last_val_acc)
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))

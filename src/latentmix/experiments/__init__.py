@@ -11,23 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
+from latentmix.errors import ConfigError
 from latentmix.mixing import format_layers, parse_layers
 from latentmix.training import RunConfig
 
 
 @dataclass(frozen=True)
 class GridMethod:
-    """One row of a table: a method preset, optionally with its layers overridden, and a label."""
+    """One row of a table: a method preset, optionally with its layers overridden."""
 
     method: str
     layers: Optional[str] = None
-    label: Optional[str] = None
-
-    @property
-    def row(self) -> str:
-        if self.label:
-            return self.label
-        return self.method if self.layers is None else f"{self.method}({format_layers(parse_layers(self.layers))})"
 
 
 @dataclass(frozen=True)
@@ -47,6 +41,10 @@ class Grid:
         return ([("symmetric", rate) for rate in self.noise_rates]
                 + [("asymmetric", rate) for rate in self.asymmetric_rates])
 
+    def rows(self) -> list[str]:
+        """The table's rows, one per method, in the grid's order (`row_label`)."""
+        return [row_label(m.method, m.layers, self.dataset) for m in self.methods]
+
     def runs(self) -> list[RunConfig]:
         return [
             replace(self.base, dataset=self.dataset, method=m.method, layers=m.layers, noise=noise, noise_kind=kind,
@@ -64,11 +62,20 @@ def run_id(config: RunConfig) -> str:
     return f"{config.method}{layers}{correction}{alpha}{kind}_n{config.noise:g}_s{config.seed}".replace(",", "+")
 
 
-def row_label(config: RunConfig) -> str:
-    """The table row of a run: the method, and its layers when they were overridden."""
-    if config.layers is None:
-        return config.method
-    return f"{config.method}({format_layers(parse_layers(config.layers))})"
+def row_label(method: str, layers: Optional[str] = None, dataset: Optional[str] = None) -> str:
+    """The table row of a run: the method, and its layers when they were overridden ("lr-m(1-3)").
+    Every table, the sweep store and `latentmix report` name rows with this function.
+
+    On the spirals input mixup is "m(0-0)", as the paper's Table 2 names it beside the lr-m(a-b)
+    ranges. Layers that cannot be read (a hand-edited config.json) are shown as written."""
+    if layers is None:
+        row = method
+    else:
+        try:
+            row = f"{method}({format_layers(parse_layers(layers))})"
+        except (ConfigError, ValueError):
+            row = f"{method}({layers})"
+    return "m(0-0)" if dataset == "spiral" and row == "m" else row
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ SPIRAL_RANGES = tuple(f"{low}-{high}" for low in range(5) for high in range(low 
 def spiral_table2_grid(seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
                        noise_rates: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4)) -> Grid:
     """Paper Table 2: CE, input mixup M(0-0) and LR-M over every range 0-1 .. 4-5, at 0-40% noise."""
-    methods = (GridMethod("ce", label="ce"), GridMethod("m", label="m(0-0)")) + tuple(
+    methods = (GridMethod("ce"), GridMethod("m")) + tuple(
         GridMethod("lr-m", layers=r) for r in SPIRAL_RANGES
     )
     return Grid(

@@ -34,9 +34,10 @@ from typing import Optional, Sequence
 from latentmix.errors import ConfigError
 from latentmix.experiments import Grid, GridMethod
 from latentmix.experiments import paper
+from latentmix.experiments.runner import run_grid
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
-from latentmix.report import markdown_table, results_csv_rows
+from latentmix.report import mark_paper_footnotes, markdown_table, results_csv_rows, value_table
 from latentmix.training import RunConfig
 
 __all__ = [
@@ -68,7 +69,6 @@ DISPLAY_NAMES = {
     "dlr-m-dyr-h": "DLR-M-DYR-H (1-4)",
     "lr-m-dyr-h-0-4": "LR-M-DYR-H (0-4)",
 }
-FOOTNOTE_MARK = "†"
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def cifar10_table1_grid(
     for method in methods:
         get_method(method)  # a clear error for an unknown name before anything runs
     return Grid(
-        name="cifar10-table1", dataset="cifar10", methods=tuple(GridMethod(m, label=m) for m in methods),
+        name="cifar10-table1", dataset="cifar10", methods=tuple(GridMethod(m) for m in methods),
         noise_rates=tuple(noise_rates), seeds=tuple(range(seeds)),
         base=_base_config(epochs, alpha, data_dir, download, width, device),
     )
@@ -131,21 +131,11 @@ def cifar10_figure_grids(
             rates = tuple(r for r in rates if any(abs(r - n) < 1e-9 for n in noise_rates))
         if rates:
             grids.append(Grid(
-                name=f"cifar10-figures-{method}", dataset="cifar10", methods=(GridMethod(method, label=method),),
+                name=f"cifar10-figures-{method}", dataset="cifar10", methods=(GridMethod(method),),
                 noise_rates=rates, seeds=tuple(range(seeds)),
                 base=_base_config(epochs, alpha, data_dir, download, width, device),
             ))
     return grids
-
-
-def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
-    """Run through the project's grid runner (the store-backed `run_grid` when present)."""
-    from latentmix.experiments import runner
-
-    run_grid = getattr(runner, "run_grid", None)
-    if run_grid is not None and not sequential:
-        return run_grid(grid, out, progress=progress)
-    return runner.run_grid_sequential(grid, out, progress=progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,26 +147,6 @@ def _paper_value(which: str):
     return lambda row, noise: paper.table1_paper(row, noise, which)
 
 
-def _mark_footnotes(table: str, which: str, noise_rates: Sequence[float]) -> tuple[str, list[str]]:
-    """Add a mark to the paper's numbers that carry a footnote; returns the table and the notes."""
-    notes = []
-    lines = table.splitlines()
-    for (method, noise, kind), note in paper.TABLE1_FOOTNOTES.items():
-        if kind != which or not any(abs(noise - n) < 1e-9 for n in noise_rates):
-            continue
-        value = paper.table1_paper(method, noise, kind)
-        column = [i for i, n in enumerate(noise_rates) if abs(noise - n) < 1e-9][0]
-        for index, line in enumerate(lines):
-            if line.startswith(f"| {method} |"):
-                cells = line.split(" | ")
-                # cells[0] is "| method", the noise columns follow; the last ends with " |".
-                cell = cells[column + 1]
-                cells[column + 1] = cell.replace(f"({value:.1f})", f"({value:.1f}{FOOTNOTE_MARK})")
-                lines[index] = " | ".join(cells)
-                notes.append(f"{FOOTNOTE_MARK} Paper, {method} {kind} at {noise:.0%}: {value:.1f} {note}.")
-    return "\n".join(lines) + "\n", notes
-
-
 def write_table(results: Sequence[dict], out: Path, noise_rates: Sequence[float], rows: Sequence[str],
                 seeds: int, epochs: int, width: float) -> str:
     """table.md (best and last test accuracy, mean ± std, the paper's numbers in parentheses) and
@@ -185,10 +155,10 @@ def write_table(results: Sequence[dict], out: Path, noise_rates: Sequence[float]
                "paper Table 1 in parentheses")
     best = markdown_table(results, "best_val_acc", rows, noise_rates, paper=_paper_value("best"),
                           title=f"CIFAR-10 (Table 1), best test accuracy (%), {setting}")
-    last = markdown_table(results, "last_val_acc", rows, noise_rates, paper=_paper_value("last"),
-                          title=f"CIFAR-10 (Table 1), last-epoch test accuracy (%), {setting}")
-    last, notes = _mark_footnotes(last, "last", noise_rates)
-    text = best + "\n" + last + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    last = mark_paper_footnotes(value_table(results, "last_val_acc", rows, noise_rates, paper=_paper_value("last"),
+                                            title=f"CIFAR-10 (Table 1), last-epoch test accuracy (%), {setting}"),
+                                "last", noise_rates)
+    text = best + "\n" + last.markdown()
     atomic_write_text(out / "table.md", text)
     csv_rows = results_csv_rows(results, ["best_val_acc", "last_val_acc"])
     for row in csv_rows:
@@ -299,10 +269,10 @@ def reproduce_cifar10(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results: list[dict] = []
     for grid in grids:
-        results += _run_grid(grid, out, sequential=getattr(args, "sequential", False), progress=progress)
+        results += run_grid(grid, out, vectorized=not getattr(args, "sequential", False), progress=progress)
     wall = time.perf_counter() - started
 
-    rows = list(methods) + [g.methods[0].method for g in grids[1:]]
+    rows = [row for grid in grids for row in grid.rows()]
     table_noise = tuple(sorted({*noise_rates, *(r for g in grids[1:] for r in g.noise_rates)}))
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     table = write_table(results, out, table_noise, rows, args.seeds, epochs, 1.0 if width is None else width)

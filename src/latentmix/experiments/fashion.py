@@ -113,10 +113,6 @@ def _grid_methods(text: Optional[str], default: Sequence[str], deep_layers: str,
     return tuple(rows)
 
 
-def _row_of(method: GridMethod) -> str:
-    return row_label(RunConfig(method=method.method, layers=method.layers))
-
-
 def _display(row: str) -> str:
     if row in DISPLAY:
         return DISPLAY[row]
@@ -206,20 +202,6 @@ def _write_outputs(results: list[dict], out: Path, rows: list[str], columns: Seq
     return figures
 
 
-def _run_grid(grid: Grid, out: Path, sequential: bool, progress: bool, workers: int = 1) -> list[dict]:
-    """The grid through the sweep store; `workers` processes share the runs, one torch thread each
-    (small networks use a second thread poorly: benchmarks/fashion_table_cost.py measures both)."""
-    import os
-
-    import torch
-
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
-    if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    return run_grid(grid, out, vectorized=not sequential, progress=progress, workers=workers)
-
-
 def _asymmetric_rates(args: argparse.Namespace) -> tuple[float, ...]:
     """--asym-noise rates; by default the table's, unless --noise picked symmetric rates alone."""
     from latentmix.experiments.reproduce import _noise_list
@@ -260,10 +242,10 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
                         methods=getattr(args, "methods", None), model=model, width=width, device=device,
                         asymmetric_rates=asymmetric_rates)
     started = time.perf_counter()
-    results = _run_grid(grid, out, sequential=getattr(args, "sequential", False), progress=progress,
-                        workers=getattr(args, "workers", 1) or 1)
+    results = run_grid(grid, out, vectorized=not getattr(args, "sequential", False), progress=progress,
+                       workers=getattr(args, "workers", 1) or 1)
     wall = time.perf_counter() - started
-    rows = [_row_of(m) for m in grid.methods]
+    rows = grid.rows()
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     model_text = ("MLP 784-256-256-10" if model == "mlp"
                   else f"SmallCNN width {width:g} ({max(4, round(32 * width))}/{2 * max(4, round(32 * width))} channels)")
@@ -399,15 +381,15 @@ def reproduce_multimodal(args: argparse.Namespace) -> int:
                            asymmetric_rates=_asymmetric_rates(args))
     for row in grid.methods:
         if 0 in get_method(row.method, layers=row.layers).mix_layers:
-            raise ConfigError(f"method {row.row} mixes layer 0 (the input), but the inputs include integer token ids, "
+            raise ConfigError(f"method {row_label(row.method, row.layers)} mixes layer 0 (the input), but the inputs include integer token ids, "
                               "which cannot be interpolated; choose hidden layers (e.g. lr-m(1-3))")
     out = Path(args.out or "runs/reproduce-multimodal")
     progress = not getattr(args, "quiet", False)
     dataset = load_dataset(NAME, data_dir=str(source))
     started = time.perf_counter()
-    results = _run_grid(grid, out, sequential=True, progress=progress, workers=getattr(args, "workers", 1) or 1)
+    results = run_grid(grid, out, vectorized=False, progress=progress, workers=getattr(args, "workers", 1) or 1)
     wall = time.perf_counter() - started
-    rows = [_row_of(m) for m in grid.methods]
+    rows = grid.rows()
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     setting = (f"{dataset.num_train} training images + 49 tokens each ({VAL_SPLIT:.0%} held out to select by), {dataset.num_val}-sample test set, FusionNet "
                f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")

@@ -109,18 +109,16 @@ def failed_since(out: Path, started: datetime.datetime) -> list[tuple[str, str]]
 
 def reproduce_spiral(args: argparse.Namespace) -> int:
     from latentmix.experiments import spiral_table2_grid
+    from latentmix.experiments.runner import run_grid
 
     noise_rates = _noise_list(args.noise, paper.TABLE2_NOISE)
     grid = spiral_table2_grid(seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates)
     grid = replace(grid, methods=_spiral_methods(getattr(args, "methods", None), grid.methods))
     out = Path(args.out or "runs/reproduce-spiral")
     started = time.perf_counter()
-    results = run_spiral_grid(grid, out, sequential=args.sequential, progress=not args.quiet)
+    results = run_grid(grid, out, vectorized=not args.sequential, progress=not args.quiet)
     wall = time.perf_counter() - started
-    rows = [m.row for m in grid.methods]
-    for result in results:
-        if result["row"] == "m":
-            result["row"] = "m(0-0)"
+    rows = grid.rows()
 
     def paper_value(row: str, noise: float):
         key = "ce" if row == "ce" else row[row.index("(") + 1: -1]
@@ -146,21 +144,15 @@ def reproduce_spiral(args: argparse.Namespace) -> int:
 def _spiral_methods(text: str | None, methods: tuple) -> tuple:
     """The rows of Table 2 that --methods names: a method (ce, m, lr-m: all its layer ranges) or a
     row (m(0-0), lr-m(1-3)); anything else is refused, listing what the table has."""
-    from latentmix.experiments import SPIRAL_RANGES
+    from latentmix.experiments import SPIRAL_RANGES, row_label
 
     if not text:
         return methods
     chosen = []
     for name in (part.strip().lower() for part in text.split(",")):
-        picked = [m for m in methods if name in (m.method, m.row)]
+        picked = [m for m in methods if name in (m.method, row_label(m.method, m.layers, "spiral"))]
         if not picked:
             raise ConfigError(f"--methods {name!r} is not in the spiral table; choose from ce, m, lr-m (every range) "
                               f"or rows such as m(0-0), lr-m(1-3) (ranges {SPIRAL_RANGES[0]} .. {SPIRAL_RANGES[-1]})")
         chosen += [m for m in picked if m not in chosen]
     return tuple(m for m in methods if m in chosen)
-
-
-def run_spiral_grid(grid, out: Path, sequential: bool, progress: bool) -> list[dict]:
-    from latentmix.experiments.runner import run_grid
-
-    return run_grid(grid, out, vectorized=not sequential, progress=progress)

@@ -6,15 +6,24 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
+from latentmix.summary import POPULATION_KEYS, RunSummary
 from latentmix.sweep.store import display_url
 from latentmix.sweep.trials import RESULT_ATTR, trials_by_run
 from latentmix.training import RunConfig
 
-# results.csv of a sweep with no finished run: the columns it would have (a run's summary and where it is)
-RESULTS_FIELDS = ("method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs", "best_val_acc",
-                  "last_val_acc", "best_epoch", "last_train_acc_noisy", "last_train_acc_clean", "detection_auc",
-                  "detection_precision", "detection_recall", "actual_noise_rate", "wall_time_s", "trained_as", "row",
-                  "run_id", "run_dir")
+# results.csv of a sweep with no finished run: the columns it would have (the figures every run's
+# summary has, its wall time and how it was trained, and where it is)
+RESULTS_FIELDS = tuple(key for key in POPULATION_KEYS if key != "trained_as") + (
+    "wall_time_s", "trained_as", "row", "run_id", "run_dir")
+
+
+def store_record(summary: RunSummary, wall_time_s: Optional[float], trained_as: str) -> dict:
+    """What the store keeps of a finished run (its trial's ``result`` attribute, one line of
+    results.csv): the summary's flat figures, the run's wall time, and how it was trained (the
+    summary's own ``trained_as``, a population's, else `trained_as`: "sequential", "reused").
+    A population summary carries ``trained_as`` among its keys, so its column comes before
+    ``wall_time_s``, as it always has."""
+    return {**summary.scalars(), "wall_time_s": wall_time_s, "trained_as": summary.trained_as or trained_as}
 
 
 def sweep_counts(study) -> dict:
@@ -79,7 +88,7 @@ def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> lis
     order when `configs` is given, else in trial order."""
     from optuna.trial import TrialState
 
-    from latentmix.experiments import run_id
+    from latentmix.experiments import row_label, run_id
 
     finished = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -91,6 +100,11 @@ def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> lis
         finished[rid] = summary
     if configs is None:
         return list(finished.values())
+    # The grid's rows from its own configs: a store written before the spirals' input mixup was
+    # named "m(0-0)" in the store holds "m".
+    for config in configs:
+        if run_id(config) in finished:
+            finished[run_id(config)]["row"] = row_label(config.method, config.layers, config.dataset)
     return [finished[run_id(c)] for c in configs if run_id(c) in finished]
 
 

@@ -90,7 +90,7 @@ def enqueue_missing(study, configs: Sequence[RunConfig]) -> tuple[int, int]:
         if any(t.state in live_states() for t in stored):
             continue
         study.enqueue_trial(_params(config), user_attrs={
-            "run_id": rid, "row": row_label(config), "config": config.to_dict(), "attempt": len(stored) + 1,
+            "run_id": rid, "row": row_label(config.method, config.layers, config.dataset), "config": config.to_dict(), "attempt": len(stored) + 1,
         })
         if stored:
             requeued += 1

@@ -17,8 +17,9 @@ from typing import Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, read_wall_time, timing_document
+from latentmix.summary import RunSummary
 from latentmix.sweep.claim import Claim, Heartbeat, claim_runs, population_module
-from latentmix.sweep.results import sweep_counts
+from latentmix.sweep.results import store_record, sweep_counts
 from latentmix.sweep.store import SweepStore
 from latentmix.sweep.trials import RESULT_ATTR, differing_settings
 from latentmix.training import RunConfig
@@ -44,26 +45,12 @@ class WorkerReport:
         return {k: v for k, v in self.__dict__.items() if k != "show_progress"}
 
 
-def _scalar_summary(summary: dict) -> dict:
-    out = {}
-    for key, value in summary.items():
-        if key in ("metrics", "p_noisy", "losses", "predictions", "noisy_labels", "is_noisy"):
-            continue
-        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-            value = value.item()
-        if value is None or isinstance(value, (str, int, float, bool)):
-            out[key] = value
-    return out
-
-
-def _load_result(run_dir: Path, config: RunConfig) -> Optional[dict]:
+def _load_result(run_dir: Path, config: RunConfig) -> Optional[RunSummary]:
     """A finished run's result.json, if its config.json matches this run (else ConfigError)."""
     folder = RunFolder(run_dir)
-    summary = folder.read_result()
-    if summary is None:
+    document = folder.read_result()
+    if document is None:
         return None
-    if summary.get("wall_time_s") is None:  # timings live in timing.json, not in result.json
-        summary["wall_time_s"] = read_wall_time(run_dir)
     stored = None
     with contextlib.suppress(ConfigError):  # no readable record: the result alone says the run finished
         stored = folder.saved_record()["config"]
@@ -71,7 +58,7 @@ def _load_result(run_dir: Path, config: RunConfig) -> Optional[dict]:
     if diff:
         raise ConfigError(f"{run_dir} holds a finished run with other settings ({', '.join(diff[:3])}); "
                           "move it away or use another --out")
-    return summary
+    return RunSummary.from_dict(document)
 
 
 def set_user_attrs(trial, attrs: dict) -> None:
@@ -80,14 +67,17 @@ def set_user_attrs(trial, attrs: dict) -> None:
         trial.storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
-def _finish(study, claim: Claim, summary: dict, run_dir: Path, report: WorkerReport, how: str) -> None:
+def _finish(study, claim: Claim, summary: RunSummary, wall_time_s: Optional[float], run_dir: Path,
+            report: WorkerReport, how: str) -> None:
+    """Record the finished run on its trial (`store_record`) and complete the trial with the run's
+    best validation accuracy."""
     import optuna
     from optuna.trial import TrialState
 
-    summary = {**_scalar_summary(summary), "trained_as": summary.get("trained_as", how)}
+    record = store_record(summary, wall_time_s, how)
     try:
-        set_user_attrs(claim.trial, {RESULT_ATTR: summary, "run_dir": str(run_dir.resolve()), "trained_as": summary["trained_as"]})
-        study.tell(claim.trial, float(summary["best_val_acc"]))
+        set_user_attrs(claim.trial, {RESULT_ATTR: record, "run_dir": str(run_dir.resolve()), "trained_as": record["trained_as"]})
+        study.tell(claim.trial, float(summary.best_val_acc))
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
         state = claim.trial.storage.get_trial(claim.trial._trial_id).state
         if state != TrialState.COMPLETE:
@@ -127,8 +117,7 @@ def _train_sequential(study, claim: Claim, run_dir: Path, report: WorkerReport) 
         report.resumed += 1
     with contextlib.suppress(Exception):
         set_user_attrs(claim.trial, {"resumed_from_epoch": restored})
-    _finish(study, claim, {**result.summary(), "wall_time_s": round(result.wall_time_s, 3)}, run_dir, report,
-            "sequential")
+    _finish(study, claim, result.run_summary(), round(result.wall_time_s, 3), run_dir, report, "sequential")
 
 
 def _epochs_of(config: RunConfig) -> int:
@@ -154,29 +143,25 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
 
     results = population.train_population(configs, progress=report.show_progress, on_epoch_end=on_epoch_end)
     report.populations += 1
-    for claim, summary, seen in zip(claims, results, reported):
+    for claim, run, seen in zip(claims, results, reported):
         run_dir = out_dir / "runs" / claim.run_id
         folder = RunFolder(run_dir)
-        metrics = summary.get("metrics") or []
+        summary, metrics = run["summary"], run["metrics"]
         _report_missing(claim.trial, [row for row in metrics if row["epoch"] % stride == 0 or row is metrics[-1]], seen)
         set_user_attrs(claim.trial, {"val_acc_curve": [round(float(row["val_acc"]), 6) for row in metrics]})
-        summary = {**summary, "trained_as": summary.get("trained_as", f"population of {len(claims)}")}
-        folder.write_population_record(claim.config.to_dict(), summary["trained_as"])
+        folder.write_population_record(claim.config.to_dict(), summary.trained_as)
         if metrics:
             folder.write_metrics(metrics)
-        if all(summary.get(k) is not None for k in ("p_noisy", "predictions", "noisy_labels")):
-            folder.write_label_issues(SimpleNamespace(
-                p_noisy=summary["p_noisy"], losses=summary.get("losses"), predictions=summary["predictions"],
-                noisy_labels=summary["noisy_labels"],
-                is_noisy=summary.get("is_noisy") if claim.config.data is None else None))  # clean labels known
-        scalars = _scalar_summary(summary)
+        folder.write_label_issues(SimpleNamespace(
+            p_noisy=run["p_noisy"], losses=run["losses"], predictions=run["predictions"], noisy_labels=run["noisy_labels"],
+            is_noisy=run["is_noisy"] if claim.config.data is None else None))  # clean labels known
         # Timings go to timing.json, so that result.json is the same file for same-seed runs.
         folder.write_timing(timing_document(
-            [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": summary.get("wall_time_s", 0.0),
-              "device": claim.config.device}], summary.get("epoch_time_s") or []))
-        folder.write_result(scalars)
+            [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": run["wall_time_s"],
+              "device": claim.config.device}], run["epoch_time_s"]))
+        folder.write_result(summary.to_dict())
         report.trained += 1
-        _finish(study, claim, scalars, run_dir, report, summary["trained_as"])
+        _finish(study, claim, summary, run["wall_time_s"], run_dir, report, summary.trained_as)
 
 
 def work_on(store: SweepStore, study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport) -> None:
@@ -196,7 +181,9 @@ def work_on(store: SweepStore, study, claims: Sequence[Claim], out_dir: Path, re
                     report.reused += 1
                     set_user_attrs(claim.trial, {"reused": True})
                     _report_missing(claim.trial, _metrics_from_csv(run_dir), set())
-                    _finish(study, claim, summary, run_dir, report, summary.get("trained_as", "reused"))
+                    wall_time_s = summary.extra.get("wall_time_s")  # older result.json files held it
+                    _finish(study, claim, summary, read_wall_time(run_dir) if wall_time_s is None else wall_time_s,
+                            run_dir, report, "reused")
                 else:
                     to_train.append(claim)
             # A run with a checkpoint (a retry) resumes on its own; the others may share a population.
