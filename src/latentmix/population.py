@@ -46,6 +46,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -59,7 +60,9 @@ from latentmix.methods import Method
 from latentmix.mixing import draw_epoch_mixing, format_layers
 from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.summary import POPULATION_KEYS, RunSummary
-from latentmix.training import Protocol, RunConfig, RunStreams, build_run, lr_at_epoch, resolve_device
+from latentmix.training import (
+    Protocol, RunConfig, RunStreams, base_protocol, build_run, lr_at_epoch, resolve_device,
+)
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the spiral grid
@@ -67,14 +70,18 @@ EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the sp
 
 def supports_population(config: RunConfig) -> bool:
     """Whether `config` can be trained in a vectorized population (an MLP, no loss correction, no
-    noisy-validation split: the population trains every run on every training sample)."""
+    noisy-validation split: the population trains every run on every training sample; a fixed lr
+    schedule: the population steps every run with one lr, so a protocol whose first decay follows
+    each run's own end of early learning, a --data file's, is trained run by run)."""
     try:
         method = config.resolved_method()
     except ConfigError:
         return False
     tabular = config.dataset == "spiral" or (config.data is not None and config.model in ("mlp", None))
     return (not method.corrects and config.model in POPULATION_MODELS and tabular
-            and config.track_transform == "train" and not config.compile and not config.val_split)
+            and config.track_transform == "train" and not config.compile and not config.val_split
+            and not base_protocol(Path(config.data).stem if config.data else config.dataset,
+                                  config.model).decay_at_learning_end)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +453,8 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     for config in configs:
         if not supports_population(config):
             raise ConfigError(f"run {config.method} on {config.dataset} cannot be trained in a population "
-                              "(loss correction or a non-MLP model): use the sequential trainer")
+                              "(loss correction, a non-MLP model, a noisy validation split, or a --data file's "
+                              "schedule, whose first lr decay follows each run): use the sequential trainer")
     first = configs[0]
     if len({config.track_every for config in configs}) > 1:
         raise ConfigError("runs of one population must share track_every")

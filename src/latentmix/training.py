@@ -318,9 +318,15 @@ def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
     check_dataset(dataset)
 
 
+def base_protocol(dataset_name: str, model: Optional[str]) -> Protocol:
+    """The data set's own protocol, for `model` where it has one (``DATASET:MODEL``), else the
+    data set's; a user's file (any other name) gets the "arrays" protocol."""
+    return PROTOCOLS.get(f"{dataset_name}:{model}") or PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
+
+
 def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
     config.validate()  # epochs, batch size, lr, weight decay among them
-    base = PROTOCOLS.get(f"{dataset_name}:{config.model}") or PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
+    base = base_protocol(dataset_name, config.model)
     if config.epochs is not None:
         base = base.scaled(config.epochs)
     changes = {}
