@@ -58,10 +58,10 @@ from latentmix.data import Dataset
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import draw_epoch_mixing, format_layers
-from latentmix.noise_model import detection_metrics, fit_noise_model
+from latentmix.noise_model import detection_metrics
 from latentmix.summary import POPULATION_KEYS, RunSummary
 from latentmix.training import (
-    Protocol, RunConfig, RunStreams, base_protocol, build_run, lr_at_epoch, resolve_device,
+    Protocol, RunConfig, RunStreams, base_protocol, build_run, fit_run_noise_model, lr_at_epoch, resolve_device,
 )
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
@@ -563,8 +563,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     summaries = []
     for r, (config, method) in enumerate(zip(configs, methods)):
         rows = metrics[r]
-        noise_model = fit_noise_model(final_losses[r].cpu().numpy(), kind=config.noise_model,
-                                      **({"lookup": config.posterior_lookup} if config.noise_model == "beta" else {}))
+        noise_model = fit_run_noise_model(config, final_losses[r])  # the trainer's fit: a diverged run says so
         p_noisy = noise_model.posterior(final_losses[r].cpu().numpy())
         if dataset.train_labels_clean and is_noisy[r].any():
             detection = detection_metrics(p_noisy, is_noisy[r])
