@@ -309,6 +309,20 @@ def _add_flag(group: Any, name: str, spec: Option) -> None:
                            choices=list(spec.choices) or None, help=helps)
 
 
+def add_override_argument(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """A grid command's flag for field `name` (``latentmix reproduce --epochs``): the field's own
+    flag, parser and choices, its value checked by the field's rule when the grid's runs are made;
+    default None, "the table's own", which only the command's `help` can describe."""
+    spec = OPTIONS[name]
+    if spec.switch == "on":
+        parser.add_argument(cli_flag(name), dest=name, action="store_true", help=help)
+    elif spec.switch is None:
+        parser.add_argument(cli_flag(name), dest=name, type=spec.parse, default=None,
+                            choices=list(spec.choices) or None, help=help)
+    else:
+        raise TypeError(f"{name}: a grid command overrides values and on-switches only")
+
+
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     """The `RunConfig` fields that the parsed run options give (every field with a flag)."""
     return {name: getattr(args, name) for name in OPTIONS if cli_flag(name) is not None}

@@ -248,11 +248,7 @@ def reproduce_cifar10(args: argparse.Namespace) -> int:
     if not data_dir and not download:
         raise ConfigError("reproduce cifar10 needs --data-dir pointing at cifar-10-batches-py/ (or its parent, or "
                           "cifar-10-python.tar.gz); or --download to fetch the official archive")
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
-    width = getattr(args, "width", None)
-    if width is not None and width <= 0:
-        raise ConfigError(f"--width must be > 0, got {width}")
+    width = getattr(args, "width", None)  # --epochs and --width: checked by reproduce.check_run_arguments
     noise_given = bool(args.noise)
     noise_rates = _noise_list(args.noise, paper.TABLE1_NOISE)
     methods = _methods(getattr(args, "methods", None))

@@ -215,11 +215,7 @@ def _asymmetric_rates(args: argparse.Namespace) -> tuple[float, ...]:
 
 
 def _check_common(args: argparse.Namespace) -> tuple[Optional[float], str]:
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
-    width = getattr(args, "width", None)
-    if width is not None and width <= 0:
-        raise ConfigError(f"--width must be > 0, got {width}")
+    width = getattr(args, "width", None)  # --epochs and --width: checked by reproduce.check_run_arguments
     return width, getattr(args, "device", None) or "auto"
 
 

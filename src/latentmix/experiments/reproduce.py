@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from latentmix.config import add_override_argument
 from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.experiments import paper
@@ -26,8 +27,10 @@ TARGETS = {
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help=f"which table: {', '.join(TARGETS)}")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
-    parser.add_argument("--epochs", type=int, help="shorten the protocol (milestones scale in proportion)")
-    parser.add_argument("--alpha", type=float, help="mixup alpha (default: the data set's protocol)")
+    # The run settings a table lets you override: flag, type and rule from `RunConfig`'s declaration
+    # (latentmix.config), checked as `latentmix train` checks them (`check_run_arguments`).
+    add_override_argument(parser, "epochs", "shorten the protocol (milestones scale in proportion)")
+    add_override_argument(parser, "alpha", "mixup alpha (default: the data set's protocol)")
     parser.add_argument("--noise", help="comma-separated noise rates to run (default: the table's)")
     parser.add_argument("--asym-noise", help="fashion-mnist, multimodal: comma-separated rates of class-dependent "
                                              "noise (default 0.2,0.4 unless --noise is given; 'none' for none)")
@@ -36,14 +39,14 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default runs/reproduce-TARGET)")
     parser.add_argument("--sequential", action="store_true", help="train runs one at a time (plain path)")
     parser.add_argument("--methods", help="comma-separated methods to run (default: the table's)")
-    parser.add_argument("--data-dir", help="data folder (cifar10: the release; fashion-mnist: IDX files)")
-    parser.add_argument("--width", type=float, help="network width multiplier (CNN targets)")
-    parser.add_argument("--model", help="model of the table's runs where a target offers a choice "
-                                        "(fashion-mnist: small-cnn, the default, or mlp)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    add_override_argument(parser, "data_dir", "data folder (cifar10: the release; fashion-mnist: IDX files)")
+    add_override_argument(parser, "width", "network width multiplier (CNN targets; default: the table's)")
+    add_override_argument(parser, "model", "model of the table's runs where a target offers a choice "
+                                           "(fashion-mnist: small-cnn, the default, or mlp)")
+    add_override_argument(parser, "device", "auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--figures", action="store_true",
                         help="cifar10: also run the methods of Figures 3-5 (dlr-m-dyr-h, lr-m-dyr-h-0-4)")
-    parser.add_argument("--download", action="store_true", help="cifar10: fetch the official archive (opt-in)")
+    add_override_argument(parser, "download", "cifar10: fetch the official archive (opt-in)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 for sequential spiral runs)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -93,7 +96,8 @@ def check_run_arguments(args: argparse.Namespace) -> None:
 
     width = getattr(args, "width", None)
     RunConfig(epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
-              device=getattr(args, "device", None) or "auto", model=getattr(args, "model", None)).validate("cli")
+              device=getattr(args, "device", None) or "auto", model=getattr(args, "model", None),
+              data_dir=getattr(args, "data_dir", None)).validate("cli")
 
 
 def failed_since(out: Path, started: datetime.datetime) -> list[tuple[str, str]]:
