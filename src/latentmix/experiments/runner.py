@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from latentmix.errors import ConfigError
+from latentmix.runtime import set_threads
 from latentmix.experiments import Grid
 
 
@@ -31,9 +32,7 @@ def run_grid(grid: Grid, out_dir: Path, *, storage: Optional[str] = None, worker
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if workers > 1:
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        set_threads(max(1, (os.cpu_count() or 1) // workers), grid.name)
     configs = grid.runs()
     # One worker takes every pending run of a shape into one population: the per-step overhead is
     # then paid once for the whole grid (sweeps shared between machines use smaller populations).
