@@ -35,6 +35,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -110,7 +111,8 @@ def ranking_auc(rows: list[dict]) -> float:
     return detection_metrics(score, truth)["auc"]
 
 
-def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path, device: str) -> dict:
+def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path, device: str,
+                  alpha: Optional[float] = None) -> dict:
     import torch
 
     from latentmix.training import RunConfig, train
@@ -119,7 +121,7 @@ def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path
     # The file's val_* arrays are a clean test set, which a user does not have: as a file without
     # them does by default, 10% of the noisy training data is held out to select the checkpoint by.
     config = RunConfig(dataset=path.stem, data=str(path), method=method, epochs=epochs, seed=seed, device=device,
-                       val_split=0.1)
+                       val_split=0.1, alpha=alpha)
     started = time.perf_counter()
     # a folder without its job file is an interrupted job: start it afresh
     result = train(config, run_dir=run_dir, progress=False, overwrite=True)
@@ -171,7 +173,7 @@ def do_job(job: dict, out: str) -> dict:
     path = write_cell(out_dir / "data", job["source"], job["n"], job["noise"], job["seed"])
     if job["kind"] == "latentmix":
         measured = run_latentmix(path, job["method"], job["epochs"], job["seed"], out_dir / "runs" / job["id"],
-                                 job["device"])
+                                 job["device"], job.get("alpha"))
     else:
         measured = run_cleanlab(path, job["method"], job["seed"])
     record = {**job, **measured}
@@ -185,6 +187,7 @@ def plan(args) -> list[dict]:
     --noise (rates separated by /), --seeds and --peers (classifiers separated by /, - for none)
     for that data set, e.g. fmnist:60000@0.4@1@- for one large cell without cleanlab."""
     jobs = []
+    alphas = [float(a) for a in args.alpha.split(",") if a] or [None]
     cuda_from = {spec.split(":")[0]: int(spec.split(":")[1]) for spec in args.cuda.split(",") if spec}
     for spec in args.data.split(","):
         parts = spec.split("@")
@@ -199,8 +202,11 @@ def plan(args) -> list[dict]:
                 device = "cuda" if cuda_from.get(source, float("inf")) <= int(n) else args.device
                 for method in [m for m in args.methods.split(",") if m]:
                     for epochs in [int(e) for e in args.epochs.split(",")]:
-                        jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
-                                     "device": device, "id": f"{tag}-{method}-e{epochs}"})
+                        for alpha in alphas:  # None: the protocol's
+                            suffix = "" if alpha is None else f"-a{alpha:g}"
+                            jobs.append({**cell, "kind": "latentmix", "method": method, "epochs": epochs,
+                                         "device": device, "id": f"{tag}-{method}-e{epochs}{suffix}",
+                                         **({} if alpha is None else {"alpha": alpha})})
                 for peer in [p for p in peers if p]:
                     jobs.append({**cell, "kind": "cleanlab", "method": peer, "epochs": 0, "device": "cpu",
                                  "id": f"{tag}-cleanlab-{peer}"})
@@ -230,7 +236,8 @@ def summarise(records: list[dict], out: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in records:
-        row = f"{r['method']} {r['epochs']} ep" if r["kind"] == "latentmix" else f"cleanlab-{r['method']}"
+        row = (f"{r['method']} {r['epochs']} ep" + (f" alpha {r['alpha']:g}" if r.get("alpha") is not None else "")
+               if r["kind"] == "latentmix" else f"cleanlab-{r['method']}")
         groups.setdefault((r["source"], r["n"], r["noise"], r["kind"] != "latentmix", row), []).append(r)
     for (source, n, noise, _, row), rs in sorted(groups.items()):
         pick = lambda key: [r.get(key) for r in rs]  # noqa: E731
@@ -254,7 +261,7 @@ def compare(records: list[dict]) -> str:
     detection AUC of our ranking beside cleanlab's, CleanLearning's accuracy, and our estimate
     of the noise rate; each a mean over seeds (n = seeds found)."""
     def mean(kind, method, epochs, key, source, n, noise):
-        values = [r.get(key) for r in records if r["kind"] == kind and r["method"] == method
+        values = [r.get(key) for r in records if r["kind"] == kind and r["method"] == method and r.get("alpha") is None
                   and r["epochs"] == epochs and r["source"] == source and r["n"] == n and r["noise"] == noise]
         values = [v for v in values if v is not None]
         return (np.mean(values), len(values)) if values else (None, 0)
@@ -290,6 +297,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", default="50,150", help="the default schedule and three times it")
     parser.add_argument("--methods", default="ce,lr-m-dyr-h")
+    parser.add_argument("--alpha", default="",
+                        help="mixup alphas to run each latentmix job with (e.g. 1,2,4); '' = the protocol's")
     parser.add_argument("--peers", default="lr,mlp", help="cleanlab with these classifiers (lr, mlp); '' for none")
     parser.add_argument("--workers", type=int, default=1, help="parallel CPU jobs")
     parser.add_argument("--gpu-workers", type=int, default=1, help="parallel jobs sharing the GPU (--cuda)")
