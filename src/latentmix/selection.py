@@ -15,7 +15,6 @@ schedule, the end of early learning has to be read off the run itself.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from latentmix.errors import ConfigError
 
 __all__ = [
-    "holdout_split", "early_learning_end", "min_learning_epochs", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
+    "holdout_split", "early_learning_end", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
     "flagged_confusion", "ranking_order",
 ]
 
@@ -51,21 +50,6 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return stratified_split(np.asarray(labels), fraction, seed)
 
 
-# The fewest optimizer steps before early learning can be over. Measured (docs/robust-defaults.md):
-# on every data set of 4,000 or more samples the signals below ended it after 285 or more steps by
-# themselves; on 1,000 samples (14 steps an epoch) the 100 held-out noisy labels fired the plateau
-# test by chance after 75-120 steps, at 60% noise while the network was still learning (clean
-# accuracy 52%, rising to 62% by epoch 15 with plain CE), and bootstrapping from such a network
-# confirms its mistakes (selected 60.7% against 68.6% when it starts later).
-MIN_LEARNING_STEPS = 200
-
-
-def min_learning_epochs(steps_per_epoch: int, min_steps: int = MIN_LEARNING_STEPS, floor: int = 5) -> int:
-    """`early_learning_end`'s `min_epochs` for a run of `steps_per_epoch` optimizer steps an epoch:
-    at least `floor` epochs and at least `min_steps` steps, ``max(floor, ceil(min_steps / steps))``."""
-    return max(floor, math.ceil(min_steps / max(int(steps_per_epoch), 1)))
-
-
 def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: int = 5,
                        latest: Optional[int] = None) -> Optional[int]:
     """The last epoch of the early-learning phase (bootstrapping starts after it with
@@ -80,9 +64,7 @@ def early_learning_end(rows: Sequence[dict], *, patience: int = 3, min_epochs: i
     and at the latest at epoch `latest` (the first lr decay). Not before `min_epochs`: in the first
     epochs a barely trained network "disagrees" with most labels, so the share the noise model
     flags is far above the truth and the second test would fire at once (measured: a 1,000-sample
-    run flagged 74% of its labels at epoch 2 and started bootstrapping there, stuck at 35% accuracy);
-    and on a small data set not before `MIN_LEARNING_STEPS` optimizer steps (`min_learning_epochs`),
-    since there the few held-out labels make the plateau test fire by chance.
+    run flagged 74% of its labels at epoch 2 and started bootstrapping there, stuck at 35% accuracy).
     Rows are the per-epoch metric rows in order; a missing value (an epoch without tracking)
     counts as no signal.
     """

@@ -57,7 +57,7 @@ from latentmix.mixing import LatentMixer, LatentMixup, MixPlan, format_layers
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.noise_model import detection_metrics, fit_noise_model
 from latentmix.selection import (
-    early_learning_end, estimate_noise_rate, min_learning_epochs, flagged_share, holdout_split, selected_epoch, separation,
+    early_learning_end, estimate_noise_rate, flagged_share, holdout_split, selected_epoch, separation,
 )
 from latentmix.run_folder import (  # noqa: F401 - METRIC_FIELDS, write_label_issues: this module's API before
     CHECKPOINT_NAME, METRIC_FIELDS, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints,
@@ -857,11 +857,9 @@ class Run:
 
     # ---- per epoch ---------------------------------------------------------------------------
     def learning_end(self, metrics: list[dict]) -> Optional[int]:
-        """The end of early learning read off the metric rows so far (None: not yet); never before
-        `MIN_LEARNING_STEPS` optimizer steps, at the latest at the first lr decay."""
-        steps_per_epoch = math.ceil(len(self.trained_np) / self.protocol.batch_size)
-        return early_learning_end(metrics, min_epochs=min_learning_epochs(steps_per_epoch),
-                                  latest=first_milestone(self.protocol))
+        """The end of early learning read off the metric rows so far (None: not yet), at the
+        latest at the first lr decay."""
+        return early_learning_end(metrics, latest=first_milestone(self.protocol))
 
     def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
         """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
