@@ -165,6 +165,23 @@ def run_cleanlab(path: Path, model: str, seed: int) -> dict:
             "seconds": time.perf_counter() - started}
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The commit the job ran (with "+changes" when the working tree differed), so that a grid
+    finished across sessions says which of its jobs predate a change."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
 def do_job(job: dict, out: str) -> dict:
     out_dir = Path(out)
     target = out_dir / "jobs" / f"{job['id']}.json"
@@ -176,7 +193,7 @@ def do_job(job: dict, out: str) -> dict:
                                  job["device"], job.get("alpha"))
     else:
         measured = run_cleanlab(path, job["method"], job["seed"])
-    record = {**job, **measured}
+    record = {**job, **measured, "code": code_version()}
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=1))
     return record
