@@ -267,9 +267,37 @@ def summarise(records: list[dict], out: Path) -> str:
         lines.append(f"| {source} {n} | {round(noise * 100)}% | {row} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
+    if any(r.get("alpha") is not None for r in records):  # an --alpha sweep: each alpha against the default's
+        paired = alpha_pairs(records)
+        (out / "alpha.md").write_text(paired)
+        return table + "\n" + paired
     comparison = compare(records)
     (out / "comparison.md").write_text(comparison)
     return table + "\n" + comparison
+
+
+def alpha_pairs(records: list[dict], reference: float = 2.0) -> str:
+    """An --alpha sweep, each alpha against `reference` (the `arrays` protocol's) on the same
+    file, method, schedule and seed: the mean paired difference in points and how many runs came
+    out above, for selected and last accuracy, the AUC, and the noise estimate's error
+    |estimate - actual| (lower is better)."""
+    runs = {(r["id"].rsplit("-a", 1)[0], r["alpha"]): r for r in records if r.get("alpha") is not None}
+    keys = [("selected_val_acc", "selected"), ("last_val_acc", "last"), ("ranking_auc", "AUC")]
+    lines = ["| alpha | runs | " + " | ".join(f"{label} vs {reference:g}" for _, label in keys)
+             + f" | noise-estimate error vs {reference:g} |", "|---|---|" + "---|" * (len(keys) + 1)]
+    for alpha in sorted({a for _, a in runs} - {reference}):
+        pairs = [(runs[(base, alpha)], runs[(base, reference)]) for base, a in runs if a == alpha and (base, reference) in runs]
+        if not pairs:
+            continue
+        cells = []
+        for key, _ in keys:
+            diffs = [100 * (mine[key] - ref[key]) for mine, ref in pairs]
+            cells.append(f"{np.mean(diffs):+.1f} ({sum(d > 0 for d in diffs)} above)")
+        errors = [100 * (abs(mine["estimated_noise_rate"] - mine["actual_noise_rate"])
+                         - abs(ref["estimated_noise_rate"] - ref["actual_noise_rate"])) for mine, ref in pairs]
+        cells.append(f"{np.mean(errors):+.1f} ({sum(e < 0 for e in errors)} closer)")
+        lines.append(f"| {alpha:g} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nMean paired difference in points over the runs (same file, method, epochs, seed).\n"
 
 
 def compare(records: list[dict]) -> str:

@@ -945,7 +945,7 @@ class Run:
     def finish(self) -> RunResult:
         """The `RunResult` (best / last / selected accuracy, the per-sample view kept for the label
         issues, the noise-rate estimate), and the run folder's result files."""
-        log, protocol, metrics = self.log, self.protocol, self.log.metrics
+        log, metrics = self.log, self.log.metrics
         if log.snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
             tracked = self.track_training_set()
             noise_model = fit_run_noise_model(self.config, tracked.losses[self.trained])
