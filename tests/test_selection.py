@@ -134,10 +134,22 @@ def _features(n=240, seed=0):
     return x, y, noisy
 
 
-def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_itself(tmp_path):
+def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_itself(tmp_path, monkeypatch):
+    import latentmix.training as training
     from latentmix.models import build_model
     from latentmix.data import load_dataset
     from latentmix.training import RunConfig, train
+
+    # every epoch's P(noisy) as the noise model gives it, recorded on the way past
+    posteriors = []
+    original_view = training.epoch_view
+
+    def recording_view(*args):
+        view = original_view(*args)
+        posteriors.append(view["p_noisy"].numpy().copy())
+        return view
+
+    monkeypatch.setattr(training, "epoch_view", recording_view)
 
     x, y, noisy = _features()
     xt, yt, _ = _features(120, seed=1)
@@ -158,8 +170,12 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     pick = trailing.index(max(trailing))
     assert summary["selected_epoch"] == pick + 1
     assert summary["selected_val_acc"] == pytest.approx(float(rows[pick]["val_acc"]), abs=1e-6)
-    # the label issues come from the epoch of the single best noisy-validation accuracy
-    assert summary["label_issues_epoch"] == select.index(max(select)) + 1
+    # the label issues come from the epoch of the single best noisy-validation accuracy, each
+    # sample's P(noisy) averaged over the epochs up to it (every epoch is tracked here)
+    kept = select.index(max(select)) + 1
+    assert summary["label_issues_epoch"] == kept and len(posteriors) == len(rows)
+    np.testing.assert_allclose(result.p_noisy[~result.holdout], np.mean(posteriors[:kept], axis=0)[~result.holdout],
+                               rtol=1e-6, atol=1e-9)
     # ... and selected_model.pt holds that epoch's weights: they give that test accuracy again
     dataset = load_dataset("arrays", data_path=str(path))
     model = build_model(None, dataset)
@@ -254,8 +270,9 @@ def test_run_log_keeps_the_weights_of_the_selected_epoch_and_the_label_view_of_t
     for epoch, acc in enumerate(select, start=1):
         with torch.no_grad():
             model.weight.fill_(epoch)  # the weights say which epoch they are from
-        view = {"separation": 0.1 * epoch, "p_noisy": np.full(3, epoch)}
+        view = {"separation": 0.1 * epoch, "p_noisy": torch.full((3,), float(epoch)), "val_p_noisy": None}
         log.add({"epoch": epoch, "select_acc": acc}, view, model)
     assert selected_epoch(log.metrics) == 7
     assert float(log.selected_state["weight"]) == 7.0
-    assert log.snapshot["epoch"] == 6 and log.snapshot["p_noisy"][0] == 6
+    # the label view is epoch 6's, its P(noisy) the mean over epochs 1..6: (1 + ... + 6) / 6
+    assert log.snapshot["epoch"] == 6 and float(log.snapshot["p_noisy"][0]) == pytest.approx(3.5)
