@@ -278,6 +278,13 @@ def summarise(records: list[dict], out: Path) -> str:
     return table + "\n" + comparison + "\n" + checked
 
 
+def cell_values(records: list[dict], kind: str, method: str, epochs: int, key: str, cell: tuple) -> list:
+    """The known values of `key` over the seeds of one row (kind, method, epochs, the protocol's
+    alpha) in one cell (source, n, noise)."""
+    return [r[key] for r in records if r["kind"] == kind and r["method"] == method and r["epochs"] == epochs
+            and r.get("alpha") is None and (r["source"], r["n"], r["noise"]) == cell and r.get(key) is not None]
+
+
 def criteria(records: list[dict], method: str = "lr-m-dyr-h", default: int = 50, longer: int = 150) -> str:
     """The issue's "done means", cell by cell (data set x noise rate, means over seeds), each with
     the margin in points (negative = short of it):
@@ -288,9 +295,7 @@ def criteria(records: list[dict], method: str = "lr-m-dyr-h", default: int = 50,
                 falls below by more than the seed spread (the larger std of the two);
       estimate  5 minus |estimated - actual noise rate| at both schedules.
     A criterion without its peer's figures reads "—"."""
-    def values(kind, name, epochs, key, cell):
-        return [r[key] for r in records if r["kind"] == kind and r["method"] == name and r["epochs"] == epochs
-                and r.get("alpha") is None and (r["source"], r["n"], r["noise"]) == cell and r.get(key) is not None]
+    values = functools.partial(cell_values, records)
 
     def mean(vals):
         return 100 * float(np.mean(vals)) if vals else None
@@ -366,9 +371,7 @@ def compare(records: list[dict]) -> str:
     detection AUC of our ranking beside cleanlab's, CleanLearning's accuracy, and our estimate
     of the noise rate; each a mean over seeds (n = seeds found)."""
     def mean(kind, method, epochs, key, source, n, noise):
-        values = [r.get(key) for r in records if r["kind"] == kind and r["method"] == method and r.get("alpha") is None
-                  and r["epochs"] == epochs and r["source"] == source and r["n"] == n and r["noise"] == noise]
-        values = [v for v in values if v is not None]
+        values = cell_values(records, kind, method, epochs, key, (source, n, noise))
         return (np.mean(values), len(values)) if values else (None, 0)
 
     def cell(*parts, scale=100.0):
