@@ -374,3 +374,16 @@ def test_degenerate_posterior_torch_clamped():
     assert model.degenerate
     got = model.posterior_torch(torch.tensor([0.1, 5.0]), clamp=(1e-4, 0.9999))
     torch.testing.assert_close(got, torch.full((2,), 1e-4))
+
+
+@pytest.mark.parametrize("cls, names", [(BetaMixture, ("alphas", "betas", "weights")),
+                                        (GaussianMixture, ("means", "variances", "weights"))])
+def test_a_constructor_names_the_parameter_that_is_not_two_finite_numbers(cls, names):
+    good = {name: [1.0, 2.0] for name in names}
+    assert cls(**good, loss_min=0.0, loss_max=1.0).weights.tolist() == [1.0, 2.0]
+    for name in names:
+        for bad in ([1.0, 2.0, 3.0], [1.0, float("nan")], [[1.0], [2.0], [3.0]]):
+            with pytest.raises(ConfigError, match=f"^{name}: expected 2 finite numbers"):
+                cls(**{**good, name: bad}, loss_min=0.0, loss_max=1.0)
+    with pytest.raises(ConfigError, match="weights >= 0"):
+        cls(**{**good, "weights": [0.5, -0.5]}, loss_min=0.0, loss_max=1.0)

@@ -137,6 +137,15 @@ def _query_input(losses: Any, name: str = "losses") -> np.ndarray:
     return arr
 
 
+def _component_pair(value: Any, name: str) -> np.ndarray:
+    """Read-only float64 array of one parameter's two components (clean, noisy): 2 finite numbers."""
+    arr = _to_numpy(value, name).reshape(-1).copy()
+    if arr.shape != (2,) or not np.isfinite(arr).all():
+        raise ConfigError(f"{name}: expected 2 finite numbers, got {value!r}")
+    arr.setflags(write=False)
+    return arr
+
+
 def _check_iterations(em_iterations: Any) -> int:
     if isinstance(em_iterations, bool) or not isinstance(em_iterations, (int, np.integer)) or em_iterations < 1:
         raise ConfigError(f"em_iterations: expected an integer >= 1, got {em_iterations!r}")
@@ -315,14 +324,9 @@ class BetaMixture:
         self._lookup = _check_lookup(lookup)
         self._em_iterations = _check_iterations(em_iterations)
         self._degenerate = bool(degenerate)
-        params = []
-        for name, value in (("alphas", alphas), ("betas", betas), ("weights", weights)):
-            arr = _to_numpy(value, name).reshape(-1).copy()
-            if arr.shape != (2,) or not np.isfinite(arr).all():
-                raise ConfigError(f"{name}: expected 2 finite numbers, got {value!r}")
-            arr.setflags(write=False)
-            params.append(arr)
-        self._alphas, self._betas, self._weights = params
+        self._alphas = _component_pair(alphas, "alphas")
+        self._betas = _component_pair(betas, "betas")
+        self._weights = _component_pair(weights, "weights")
         if (self._alphas <= 0).any() or (self._betas <= 0).any() or (self._weights < 0).any():
             raise ConfigError("alphas and betas must be > 0, weights >= 0")
         self._loss_min = float(loss_min)
@@ -551,14 +555,9 @@ class GaussianMixture:
         self._em_iterations = _check_iterations(em_iterations)
         self._reg_covar = float(reg_covar)
         self._degenerate = bool(degenerate)
-        params = []
-        for name, value in (("means", means), ("variances", variances), ("weights", weights)):
-            arr = _to_numpy(value, name).reshape(-1).copy()
-            if arr.shape != (2,) or not np.isfinite(arr).all():
-                raise ConfigError(f"{name}: expected 2 finite numbers, got {value!r}")
-            arr.setflags(write=False)
-            params.append(arr)
-        self._means, self._variances, self._weights = params
+        self._means = _component_pair(means, "means")
+        self._variances = _component_pair(variances, "variances")
+        self._weights = _component_pair(weights, "weights")
         if (self._variances <= 0).any() or (self._weights < 0).any():
             raise ConfigError("variances must be > 0, weights >= 0")
         self._loss_min = float(loss_min)
