@@ -18,7 +18,9 @@ Every job writes one JSON file under OUT/jobs/, so an interrupted benchmark cont
 stopped (they are kept in git, so a grid started on one machine finishes on another); `--workers`
 runs CPU jobs in parallel processes (one torch thread each), `--cuda fmnist:4000 --gpu-workers 6`
 sends the larger runs to a GPU. Results:
-OUT/results.csv (one line per job) and OUT/table.md (mean and spread over seeds).
+OUT/results.csv (one line per job), OUT/table.md (mean and spread over seeds), OUT/comparison.md and
+OUT/criteria.md (against the issue's done-means), the last two also copied into the page `--doc`
+(docs/robust-defaults.md) where it marks them as copies.
 
     python benchmarks/robust_defaults.py --data gen:1000,fmnist:4000 --noise 0.2,0.4,0.6 --seeds 2 \\
         --epochs 50,150 --methods ce,lr-m-dyr-h --peers lr,mlp --workers 2
@@ -397,6 +399,34 @@ def compare(records: list[dict]) -> str:
     return "\n".join(lines) + "\n\n(n) = the most seeds behind a cell's values; — = not measured.\n"
 
 
+TABLE_MARK = "<!-- copy of "  # <!-- copy of benchmarks/results/robust-defaults/comparison.md -->
+
+
+def copy_tables_into(doc: Path, out: Path) -> None:
+    """Refresh the tables of `doc` that are copies of OUT's: each one follows a line
+    `<!-- copy of PATH -->` (PATH from the repository root) and is replaced by PATH's table rows,
+    so the page a reader opens never lags the job files. Marks naming other folders are left alone
+    (an `--out` sweep elsewhere does not overwrite the page's grid)."""
+    if not doc.is_file():
+        return
+    root = Path(__file__).resolve().parent.parent
+    lines, refreshed = doc.read_text().split("\n"), []
+    i = 0
+    while i < len(lines):
+        refreshed.append(lines[i])
+        source = lines[i].strip()
+        if source.startswith(TABLE_MARK) and source.endswith("-->"):
+            table = root / source[len(TABLE_MARK):-3].strip()
+            if table.resolve().parent == out.resolve() and table.is_file():
+                refreshed += [row for row in table.read_text().split("\n") if row.startswith("|")]
+                while i + 1 < len(lines) and lines[i + 1].startswith("|"):
+                    i += 1  # the old copy
+        i += 1
+    if refreshed != lines:
+        doc.write_text("\n".join(refreshed))
+        print(f"tables refreshed in {doc}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="gen:1000,gen:4000,fmnist:1000,fmnist:4000",
@@ -415,6 +445,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/robust-defaults",
                         help="jobs/ (one JSON per finished job: kept in git), runs/ and data/ (not kept)")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
+    parser.add_argument("--doc", default=str(Path(__file__).resolve().parent.parent / "docs" / "robust-defaults.md"),
+                        help="a page whose tables marked as copies of OUT's tables are refreshed; '' for none")
     args = parser.parse_args(argv)
     out = Path(args.out)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
@@ -440,6 +472,8 @@ def main(argv=None) -> int:
                     print(f"[{done}/{len(jobs)}] {job['id']} failed: {error!r}", file=sys.stderr, flush=True)
     records = [json.loads(p.read_text()) for p in sorted((out / "jobs").glob("*.json"))]
     print(summarise(records, out))
+    if args.doc:
+        copy_tables_into(Path(args.doc), out)
     return 0
 
 
