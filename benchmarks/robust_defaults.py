@@ -33,6 +33,7 @@ import csv
 import functools
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,6 +42,7 @@ from typing import Optional
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 FMNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 TEST_SIZE = {"gen": 5000, "fmnist": 10000}
 
@@ -173,11 +175,10 @@ def code_version() -> str:
     finished across sessions says which of its jobs predate a change."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
                                text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -399,7 +400,7 @@ def compare(records: list[dict]) -> str:
     return "\n".join(lines) + "\n\n(n) = the most seeds behind a cell's values; — = not measured.\n"
 
 
-TABLE_MARK = "<!-- copy of "  # <!-- copy of benchmarks/results/robust-defaults/comparison.md -->
+COPY_MARK = re.compile(r"^<!-- copy of (\S+) -->\n(?:\|.*\n?)*", re.MULTILINE)  # the mark and the table below it
 
 
 def copy_tables_into(doc: Path, out: Path) -> None:
@@ -409,21 +410,18 @@ def copy_tables_into(doc: Path, out: Path) -> None:
     (an `--out` sweep elsewhere does not overwrite the page's grid)."""
     if not doc.is_file():
         return
-    root = Path(__file__).resolve().parent.parent
-    lines, refreshed = doc.read_text().split("\n"), []
-    i = 0
-    while i < len(lines):
-        refreshed.append(lines[i])
-        source = lines[i].strip()
-        if source.startswith(TABLE_MARK) and source.endswith("-->"):
-            table = root / source[len(TABLE_MARK):-3].strip()
-            if table.resolve().parent == out.resolve() and table.is_file():
-                refreshed += [row for row in table.read_text().split("\n") if row.startswith("|")]
-                while i + 1 < len(lines) and lines[i + 1].startswith("|"):
-                    i += 1  # the old copy
-        i += 1
-    if refreshed != lines:
-        doc.write_text("\n".join(refreshed))
+
+    def refreshed(match: re.Match) -> str:
+        table = ROOT / match.group(1)
+        if table.resolve().parent != out.resolve() or not table.is_file():
+            return match.group(0)
+        rows = [row for row in table.read_text().splitlines() if row.startswith("|")]
+        return f"<!-- copy of {match.group(1)} -->\n" + "".join(row + "\n" for row in rows)
+
+    text = doc.read_text()
+    new_text = COPY_MARK.sub(refreshed, text)
+    if new_text != text:
+        doc.write_text(new_text)
         print(f"tables refreshed in {doc}")
 
 
@@ -445,7 +443,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/robust-defaults",
                         help="jobs/ (one JSON per finished job: kept in git), runs/ and data/ (not kept)")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
-    parser.add_argument("--doc", default=str(Path(__file__).resolve().parent.parent / "docs" / "robust-defaults.md"),
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "robust-defaults.md"),
                         help="a page whose tables marked as copies of OUT's tables are refreshed; '' for none")
     args = parser.parse_args(argv)
     out = Path(args.out)
