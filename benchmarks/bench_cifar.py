@@ -45,10 +45,14 @@ from latentmix.data import Dataset, index_inputs
 from latentmix.data.augment import CropFlipNormalize, Normalize
 from latentmix.data.cifar import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from latentmix.methods import get_method
-from latentmix.mixing import LatentMixer
+from latentmix.correction import LossCorrection
+from latentmix.mixing import LatentMixup
 from latentmix.models.preact_resnet import PreActResNet18
 from latentmix.noise_model import fit_noise_model
-from latentmix.training import PROTOCOLS, RunConfig, bootstrapping_inputs, resolve_device, train, training_loss
+from latentmix.config import RunConfig
+from latentmix.protocols import PROTOCOLS
+from latentmix.run_setup import resolve_device
+from latentmix.training import train
 
 FULL_TRAIN, FULL_VAL = 50_000, 10_000
 VARIANTS = (("CE", "ce", "reference"), ("M-DYR-H reference", "m-dyr-h", "reference"),
@@ -111,18 +115,21 @@ class StepBench:
         self.model.train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=protocol.momentum,
                                          weight_decay=protocol.weight_decay)
-        self.mixer = LatentMixer(self.model)
-        self.layers = self.mixer.check_layers(self.method.mix_layers)
+        self.rng = np.random.default_rng(seed)
+        self.mixup = LatentMixup(self.model, layers=self.method.mix_layers, alpha=self.alpha, seed=self.rng)
         self.autocast: Callable = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
         self.inputs = dataset.train_inputs.to(device)
         self.labels = dataset.train_labels.to(device)
         self.transform = dataset.train_transform
         self.channels_last = channels_last
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
         # A noise model fitted on plausible losses: the per-batch work does not depend on its fit.
         losses = np.random.default_rng(seed).gamma(2.0, 0.6, size=4096)
-        self.noise_model = fit_noise_model(losses) if self.method.corrects else None
+        self.correction = LossCorrection(len(losses), correction=self.method.correction,
+                                         reg_weight=self.method.reg_weight, bootstrap_forward=bootstrap_forward,
+                                         warmup_epochs=0)
+        if self.method.corrects:
+            self.correction.noise_model = fit_noise_model(losses)
 
     def step(self) -> None:
         num = self.labels.shape[0]  # a tiny release may hold fewer images than one batch
@@ -131,14 +138,11 @@ class StepBench:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.labels[index]
-        clean_logits = p_noisy = None
-        if self.noise_model is not None:
-            clean_logits, p_noisy = bootstrapping_inputs(self.model, x, y, self.noise_model, self.bootstrap_forward,
-                                                         self.autocast)
-        plan = self.mixer.sample_plan(self.layers, self.alpha, y.shape[0], self.rng, self.device)
+        # the trainer's step: bootstrapping targets (None without correction), mixed forward, loss
+        targets = self.correction.batch_targets(self.model, x, y, autocast=self.autocast)
         with self.autocast():
-            logits = self.mixer.forward(x, plan)
-        loss = training_loss(self.method, logits, y, plan, clean_logits, p_noisy)
+            logits, plan = self.mixup(x)
+        loss = self.correction.loss(logits, y, plan, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

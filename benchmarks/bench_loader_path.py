@@ -35,7 +35,8 @@ import torch
 from latentmix.data import Dataset
 from latentmix.data.image_folder import ImageFolder, load_image_folder
 from latentmix.data.streamed import StreamedInputs
-from latentmix.training import RunConfig, train
+from latentmix.config import RunConfig
+from latentmix.training import train
 
 
 def write_folder(root: Path, n: int, seed: int = 0) -> None:

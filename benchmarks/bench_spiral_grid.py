@@ -24,7 +24,8 @@ import torch
 from latentmix.experiments import spiral_table2_grid
 from latentmix.models.small import SpiralMLP
 from latentmix.population import EVAL_CHUNK, train_population
-from latentmix.training import PROTOCOLS, train
+from latentmix.protocols import PROTOCOLS
+from latentmix.training import train
 
 
 def arithmetic_floor(num_runs: int, threads: int, epochs: int = 3) -> tuple[float, float]:

@@ -2,8 +2,8 @@
 
     python benchmarks/bench_step_cost.py [--model spiral|cifar|both] [--steps 200] [--width 0.25]
 
-A step is `latentmix.training.training_step` (bootstrapping inputs, mixed forward, loss, SGD
-step), exactly what the training loop runs. M-DYR-H is timed with the reference's two extra
+A step is what `latentmix.training.train` runs per batch: `LossCorrection.batch_targets`
+(bootstrapping inputs), `LatentMixup`'s mixed forward, `LossCorrection.loss`, the SGD step. M-DYR-H is timed with the reference's two extra
 forwards per batch (`--bootstrap-forward reference`), with one (`single`), and with none
 (`tracked`: the batch's target rows gathered from a whole-epoch table, as the trainer does). Methods are timed in
 interleaved rounds and the median per step is kept, so a machine shared with other work biases all
@@ -22,11 +22,10 @@ import torch
 
 from latentmix.data import Dataset
 from latentmix.methods import get_method
-from latentmix.mixing import LatentMixer, draw_epoch_mixing
+from latentmix.correction import LossCorrection
+from latentmix.mixing import LatentMixup
 from latentmix.models import build_model
 from latentmix.noise_model import BetaMixture
-from latentmix.losses import bootstrap_targets
-from latentmix.training import P_NOISY_CLAMP, training_step
 
 METHODS = [("ce", "reference"), ("m", "reference"), ("lr-m", "reference"),
            ("m-dyr-h", "reference"), ("m-dyr-h", "single"), ("m-dyr-h", "tracked"),
@@ -51,26 +50,30 @@ def setup(kind: str, width: float, batch_size: int):
 
 def time_method(model, x, y, name: str, mode: str, steps: int, rng: np.random.Generator) -> list[float]:
     method = get_method(name)
-    mixer = LatentMixer(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    noise_model = BetaMixture.fit(np.random.default_rng(0).gamma(2.0, 0.5, 5000)) if method.corrects else None
     alpha = 32.0 if x.dim() == 4 else 2.0
-    draws = draw_epoch_mixing(method.mix_layers, alpha, steps, y.shape[0], rng)
-    epoch_targets = indices = None
-    if mode == "tracked" and method.corrects:  # what the trainer builds once per epoch, from its tracking pass
-        num_train, num_classes = 50 * y.shape[0], int(y.max()) + 1
+    mixup = LatentMixup(model, layers=method.mix_layers, alpha=alpha, seed=rng)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    num_train, num_classes = 50 * y.shape[0], int(y.max()) + 1
+    correction = LossCorrection(num_train, correction=method.correction, reg_weight=method.reg_weight,
+                                bootstrap_forward=mode, warmup_epochs=0)
+    if method.corrects:  # a fitted noise model, and (for "tracked") the tracking pass the trainer observes
         generator = torch.Generator().manual_seed(1)
-        losses = torch.rand(num_train, generator=generator) * 3
-        epoch_targets = bootstrap_targets(torch.randint(0, num_classes, (num_train,), generator=generator),
-                                          torch.randn(num_train, num_classes, generator=generator),
-                                          noise_model.posterior_torch(losses, clamp=P_NOISY_CLAMP), method.correction)
-        indices = torch.randint(0, num_train, (steps, y.shape[0]), generator=generator)
+        correction.observe(torch.arange(num_train), torch.rand(num_train, generator=generator) * 3,
+                           torch.randn(num_train, num_classes, generator=generator),
+                           torch.randint(0, num_classes, (num_train,), generator=generator))
+        correction.noise_model = BetaMixture.fit(np.random.default_rng(0).gamma(2.0, 0.5, 5000))
+    indices = torch.randint(0, num_train, (steps, y.shape[0]), generator=torch.Generator().manual_seed(2))
+    mixup.start_epoch(steps, y.shape[0])
     times = []
     for step in range(steps):
-        plan = draws.plan(step, y.shape[0])
+        plan = mixup.next_plan(y.shape[0])
         started = time.perf_counter()
-        training_step(mixer, model, optimizer, method, x, y, plan, noise_model=noise_model, bootstrap_forward=mode,
-                      sample_targets=None if epoch_targets is None else epoch_targets[indices[step]])
+        targets = correction.batch_targets(model, x, y, indices[step])
+        logits, _ = mixup(x, plan)
+        loss = correction.loss(logits, y, plan, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         times.append(time.perf_counter() - started)
     return times
 

@@ -43,7 +43,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from latentmix.noise_model import detection_metrics
 from latentmix.report import column_label, column_order, mean_std, noise_column
-from latentmix.training import RunConfig, build_run_model, load_run_dataset, make_labels, protocol_for
+from latentmix.config import RunConfig
+from latentmix.protocols import protocol_for
+from latentmix.run_setup import build_run_model, load_run_dataset, make_labels
 
 
 @functools.lru_cache(maxsize=1)

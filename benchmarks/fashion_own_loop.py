@@ -29,7 +29,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import latentmix
 from latentmix.data.idx import load_mnist_like
 from latentmix.noise_model import detection_metrics
-from latentmix.training import RunConfig, build_run_model, lr_at_epoch, make_labels, protocol_for, train
+from latentmix.config import RunConfig
+from latentmix.protocols import lr_at_epoch, protocol_for
+from latentmix.run_setup import build_run_model, make_labels
+from latentmix.training import train
 
 
 def own_loop(config: RunConfig, dataset, seed: int) -> dict:

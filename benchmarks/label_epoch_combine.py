@@ -3,7 +3,7 @@
 A probe for docs/robust-defaults.md, not a library feature: it trains exactly what
 benchmarks/robust_defaults.py trains (`latentmix train --data FILE --method M --val-split 0.1`
 on the same generated / Fashion-MNIST files), keeps every epoch's per-sample P(noisy) and loss
-(by wrapping `latentmix.training.epoch_view`), and scores against the flipped labels:
+(by wrapping `epoch_view` where `latentmix.training` calls it), and scores against the flipped labels:
 
   * kept     - the epoch `train` keeps for label_issues.csv (best noisy-validation accuracy);
   * mean-p   - P(noisy) averaged over epochs 1 .. the kept epoch;
@@ -38,7 +38,8 @@ def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dic
 
     import latentmix.training as training
     from latentmix.noise_model import detection_metrics
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     torch.set_num_threads(1)
     views, epochs_seen = [], []

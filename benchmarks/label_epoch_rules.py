@@ -7,7 +7,7 @@ labels and reports the mean detection AUC each would have given, beside the orac
 best epoch):
 
   * single  - the epoch of the best single noisy-validation accuracy (what `train` keeps for
-              label_issues.csv, `latentmix.training.RunLog`);
+              label_issues.csv, `latentmix.run_log.RunLog`);
   * window  - the epoch `latentmix.selection.selected_epoch` picks for the checkpoint (best
               trailing mean over 3 epochs);
   * se-K    - like single, but a later epoch replaces the kept one only when it improves the

@@ -119,7 +119,8 @@ def run_latentmix(path: Path, method: str, epochs: int, seed: int, run_dir: Path
                   alpha: Optional[float] = None) -> dict:
     import torch
 
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     torch.set_num_threads(1)
     # The file's val_* arrays are a clean test set, which a user does not have: as a file without

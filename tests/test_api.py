@@ -182,7 +182,8 @@ def test_fit_with_an_optimizer_instance_and_its_errors():
 def test_a_run_with_your_scheduler_resumes_exactly(tmp_path):
     """Kill after epoch 2 of 4 and resume: the scheduler's state comes back with the checkpoint, so
     the lr and every metric equal the uninterrupted run's."""
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     x, y = _separable(120)
     dataset = latentmix.dataset_from_tensors(x[:100], y[:100], x[100:], y[100:], noise=0.2)

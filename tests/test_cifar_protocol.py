@@ -23,7 +23,10 @@ from latentmix.experiments.cifar import (
 )
 from latentmix.mixing import LatentMixer, MixPlan
 from latentmix.models.preact_resnet import PreActResNet18
-from latentmix.training import CHECKPOINT_NAME, PROTOCOLS, RunConfig, lr_at_epoch, protocol_for, train
+from latentmix.config import RunConfig
+from latentmix.protocols import lr_at_epoch, protocol_for, PROTOCOLS
+from latentmix.run_folder import CHECKPOINT_NAME
+from latentmix.training import train
 
 WIDTH = 0.0625
 PER_BATCH, NUM_TEST = 8, 16  # 40 training images, 16 test images

@@ -24,7 +24,7 @@ import latentmix.api
 from latentmix.cli import build_parser, config_from_args
 from latentmix.errors import ConfigError
 from latentmix.sweep.spec import spec_from_dict
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 from latentmix.tune import train_command
 
 # A valid value of each field that is not its default. A field missing here fails

@@ -25,7 +25,8 @@ import torch
 from latentmix.distributed import ONE_PROCESS, DistContext
 from latentmix.errors import ConfigError
 from latentmix.mixing import draw_epoch_mixing
-from latentmix.training import RunConfig, train
+from latentmix.config import RunConfig
+from latentmix.training import train
 
 
 def _distributed_unavailable():

@@ -16,7 +16,9 @@ from latentmix.experiments.fashion import (
     FASHION_METHODS, fashion_grid, multimodal_grid, prepare_fashion_subset,
 )
 from latentmix.experiments import run_id
-from latentmix.training import PROTOCOLS, RunConfig, protocol_for, train
+from latentmix.config import RunConfig
+from latentmix.protocols import protocol_for, PROTOCOLS
+from latentmix.training import train
 
 
 def _write_fashion_like(folder, n_train=48, n_test=30, seed=0):

@@ -85,7 +85,8 @@ def test_train_reads_an_image_folder_and_detect_reads_it_again(tmp_path):
 def test_an_interrupted_image_folder_run_resumes_to_the_same_files(tmp_path):
     """The streamed path resumes exactly too, with another number of workers (how the data are read
     is not part of the run)."""
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     write_images(tmp_path / "images", per_class=16)
     config = dict(dataset="images", data=str(tmp_path / "images"), method="lr-m-dyr-h", epochs=3, warmup_epochs=1,

@@ -18,7 +18,7 @@ from latentmix.cli import main
 from latentmix.config_checks import MAX_CLASSES, field_name, validate_run_config
 from latentmix.data.arrays import MAX_VOCAB, load_arrays, stratified_split
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 TRAIN = ["train", "--device", "cpu", "--epochs", "1", "--quiet"]
 
@@ -206,7 +206,7 @@ def test_non_utf8_csv_and_huge_token_ids(tmp_path, capsys):
 
 def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     import latentmix.models.small as small
-    import latentmix.training as training
+    from latentmix.correction import LossCorrection
 
     def no_memory(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
@@ -218,7 +218,7 @@ def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     assert "spiral-mlp model for spiral (inputs (4,), 2 classes) does not fit in memory (can't allocate" in line
     # anywhere later (the first backward): the CLI says so in one line
     monkeypatch.undo()
-    monkeypatch.setattr(training, "training_step", no_memory)
+    monkeypatch.setattr(LossCorrection, "loss", no_memory)
     line = _cli_error(capsys, TRAIN + ["--out", str(tmp_path / "b")])
     assert "out of memory (can't allocate memory: you tried to allocate 3072000000 bytes" in line
 

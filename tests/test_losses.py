@@ -336,17 +336,25 @@ def test_bootstrapping_objective_is_loss_plus_weighted_regularizer(reg_weight):
     torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
 
 
-def test_training_loss_is_the_method_loss_plus_regularizer():
-    from latentmix.training import training_loss
+def test_the_correction_loss_is_the_method_loss_plus_regularizer():
+    """`LossCorrection.loss`, the loss of `train`'s step, against the reference's two losses
+    written out separately (`_old_hard_loss`, `_old_soft_loss`) plus the weighted regularizer."""
+    from latentmix.correction import LossCorrection
 
     torch.manual_seed(5)
     logits = torch.randn(3, 3)
     _, clean, y, w, plan = _tensors()
+
+    def step_loss(method):
+        correction = LossCorrection(3, correction=method.correction, reg_weight=method.reg_weight,
+                                    soft_side_weighting=method.soft_side_weighting)
+        return correction.loss(logits, y, plan, bootstrap_targets(y, clean, w, method.correction))
+
     for name, old in (("m-dyr-h", _old_hard_loss(logits, y, clean, w, plan)),
                       ("m-dyr-s", _old_soft_loss(logits, y, clean, w, plan))):
         method = get_method(name)
         expected = old + method.reg_weight * prior_regularizer(logits)
-        torch.testing.assert_close(training_loss(method, logits, y, plan, clean, w), expected)
+        torch.testing.assert_close(step_loss(method), expected)
     half = get_method("m-dyr-s", soft_side_weighting="half")
     expected = _old_soft_loss(logits, y, clean, w, plan, "half") + half.reg_weight * prior_regularizer(logits)
-    torch.testing.assert_close(training_loss(half, logits, y, plan, clean, w), expected)
+    torch.testing.assert_close(step_loss(half), expected)

@@ -407,7 +407,8 @@ def test_file_bad_num_classes(tmp_path):
 
 def test_fashion_mnist_runs_flip_only_confusable_pairs():
     from latentmix.data import Dataset
-    from latentmix.training import RunConfig, make_labels
+    from latentmix.config import RunConfig
+    from latentmix.run_setup import make_labels
 
     clean = torch.arange(10).repeat_interleave(2000)
     dataset = Dataset(name="fashion-mnist", train_inputs=torch.zeros(len(clean), 1), train_labels=clean,
@@ -427,7 +428,7 @@ def test_fashion_mnist_runs_flip_only_confusable_pairs():
 
 
 def test_asymmetric_noise_needs_a_class_map_of_the_data_set():
-    from latentmix.training import RunConfig
+    from latentmix.config import RunConfig
 
     with pytest.raises(ConfigError, match="noise_kind' 'asymmetric'.*spiral"):
         RunConfig(dataset="spiral", noise_kind="asymmetric", noise=0.2).validate()

@@ -7,7 +7,8 @@ import pytest
 
 from latentmix.errors import ConfigError
 from latentmix.population import supports_population, train_population
-from latentmix.training import RunConfig, train
+from latentmix.config import RunConfig
+from latentmix.training import train
 
 
 

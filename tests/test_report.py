@@ -366,7 +366,7 @@ def test_reproduce_folder_and_store_give_the_same_tables(reproduced, tmp_path):
 def test_tiny_sweep_store_without_run_folders(tmp_path):
     pytest.importorskip("optuna")
     from latentmix.sweep import run_sweep
-    from latentmix.training import RunConfig
+    from latentmix.config import RunConfig
 
     configs = [RunConfig(dataset="spiral", method=m, layers=layers, noise=0.2, seed=s, epochs=3, batch_size=250,
                          device="cpu", checkpoint=False)

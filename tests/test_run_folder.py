@@ -17,7 +17,8 @@ from latentmix.data.augment import random_crop_flip
 from latentmix.data.spiral import load_spiral
 from latentmix.errors import ConfigError
 from latentmix.run_folder import RunFolder, record_differences
-from latentmix.training import RunConfig, train
+from latentmix.config import RunConfig
+from latentmix.training import train
 
 
 def _spiral_args(out, *extra):

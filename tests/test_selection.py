@@ -138,7 +138,8 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     import latentmix.training as training
     from latentmix.models import build_model
     from latentmix.data import load_dataset
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     # every epoch's P(noisy) as the noise model gives it, recorded on the way past
     posteriors = []
@@ -262,7 +263,7 @@ def test_run_log_keeps_the_weights_of_the_selected_epoch_and_the_label_view_of_t
     # noisy-validation accuracy with a lucky single epoch (3) before a better stretch (5-7): the
     # trailing 3-epoch means are .40 .45 .50 .50 .57 .63 .68 .63 -> epoch 7 is the one a user
     # keeps; the single best epoch (6) gives the label issues
-    from latentmix.training import RunLog
+    from latentmix.run_log import RunLog
 
     select = [0.40, 0.50, 0.60, 0.40, 0.70, 0.80, 0.55, 0.55]
     model = torch.nn.Linear(1, 1)

@@ -103,7 +103,8 @@ def test_store_record_columns_keep_their_order():
 
 def test_trainer_and_population_write_their_files_keys():
     from latentmix.population import train_population
-    from latentmix.training import RunConfig, train
+    from latentmix.config import RunConfig
+    from latentmix.training import train
 
     config = RunConfig(method="lr-m", layers="1-2", noise=0.2, epochs=2, seed=3, checkpoint=False, device="cpu")
     trained = train(config, progress=False).run_summary()

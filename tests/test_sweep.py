@@ -30,7 +30,7 @@ from latentmix.experiments import Grid, GridMethod, run_id  # noqa: E402
 from latentmix.sweep import (  # noqa: E402
     SweepStore, claim_runs, collect_results, load_spec, run_sweep, run_worker, spec_from_dict, sweep_counts,
 )
-from latentmix.training import RunConfig  # noqa: E402
+from latentmix.config import RunConfig  # noqa: E402
 
 TINY = dict(dataset="spiral", epochs=3, batch_size=250, device="cpu")
 

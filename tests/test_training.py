@@ -10,7 +10,10 @@ import torch
 from latentmix.data import Dataset
 from latentmix.data.spiral import load_spiral
 from latentmix.errors import ConfigError
-from latentmix.training import METRIC_FIELDS, PROTOCOLS, Protocol, RunConfig, lr_at_epoch, train
+from latentmix.config import RunConfig
+from latentmix.protocols import lr_at_epoch, Protocol, PROTOCOLS
+from latentmix.run_folder import METRIC_FIELDS
+from latentmix.training import train
 
 
 
@@ -304,13 +307,14 @@ def _bootstrapping_loss_by_hand(logits, y, clean_logits, w, lam, perm, correctio
     return nll + reg_weight * regularizer
 
 
-def test_training_loss_from_logits_or_from_given_rows_is_the_formula_by_hand():
-    """`training_loss` builds the bootstrapping rows from the clean logits and P(noisy), or takes
-    them given (what `train` gets from `LossCorrection`); both must be the loss of its definition,
-    computed by hand."""
+def test_the_step_loss_from_logits_or_from_given_rows_is_the_formula_by_hand():
+    """The loss `train`'s step takes (`LossCorrection.loss`, on rows that `bootstrap_targets`
+    builds from the clean logits and P(noisy), or on rows given) must be the loss of its
+    definition, computed by hand."""
+    from latentmix.correction import LossCorrection
+    from latentmix.losses import bootstrap_targets
     from latentmix.methods import get_method
     from latentmix.mixing import MixPlan
-    from latentmix.training import training_loss
 
     torch.manual_seed(0)
     logits, clean_logits = torch.randn(6, 3), torch.randn(6, 3)
@@ -319,22 +323,24 @@ def test_training_loss_from_logits_or_from_given_rows_is_the_formula_by_hand():
     plan = MixPlan(layer=1, lam=0.7, perm=torch.tensor(perm))
     for name in ("m-dyr-h", "m-dyr-s"):
         method = get_method(name)
+        correction = LossCorrection(6, correction=method.correction, reg_weight=method.reg_weight,
+                                    soft_side_weighting=method.soft_side_weighting)
         by_hand = _bootstrapping_loss_by_hand(logits.tolist(), y.tolist(), clean_logits.tolist(), p_noisy.tolist(),
                                               plan.lam, perm, method.correction, method.reg_weight)
-        built = training_loss(method, logits, y, plan, clean_logits, p_noisy)
+        built = correction.loss(logits, y, plan, bootstrap_targets(y, clean_logits, p_noisy, method.correction))
         assert built.item() == pytest.approx(by_hand, rel=1e-5)
         # the same rows given, written out by hand: t_i = (1 - w_i) onehot(y_i) + w_i b_i
         own = (torch.eye(3)[clean_logits.argmax(dim=1)] if method.correction == "hard"
                else torch.softmax(clean_logits, dim=1))
         rows = (1 - p_noisy)[:, None] * torch.eye(3)[y] + p_noisy[:, None] * own
-        given = training_loss(method, logits, y, plan, None, None, sample_targets=rows)
+        given = correction.loss(logits, y, plan, rows)
         assert given.item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_eval_mode_switches_every_module_and_back():
     from torch import nn
 
-    from latentmix.training import _all_modules, eval_mode
+    from latentmix.correction import _all_modules, eval_mode
 
     shared = nn.Dropout(0.5)
     model = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.BatchNorm1d(3), shared), shared)
@@ -367,7 +373,7 @@ class _FrozenBatchNormModel(torch.nn.Module):
 
 
 def test_eval_mode_keeps_a_frozen_batch_norm_frozen():
-    from latentmix.training import eval_mode
+    from latentmix.correction import eval_mode
 
     model = _FrozenBatchNormModel().train()
     calls = model.train_calls
@@ -381,7 +387,7 @@ def test_eval_mode_keeps_a_frozen_batch_norm_frozen():
 def test_eval_mode_restores_each_module_to_its_own_previous_mode():
     from torch import nn
 
-    from latentmix.training import eval_mode
+    from latentmix.correction import eval_mode
 
     plain = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5), nn.BatchNorm1d(3))
     plain.train()
@@ -429,9 +435,9 @@ def test_train_is_the_own_loop_of_the_readme(bootstrap_forward):
 
     import latentmix
     from latentmix.data.spiral import load_spiral
-    from latentmix.training import (
-        RunStreams, batch_indices, build_run_model, lr_at_epoch, make_labels, protocol_for,
-    )
+    from latentmix.protocols import lr_at_epoch, protocol_for
+    from latentmix.run_setup import build_run_model, make_labels, RunStreams
+    from latentmix.training import batch_indices
 
     dataset = load_spiral(num_train=150, num_val=40)
     config = RunConfig(dataset="spiral", method="lr-m-dyr-h", warmup_epochs=1, epochs=3, noise=0.3, seed=5,

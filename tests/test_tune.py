@@ -12,7 +12,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from latentmix.cli import build_parser, config_from_args, main  # noqa: E402
-from latentmix.training import RunConfig  # noqa: E402
+from latentmix.config import RunConfig  # noqa: E402
 from latentmix.tune import expected_noisy_accuracy, train_command, tune  # noqa: E402
 
 TINY_FLAGS = ["--epochs", "3", "--batch-size", "250", "--device", "cpu", "--quiet", "--sampler-seed", "0"]

@@ -17,7 +17,7 @@ items, read through a DataLoader with workers (the labels come with it)::
 `fit` builds a `latentmix.data.Dataset` from the tensors (or around the data sets,
 `latentmix.data.streamed.StreamedInputs`) and calls `latentmix.training.train`, the same loop as
 the command line; the optimisation schedule is the ``"arrays"`` protocol of
-`latentmix.training.PROTOCOLS` (SGD, momentum 0.9) unless overridden here.
+`latentmix.protocols.PROTOCOLS` (SGD, momentum 0.9) unless overridden here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from latentmix.config_checks import check_class_count, check_dataset, check_mode
 from latentmix.data import Dataset, map_inputs
 from latentmix.data.streamed import StreamedInputs, dataset_labels, is_map_dataset
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig, RunResult, train
+from latentmix.config import RunConfig
+from latentmix.result import RunResult
+from latentmix.training import train
 
 __all__ = ["fit", "dataset_from_tensors"]
 

@@ -20,10 +20,10 @@ import torch
 
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, LABEL_ISSUES_NAME, RunFolder, run_fingerprints
-from latentmix.training import (
-    RunConfig, RunResult, RunSetup, Tracked, build_run, epoch_view, fit_run_noise_model, per_sample_results,
-    track_training_losses,
-)
+from latentmix.config import RunConfig
+from latentmix.result import per_sample_results, RunResult
+from latentmix.run_setup import build_run, RunSetup
+from latentmix.tracking import epoch_view, fit_run_noise_model, track_training_losses, Tracked
 
 LABEL_ISSUES_FIELDS = ["index", "split", "given_label", "p_noisy", "loss", "predicted_label"]  # + "truly_noisy" when known
 

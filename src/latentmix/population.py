@@ -60,9 +60,10 @@ from latentmix.methods import Method
 from latentmix.mixing import draw_epoch_mixing, format_layers
 from latentmix.noise_model import detection_metrics
 from latentmix.summary import POPULATION_KEYS, RunSummary
-from latentmix.training import (
-    Protocol, RunConfig, RunStreams, base_protocol, build_run, fit_run_noise_model, lr_at_epoch, resolve_device,
-)
+from latentmix.config import RunConfig
+from latentmix.protocols import base_protocol, lr_at_epoch, Protocol
+from latentmix.run_setup import build_run, resolve_device, RunStreams
+from latentmix.tracking import fit_run_noise_model
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the spiral grid

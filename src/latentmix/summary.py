@@ -1,7 +1,7 @@
 """One run's summary: the figures a run folder's result.json holds, typed.
 
 Every path that finishes a run makes a `RunSummary`: the sequential trainer
-(`latentmix.training.RunResult.run_summary`) and the vectorized population
+(`latentmix.result.RunResult.run_summary`) and the vectorized population
 (`latentmix.population.train_population`). Everything that reads a finished run reads one: the
 sweep store (`latentmix.sweep.worker`, one trial attribute per run), `latentmix report` (from
 result.json or the store) and the summary `latentmix train` prints.

@@ -26,7 +26,8 @@ from typing import Optional
 
 from latentmix.config import OPTIONS, command_line
 from latentmix.errors import ConfigError
-from latentmix.training import RunConfig, RunSetup
+from latentmix.config import RunConfig
+from latentmix.run_setup import RunSetup
 
 DEFAULT_ALPHA_RANGE = (0.1, 32.0)
 CORRECTIONS = OPTIONS["correction"].choices  # none, soft, hard
@@ -118,7 +119,8 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     from optuna.trial import TrialState
 
     from latentmix.sweep import SweepStore, display_url
-    from latentmix.training import build_run, train
+    from latentmix.run_setup import build_run
+    from latentmix.training import train
 
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from latentmix.errors import ConfigError
 from latentmix.mixing import format_layers, parse_layers
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 
 @dataclass(frozen=True)

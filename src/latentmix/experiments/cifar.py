@@ -38,7 +38,7 @@ from latentmix.experiments.runner import run_grid
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
 from latentmix.report import mark_paper_footnotes, markdown_table, results_csv_rows, value_table
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 __all__ = [
     "TABLE1_METHODS",

@@ -50,7 +50,7 @@ from latentmix.report import column_label, markdown_table, noise_column, results
 from latentmix.data import load_dataset
 from latentmix.data.multimodal import DEFAULT_TRAIN_SIZE as MULTIMODAL_TRAIN_SIZE, IMAGE_ENCODER_WIDTH, NAME
 from latentmix.experiments.runner import run_grid
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 __all__ = [
     "FASHION_TRAIN_SIZE", "FASHION_WIDTH", "SUBSET_SEED", "FASHION_METHODS", "MULTIMODAL_METHODS",

@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The run settings of the command line (--epochs, --alpha, --width, --device, --model), checked
     as `latentmix train` checks them, before any data is read or any run starts."""
-    from latentmix.training import RunConfig
+    from latentmix.config import RunConfig
 
     width = getattr(args, "width", None)
     RunConfig(epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from latentmix.errors import ConfigError
 from latentmix.sweep.store import SweepStore
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 # Fields that the runs of one vectorized population must share.
 POPULATION_SHARED = ("dataset", "data", "data_dir", "model", "width", "epochs", "batch_size", "lr",

@@ -18,7 +18,7 @@ from latentmix.sweep.results import collect_results, sweep_counts
 from latentmix.sweep.store import (DEFAULT_GRACE_S, DEFAULT_HEARTBEAT_S, DEFAULT_MAX_RETRY, SweepStore,
                                    default_storage_url, display_url)
 from latentmix.sweep.worker import DEFAULT_POLL_S, DEFAULT_POPULATION, run_worker
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 
 def run_sweep(name: str, configs: Sequence[RunConfig], out_dir: str | os.PathLike, *, storage: Optional[str] = None,

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 from latentmix.summary import POPULATION_KEYS, RunSummary
 from latentmix.sweep.store import display_url
 from latentmix.sweep.trials import RESULT_ATTR, trials_by_run
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 # results.csv of a sweep with no finished run: the columns it would have (the figures every run's
 # summary has, its wall time and how it was trained, and where it is)

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 from latentmix.errors import ConfigError
 from latentmix.sweep.lock import StoreLock
 from latentmix.sweep.trials import enqueue_missing, stored_configs
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 DEFAULT_HEARTBEAT_S = 10
 DEFAULT_GRACE_S = 30

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from latentmix.errors import ConfigError
 from latentmix.sweep.spec import MACHINE_FIELDS
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 RESULT_ATTR = "result"  # the user attribute holding a finished run's summary
 

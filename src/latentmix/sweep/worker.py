@@ -22,7 +22,7 @@ from latentmix.sweep.claim import Claim, Heartbeat, claim_runs, population_modul
 from latentmix.sweep.results import store_record, sweep_counts
 from latentmix.sweep.store import SweepStore
 from latentmix.sweep.trials import RESULT_ATTR, differing_settings
-from latentmix.training import RunConfig
+from latentmix.config import RunConfig
 
 DEFAULT_POPULATION = 32
 DEFAULT_POLL_S = 2.0
@@ -121,7 +121,7 @@ def _train_sequential(study, claim: Claim, run_dir: Path, report: WorkerReport) 
 
 
 def _epochs_of(config: RunConfig) -> int:
-    from latentmix.training import protocol_for
+    from latentmix.protocols import protocol_for
 
     return protocol_for(config, "arrays" if config.data else config.dataset).epochs
 
