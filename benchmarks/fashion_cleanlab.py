@@ -72,7 +72,7 @@ class TorchClassifier(BaseEstimator, ClassifierMixin):
         config, dataset = self._data()
         rows, labels = torch.as_tensor(np.asarray(X)[:, 0]), torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.classes_ = np.arange(dataset.num_classes)
-        protocol = protocol_for(config, dataset.name)
+        protocol = protocol_for(config)
         self.model_ = build_run_model(RunConfig(**{**json.loads(self.config_json), "seed": self.seed}), dataset)
         optimizer = torch.optim.SGD(self.model_.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                                     weight_decay=protocol.weight_decay)
@@ -132,7 +132,7 @@ def run_cleanlab(run_dir: Path, folds: int) -> dict:
     dataset = load_run_dataset(config)
     labels = make_labels(config, dataset)
     noisy, truth = labels.labels.numpy(), labels.is_noisy.numpy()
-    epochs = protocol_for(config, dataset.name).warmup_epochs
+    epochs = protocol_for(config).warmup_epochs
     X = np.arange(len(noisy))[:, None]
     classifier = TorchClassifier(json.dumps(values), epochs=epochs, seed=config.seed)
     started = time.perf_counter()

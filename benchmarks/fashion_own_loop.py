@@ -37,7 +37,7 @@ from latentmix.training import train
 
 def own_loop(config: RunConfig, dataset, seed: int) -> dict:
     """The README's loop ("In your own loop"), with the protocol's schedule and the run's labels."""
-    protocol = protocol_for(config, dataset.name)
+    protocol = protocol_for(config)
     method = config.resolved_method()
     noisy = make_labels(config, dataset)
     x_train = dataset.eval_transform(dataset.train_inputs)  # no augmentation: the same inputs as train's
@@ -108,7 +108,7 @@ def main() -> None:
 
 def table(rows: list, args: argparse.Namespace) -> list[str]:
     """The results page: one row per seed (best, last, AUC, seconds of each loop) and the mean."""
-    protocol = protocol_for(RunConfig(dataset="fashion-mnist", model="small-cnn", epochs=args.epochs), "fashion-mnist")
+    protocol = protocol_for(RunConfig(dataset="fashion-mnist", model="small-cnn", epochs=args.epochs))
     lines = [
         "# Fashion-MNIST subset: the README's own loop vs `latentmix train`",
         "",

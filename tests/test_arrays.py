@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentmix.data.arrays import load_arrays, stratified_split
+from latentmix.data.arrays import load_arrays
+from latentmix.selection import stratified_split
 from latentmix.errors import ConfigError
 
 

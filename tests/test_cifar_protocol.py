@@ -67,7 +67,7 @@ def test_cifar10_protocol_matches_appendix_a() -> None:
     assert lrs[100] == lrs[249] == pytest.approx(0.01)
     assert lrs[250] == lrs[300] == pytest.approx(0.001)
     # --epochs scales milestones and warm-up in proportion.
-    half = protocol_for(RunConfig(dataset="cifar10", epochs=150), "cifar10")
+    half = protocol_for(RunConfig(dataset="cifar10", epochs=150))
     assert half.milestones == (50, 125) and half.warmup_epochs == 52 and half.batch_size == 128
 
 

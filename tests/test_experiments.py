@@ -1,6 +1,7 @@
 """Grids and their rows: `row_label` names every table row (reproduce tables, sweep store, report)."""
 
-from latentmix.experiments import Grid, GridMethod, row_label, spiral_table2_grid
+from latentmix.experiments import Grid, GridMethod, spiral_table2_grid
+from latentmix.naming import row_label
 from latentmix.experiments.cifar import cifar10_table1_grid
 
 

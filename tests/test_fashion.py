@@ -15,7 +15,7 @@ from latentmix.errors import ConfigError
 from latentmix.experiments.fashion import (
     FASHION_METHODS, fashion_grid, multimodal_grid, prepare_fashion_subset,
 )
-from latentmix.experiments import run_id
+from latentmix.naming import run_id
 from latentmix.config import RunConfig
 from latentmix.protocols import protocol_for, PROTOCOLS
 from latentmix.training import train
@@ -127,13 +127,13 @@ def test_mlp_option_builds_on_images(idx_dir):
 
 def test_fashion_protocols_per_model():
     # the MLP has its own (longer) schedule; every other model the CNN's
-    cnn = protocol_for(RunConfig(dataset="fashion-mnist"), "fashion-mnist")
-    mlp = protocol_for(RunConfig(dataset="fashion-mnist", model="mlp"), "fashion-mnist")
+    cnn = protocol_for(RunConfig(dataset="fashion-mnist"))
+    mlp = protocol_for(RunConfig(dataset="fashion-mnist", model="mlp"))
     assert cnn == PROTOCOLS["fashion-mnist"] and mlp == PROTOCOLS["fashion-mnist:mlp"] and mlp != cnn
     for protocol in (cnn, mlp):
         # [A]'s shape: bootstrapping starts right after the first lr decay
         assert protocol.warmup_epochs == protocol.milestones[0] < protocol.milestones[1] < protocol.epochs
-    assert protocol_for(RunConfig(dataset="fashion-mnist", model="mlp", epochs=25), "fashion-mnist").milestones == (6, 22)
+    assert protocol_for(RunConfig(dataset="fashion-mnist", model="mlp", epochs=25)).milestones == (6, 22)
 
 
 # --------------------------------------------------------------------------------------------

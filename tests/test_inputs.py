@@ -15,8 +15,10 @@ from torch import nn
 
 from latentmix import fit
 from latentmix.cli import main
-from latentmix.config_checks import MAX_CLASSES, field_name, validate_run_config
-from latentmix.data.arrays import MAX_VOCAB, load_arrays, stratified_split
+from latentmix.config import field_name, validate_run_config
+from latentmix.data.checks import MAX_CLASSES
+from latentmix.data.arrays import MAX_VOCAB, load_arrays
+from latentmix.selection import stratified_split
 from latentmix.errors import ConfigError
 from latentmix.config import RunConfig
 

@@ -56,7 +56,19 @@ def test_the_lightning_example_runs_and_finds_the_wrong_labels(tmp_path, monkeyp
     assert namespace["mixup"].correction.bootstrapping and namespace["mixup"].correction.epochs_done == 10
 
 
-@pytest.mark.parametrize("section", ["Python: your own model"])
-def test_other_python_sections_still_parse(section):
-    for block in python_blocks(section):
+@pytest.mark.parametrize("section, count", [("Python: your own model", 1), ("In your own loop", 1),
+                                            ("With Lightning", 1)])
+def test_each_python_section_keeps_its_blocks_and_they_parse(section, count):
+    """A section that loses its code block fails here (it would pass a loop over no blocks)."""
+    blocks = python_blocks(section)
+    assert len(blocks) == count, f"README section {section!r} has {len(blocks)} python block(s), expected {count}"
+    for block in blocks:
         compile(block, "README.md", "exec")
+
+
+def test_a_section_without_its_block_is_caught(monkeypatch, tmp_path):
+    """The check above, on a README whose section lost its block: no block is found."""
+    stripped = re.sub(r"```python\n.*?```", "", README.read_text(), flags=re.S)
+    (tmp_path / "README.md").write_text(stripped)
+    monkeypatch.setitem(globals(), "README", tmp_path / "README.md")
+    assert python_blocks("Python: your own model") == []

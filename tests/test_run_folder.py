@@ -420,7 +420,7 @@ def _label_issues(path):
 def test_population_trains_on_the_labels_train_makes_from_a_noisy_labels_file(tmp_path):
     from latentmix.data import load_dataset
     from latentmix.population import train_population
-    from latentmix.run_folder import tensors_sha256
+    from latentmix.data.inputs import tensors_sha256
 
     clean = load_dataset("spiral").train_labels.numpy()
     noisy = clean.copy()

@@ -26,7 +26,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from latentmix.errors import ConfigError  # noqa: E402
-from latentmix.experiments import Grid, GridMethod, run_id  # noqa: E402
+from latentmix.experiments import Grid, GridMethod
+from latentmix.naming import run_id  # noqa: E402
 from latentmix.sweep import (  # noqa: E402
     SweepStore, claim_runs, collect_results, load_spec, run_sweep, run_worker, spec_from_dict, sweep_counts,
 )

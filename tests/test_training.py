@@ -444,7 +444,7 @@ def test_train_is_the_own_loop_of_the_readme(bootstrap_forward):
                        device="cpu", bootstrap_forward=bootstrap_forward, checkpoint=False)
     expected = train(config, dataset=dataset, progress=False).model.state_dict()
 
-    protocol = protocol_for(config, "spiral")
+    protocol = protocol_for(config)
     labels = make_labels(config, dataset).labels
     inputs, everyone = dataset.train_inputs, torch.arange(len(labels))
     model = build_run_model(config, dataset).train()

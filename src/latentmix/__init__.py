@@ -17,7 +17,8 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
 * `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
 * `BetaMixture` (latentmix.noise_model): the two-component loss mixture giving P(noisy).
-* `train`, `RunConfig`, `RunResult` (latentmix.training): the training loop itself.
+* `train` (latentmix.training): the training loop itself; `RunConfig` (latentmix.config) its
+  settings, `RunResult` (latentmix.result) what it returns.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ _EXPORTS = {
     "NoisyLabels": "latentmix.noise",
     "BetaMixture": "latentmix.noise_model",
     "train": "latentmix.training",
-    "RunConfig": "latentmix.training",
-    "RunResult": "latentmix.training",
+    "RunConfig": "latentmix.config",
+    "RunResult": "latentmix.result",
     "Dataset": "latentmix.data",
     "WithIndex": "latentmix.data.streamed",
     "ImageFolder": "latentmix.data.image_folder",

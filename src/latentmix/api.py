@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from latentmix.config_checks import check_class_count, check_dataset, check_model_outputs, check_output_folder
+from latentmix.config_checks import check_output_folder
+from latentmix.data.checks import check_class_count, check_dataset, check_model_outputs
 from latentmix.data import Dataset, map_inputs
 from latentmix.data.streamed import StreamedInputs, dataset_labels, is_map_dataset
 from latentmix.errors import ConfigError

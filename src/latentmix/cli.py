@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from latentmix.config_checks import check_output_folder, out_of_memory_reason
+from latentmix.config_checks import check_output_folder
+from latentmix.errors import out_of_memory_reason
 from latentmix.errors import ConfigError
 from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
 from latentmix.summary import RunSummary
@@ -44,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train one run; under ``torchrun --nproc_per_node=K`` the K processes train it together
     (data-parallel, docs/distributed.md) and the first one writes the run folder and prints."""
     from latentmix.distributed import distributed_run
-    from latentmix.experiments import run_id
+    from latentmix.naming import run_id
     from latentmix.training import train
 
     config = config_from_args(args)
@@ -205,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(handler=cmd_reproduce)
 
     # Commands whose parsers live beside their code (`register(commands)`), in the order of --help.
-    from latentmix import report_cli, sweep
+    from latentmix import report_cli
+    from latentmix.sweep import cli as sweep_cli
 
-    sweep.register(commands)
+    sweep_cli.register(commands)
     _add_tune_command(commands)
     report_cli.register(commands)
     _use_formatter(parser)

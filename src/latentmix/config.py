@@ -22,11 +22,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional, Union
 
 from latentmix.config_checks import (
-    MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text,
-    warmup, whole_number,
+    MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text, warmup, whole_number,
 )
 from latentmix.errors import ConfigError
-from latentmix.methods import PRESETS, Method, get_method
+from latentmix.correction import BOOTSTRAP_FORWARDS, TRACK_TRANSFORMS
+from latentmix.methods import CORRECTIONS, PRESETS, SIDE_WEIGHTINGS, Method, get_method
+from latentmix.models import mix_layer_count
+from latentmix.noise import ASYMMETRIC_MAPS, NOISE_KINDS, SELECTION_MODES
+from latentmix.noise_model import LOOKUP_MODES, NOISE_MODEL_KINDS
 
 # The groups of the run options in `latentmix train --help`, in this order.
 DATA, METHOD, OPTIMISATION = "data and noise", "method", "optimisation"
@@ -35,6 +38,7 @@ GROUPS = (DATA, METHOD, OPTIMISATION)
 SETTINGS = "**settings"
 
 Check = Callable[[Any], Optional[str]]
+Naming = Union[str, Callable[[str], str]]
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class RunConfig:
         None, METHOD, "mixup Beta(alpha, alpha), > 0 (default: the data set's protocol)",
         parse=float, check=number(0.0, strict=True), fix="mixup draws lam ~ Beta(alpha, alpha)", spec_key="alphas")
     correction: Optional[str] = option(
-        None, METHOD, "override the method's bootstrapping (default: the method's)", choices=("none", "soft", "hard"))
+        None, METHOD, "override the method's bootstrapping (default: the method's)", choices=CORRECTIONS)
     # epochs before bootstrapping; "auto" = when early learning ends; None = the protocol's
     warmup_epochs: Optional[Union[int, str]] = option(
         None, METHOD, "epochs before bootstrapping starts, or 'auto': when the run's own signals say early learning "
@@ -131,13 +135,13 @@ class RunConfig:
         None, METHOD, "weight of the uniform-prior regularizer, >= 0 (default 1)",
         parse=float, check=number(0.0, strict=False))
     soft_side_weighting: Optional[str] = option(
-        None, METHOD, "M-DYR-S side weights (default lam)", choices=("lam", "half"))
+        None, METHOD, "M-DYR-S side weights (default lam)", choices=SIDE_WEIGHTINGS)
     # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards
     # (train mode for the target, eval mode for P(noisy)); "single" = one eval-mode forward for both.
     bootstrap_forward: str = option(
         "reference", METHOD, "reference: two extra forwards per batch as [A]; single: one (faster); tracked: none, "
                              "targets and P(noisy) from the previous epoch's tracking pass (fastest) (default {default})",
-        choices=("reference", "single", "tracked"))
+        choices=BOOTSTRAP_FORWARDS)
     noise: float = option(
         0.0, DATA, "synthetic noise rate in [0, 1] (default {default})",
         parse=float, check=number(0.0, strict=False, high=1.0), fix="a fraction of the training labels",
@@ -145,11 +149,11 @@ class RunConfig:
     noise_kind: str = option(
         "symmetric", DATA, "synthetic noise: uniform relabelling, or class-dependent flips (Patrini et al.) "
                            "(default {default})",
-        choices=("symmetric", "asymmetric"))
+        choices=NOISE_KINDS)
     noise_selection: str = option(
         "exact", DATA, "exact: round(rate*N) samples relabelled; bernoulli: each with probability rate "
                        "(default {default})",
-        choices=("exact", "bernoulli"))
+        choices=SELECTION_MODES)
     noise_include_true_label: bool = option(
         True, DATA, "relabel to a different class (default: uniform over all classes, as the paper)",
         check=boolean, flag="--noise-exclude-true-label", switch="off")
@@ -199,13 +203,13 @@ class RunConfig:
         check=boolean, switch="on", fit=None, execution=True)
     noise_model: str = option(
         "beta", METHOD, "mixture over per-sample losses that gives P(noisy) (default {default})",
-        choices=("beta", "gaussian"))
+        choices=NOISE_MODEL_KINDS)
     posterior_lookup: str = option(
         "monotone", METHOD, "how P(noisy) is read from the fitted mixture (default {default}; docs/algorithm.md)",
-        choices=("monotone", "reference"))
+        choices=LOOKUP_MODES)
     track_transform: str = option(
         "train", METHOD, "transform of the per-epoch loss-tracking pass (default {default}, as the reference)",
-        choices=("train", "eval"))
+        choices=TRACK_TRANSFORMS)
     track_every: int = option(
         1, None, "epochs between passes over the training set (train accuracy, per-sample losses, noise model); "
                  "loss-correcting methods need it every epoch, for plain grids a sparser curve saves time",
@@ -235,8 +239,6 @@ class RunConfig:
         """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
         it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
         ``"key"`` (setting name). Returns the config."""
-        from latentmix.config_checks import validate_run_config
-
         validate_run_config(self, style)
         return self
 
@@ -348,3 +350,74 @@ def command_line(config: RunConfig) -> list[str]:
         else:
             words += [flag, str(value)]
     return words
+
+
+# ---- validation: each field by its declared rule, named as the caller wrote it ----------------
+
+
+def field_name(field: str, style: Naming = "cli") -> str:
+    """How `field` is written where the user wrote it: ``"cli"`` (``--reg-weight``), ``"fit"``
+    (``fit argument reg_weight``), ``"spec"`` (``spec key 'alphas'``, ``[settings] lr``) or ``"key"``
+    (``setting 'reg_weight'``, a key of config.json / `RunConfig.from_dict`); or a callable. The
+    flags, arguments and keys are the fields' declarations (`latentmix.config.Option`)."""
+    if callable(style):
+        return style(field)
+    option = OPTIONS[field]
+    if style == "cli":
+        # a flag named for the opposite (--noise-exclude-true-label) cannot carry a wrong value
+        flag = cli_flag(field) if option.switch != "off" else None
+        return flag if flag is not None else f"setting {field!r}"
+    if style == "fit":
+        return f"fit argument {field if option.fit in (SETTINGS, None) else option.fit}"
+    if style == "spec":
+        return f"spec key {option.spec_key!r}" if option.spec_key is not None else f"[settings] {field}"
+    return f"setting {field!r}"
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def validate_run_config(config: Any, style: Naming = "cli") -> None:
+    """Raise `ConfigError` for the first `RunConfig` field that cannot be run, by the rule its
+    declaration names (`latentmix.config.Option.check`; None is fine where the field's default is
+    None), naming it in `style` (see `field_name`). Checks that need the data (classes, input
+    shapes) are `check_dataset`'s."""
+    for spec in fields(config):
+        option = spec.metadata["option"]
+        value = getattr(config, spec.name)
+        if value is None and spec.default is None:
+            continue
+        must = option.check(value)
+        if must is not None:
+            name = field_name(spec.name, style)
+            fix = f" ({option.fix})" if option.fix else ""
+            raise ConfigError(f"{name} must be {must}{fix}, got {_shown(value)}")
+    if config.noise > 0 and config.noisy_labels_file:
+        raise ConfigError(
+            f"{field_name('noise', style)} {config.noise:g} adds synthetic noise, but "
+            f"{field_name('noisy_labels_file', style)} {config.noisy_labels_file} already gives the noisy labels "
+            f"(its own noise is what is trained on and measured): drop {field_name('noise', style)}")
+    if config.noise_kind == "asymmetric" and config.noise > 0:
+        if config.data or config.dataset not in ASYMMETRIC_MAPS:
+            raise ConfigError(
+                f"{field_name('noise_kind', style)} 'asymmetric' flips classes by a class map defined for "
+                f"{', '.join(ASYMMETRIC_MAPS)}, not for {config.data or config.dataset!r}: use symmetric noise, or "
+                f"give your own noisy labels with {field_name('noisy_labels_file', style)}")
+    _check_layer_range(config, style)
+
+
+def _check_layer_range(config: Any, style: Naming) -> None:
+    """Mix layers beyond the model's, found before any data is read where the model is known from
+    the settings alone (the built-in data sets' models); other models are checked when built."""
+    if config.data:
+        return
+    count = mix_layer_count(config.model, config.dataset)
+    if count is None:
+        return
+    layers = get_method(config.method, layers=config.layers).mix_layers
+    bad = [layer for layer in layers if layer > count]
+    if bad:
+        model = config.model or f"the {config.dataset} model"
+        raise ConfigError(f"{field_name('layers', style)} {config.layers or config.method}: mix layer {bad[0]} is out of "
+                          f"range for {model}: valid layers are 0..{count} (0 = the input)")

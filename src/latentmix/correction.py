@@ -44,6 +44,7 @@ from torch import nn
 
 from latentmix.errors import ConfigError
 from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss, prior_regularizer
+from latentmix.methods import CORRECTIONS, SIDE_WEIGHTINGS
 from latentmix.mixing import NO_MIX, MixPlan
 from latentmix.noise_model import NOISE_MODEL_KINDS, fit_noise_model, noise_model_from_state_dict
 
@@ -51,7 +52,8 @@ __all__ = ["LossCorrection", "TrackedLosses", "track_losses", "eval_mode", "P_NO
 
 P_NOISY_CLAMP = (1e-4, 1.0 - 1e-4)  # [A] clamps each batch's P(noisy) to this range
 BOOTSTRAP_FORWARDS = ("reference", "single", "tracked")
-CORRECTIONS = ("hard", "soft", "none")
+# the transform of the tracking pass: the training one (augmented, as [A] tracks) or the evaluation one
+TRACK_TRANSFORMS = ("train", "eval")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class LossCorrection:
             raise ConfigError(f"LossCorrection num_samples must be the training set's size (>= 2), got {num_samples!r}")
         _check_choice("correction", correction, CORRECTIONS)
         _check_choice("bootstrap_forward", bootstrap_forward, BOOTSTRAP_FORWARDS)
-        _check_choice("soft_side_weighting", soft_side_weighting, ("lam", "half"))
+        _check_choice("soft_side_weighting", soft_side_weighting, SIDE_WEIGHTINGS)
         _check_choice("noise_model", noise_model, NOISE_MODEL_KINDS)
         if isinstance(reg_weight, bool) or not isinstance(reg_weight, (int, float)) or not np.isfinite(reg_weight) \
                 or reg_weight < 0:

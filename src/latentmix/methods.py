@@ -16,6 +16,8 @@ from latentmix.errors import ConfigError
 from latentmix.mixing import format_layers, parse_layers
 
 CORRECTIONS = ("none", "soft", "hard")
+# M-DYR-S: how the two mixed samples' soft targets are weighted ([A]'s current code "lam", its 2019 release "half")
+SIDE_WEIGHTINGS = ("lam", "half")
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,9 @@ class Method:
             raise ConfigError(f"mixup alpha must be >= 0, got {self.alpha}")
         if self.warmup_epochs is not None and self.warmup_epochs < 0:
             raise ConfigError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
-        if self.soft_side_weighting not in ("lam", "half"):
-            raise ConfigError(f"soft side weighting must be 'lam' or 'half', got {self.soft_side_weighting!r}")
+        if self.soft_side_weighting not in SIDE_WEIGHTINGS:
+            raise ConfigError(f"soft side weighting must be one of {', '.join(map(repr, SIDE_WEIGHTINGS))}, got "
+                              f"{self.soft_side_weighting!r}")
         if any(layer < 0 for layer in self.mix_layers):
             raise ConfigError(f"mix layers must be >= 0, got {format_layers(self.mix_layers)}")
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -81,8 +80,7 @@ def supports_population(config: RunConfig) -> bool:
     tabular = config.dataset == "spiral" or (config.data is not None and config.model in ("mlp", None))
     return (not method.corrects and config.model in POPULATION_MODELS and tabular
             and config.track_transform == "train" and not config.compile and not config.val_split
-            and not base_protocol(Path(config.data).stem if config.data else config.dataset,
-                                  config.model).decay_at_learning_end)
+            and not base_protocol(config).decay_at_learning_end)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,15 +106,26 @@ def lr_at_epoch(protocol: Protocol, epoch: int, learning_end: Optional[int] = No
     return protocol.lr * protocol.lr_decay**decays
 
 
-def base_protocol(dataset_name: str, model: Optional[str]) -> Protocol:
-    """The data set's own protocol, for `model` where it has one (``DATASET:MODEL``), else the
-    data set's; a user's file (any other name) gets the "arrays" protocol."""
-    return PROTOCOLS.get(f"{dataset_name}:{model}") or PROTOCOLS.get(dataset_name, PROTOCOLS["arrays"])
+def protocol_name(config: RunConfig) -> str:
+    """The protocol a run trains by: its data set's, or "arrays" for a user's file (`--data`),
+    whatever the file is called (a file named ``cifar10.npz`` is a user's file, not the CIFAR-10
+    protocol). The one place a run's protocol is named: `train`, `detect`, the population and the
+    sweep's reporting all go through it."""
+    return "arrays" if config.data else config.dataset
 
 
-def protocol_for(config: RunConfig, dataset_name: str) -> Protocol:
-    config.validate()  # epochs, batch size, lr, weight decay among them
-    base = base_protocol(dataset_name, config.model)
+def base_protocol(config: RunConfig) -> Protocol:
+    """The run's data set's own protocol (`protocol_name`), for the run's model where it has one
+    (``DATASET:MODEL``), else the data set's; an unknown name (a `latentmix.fit` data set) gets
+    the "arrays" protocol."""
+    name = protocol_name(config)
+    return PROTOCOLS.get(f"{name}:{config.model}") or PROTOCOLS.get(name, PROTOCOLS["arrays"])
+
+
+def protocol_for(config: RunConfig) -> Protocol:
+    """The run's schedule: its `base_protocol` scaled to ``--epochs`` and with its own batch size,
+    lr and weight decay. The config is checked by the caller (`latentmix.run_setup.build_run`)."""
+    base = base_protocol(config)
     if config.epochs is not None:
         base = base.scaled(config.epochs)
     changes = {}

@@ -426,7 +426,7 @@ def _load_store(url: str, study: Optional[str], progress: bool) -> ReportData:
 def assign_rows(runs: Sequence[RunRecord]) -> None:
     """Set each run's row: method and layers; when runs of one row differ in alpha or in an
     overridden correction, those settings are added to the row so they are not averaged together."""
-    from latentmix.experiments import row_label
+    from latentmix.naming import row_label
 
     variants: dict[tuple[str, str], set] = defaultdict(set)
     for run in runs:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from latentmix.data.inputs import tensors_sha256
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_torch_save, atomic_write_bytes, atomic_write_csv, atomic_write_json
 
@@ -72,29 +73,6 @@ UNCOMPARED_ENTRIES = frozenset({"device", "amp", "channels_last", "world_size", 
 # --------------------------------------------------------------------------------------------
 # Fingerprints and the comparison of records
 # --------------------------------------------------------------------------------------------
-
-
-def tensors_sha256(*parts: Any) -> str:
-    """sha256 over tensors (or tuples / dicts of them; None is skipped): dtype, shape and bytes of
-    each, so that equal digests mean equal data."""
-    import torch
-
-    from latentmix.data import map_inputs
-
-    digest = hashlib.sha256()
-
-    def add(tensor: torch.Tensor) -> torch.Tensor:
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{flat.dtype}{tuple(tensor.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-        return tensor
-
-    for part in parts:
-        if hasattr(part, "fingerprint"):  # streamed inputs (latentmix.data.streamed): not read whole
-            digest.update(f"streamed:{part.fingerprint()}".encode())
-        elif part is not None:
-            map_inputs(part, add)
-    return digest.hexdigest()
 
 
 def run_fingerprints(dataset: Any, noisy_labels: torch.Tensor) -> dict:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from latentmix.config import RunConfig
+from latentmix.data.checks import check_dataset
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
@@ -35,16 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return device
-
-
-def check_run_inputs(config: RunConfig, dataset: Dataset) -> None:
-    """Before any work: the settings (`RunConfig.validate`) and the data set's labels
-    (`latentmix.config_checks.check_dataset`: two classes or more, ids inside the head, no
-    validation class that training lacks), so that bad input is one clear error, not a NaN loss."""
-    from latentmix.config_checks import check_dataset
-
-    config.validate()
-    check_dataset(dataset)
 
 
 def load_run_dataset(config: RunConfig) -> Dataset:
@@ -182,15 +173,19 @@ class RunSetup:
 
 def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Optional[nn.Module] = None,
               device: torch.device = torch.device("cpu")) -> RunSetup:
-    """The run `config` describes, set up: its data (`load_run_dataset`, unless given), checked
-    (`check_run_inputs`), its labels (`make_labels`), schedule (`protocol_for`), noisy-validation
-    split (`run_holdout`), model (`build_run_model`, unless given) and streams, with the data, the
-    model and the augmentation stream on `device`. A bad method is an error before the data load."""
+    """The run `config` describes, set up: its settings checked (`RunConfig.validate`) and its
+    method resolved before the data load; its data (`load_run_dataset`, unless given) and their
+    labels checked (`latentmix.data.checks.check_dataset`: two classes or more, ids inside the
+    head, no validation class that training lacks), so that bad input is one clear error, not a NaN
+    loss; its labels (`make_labels`), schedule (`protocol_for`), noisy-validation split
+    (`run_holdout`), model (`build_run_model`, unless given) and streams, with the data, the model
+    and the augmentation stream on `device`."""
+    config.validate()
     method = config.resolved_method()
     if dataset is None:
         dataset = load_run_dataset(config)
-    protocol = protocol_for(config, dataset.name)
-    check_run_inputs(config, dataset)
+    protocol = protocol_for(config)
+    check_dataset(dataset)
     labels = make_labels(config, dataset)
     trained, holdout = run_holdout(config, protocol, dataset, labels)
     if model is None:

@@ -37,8 +37,6 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     clean accuracy would, up to sampling noise.
     ``fraction == 0`` holds nothing out.
     """
-    from latentmix.data.arrays import stratified_split
-
     n = int(labels.shape[0])
     if fraction == 0:
         return np.arange(n), np.zeros(0, dtype=np.int64)
@@ -181,3 +179,37 @@ def ranking_order(p_noisy: np.ndarray, losses: np.ndarray) -> np.ndarray:
     """Sample order, most likely mislabeled first: P(noisy) descending, ties (the Beta mixture's
     posterior is a 100-entry table, so many samples share a value) broken by the loss descending."""
     return np.lexsort((-np.asarray(losses), -np.asarray(p_noisy)))
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split: returns sorted (train_index, val_index).
+
+    The validation size is round(val_fraction * N) clipped to [1, N - 1]; it is divided among the
+    classes in proportion to their counts (largest remainders), then drawn at random per class.
+    """
+    n = int(labels.shape[0])
+    if n < 2:
+        raise ConfigError(f"cannot split {n} sample(s) into training and validation sets; provide at least 2 "
+                          "samples or explicit val_* arrays")
+    n_val = int(min(max(round(val_fraction * n), 1), n - 1))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = n_val * counts / n
+    take = np.floor(quota).astype(np.int64)
+    remainder = quota - take
+    short = n_val - int(take.sum())
+    if short > 0:
+        order = np.lexsort((rng.random(len(classes)), -remainder))  # largest remainder, random ties
+        take[order[:short]] += 1
+    # every class keeps a training sample (a class only in the validation set could never be learned)
+    take = np.minimum(take, counts - 1)
+    val_parts = []
+    for cls, k in zip(classes, take):
+        if k == 0:
+            continue
+        members = np.flatnonzero(labels == cls)
+        val_parts.append(rng.choice(members, size=int(k), replace=False))
+    val_index = np.sort(np.concatenate(val_parts)) if val_parts else np.zeros(0, dtype=np.int64)
+    mask = np.ones(n, dtype=bool)
+    mask[val_index] = False
+    return np.flatnonzero(mask), val_index

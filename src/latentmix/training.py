@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from latentmix.config import RunConfig
-from latentmix.correction import BOOTSTRAP_FORWARDS, LossCorrection
+from latentmix.correction import LossCorrection
 from latentmix.data import Dataset, index_inputs, map_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import DistContext, single_process
@@ -188,11 +188,6 @@ class Run:
         self.run_folder = run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
         if run_folder is not None:  # refuse an occupied folder before the data load
             run_folder.check_command(resume=resume, overwrite=overwrite)
-        if config.bootstrap_forward not in BOOTSTRAP_FORWARDS:
-            raise ConfigError(f"unknown bootstrap_forward {config.bootstrap_forward!r}: "
-                              f"choose {', '.join(BOOTSTRAP_FORWARDS)}")
-        if config.track_transform not in ("train", "eval"):
-            raise ConfigError(f"unknown track_transform {config.track_transform!r}: choose train or eval")
         self.setup = setup = build_run(config, dataset=dataset, model=model, device=device)
         self.method = method = setup.method
         self.protocol = protocol = setup.protocol

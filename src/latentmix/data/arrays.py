@@ -60,11 +60,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from latentmix.config_checks import check_class_count, check_dataset
-from latentmix.data import Dataset
+from latentmix.data.checks import check_class_count, check_dataset
+from latentmix.data.dataset import Dataset
 from latentmix.errors import ConfigError
+from latentmix.selection import stratified_split
 
-__all__ = ["load_arrays", "read_label_file", "stratified_split"]
+__all__ = ["load_arrays", "read_label_file"]
 
 _DEFAULT_LABEL_KEYS = ("labels", "label", "y")
 # Token ids index an embedding table (max id + 1 rows of 64 floats): 10M rows are 2.5 GB already.
@@ -272,40 +273,6 @@ def _check_token_ids(array: np.ndarray, key: str) -> None:
         raise ConfigError(f"token array {key!r} holds token id {int(array.max())}: its embedding table would need "
                           f"{int(array.max()) + 1} rows; latentmix takes ids below {MAX_VOCAB}: number the vocabulary "
                           "0..V-1")
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split: returns sorted (train_index, val_index).
-
-    The validation size is round(val_fraction * N) clipped to [1, N - 1]; it is divided among the
-    classes in proportion to their counts (largest remainders), then drawn at random per class.
-    """
-    n = int(labels.shape[0])
-    if n < 2:
-        raise ConfigError(f"cannot split {n} sample(s) into training and validation sets; provide at least 2 "
-                          "samples or explicit val_* arrays")
-    n_val = int(min(max(round(val_fraction * n), 1), n - 1))
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = n_val * counts / n
-    take = np.floor(quota).astype(np.int64)
-    remainder = quota - take
-    short = n_val - int(take.sum())
-    if short > 0:
-        order = np.lexsort((rng.random(len(classes)), -remainder))  # largest remainder, random ties
-        take[order[:short]] += 1
-    # every class keeps a training sample (a class only in the validation set could never be learned)
-    take = np.minimum(take, counts - 1)
-    val_parts = []
-    for cls, k in zip(classes, take):
-        if k == 0:
-            continue
-        members = np.flatnonzero(labels == cls)
-        val_parts.append(rng.choice(members, size=int(k), replace=False))
-    val_index = np.sort(np.concatenate(val_parts)) if val_parts else np.zeros(0, dtype=np.int64)
-    mask = np.ones(n, dtype=bool)
-    mask[val_index] = False
-    return np.flatnonzero(mask), val_index
 
 
 def _to_tensor(array: np.ndarray, kind: str) -> torch.Tensor:

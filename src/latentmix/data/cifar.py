@@ -47,7 +47,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from latentmix.data import Dataset
+from latentmix.data.dataset import Dataset
 from latentmix.data.augment import CropFlipNormalize, Normalize
 from latentmix.errors import ConfigError
 from latentmix.io import atomic_write_bytes

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from latentmix.data import Dataset
+from latentmix.data.dataset import Dataset
 from latentmix.errors import ConfigError
 
 __all__ = ["read_idx", "write_idx", "load_mnist_like", "DEFAULT_ROOTS", "image_normalizer"]

@@ -138,9 +138,9 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
                       workers: Optional[int] = None, noisy_labels_path: Any = None):
     """A `latentmix.data.Dataset` over an image folder (module docstring), its inputs
     `StreamedInputs` read by a DataLoader with `workers` processes."""
-    from latentmix.config_checks import check_dataset
-    from latentmix.data import Dataset
-    from latentmix.data.arrays import stratified_split
+    from latentmix.data.checks import check_dataset
+    from latentmix.data.dataset import Dataset
+    from latentmix.selection import stratified_split
     from latentmix.data.streamed import StreamedInputs
 
     root = Path(path)

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from latentmix.data import Dataset
+from latentmix.data.dataset import Dataset
 from latentmix.errors import ConfigError
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_LEVELS", "image_tokens", "multimodal_from_images", "load_fashion_multimodal"]

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from latentmix.data import Dataset
+from latentmix.data.dataset import Dataset
 from latentmix.errors import ConfigError
 
 DEFAULT_TURNS = 1.75

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from latentmix.data.inputs import map_inputs, tensors_sha256
 from latentmix.errors import ConfigError
 
 __all__ = ["StreamedInputs", "WithIndex", "is_map_dataset", "dataset_labels", "read_batches", "collate_inputs",
@@ -206,8 +207,6 @@ class StreamedInputs:
         else:
             digest.update(f"{type(self.dataset).__module__}.{type(self.dataset).__qualname__}:{len(self.dataset)}".encode())
             if len(self.positions):
-                from latentmix.run_folder import tensors_sha256
-
                 digest.update(tensors_sha256(self.take([0, len(self.positions) - 1])).encode())
         digest.update(self.positions.tobytes())
         return digest.hexdigest()
@@ -240,9 +239,7 @@ def read_batches(inputs: Any, index_batches: Sequence[torch.Tensor], device: tor
     fast path), or read through a DataLoader (`StreamedInputs`)."""
     if isinstance(inputs, StreamedInputs):
         return inputs.batches(index_batches, device)
-    from latentmix.data import index_inputs
-
-    return (index_inputs(inputs, index) for index in index_batches)
+    return (map_inputs(inputs, lambda t, index=index: t[index]) for index in index_batches)
 
 
 def dataset_labels(dataset: Any, *, name: str = "dataset", workers: Optional[int] = None) -> torch.Tensor:

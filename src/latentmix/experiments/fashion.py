@@ -43,7 +43,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from latentmix.errors import ConfigError
-from latentmix.experiments import Grid, GridMethod, paper, row_label
+from latentmix.experiments import Grid, GridMethod, paper
+from latentmix.naming import row_label
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
 from latentmix.report import column_label, markdown_table, noise_column, results_csv_rows

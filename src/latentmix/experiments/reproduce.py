@@ -148,7 +148,8 @@ def reproduce_spiral(args: argparse.Namespace) -> int:
 def _spiral_methods(text: str | None, methods: tuple) -> tuple:
     """The rows of Table 2 that --methods names: a method (ce, m, lr-m: all its layer ranges) or a
     row (m(0-0), lr-m(1-3)); anything else is refused, listing what the table has."""
-    from latentmix.experiments import SPIRAL_RANGES, row_label
+    from latentmix.experiments import SPIRAL_RANGES
+    from latentmix.naming import row_label
 
     if not text:
         return methods

@@ -10,7 +10,7 @@ from typing import Optional
 
 from torch import nn
 
-from latentmix.errors import ConfigError
+from latentmix.errors import ConfigError, out_of_memory_reason
 
 MODELS = ("spiral-mlp", "mlp", "small-cnn", "preact-resnet18", "text", "fusion")
 
@@ -44,8 +44,6 @@ def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Modul
     try:
         return _build(key, name, dataset, width)
     except (MemoryError, RuntimeError) as error:
-        from latentmix.config_checks import out_of_memory_reason
-
         reason = out_of_memory_reason(error)
         if reason is None:
             raise

@@ -18,11 +18,11 @@ One module per concern, each importing only those above it:
 * `claim`   taking waiting runs; heartbeats while they train
 * `worker`  training the taken runs (alone or as a vectorized population) and finishing trials
 * `launch`  one call: prepare, start helper workers on this machine, work, collect
-* `cli`     ``latentmix sweep run | work | status``
+* `cli`     ``latentmix sweep run | work | status`` (the command line's, not imported here: the
+            library, `tune`, `report` and the grid runner do not load a CLI)
 """
 
 from latentmix.sweep.claim import POPULATION_SHARED, Claim, Heartbeat, claim_runs
-from latentmix.sweep.cli import register
 from latentmix.sweep.launch import run_sweep
 from latentmix.sweep.lock import StoreLock
 from latentmix.sweep.results import (RESULTS_FIELDS, collect_results, failed_runs, format_status, print_failed_runs,
@@ -37,6 +37,6 @@ __all__ = [
     "Claim", "DEFAULT_GRACE_S", "DEFAULT_HEARTBEAT_S", "DEFAULT_MAX_RETRY", "DEFAULT_POLL_S", "DEFAULT_POPULATION",
     "Heartbeat", "MACHINE_FIELDS", "POPULATION_SHARED", "RESULTS_FIELDS", "RESULT_ATTR", "StoreLock", "SweepSpec",
     "SweepStore", "WorkerReport", "claim_runs", "collect_results", "default_storage_url", "display_url",
-    "failed_runs", "format_status", "load_spec", "print_failed_runs", "reading_store", "register", "run_sweep",
+    "failed_runs", "format_status", "load_spec", "print_failed_runs", "reading_store", "run_sweep",
     "run_worker", "set_user_attrs", "spec_from_dict", "store_error", "sweep_counts", "work_on",
 ]

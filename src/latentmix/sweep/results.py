@@ -88,7 +88,7 @@ def collect_results(study, configs: Optional[Sequence[RunConfig]] = None) -> lis
     order when `configs` is given, else in trial order."""
     from optuna.trial import TrialState
 
-    from latentmix.experiments import row_label, run_id
+    from latentmix.naming import row_label, run_id
 
     finished = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -110,7 +110,7 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     is run once per noise rate and seed); a method may also be a table with its own ``layers``,
     ``alphas`` and ``correction``. `settings` holds any other `RunConfig` field, shared by every run.
     """
-    from latentmix.experiments import run_id
+    from latentmix.naming import run_id
 
     unknown = sorted(set(values) - set(SPEC_KEYS))
     if unknown:

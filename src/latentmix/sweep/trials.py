@@ -71,7 +71,7 @@ def enqueue_missing(study, configs: Sequence[RunConfig]) -> tuple[int, int]:
     lock, and it skips a run whose only trials failed, which must be queued again.) A run stored
     with other settings is refused rather than mixed in.
     """
-    from latentmix.experiments import row_label, run_id
+    from latentmix.naming import row_label, run_id
 
     by_run = trials_by_run(study.get_trials(deepcopy=False))
     added = requeued = 0

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
+from latentmix.protocols import protocol_for
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, read_wall_time, timing_document
 from latentmix.summary import RunSummary
 from latentmix.sweep.claim import Claim, Heartbeat, claim_runs, population_module
@@ -121,9 +122,7 @@ def _train_sequential(study, claim: Claim, run_dir: Path, report: WorkerReport) 
 
 
 def _epochs_of(config: RunConfig) -> int:
-    from latentmix.protocols import protocol_for
-
-    return protocol_for(config, "arrays" if config.data else config.dataset).epochs
+    return protocol_for(config).epochs
 
 
 def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport, population) -> None:
