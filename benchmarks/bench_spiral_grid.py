@@ -118,8 +118,8 @@ def main() -> None:
     print(f"floor: the grid's batched matrix products alone take {products * args.epochs:.0f} s and its activations "
           f"alone {activations * args.epochs:.0f} s ({(products + activations) * 1e3:.0f} ms per epoch) with "
           f"{args.threads} thread(s): the vectorized run is {vectorized / ((products + activations) * args.epochs):.2f}x that floor")
-    best = max(results, key=lambda r: r["best_val_acc"])
-    print(f"(sanity: best run {best['method']} at noise {best['noise']:g}: {best['best_val_acc']:.3f})")
+    best = max(results, key=lambda r: r.best_val_acc)
+    print(f"(sanity: best run {best.method.name} at noise {best.config.noise:g}: {best.best_val_acc:.3f})")
 
 
 if __name__ == "__main__":

@@ -571,7 +571,7 @@ def test_population_bar_shows_the_best_so_far(monkeypatch):
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     configs = [RunConfig(method="m", epochs=25, lr=0.5, seed=seed, device="cpu") for seed in range(3)]
     results = train_population(configs, progress=True)
-    best = [max(max(row["val_acc"] for row in r["metrics"][:epoch]) for r in results) for epoch in range(1, 26)]
+    best = [max(max(row["val_acc"] for row in r.metrics[:epoch]) for r in results) for epoch in range(1, 26)]
     assert shown == pytest.approx(best, abs=1e-4)
     assert shown == sorted(shown)
 

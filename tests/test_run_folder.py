@@ -431,12 +431,12 @@ def test_population_trains_on_the_labels_train_makes_from_a_noisy_labels_file(tm
     train(config, run_dir=tmp_path / "run", progress=False)
 
     [population] = train_population([config], progress=False)
-    assert population["noisy_labels"].tolist() == noisy.tolist()  # the file's labels, in its order
-    assert int(population["is_noisy"].sum()) == len(noisy[::5])
+    assert population.noisy_labels.tolist() == noisy.tolist()  # the file's labels, in its order
+    assert int(population.is_noisy.sum()) == len(noisy[::5])
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["labels_sha256"]
-    assert tensors_sha256(torch.from_numpy(population["noisy_labels"])) == saved  # what the sequential run trained on
+    assert tensors_sha256(torch.from_numpy(population.noisy_labels)) == saved  # what the sequential run trained on
     # the spiral schedule over 3 epochs: milestones 100, 250 of 300 scale to 1, 2 (lr 0.03, / 10 at each)
-    assert [row["lr"] for row in population["metrics"]] == pytest.approx([0.003, 0.0003, 0.0003])
+    assert [row["lr"] for row in population.metrics] == pytest.approx([0.003, 0.0003, 0.0003])
 
 
 def test_runs_on_a_data_file_are_trained_run_by_run(tmp_path):

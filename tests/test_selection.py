@@ -210,17 +210,17 @@ def test_a_collapsed_noise_model_is_reported_and_does_not_switch_bootstrapping_o
     """From epoch 3 on the noise model is fitted to constant losses, so it collapses (the same
     P(noisy) for every sample, as input mixup on noisy spirals does in many epochs): the run says
     so, bootstrapping keeps the last fit that separated, and the label issues rank by the loss."""
-    import latentmix.training as training
+    import latentmix.run_setup as run_setup
     from latentmix.cli import main
     from latentmix.run_folder import RunFolder
 
-    real_fit, calls = training.fit_run_noise_model, []
+    real_fit, calls = run_setup.fit_run_noise_model, []
 
     def collapsing_fit(config, losses):
         calls.append(1)
         return real_fit(config, losses if len(calls) < 3 else torch.zeros_like(losses))
 
-    monkeypatch.setattr(training, "fit_run_noise_model", collapsing_fit)
+    monkeypatch.setattr(run_setup, "fit_run_noise_model", collapsing_fit)
     out = tmp_path / "run"
     assert main(["train", "--dataset", "spiral", "--method", "m-dyr-h", "--warmup-epochs", "1", "--noise", "0.3",
                  "--epochs", "5", "--quiet", "--out", str(out)]) == 0

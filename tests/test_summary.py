@@ -114,6 +114,6 @@ def test_trainer_and_population_write_their_files_keys():
     assert trained.trained_as is None and "trained_as" not in trained.to_dict()
 
     run = train_population([config], progress=False)[0]
-    assert list(run["summary"].to_dict()) == list(json.loads(POPULATION_FILE))  # the keys of a population file
-    assert run["summary"].keys == POPULATION_KEYS and run["summary"].trained_as == "population of 1"
-    assert run["best_val_acc"] == run["summary"].best_val_acc == max(row["val_acc"] for row in run["metrics"])
+    assert list(run.run_summary().to_dict()) == list(json.loads(POPULATION_FILE))  # the keys of a population file
+    assert run.run_summary().keys == POPULATION_KEYS and run.run_summary().trained_as == "population of 1"
+    assert run.best_val_acc == run.run_summary().best_val_acc == max(row["val_acc"] for row in run.metrics)

@@ -112,9 +112,9 @@ def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> 
     except RuntimeError:
         raise ConfigError(f"{checkpoint_path} does not fit the model its config builds; the code or settings "
                           "changed since the run") from None
-    identity = setup.dataset.eval_transform or (lambda inputs: inputs)
-    return track_training_losses(setup.model, setup.dataset.train_inputs, setup.labels.labels, identity,
-                                 setup.protocol.eval_batch_size)
+    # the run's own tracking pass: its transform (`--track-transform`, as `train` tracks) in eval mode
+    return track_training_losses(setup.model, setup.dataset.train_inputs, setup.labels.labels,
+                                 setup.placed.track_transform, setup.protocol.eval_batch_size)
 
 
 def check_detect_args(top: int, threshold: float) -> None:

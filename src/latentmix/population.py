@@ -55,14 +55,13 @@ from torch import nn
 
 from latentmix.data import Dataset
 from latentmix.errors import ConfigError
-from latentmix.methods import Method
-from latentmix.mixing import draw_epoch_mixing, format_layers
+from latentmix.mixing import draw_epoch_mixing
 from latentmix.noise_model import detection_metrics
-from latentmix.summary import POPULATION_KEYS, RunSummary
+from latentmix.result import RunResult
 from latentmix.config import RunConfig
 from latentmix.protocols import base_protocol, lr_at_epoch, Protocol
 from latentmix.run_setup import build_run, resolve_device, RunStreams
-from latentmix.tracking import fit_run_noise_model
+from latentmix.tracking import fit_run_noise_model, tracks_at
 
 POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 EVAL_CHUNK = 128  # samples per evaluation chunk: the fastest measured on the spiral grid
@@ -434,11 +433,10 @@ class _Shard:
 
 def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset] = None, progress: bool = True,
                      on_epoch_end: Optional[Callable[[int, list[dict]], None]] = None,
-                     threads: Optional[int] = None) -> list[dict]:
-    """Train `configs` together; returns one dict per run: the keys of its result.json
-    (`population_run_summary`), ``summary`` (that `RunSummary`), ``metrics`` (per-epoch rows),
-    ``p_noisy``, ``losses``, ``predictions``, ``noisy_labels``, ``is_noisy`` and the timings
-    ``wall_time_s`` and ``epoch_time_s``, each run's share of the population's.
+                     threads: Optional[int] = None) -> list[RunResult]:
+    """Train `configs` together; returns one `RunResult` per run, as the sequential trainer does
+    (its summary, `RunResult.run_summary`, has a population run's keys: ``trained_as`` is set),
+    with the timings ``wall_time_s`` and ``epoch_time_s`` each run's share of the population's.
 
     All runs must share the data set, model and optimisation protocol (epochs, batch size, lr,
     weight decay); methods, layers, alpha, noise and seeds may differ. The runs are split into
@@ -478,13 +476,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
     methods = [setup.method for setup in setups]
     alphas = [setup.alpha for setup in setups]
     models = [setup.model for setup in setups]
-    eligible = []
-    for model, method in zip(models, methods):
-        num_layers = len(model.mix_points) + 1
-        bad = [layer for layer in method.mix_layers if not 0 <= layer < num_layers]
-        if bad:
-            raise ConfigError(f"mix layer {bad[0]} is out of range: valid layers are 0..{num_layers - 1}")
-        eligible.append(method.mix_layers)
+    eligible = [setup.placed.mixup.layers for setup in setups]  # checked against the model by `build_run`
     num_runs = len(configs)
 
     train_x = dataset.train_inputs.to(device).float().flatten(1)
@@ -536,7 +528,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             val_predictions = predictions_on(val_x)
             val_acc = (val_predictions == val_y).float().mean(dim=1).tolist()
             acc_noisy = acc_clean = [None] * num_runs
-            if epoch % first.track_every == 0 or epoch == protocol.epochs:  # same rule as training.tracks_at
+            if tracks_at(epoch, first, methods[0], protocol):  # the trainer's rule (no population run corrects)
                 predictions = predictions_on(train_x)
                 acc_noisy = (predictions == noisy_y).float().mean(dim=1).tolist()
                 acc_clean = (predictions == clean_y).float().mean(dim=1).tolist()
@@ -559,7 +551,7 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
         torch.set_num_threads(torch_threads)
 
     wall = time.perf_counter() - started
-    summaries = []
+    results = []
     for r, (config, method) in enumerate(zip(configs, methods)):
         rows = metrics[r]
         noise_model = fit_run_noise_model(config, final_losses[r])  # the trainer's fit: a diverged run says so
@@ -568,33 +560,14 @@ def train_population(configs: Sequence[RunConfig], *, dataset: Optional[Dataset]
             detection = detection_metrics(p_noisy, is_noisy[r])
             rows[-1].update(detection_auc=detection["auc"], detection_precision=detection["precision"],
                             detection_recall=detection["recall"])
-        summary = population_run_summary(config, method, rows, actual_noise_rate=float(is_noisy[r].mean()),
-                                         trained_as=f"population of {num_runs}")
-        summaries.append({
-            **summary.to_dict(), "summary": summary,
+        val_accs = [row["val_acc"] for row in rows]
+        best = int(np.argmax(val_accs))
+        results.append(RunResult(
+            config=config, method=method, metrics=rows, best_val_acc=val_accs[best], last_val_acc=val_accs[-1],
+            best_epoch=rows[best]["epoch"], p_noisy=p_noisy, predictions=predictions[r].cpu().numpy(),
+            noisy_labels=noisy_y[r].cpu().numpy(), is_noisy=is_noisy[r], losses=final_losses[r].cpu().numpy(),
+            num_classes=dataset.num_classes, trained_as=f"population of {num_runs}",
             # timings (each run's share of the population's): timing.json, never result.json
-            "wall_time_s": round(wall / num_runs, 4), "epoch_time_s": list(epoch_times),
-            "metrics": rows, "p_noisy": p_noisy, "losses": final_losses[r].cpu().numpy(),
-            "predictions": predictions[r].cpu().numpy(),
-            "noisy_labels": noisy_y[r].cpu().numpy(), "is_noisy": is_noisy[r],
-        })
-    return summaries
-
-
-def population_run_summary(config: RunConfig, method: Method, rows: list[dict], actual_noise_rate: float,
-                           trained_as: str) -> RunSummary:
-    """A population run's summary from its metric rows (the last one carries the detection figures
-    of the final noise model). It has the keys `POPULATION_KEYS`: a population measures no
-    held-out selection, no per-epoch noise model and no bootstrapping, so its result.json leaves
-    those out."""
-    val_accs = [row["val_acc"] for row in rows]
-    best = int(np.argmax(val_accs))
-    return RunSummary(
-        method=method.name, mix_layers=format_layers(method.mix_layers), correction=method.correction,
-        dataset=config.dataset, noise=config.noise, noise_kind=config.noise_kind, seed=config.seed, epochs=len(rows),
-        best_val_acc=val_accs[best], last_val_acc=val_accs[-1], best_epoch=rows[best]["epoch"],
-        last_train_acc_noisy=rows[-1]["train_acc_noisy"], last_train_acc_clean=rows[-1]["train_acc_clean"],
-        detection_auc=rows[-1].get("detection_auc"), detection_precision=rows[-1].get("detection_precision"),
-        detection_recall=rows[-1].get("detection_recall"), actual_noise_rate=actual_noise_rate, trained_as=trained_as,
-        keys=POPULATION_KEYS,
-    )
+            wall_time_s=round(wall / num_runs, 4), epoch_time_s=list(epoch_times),
+        ))
+    return results

@@ -19,7 +19,7 @@ from latentmix.mixing import format_layers
 from latentmix.noise import NoisyLabels
 from latentmix.noise_model import detection_metrics
 from latentmix.selection import flagged_confusion, ranking_order
-from latentmix.summary import TRAINER_KEYS, RunSummary
+from latentmix.summary import POPULATION_KEYS, TRAINER_KEYS, RunSummary
 
 
 @dataclass
@@ -62,40 +62,38 @@ class RunResult:
     selected_model_state: Optional[dict] = None  # the model's weights at `selected_epoch`
     clean_labels: Optional[np.ndarray] = None  # (N,) when known
     sample_names: Optional[Sequence[str]] = None  # a name per row of the user's data (an image folder: file paths)
+    trained_as: Optional[str] = None  # "population of N" for a run of the vectorized population, else None
 
     def run_summary(self) -> RunSummary:
-        """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it."""
+        """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it: the
+        one place a summary is made, for the sequential trainer's runs and the population's. A
+        population run (`trained_as`) measures less (no held-out selection, no per-epoch noise
+        model, no bootstrapping) and its file carries `POPULATION_KEYS`; its detection figures are
+        those of its final noise model, which the population writes into its last metrics row."""
         last = self.metrics[-1] if self.metrics else {}
-        detection = self.detection()
-        confusion = self.noise_confusion()
-        return RunSummary(
-            method=self.method.name,
-            mix_layers=format_layers(self.method.mix_layers),
-            correction=self.method.correction,
-            dataset=self.config.dataset,
-            noise=self.config.noise,
-            noise_kind=self.config.noise_kind,
-            seed=self.config.seed,
-            epochs=len(self.metrics),
-            best_val_acc=self.best_val_acc,
-            last_val_acc=self.last_val_acc,
-            best_epoch=self.best_epoch,
-            selected_val_acc=self.selected_val_acc,
-            selected_epoch=self.selected_epoch,
-            bootstrap_start_epoch=self.bootstrap_start_epoch,
-            last_train_acc_noisy=last.get("train_acc_noisy"),
-            last_train_acc_clean=last.get("train_acc_clean"),
-            label_issues_epoch=self.label_issues_epoch,
-            detection_auc=detection.get("auc"),
-            detection_precision=detection.get("precision"),
-            detection_recall=detection.get("recall"),
-            estimated_noise_rate=self.estimated_noise_rate,
+        population = self.trained_as is not None
+        if population:
+            detection = {key: last.get(f"detection_{key}") for key in ("auc", "precision", "recall")}
+            confusion: dict = {}
+        else:
+            detection, confusion = self.detection(), self.noise_confusion()
+        values = dict(
+            method=self.method.name, mix_layers=format_layers(self.method.mix_layers),
+            correction=self.method.correction, dataset=self.config.dataset, noise=self.config.noise,
+            noise_kind=self.config.noise_kind, seed=self.config.seed, epochs=len(self.metrics),
+            best_val_acc=self.best_val_acc, last_val_acc=self.last_val_acc, best_epoch=self.best_epoch,
+            selected_val_acc=self.selected_val_acc, selected_epoch=self.selected_epoch,
+            bootstrap_start_epoch=self.bootstrap_start_epoch, last_train_acc_noisy=last.get("train_acc_noisy"),
+            last_train_acc_clean=last.get("train_acc_clean"), label_issues_epoch=self.label_issues_epoch,
+            detection_auc=detection.get("auc"), detection_precision=detection.get("precision"),
+            detection_recall=detection.get("recall"), estimated_noise_rate=self.estimated_noise_rate,
             # epochs whose noise model found no two groups of losses (the same P(noisy) for all)
             noise_model_collapsed_epochs=sum(1 for row in self.metrics if row.get("separation") == 0.0),
             actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,
-            **confusion,
-            keys=TRAINER_KEYS + tuple(confusion),
+            trained_as=self.trained_as, **confusion,
         )
+        keys = POPULATION_KEYS if population else TRAINER_KEYS + tuple(confusion)
+        return RunSummary(**{key: value for key, value in values.items() if key in keys}, keys=keys)
 
     def summary(self) -> dict:
         """`run_summary()` as the plain dict result.json holds."""

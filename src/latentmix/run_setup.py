@@ -1,6 +1,8 @@
 """One run set up from its config, the same way for every command (`build_run`): the data, its
 checks, the training labels (synthetic noise or the user's), the schedule, the noisy-validation
-split, the initial model and the run's random streams; and the run's optimizer.
+split, the initial model and the run's random streams; and the run placed for training: device,
+precision and memory format, the transforms, the optimizer, and the two objects a user's own loop
+holds (`LatentMixup`, `LossCorrection`).
 
 `latentmix train` (through `latentmix.training.Run`), `latentmix detect`, the vectorized
 population and `latentmix tune` all build their runs here, so they cannot disagree on any of it.
@@ -8,22 +10,27 @@ population and `latentmix tune` all build their runs here, so they cannot disagr
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from latentmix.config import RunConfig
-from latentmix.data.checks import check_dataset
+from latentmix.correction import LossCorrection
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
+from latentmix.data.checks import check_dataset
+from latentmix.distributed import DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
+from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.protocols import Protocol, protocol_for, resolve_val_split, resolve_warmup
 from latentmix.selection import holdout_split
+from latentmix.tracking import fit_run_noise_model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,11 +158,12 @@ class RunStreams:
 class RunSetup:
     """What one run is made of, resolved once from its config (`build_run`): the data, the
     training labels, the schedule, the method, the noisy-validation split, the initial model and
-    the random streams. `train` (through `Run`), `latentmix detect`, the vectorized population and
-    `latentmix tune` all build their runs with `build_run`, so they cannot disagree on any of it."""
+    the random streams; and the run placed for training (`place_run`). `train` (through `Run`),
+    `latentmix detect`, the vectorized population and `latentmix tune` all build their runs with
+    `build_run`, so they cannot disagree on any of it."""
 
     config: RunConfig
-    dataset: Dataset
+    dataset: Dataset  # on `device`
     labels: NoisyLabels  # the training labels (and which are wrong, when known), on the CPU
     protocol: Protocol
     method: Method
@@ -163,25 +171,54 @@ class RunSetup:
     warmup: Optional[int]  # epochs before bootstrapping; None: until early learning ends
     trained: np.ndarray  # positions in the training set trained on
     holdout: np.ndarray  # positions held out with their noisy labels to select a checkpoint by
-    model: nn.Module  # initialised from the run's seed (or the caller's own)
+    model: nn.Module  # initialised from the run's seed (or the caller's own), on `device`
     streams: RunStreams  # data order, mixing draws, augmentation
+    placed: "Placement"  # device, precision, transforms, optimizer, LatentMixup, LossCorrection
 
     def inputs_mixable(self) -> bool:
         """Whether layer 0 (the input) can be mixed: not when the inputs hold integer token ids."""
         return not has_integer_inputs(model_inputs_sample(self.dataset))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """A run placed for training (`place_run`): where and how its forwards run, the transforms of
+    its batches, its optimizer, and the two objects its step is made of."""
+
+    dist: DistContext  # the process group (one process: `single_process(device)`)
+    amp: bool  # bf16 autocast
+    channels_last: bool
+    autocast: Callable  # a context-manager factory for every forward
+    augment: Callable[[Inputs], Inputs]  # the training transform, drawn from the augmentation stream
+    eval_transform: Callable[[Inputs], Inputs]
+    track_transform: Callable[[Inputs], Inputs]  # the tracking pass's (the training one, as [A], or eval)
+    forward_model: nn.Module  # the un-mixed forwards (compiled with --compile)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a user's lr scheduler, or None (the protocol's step schedule)
+    own_schedule: bool  # the user's optimizer or scheduler: the protocol's lr schedule is off
+    mixer: LatentMixer  # the model's mix points (layer 0 = the input)
+    mixup: LatentMixup  # the eligible layers, alpha and the run's mixing stream
+    correction: LossCorrection  # keyed by training-set position
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+
 def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Optional[nn.Module] = None,
-              device: torch.device = torch.device("cpu")) -> RunSetup:
+              mix_points: Optional[Sequence] = None, device: Optional[torch.device] = None,
+              distributed: Optional[DistContext] = None, optimizer: Any = None, scheduler: Any = None) -> RunSetup:
     """The run `config` describes, set up: its settings checked (`RunConfig.validate`) and its
     method resolved before the data load; its data (`load_run_dataset`, unless given) and their
     labels checked (`latentmix.data.checks.check_dataset`: two classes or more, ids inside the
     head, no validation class that training lacks), so that bad input is one clear error, not a NaN
     loss; its labels (`make_labels`), schedule (`protocol_for`), noisy-validation split
-    (`run_holdout`), model (`build_run_model`, unless given) and streams, with the data, the model
-    and the augmentation stream on `device`."""
+    (`run_holdout`), model (`build_run_model`, unless given) and streams; then placed (`place_run`)
+    on `distributed`'s device, else `device` (default: the CPU), with the model's `mix_points`, the
+    given `optimizer` / `scheduler` (see `build_optimizer`)."""
     config.validate()
     method = config.resolved_method()
+    dist = distributed or single_process(device if device is not None else torch.device("cpu"))
     if dataset is None:
         dataset = load_run_dataset(config)
     protocol = protocol_for(config)
@@ -190,11 +227,74 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     trained, holdout = run_holdout(config, protocol, dataset, labels)
     if model is None:
         model = build_run_model(config, dataset)
-    return RunSetup(
-        config=config, dataset=dataset.to(device), labels=labels, protocol=protocol, method=method,
-        alpha=protocol.alpha if method.alpha is None else method.alpha, warmup=resolve_warmup(config, method, protocol),
-        trained=trained, holdout=holdout, model=model.to(device), streams=RunStreams.from_seed(config.seed, device),
+    dataset, model = dataset.to(dist.device), model.to(dist.device)
+    streams = RunStreams.from_seed(config.seed, dist.device)
+    alpha = protocol.alpha if method.alpha is None else method.alpha
+    placed = place_run(config, method, protocol, dataset, model, streams, alpha, len(labels.labels), dist=dist,
+                       mix_points=mix_points, optimizer=optimizer, scheduler=scheduler)
+    return RunSetup(config=config, dataset=dataset, labels=labels, protocol=protocol, method=method, alpha=alpha,
+                    warmup=resolve_warmup(config, method, protocol), trained=trained, holdout=holdout, model=model,
+                    streams=streams, placed=placed)
+
+
+def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Dataset, model: nn.Module,
+              streams: RunStreams, alpha: float, num_samples: int, *, dist: DistContext,
+              mix_points: Optional[Sequence] = None, optimizer: Any = None, scheduler: Any = None) -> Placement:
+    """The run placed for training: its mix points and eligible layers checked (layer 0 only
+    where the inputs can be interpolated), bf16 autocast and channels-last by default on a GPU
+    only, the transforms, the compiled forward (``--compile``: the un-mixed forwards; the mixed one
+    stays eager because its hooks change from step to step), the optimizer, `LatentMixup` drawing
+    from the run's mixing stream and `LossCorrection` fitting the run's noise model. Data-parallel
+    runs wrap the mixer in DDP after a checkpoint is loaded (`latentmix.training.Run`)."""
+    dist.check_batch_size(protocol.batch_size)
+    mixer = LatentMixer(model, mix_points)
+    eligible_layers = mixer.check_layers(method.mix_layers)
+    if 0 in eligible_layers and has_integer_inputs(model_inputs_sample(dataset)):
+        raise ConfigError(
+            f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
+            f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
+        )
+    use_cuda = dist.device.type == "cuda"
+    amp = use_cuda if config.amp is None else config.amp
+    # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
+    autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if amp else nullcontext
+    channels_last = use_cuda if config.channels_last is None else config.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    augment, eval_transform = run_transforms(dataset, streams, channels_last)
+    own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
+    optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
+    correction = LossCorrection(
+        num_samples, correction=method.correction, reg_weight=method.reg_weight,
+        bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
+        noise_model=config.noise_model, lookup=config.posterior_lookup,
+        fit=lambda losses: fit_run_noise_model(config, losses),
     )
+    return Placement(
+        dist=dist, amp=amp, channels_last=channels_last, autocast=autocast, augment=augment,
+        eval_transform=eval_transform, track_transform=augment if config.track_transform == "train" else eval_transform,
+        forward_model=torch.compile(model) if config.compile else model, optimizer=optimizer, scheduler=scheduler,
+        own_schedule=own_schedule, mixer=mixer,
+        mixup=LatentMixup(mixer, layers=eligible_layers, alpha=alpha, seed=streams.mixing), correction=correction,
+    )
+
+
+def run_transforms(dataset: Dataset, streams: RunStreams, channels_last: bool) -> tuple[Callable, Callable]:
+    """The training transform (augmentation, drawn from the run's augmentation stream) and the
+    evaluation transform; channels-last images for the GPU's convolutions."""
+    eval_transform = dataset.eval_transform or (lambda inputs: inputs)
+    train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
+
+    def augment(inputs: Inputs) -> Inputs:
+        return train_transform(inputs, streams.augment)
+
+    if not channels_last:
+        return augment, eval_transform
+
+    def to_channels_last(inputs: Inputs) -> Inputs:
+        return map_inputs(inputs, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
+
+    return (lambda inputs: to_channels_last(augment(inputs))), (lambda inputs: to_channels_last(eval_transform(inputs)))
 
 
 def run_holdout(config: RunConfig, protocol: Protocol, dataset: Dataset, labels: NoisyLabels) -> tuple[np.ndarray, np.ndarray]:

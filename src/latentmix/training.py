@@ -37,7 +37,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -47,17 +46,15 @@ import torch
 from torch import nn
 
 from latentmix.config import RunConfig
-from latentmix.correction import LossCorrection
-from latentmix.data import Dataset, index_inputs, map_inputs, subset_inputs
+from latentmix.data import Dataset, index_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import DistContext, single_process
 from latentmix.errors import ConfigError
-from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.protocols import first_milestone, lr_at_epoch
 from latentmix.result import RunResult, per_sample_results
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints
 from latentmix.run_log import RunLog
-from latentmix.run_setup import RunStreams, build_optimizer, build_run, describe_optimizer, resolve_device
+from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
 from latentmix.selection import early_learning_end, estimate_noise_rate, selected_epoch
 from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
@@ -183,95 +180,48 @@ class Run:
                  distributed: Optional[DistContext], optimizer: Any, scheduler: Any):
         started = time.perf_counter()
         self.config = config
-        self.dist = dist = distributed or single_process(resolve_device(config.device))
-        self.device = device = dist.device
+        dist = distributed or single_process(resolve_device(config.device))
         self.run_folder = run_folder = RunFolder(run_dir, writer=dist.is_main) if run_dir is not None else None
         if run_folder is not None:  # refuse an occupied folder before the data load
             run_folder.check_command(resume=resume, overwrite=overwrite)
-        self.setup = setup = build_run(config, dataset=dataset, model=model, device=device)
-        self.method = method = setup.method
-        self.protocol = protocol = setup.protocol
-        self.warmup, self.labels, self.streams = setup.warmup, setup.labels, setup.streams
-        self.trained_np, self.holdout_np = setup.trained, setup.holdout
-        self.dataset = dataset = setup.dataset  # on the device
-        self.model = model = setup.model
-        dist.check_batch_size(protocol.batch_size)
-        mixer = LatentMixer(model, mix_points)
-        eligible_layers = mixer.check_layers(method.mix_layers)
-        if 0 in eligible_layers and not setup.inputs_mixable():
-            raise ConfigError(
-                f"method {method.name} mixes layer 0 (the input), but the inputs include integer token ids, which "
-                f"cannot be interpolated; choose hidden layers with --layers (layers: {mixer.describe_layers()})"
-            )
-
-        use_cuda = device.type == "cuda"
-        amp = use_cuda if config.amp is None else config.amp
-        # bf16 autocast halves activation traffic on tensor-core GPUs; on the CPU it only slows us down.
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
-        channels_last = use_cuda if config.channels_last is None else config.channels_last
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        self.noisy_labels = noisy_labels = setup.labels.labels.to(device)
-        self.is_noisy = setup.labels.is_noisy.to(device)
-        self.trained = torch.from_numpy(self.trained_np).to(device)
-        self.holdout = holdout = torch.from_numpy(self.holdout_np).to(device)
-        self.holdout_inputs = subset_inputs(dataset.train_inputs, holdout) if len(self.holdout_np) else None
-        self._set_transforms(config, dataset, channels_last)
-        # torch.compile serves the un-mixed forwards (bootstrapping target, tracking, evaluation); the
-        # mixed forward stays eager because its hooks change from step to step.
-        self.forward_model = torch.compile(model) if config.compile else model
-
-        own_schedule = optimizer is not None or scheduler is not None
-        self.own_schedule = own_schedule  # the user's: the protocol's lr schedule is off
-        self.optimizer, self.scheduler = optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
-        self.run_path = Path(run_dir) if run_dir is not None else None
+        # the run set up and placed as every command sets it up (`build_run`)
+        self.setup = setup = build_run(config, dataset=dataset, model=model, mix_points=mix_points, distributed=dist,
+                                       optimizer=optimizer, scheduler=scheduler)
+        placed = setup.placed
+        self.dist, self.device = dist, placed.device
+        self.method, self.protocol, self.warmup = setup.method, setup.protocol, setup.warmup
+        self.labels, self.streams, self.dataset, self.model = setup.labels, setup.streams, setup.dataset, setup.model
+        self.autocast, self.forward_model = placed.autocast, placed.forward_model
+        self.augment, self.eval_transform, self.track_transform = (placed.augment, placed.eval_transform,
+                                                                   placed.track_transform)
+        self.optimizer, self.scheduler, self.own_schedule = placed.optimizer, placed.scheduler, placed.own_schedule
         # the loss correction, keyed by training-set position: the tracked losses of the samples
         # trained on, the noise model fitted to them each epoch, the bootstrapping targets per batch
+        self.correction = placed.correction
         self.tracking_logits = config.bootstrap_forward == "tracked"  # only the "tracked" targets read them
-        self.correction = LossCorrection(
-            len(noisy_labels), correction=method.correction, reg_weight=method.reg_weight,
-            bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
-            noise_model=config.noise_model, lookup=config.posterior_lookup,
-            fit=lambda losses: fit_run_noise_model(config, losses),
-        )
+        device = self.device
+        self.noisy_labels = noisy_labels = setup.labels.labels.to(device)
+        self.is_noisy = setup.labels.is_noisy.to(device)
+        self.trained_np, self.holdout_np = setup.trained, setup.holdout
+        self.trained = torch.from_numpy(self.trained_np).to(device)
+        self.holdout = torch.from_numpy(self.holdout_np).to(device)
+        self.holdout_inputs = subset_inputs(self.dataset.train_inputs, self.holdout) if len(self.holdout_np) else None
+        self.run_path = Path(run_dir) if run_dir is not None else None
         self.start_epoch = 1
         self.tracked: Optional[Tracked] = None
         self.log = RunLog()
         if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
-            record = {
-                "config": config.to_dict(), "method": asdict(method), "protocol": asdict(protocol), "alpha": setup.alpha,
-                "warmup_epochs": self.warmup, "mix_points": [list(p) for p in mixer.mix_points],
-                "layers": mixer.describe_layers(), "dataset_info": _jsonable(dataset.info),
-                **({"optimizer": describe_optimizer(optimizer, scheduler)} if own_schedule else {}),
-                "device": str(device), "amp": amp, "channels_last": channels_last, "world_size": dist.world_size,
-                **run_fingerprints(dataset, noisy_labels),
-            }
-            state = run_folder.accept(record, resume=resume, overwrite=overwrite, device=device, noisy_labels=noisy_labels)
+            state = run_folder.accept(run_record(setup), resume=resume, overwrite=overwrite, device=device,
+                                      noisy_labels=noisy_labels)
             if state is not None:  # every process resumes from the same checkpoint
                 self._restore(state)
         self.timing = (run_folder.start_timing(self.start_epoch, started, str(device))
                        if run_folder is not None and run_folder.writer
                        else RunTiming(started=started, first_epoch=self.start_epoch, device=str(device)))
-        # data-parallel: the mixed forward runs through DDP (wrapped after the checkpoint is
-        # loaded: DDP broadcasts rank 0's weights); the run's mixing stream draws the plans
-        self.mixup = LatentMixup(dist.wrap_mixer(mixer), layers=eligible_layers, alpha=setup.alpha,
-                                 seed=setup.streams.mixing)
-
-    def _set_transforms(self, config: RunConfig, dataset: Dataset, channels_last: bool) -> None:
-        """The training transform (augmentation, drawn from the run's augmentation stream), the
-        evaluation transform, and the tracking pass's (the training one, as [A], or --track-transform
-        eval); channels-last images for the GPU's convolutions."""
-        identity = lambda inputs: inputs  # noqa: E731
-        eval_transform = dataset.eval_transform or identity
-        train_transform = dataset.train_transform or (lambda inputs, generator: inputs)
-        streams = self.streams
-        augment = lambda inputs: train_transform(inputs, streams.augment)  # noqa: E731
-        if channels_last:
-            to_cl = lambda x: map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)  # noqa: E731
-            base_eval = eval_transform  # bound now: the lambda must not see the reassigned name (recursion)
-            augment, eval_transform = (lambda inputs: to_cl(train_transform(inputs, streams.augment))), (lambda i: to_cl(base_eval(i)))
-        self.augment, self.eval_transform = augment, eval_transform
-        self.track_transform = augment if config.track_transform == "train" else eval_transform
+        # data-parallel: the mixed forward runs through DDP, wrapped after the checkpoint is loaded
+        # (DDP broadcasts rank 0's weights); the run's mixing stream draws the plans
+        self.mixup = placed.mixup
+        self.mixup.mixer = dist.wrap_mixer(placed.mixer)
 
     def _restore(self, state: dict) -> None:
         """Continue from a verified checkpoint: model, optimizer, streams, scheduler, the metrics so
@@ -409,6 +359,21 @@ class Run:
             self.run_folder.write_result(result.summary())
             self.run_folder.write_timing(self.timing)
         return result
+
+
+def run_record(setup: RunSetup) -> dict:
+    """What a run folder records of the run in config.json (`RunFolder.accept` compares it on a
+    resume): the settings, the method, schedule and mixing as resolved, the model's mix points,
+    where and how it ran, and the fingerprints of the data and the labels."""
+    config, placed = setup.config, setup.placed
+    return {
+        "config": config.to_dict(), "method": asdict(setup.method), "protocol": asdict(setup.protocol),
+        "alpha": setup.alpha, "warmup_epochs": setup.warmup, "mix_points": [list(p) for p in placed.mixer.mix_points],
+        "layers": placed.mixer.describe_layers(), "dataset_info": _jsonable(setup.dataset.info),
+        **({"optimizer": describe_optimizer(placed.optimizer, placed.scheduler)} if placed.own_schedule else {}),
+        "device": str(placed.device), "amp": placed.amp, "channels_last": placed.channels_last,
+        "world_size": placed.dist.world_size, **run_fingerprints(setup.dataset, setup.labels.labels.to(placed.device)),
+    }
 
 
 def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, streams: RunStreams,

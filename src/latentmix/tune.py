@@ -80,9 +80,7 @@ def train_command(config: RunConfig) -> str:
 def _layer_bounds(setup: RunSetup) -> tuple[int, int, str]:
     """The lowest and highest layer a trial may mix in the run's model (`RunSetup`), and the
     layers' names: layer 0 only where the training step can mix the inputs (not token ids)."""
-    from latentmix.mixing import LatentMixer
-
-    mixer = LatentMixer(setup.model)
+    mixer = setup.placed.mixer
     low = 0 if setup.inputs_mixable() else 1
     if mixer.num_layers - 1 < low:
         raise ConfigError("this model has no hidden layer to mix")
@@ -127,8 +125,9 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
     if objective not in ("best", "last"):
         raise ConfigError(f"objective must be best or last, got {objective!r}")
     # the run every trial varies, set up once as `train` sets it up (a bad --method is an error
-    # now, not in every trial); the trials share its data
-    setup = build_run(base)
+    # now, not in every trial); the trials share its data. The trials choose the layers, so the
+    # base is placed without mixing: its own layers are not checked against the model.
+    setup = build_run(replace(base, layers="none"))
     dataset = setup.dataset
     min_layer, max_layer, layer_names = _layer_bounds(setup)
     kind, why = validation_kind(dataset, base)

@@ -12,7 +12,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterable, Optional, Sequence
 
 from latentmix.errors import ConfigError
@@ -142,25 +141,23 @@ def _train_population(study, claims: Sequence[Claim], out_dir: Path, report: Wor
 
     results = population.train_population(configs, progress=report.show_progress, on_epoch_end=on_epoch_end)
     report.populations += 1
-    for claim, run, seen in zip(claims, results, reported):
+    for claim, result, seen in zip(claims, results, reported):
         run_dir = out_dir / "runs" / claim.run_id
         folder = RunFolder(run_dir)
-        summary, metrics = run["summary"], run["metrics"]
+        summary, metrics = result.run_summary(), result.metrics
         _report_missing(claim.trial, [row for row in metrics if row["epoch"] % stride == 0 or row is metrics[-1]], seen)
         set_user_attrs(claim.trial, {"val_acc_curve": [round(float(row["val_acc"]), 6) for row in metrics]})
         folder.write_population_record(claim.config.to_dict(), summary.trained_as)
         if metrics:
             folder.write_metrics(metrics)
-        folder.write_label_issues(SimpleNamespace(
-            p_noisy=run["p_noisy"], losses=run["losses"], predictions=run["predictions"], noisy_labels=run["noisy_labels"],
-            is_noisy=run["is_noisy"] if claim.config.data is None else None))  # clean labels known
+        folder.write_label_issues(result)
         # Timings go to timing.json, so that result.json is the same file for same-seed runs.
         folder.write_timing(timing_document(
-            [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": run["wall_time_s"],
-              "device": claim.config.device}], run["epoch_time_s"]))
+            [{"epochs": [1, len(metrics)] if metrics else None, "wall_time_s": result.wall_time_s,
+              "device": claim.config.device}], result.epoch_time_s))
         folder.write_result(summary.to_dict())
         report.trained += 1
-        _finish(study, claim, summary, run["wall_time_s"], run_dir, report, summary.trained_as)
+        _finish(study, claim, summary, result.wall_time_s, run_dir, report, summary.trained_as)
 
 
 def work_on(store: SweepStore, study, claims: Sequence[Claim], out_dir: Path, report: WorkerReport) -> None:
