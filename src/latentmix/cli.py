@@ -1,4 +1,4 @@
-"""Command line: ``latentmix train | reproduce | detect | sweep | tune | report`` (``latentmix COMMAND --help`` for each)."""
+"""Command line: ``latentmix train | detect | predict | reproduce | sweep | tune | report`` (``latentmix COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,29 @@ def _print_noise_estimate(run_dir: Path) -> None:
             print(f"  {what}: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:8]))
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict with the model a run kept (`latentmix.predict.load_run`): one CSV row per sample of
+    a file or image folder, to --out or standard output; what was loaded to standard error."""
+    from latentmix.predict import describe, load_run, prediction_rows, read_prediction_inputs, write_predictions
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as preds.csv")
+    trained = load_run(args.run_dir, weights=args.weights, device=args.device)
+    samples = read_prediction_inputs(args.data, trained)
+    predictions = trained.predict(samples.inputs, batch_size=args.batch_size)
+    columns, rows = prediction_rows(samples, predictions, trained)
+    write_predictions(out, columns, rows)
+    note = f"{len(rows)} predictions by {describe(trained, args.run_dir)}"
+    if samples.given is not None and len(rows):
+        agree = int((predictions.labels == samples.given).sum())
+        note += f"; {agree} of {len(rows)} ({agree / len(rows):.1%}) agree with the file's labels"
+    print(note + (f"; written to {out}" if out is not None else ""), file=sys.stderr)
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from latentmix.experiments import reproduce
 
@@ -197,6 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=float, default=0.5,
                         help="count the labels whose P(noisy) is above this probability (default 0.5)")
     detect.set_defaults(handler=cmd_detect)
+
+    predict = commands.add_parser(
+        "predict", help="predict classes with the model a run kept",
+        description="Loads the run's selected checkpoint with the input transform the run applied (the "
+                    "standardisation of a data file, the scaling of an image folder) and writes one CSV row per "
+                    "sample: the predicted class and each class's probability. Python: latentmix.load_run(RUN_DIR).")
+    predict.add_argument("run_dir", help="a run folder written by latentmix train (its --out)")
+    predict.add_argument("--data", required=True,
+                         help="the samples: a .npz with the run's input arrays, a .csv with its feature columns, or a "
+                              "folder of images (any depth); a labels column/array, if present, is compared with")
+    predict.add_argument("--out", help="CSV file to write (default: standard output)")
+    predict.add_argument("--weights", choices=("selected", "last"), default="selected",
+                         help="selected: the checkpoint picked by validation accuracy (selected_model.pt; the last "
+                              "epoch for a run that selects none); last: the last epoch trained (default selected)")
+    predict.add_argument("--batch-size", type=int, default=1000, help="samples per forward (default 1000)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    predict.set_defaults(handler=cmd_predict)
 
     reproduce = commands.add_parser("reproduce", help="run one of the paper's tables")
     from latentmix.experiments.reproduce import add_reproduce_arguments
