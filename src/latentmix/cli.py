@@ -64,10 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
     print(f"method {summary.method} (layers {summary.mix_layers}, correction {summary.correction}) "
           f"on {summary.dataset}, {noise_text(summary)}, seed {summary.seed}, {summary.epochs} epochs")
-    selected = (f", selected {summary.selected_val_acc:.4f} (epoch {summary.selected_epoch}, picked by "
-                "validation accuracy)" if summary.selected_val_acc is not None else "")
-    print(f"  best val acc {summary.best_val_acc:.4f} (epoch {summary.best_epoch}), last {summary.last_val_acc:.4f}"
-          f"{selected}")
+    print("  " + accuracy_text(summary))
     if summary.bootstrap_start_epoch is not None:
         print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}")
     if summary.last_train_acc_clean is not None:
@@ -76,10 +73,11 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
         actual = summary.actual_noise_rate
         print(f"  estimated share of wrong labels {summary.estimated_noise_rate:.3f}"
               + (f" (actual {actual:.3f})" if actual is not None else "")
-              + f", from the noise model of epoch {summary.label_issues_epoch}")
+              + f", {ESTIMATE_SOURCE}")
         pairs = summary.flagged_noise_pairs or []
         if pairs:
-            print("  flagged labels, given -> predicted class: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
+            print(f"  flagged labels (label issues of epoch {summary.label_issues_epoch}), given -> predicted class: "
+                  + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
     collapsed = summary.noise_model_collapsed_epochs or 0
     if collapsed:
         print(f"  note: in {collapsed} of {summary.epochs} epochs the noise model found no two groups of losses "
@@ -89,6 +87,24 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
         print(f"  noise detection: AUC {summary.detection_auc:.4f}, precision {summary.detection_precision:.3f}, "
               f"recall {summary.detection_recall:.3f} at P(noisy) > 0.5")
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
+
+
+# How `estimated_noise_rate` is computed (latentmix.selection.estimate_noise_rate), in words.
+ESTIMATE_SOURCE = "the median share the noise model flags over the early-learning epochs"
+
+
+def accuracy_text(summary: RunSummary) -> str:
+    """Best / last / selected validation accuracy, named by what it is measured against: on a
+    user's file without clean labels the validation rows keep their given labels, so the figure is
+    agreement with possibly wrong labels (it reads lower than the model's clean accuracy)."""
+    selected = (f", selected {summary.selected_val_acc:.4f} (epoch {summary.selected_epoch}, picked by "
+                "validation accuracy)" if summary.selected_val_acc is not None else "")
+    figures = (f"best {summary.best_val_acc:.4f} (epoch {summary.best_epoch}), last {summary.last_val_acc:.4f}"
+               f"{selected}")
+    if summary.val_acc_on_given_labels:
+        return ("val acc against the given validation labels (no clean reference: wrong labels count a right "
+                f"prediction as a miss): {figures}")
+    return f"best val acc {figures[len('best '):]}"
 
 
 def noise_text(summary: RunSummary) -> str:
@@ -115,7 +131,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         rows = list(csv.DictReader(handle))
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
     print(f"{len(flagged)} of {len(rows)} labels have P(noisy) > {args.threshold:g} ({issues})")
-    _print_noise_estimate(Path(args.run_dir))
+    _print_noise_estimate(Path(args.run_dir), len(rows))
     for row in rows[: args.top]:
         extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
         where = f" ({row['split']})" if row.get("split") not in (None, "train") else ""
@@ -125,7 +141,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_noise_estimate(run_dir: Path) -> None:
+def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
     """How noisy the labels are, from a finished run's result.json: the estimated share of wrong
     labels (beside the actual one when known) and the most frequent given -> predicted class pairs
     of the flagged labels (beside the true given -> clean pairs when known)."""
@@ -140,7 +156,11 @@ def _print_noise_estimate(run_dir: Path) -> None:
         return
     actual = summary.actual_noise_rate
     print(f"estimated share of wrong labels: {summary.estimated_noise_rate:.3f}"
-          + (f" (actual {actual:.3f})" if actual is not None else ""))
+          + (f" (actual {actual:.3f})" if actual is not None else "") + f", {ESTIMATE_SOURCE}")
+    epoch = f" of epoch {summary.label_issues_epoch}" if summary.label_issues_epoch else ""
+    print(f"  (the count above is not that estimate: it thresholds the P(noisy) of all {num_rows} rows of the label "
+          f"issues{epoch}, each a mean over the epochs up to it; rank the labels by P(noisy), size the "
+          "problem by the estimate)")
     for pairs, what in ((summary.flagged_noise_pairs, "flagged labels, given -> predicted class"),
                         (summary.true_noise_pairs, "wrong labels, given -> true class")):
         if pairs:
