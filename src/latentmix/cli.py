@@ -123,7 +123,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     run, else rebuilt from the run's checkpoint)."""
     import csv
 
-    from latentmix.detect import check_detect_args, label_issues_for
+    from latentmix.detect import check_detect_args, class_names, describe_issue, label_issues_for
 
     check_detect_args(args.top, args.threshold)
     issues = label_issues_for(Path(args.run_dir))
@@ -132,12 +132,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
     print(f"{len(flagged)} of {len(rows)} labels have P(noisy) > {args.threshold:g} ({issues})")
     _print_noise_estimate(Path(args.run_dir), len(rows))
+    classes = class_names(Path(args.run_dir))
     for row in rows[: args.top]:
-        extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
-        where = f" ({row['split']})" if row.get("split") not in (None, "train") else ""
-        loss = f", loss {float(row['loss']):.3f}" if row.get("loss") else ""
-        print(f"  row {row['index']}{where}: given {row['given_label']}, predicted {row['predicted_label']}, "
-              f"P(noisy) {float(row['p_noisy']):.3f}{loss}{extra}")
+        print("  " + describe_issue(row, classes))
     return 0
 
 
