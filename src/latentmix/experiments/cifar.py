@@ -248,6 +248,10 @@ def reproduce_cifar10(args: argparse.Namespace) -> int:
     if not data_dir and not download:
         raise ConfigError("reproduce cifar10 needs --data-dir pointing at cifar-10-batches-py/ (or its parent, or "
                           "cifar-10-python.tar.gz); or --download to fetch the official archive")
+    if not download:  # once, before the grid: not the same error from each of its runs
+        from latentmix.data.cifar import check_cifar10_found
+
+        check_cifar10_found(data_dir)
     width = getattr(args, "width", None)  # --epochs and --width: checked by reproduce.check_run_arguments
     noise_given = bool(args.noise)
     noise_rates = _noise_list(args.noise, paper.TABLE1_NOISE)
