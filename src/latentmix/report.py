@@ -520,12 +520,19 @@ def _accuracy_word(dataset: str, data: Optional[ReportData] = None) -> str:
     return "validation"
 
 
+def seeds_text(low: int, high: Optional[int] = None) -> str:
+    """How a table's cells aggregate seeds, for its title: "1 seed" where every cell is one run
+    (`format_cell` then shows no ± std, and the title must not promise one), else "mean ± std over
+    N seeds" (or "over 1-3 seeds" where cells differ)."""
+    high = low if high is None else high
+    if high <= 1:
+        return "1 seed" if high == 1 else "no seeds"
+    return f"mean ± std over {low if low == high else f'{low}-{high}'} seeds"
+
+
 def _seed_text(results: Sequence[dict]) -> str:
     counts = sorted({cell["n"] for cell in aggregate(results, BEST, 1.0).values()})
-    if not counts:
-        return "no seeds"
-    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"{text} seed(s)"
+    return seeds_text(counts[0], counts[-1]) if counts else "no seeds"
 
 
 def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
@@ -536,7 +543,7 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
     noise_rates = sorted({noise_column(r["noise"], r.get("noise_kind")) for r in results}, key=column_order)
     word = _accuracy_word(dataset, data)
     epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs") is not None})
-    setting = f"mean ± std over {_seed_text(results)}"
+    setting = _seed_text(results)
     if epochs:
         setting += f", {epochs[0]} epochs" if len(epochs) == 1 else f", {epochs[0]}-{epochs[-1]} epochs"
     table_name = {"spiral": "paper Table 2", "cifar10": "paper Table 1"}.get(dataset)

@@ -151,7 +151,9 @@ def write_table(results: Sequence[dict], out: Path, noise_rates: Sequence[float]
                 seeds: int, epochs: int, width: float) -> str:
     """table.md (best and last test accuracy, mean ± std, the paper's numbers in parentheses) and
     results.csv (one line per method and noise, with the paper's numbers). Returns the markdown."""
-    setting = (f"mean ± std over {seeds} seed(s), {epochs} epochs, width {width:g}; "
+    from latentmix.report import seeds_text
+
+    setting = (f"{seeds_text(seeds)}, {epochs} epochs, width {width:g}; "
                "paper Table 1 in parentheses")
     best = markdown_table(results, "best_val_acc", rows, noise_rates, paper=_paper_value("best"),
                           title=f"CIFAR-10 (Table 1), best test accuracy (%), {setting}")
