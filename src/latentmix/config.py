@@ -224,7 +224,8 @@ class RunConfig:
         True, None, "write a checkpoint after every epoch (`latentmix train` always does; fit when given a run_dir)",
         check=boolean, fit="run_dir", execution=True)
     loader_workers: Optional[int] = option(
-        None, DATA, "DataLoader processes reading an image folder (default: one per spare core, at most 4)",
+        None, DATA, "DataLoader processes reading an image folder (default: one per spare core, at most 4; more than the "
+        "CPU cores are capped at them, with a note)",
         parse=int, check=whole_number(0), fix="DataLoader processes; 0 reads in the training process",
         execution=True)
 
