@@ -164,8 +164,10 @@ class RunConfig:
     # fraction of the training set held out with its noisy labels for checkpoint selection
     # (None: the protocol's; 0: none)
     val_split: Optional[float] = option(
-        None, OPTIMISATION, "noisy validation split to select the checkpoint by: the fraction of a --data file "
-                            "without val_* arrays held out (default 0.1), else of the training set (default 0: none)",
+        None, OPTIMISATION, "fraction held out with its given labels to select the checkpoint by. A --data file "
+                            "or image folder without its own validation set: that split is the validation set "
+                            "(default 0.1). Built-in data sets and files with val_* arrays: an extra split of the "
+                            "training set (default 0, none)",
         parse=float, check=fraction)
     epochs: Optional[int] = option(
         None, OPTIMISATION, "shorten/lengthen the protocol; lr milestones scale in proportion (default: the "

@@ -32,6 +32,7 @@ def label_issues_for(run_dir: str | Path) -> Path:
     """``RUN_DIR/label_issues.csv``, rebuilt from the checkpoint when it is missing or does not
     match the run; a mismatch that no checkpoint can repair is a clear error."""
     folder = RunFolder(run_dir)
+    folder.require_run()
     record = folder.saved_record()
     path = folder.file(LABEL_ISSUES_NAME)
     problem = label_issues_problem(path, record.get("num_label_issue_rows"))

@@ -168,8 +168,7 @@ def _from_folder(path: Path, model: Optional[nn.Module], weights: str, device: t
     from latentmix.training import RunConfig, build_run
 
     folder = RunFolder(path)
-    if not path.is_dir():
-        raise ConfigError(f"{path}: no such run folder; give the --out folder of a latentmix train run")
+    folder.require_run()
     record = folder.saved_record()
     info = record.get("dataset_info") or {}
     state, chosen, epoch = _run_weights(folder, weights)
