@@ -231,6 +231,17 @@ def test_reproduce_cifar10_needs_data(tmp_path: Path, capsys) -> None:
     assert "--data-dir" in capsys.readouterr().err
 
 
+def test_reproduce_cifar10_with_a_missing_folder_is_one_error_before_the_grid(tmp_path: Path, capsys) -> None:
+    from latentmix.cli import main
+
+    out = tmp_path / "out"
+    assert main(["reproduce", "cifar10", "--data-dir", str(tmp_path / "nowhere"), "--seeds", "1", "--out", str(out),
+                 "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("CIFAR-10 not found at") == 1 and captured.err.count("\n") == 1  # one line
+    assert captured.out == "" and not any(out.rglob("*.md")) and not (out / "runs").exists()  # no runs, no tables
+
+
 def test_figures_option_adds_the_figure_methods_and_draws_figure3(data_dir: Path, tmp_path: Path) -> None:
     import argparse
 

@@ -43,7 +43,8 @@ def test_train_then_detect(tmp_path, capsys):
 
     # a finished run is not overwritten by accident
     assert main(_train_args(out)) == 2
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" not in err  # a finished run has nothing to resume
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -151,3 +151,35 @@ def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
     write_images(tmp_path / "val", per_class=3, classes=("cat", "dog"))
     with pytest.raises(ConfigError, match=r"class folders \['cat', 'dog'\].*has \['cat', 'dog', 'emu'\]"):
         load_dataset("ignored", data_path=str(tmp_path), workers=0)
+
+
+def test_detect_and_predict_name_the_files_and_classes(tmp_path, capsys):
+    write_images(tmp_path / "images", per_class=10)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "images"), "--method", "lr-m-dyr-h", "--epochs", "2",
+                 "--batch-size", "16", "--loader-workers", "0", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    with open(out / "label_issues.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    issues = (out / "label_issues.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["detect", str(out), "--top", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "label_issues.csv").read_bytes() == issues  # read as written (a file column), not rebuilt
+    names = ["cat", "dog", "emu"]
+    for row in rows:  # every row printed with its file, split and class names, as label_issues.csv has them
+        split = ", val" if row["split"] == "val" else ""
+        given, predicted = int(row["given_label"]), int(row["predicted_label"])
+        assert (f"  {row['file']} (row {row['index']}{split}): given {names[given]} ({given}), "
+                f"predicted {names[predicted]} ({predicted}), P(noisy) ") in printed
+    # predict on the folder: each file by its path, its class named, its folder's label beside it
+    assert main(["predict", str(out), "--data", str(tmp_path / "images"), "--out", str(tmp_path / "p.csv"),
+                 "--weights", "last", "--device", "cpu"]) == 0
+    with open(tmp_path / "p.csv") as handle:
+        predicted_rows = list(csv.DictReader(handle))
+    assert len(predicted_rows) == 30
+    assert list(predicted_rows[0]) == ["file", "predicted_label", "predicted_class", "given_label", "p_cat", "p_dog", "p_emu"]
+    by_file = {row["file"]: row for row in predicted_rows}
+    for row in rows:
+        mine = by_file[row["file"]]
+        assert mine["given_label"] == str(names.index(row["file"].split("/")[0]))
+        assert mine["predicted_class"] == names[int(mine["predicted_label"])]

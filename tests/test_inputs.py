@@ -546,9 +546,12 @@ def test_a_noisy_labels_file_run_says_its_measured_noise(tmp_path, capsys):
     assert run.noise == round(actual, 6)  # filed by its rate, not under 0%
 
 
-def test_progress_without_a_terminal_writes_nothing(tmp_path, capsys):
+def test_progress_without_a_terminal_writes_plain_lines(tmp_path, capsys):
     assert main(["train", "--device", "cpu", "--epochs", "3", "--out", str(tmp_path / "run")]) == 0
-    assert capsys.readouterr().err == ""  # captured stderr is no terminal: no bar, no escape codes
+    err = capsys.readouterr().err  # captured stderr is no terminal: no bar, no escape codes, a line per epoch
+    assert "\x1b" not in err and "\r" not in err
+    assert [line.split(": ", 1)[1].split(",")[0] for line in err.splitlines()] == ["epoch 1/3", "epoch 3/3"] or \
+        [line.split(": ", 1)[1].split(",")[0] for line in err.splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
 
 
 def test_population_bar_shows_the_best_so_far(monkeypatch):

@@ -21,7 +21,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "math": ("noise", "mixing", "noise_model", "losses", "methods", "correction", "selection", "distributed"),
     "data and models": ("data", "models"),
     "one run": ("config", "config_checks", "naming", "protocols", "run_setup", "tracking", "run_log", "result",
-                "run_folder", "training", "api", "detect", "lightning"),
+                "run_folder", "progress", "training", "api", "detect", "predict", "lightning"),
     "many runs": ("population", "experiments", "sweep", "tune", "report", "plots"),
     "entry": ("", "__main__", "cli", "report_cli", "sweep.cli"),  # "": the package's own __init__
 }

@@ -424,3 +424,10 @@ def test_class_dependent_noise_gets_its_own_columns(tmp_path):
         rows = {(r["noise_kind"], r["noise"]): r for r in csv.DictReader(handle)}
     assert float(rows[("asymmetric", "0.2")]["best_acc_mean"]) == pytest.approx(35.0)
     assert float(rows[("symmetric", "0.2")]["last_acc_mean"]) == pytest.approx(70.0)  # (60 + 80) / 2
+
+
+def test_titles_promise_no_std_that_the_cells_do_not_show():
+    from latentmix.report import seeds_text
+
+    assert seeds_text(1) == "1 seed" and seeds_text(3) == "mean ± std over 3 seeds"
+    assert seeds_text(1, 3) == "mean ± std over 1-3 seeds" and seeds_text(0) == "no seeds"

@@ -181,3 +181,25 @@ def test_a_dataset_is_never_held_whole():
     x, y = blobs(50, 0)
     latentmix.fit(mlp(), train_set, val_inputs=x, val_labels=y, num_workers=0, **dict(SETTINGS, epochs=1, batch_size=100))
     assert train_set.most_alive <= 2000 < len(train_set)  # 2000: the "arrays" protocol's tracking batch
+
+
+def test_more_loader_workers_than_cores_are_capped_with_one_note(capsys):
+    import warnings
+
+    from latentmix.data.streamed import StreamedInputs, _CAP_NOTED, usable_cpus
+
+    _CAP_NOTED.clear()
+    cores = usable_cpus()
+    data = torch.utils.data.TensorDataset(torch.arange(12.0).view(6, 2), torch.zeros(6, dtype=torch.long))
+    first = StreamedInputs(data, workers=cores + 2)
+    second = StreamedInputs(data, workers=cores + 2)
+    assert first.workers == second.workers == cores
+    err = capsys.readouterr().err
+    assert err.count(f"{cores + 2} DataLoader workers asked for") == 1 and f"using {cores}" in err
+    # PyTorch warns about a loader with more workers than cores; the capped one reads without that warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = list(first.batches([torch.tensor([0, 1]), torch.tensor([5])], torch.device("cpu")))
+    assert [b.tolist() for b in batches] == [[[0.0, 1.0], [2.0, 3.0]], [[10.0, 11.0]]]
+    assert not [w for w in caught if "worker" in str(w.message)]
+    assert StreamedInputs(data, workers=cores).workers == cores and capsys.readouterr().err == ""

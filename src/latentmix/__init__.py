@@ -19,6 +19,8 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
 * `BetaMixture` (latentmix.noise_model): the two-component loss mixture giving P(noisy).
 * `train` (latentmix.training): the training loop itself; `RunConfig` (latentmix.config) its
   settings, `RunResult` (latentmix.result) what it returns.
+* `load_run` (latentmix.predict): the model a run kept, with its input transform (`TrainedModel`:
+  ``model(x)``, ``model.predict(x)``), from a run folder or `fit`'s result.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _EXPORTS = {
     "ImageFolder": "latentmix.data.image_folder",
     "LatentMixupCallback": "latentmix.lightning",
     "ConfigError": "latentmix.errors",
+    "load_run": "latentmix.predict",
+    "TrainedModel": "latentmix.predict",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Command line: ``latentmix train | reproduce | detect | sweep | tune | report`` (``latentmix COMMAND --help`` for each)."""
+"""Command line: ``latentmix train | detect | predict | reproduce | sweep | tune | report`` (``latentmix COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -65,10 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
     print(f"method {summary.method} (layers {summary.mix_layers}, correction {summary.correction}) "
           f"on {summary.dataset}, {noise_text(summary)}, seed {summary.seed}, {summary.epochs} epochs")
-    selected = (f", selected {summary.selected_val_acc:.4f} (epoch {summary.selected_epoch}, picked by "
-                "validation accuracy)" if summary.selected_val_acc is not None else "")
-    print(f"  best val acc {summary.best_val_acc:.4f} (epoch {summary.best_epoch}), last {summary.last_val_acc:.4f}"
-          f"{selected}")
+    print("  " + accuracy_text(summary))
     if summary.bootstrap_start_epoch is not None:
         print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}")
     if summary.last_train_acc_clean is not None:
@@ -77,10 +74,11 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
         actual = summary.actual_noise_rate
         print(f"  estimated share of wrong labels {summary.estimated_noise_rate:.3f}"
               + (f" (actual {actual:.3f})" if actual is not None else "")
-              + f", from the noise model of epoch {summary.label_issues_epoch}")
+              + f", {ESTIMATE_SOURCE}")
         pairs = summary.flagged_noise_pairs or []
         if pairs:
-            print("  flagged labels, given -> predicted class: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
+            print(f"  flagged labels (label issues of epoch {summary.label_issues_epoch}), given -> predicted class: "
+                  + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
     collapsed = summary.noise_model_collapsed_epochs or 0
     if collapsed:
         print(f"  note: in {collapsed} of {summary.epochs} epochs the noise model found no two groups of losses "
@@ -90,6 +88,24 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
         print(f"  noise detection: AUC {summary.detection_auc:.4f}, precision {summary.detection_precision:.3f}, "
               f"recall {summary.detection_recall:.3f} at P(noisy) > 0.5")
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
+
+
+# How `estimated_noise_rate` is computed (latentmix.selection.estimate_noise_rate), in words.
+ESTIMATE_SOURCE = "the median share the noise model flags over the early-learning epochs"
+
+
+def accuracy_text(summary: RunSummary) -> str:
+    """Best / last / selected validation accuracy, named by what it is measured against: on a
+    user's file without clean labels the validation rows keep their given labels, so the figure is
+    agreement with possibly wrong labels (it reads lower than the model's clean accuracy)."""
+    selected = (f", selected {summary.selected_val_acc:.4f} (epoch {summary.selected_epoch}, picked by "
+                "validation accuracy)" if summary.selected_val_acc is not None else "")
+    figures = (f"best {summary.best_val_acc:.4f} (epoch {summary.best_epoch}), last {summary.last_val_acc:.4f}"
+               f"{selected}")
+    if summary.val_acc_on_given_labels:
+        return ("val acc against the given validation labels (no clean reference: wrong labels count a right "
+                f"prediction as a miss): {figures}")
+    return f"best val acc {figures[len('best '):]}"
 
 
 def noise_text(summary: RunSummary) -> str:
@@ -108,7 +124,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     run, else rebuilt from the run's checkpoint)."""
     import csv
 
-    from latentmix.detect import check_detect_args, label_issues_for
+    from latentmix.detect import check_detect_args, class_names, describe_issue, label_issues_for
 
     check_detect_args(args.top, args.threshold)
     issues = label_issues_for(Path(args.run_dir))
@@ -116,17 +132,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         rows = list(csv.DictReader(handle))
     flagged = [row for row in rows if float(row["p_noisy"]) > args.threshold]
     print(f"{len(flagged)} of {len(rows)} labels have P(noisy) > {args.threshold:g} ({issues})")
-    _print_noise_estimate(Path(args.run_dir))
+    _print_noise_estimate(Path(args.run_dir), len(rows))
+    classes = class_names(Path(args.run_dir))
     for row in rows[: args.top]:
-        extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
-        where = f" ({row['split']})" if row.get("split") not in (None, "train") else ""
-        loss = f", loss {float(row['loss']):.3f}" if row.get("loss") else ""
-        print(f"  row {row['index']}{where}: given {row['given_label']}, predicted {row['predicted_label']}, "
-              f"P(noisy) {float(row['p_noisy']):.3f}{loss}{extra}")
+        print("  " + describe_issue(row, classes))
     return 0
 
 
-def _print_noise_estimate(run_dir: Path) -> None:
+def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
     """How noisy the labels are, from a finished run's result.json: the estimated share of wrong
     labels (beside the actual one when known) and the most frequent given -> predicted class pairs
     of the flagged labels (beside the true given -> clean pairs when known)."""
@@ -141,11 +154,38 @@ def _print_noise_estimate(run_dir: Path) -> None:
         return
     actual = summary.actual_noise_rate
     print(f"estimated share of wrong labels: {summary.estimated_noise_rate:.3f}"
-          + (f" (actual {actual:.3f})" if actual is not None else ""))
+          + (f" (actual {actual:.3f})" if actual is not None else "") + f", {ESTIMATE_SOURCE}")
+    epoch = f" of epoch {summary.label_issues_epoch}" if summary.label_issues_epoch else ""
+    print(f"  (the count above is not that estimate: it thresholds the P(noisy) of all {num_rows} rows of the label "
+          f"issues{epoch}, each a mean over the epochs up to it; rank the labels by P(noisy), size the "
+          "problem by the estimate)")
     for pairs, what in ((summary.flagged_noise_pairs, "flagged labels, given -> predicted class"),
                         (summary.true_noise_pairs, "wrong labels, given -> true class")):
         if pairs:
             print(f"  {what}: " + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:8]))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict with the model a run kept (`latentmix.predict.load_run`): one CSV row per sample of
+    a file or image folder, to --out or standard output; what was loaded to standard error."""
+    from latentmix.predict import describe, load_run, prediction_rows, read_prediction_inputs, write_predictions
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as preds.csv")
+    trained = load_run(args.run_dir, weights=args.weights, device=args.device)
+    samples = read_prediction_inputs(args.data, trained)
+    predictions = trained.predict(samples.inputs, batch_size=args.batch_size)
+    columns, rows = prediction_rows(samples, predictions, trained)
+    write_predictions(out, columns, rows)
+    note = f"{len(rows)} predictions by {describe(trained, args.run_dir)}"
+    if samples.given is not None and len(rows):
+        agree = int((predictions.labels == samples.given).sum())
+        note += f"; {agree} of {len(rows)} ({agree / len(rows):.1%}) agree with the file's labels"
+    print(note + (f"; written to {out}" if out is not None else ""), file=sys.stderr)
+    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -198,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=float, default=0.5,
                         help="count the labels whose P(noisy) is above this probability (default 0.5)")
     detect.set_defaults(handler=cmd_detect)
+
+    predict = commands.add_parser(
+        "predict", help="predict classes with the model a run kept",
+        description="Loads the run's selected checkpoint with the input transform the run applied (the "
+                    "standardisation of a data file, the scaling of an image folder) and writes one CSV row per "
+                    "sample: the predicted class and each class's probability. Python: latentmix.load_run(RUN_DIR).")
+    predict.add_argument("run_dir", help="a run folder written by latentmix train (its --out)")
+    predict.add_argument("--data", required=True,
+                         help="the samples: a .npz with the run's input arrays, a .csv with its feature columns, or a "
+                              "folder of images (any depth); a labels column/array, if present, is compared with")
+    predict.add_argument("--out", help="CSV file to write (default: standard output)")
+    predict.add_argument("--weights", choices=("selected", "last"), default="selected",
+                         help="selected: the checkpoint picked by validation accuracy (selected_model.pt; the last "
+                              "epoch for a run that selects none); last: the last epoch trained (default selected)")
+    predict.add_argument("--batch-size", type=int, default=1000, help="samples per forward (default 1000)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    predict.set_defaults(handler=cmd_predict)
 
     reproduce = commands.add_parser("reproduce", help="run one of the paper's tables")
     from latentmix.experiments.reproduce import add_reproduce_arguments

@@ -168,8 +168,10 @@ class RunConfig:
     # fraction of the training set held out with its noisy labels for checkpoint selection
     # (None: the protocol's; 0: none)
     val_split: Optional[float] = option(
-        None, OPTIMISATION, "noisy validation split to select the checkpoint by: the fraction of a --data file "
-                            "without val_* arrays held out (default 0.1), else of the training set (default 0: none)",
+        None, OPTIMISATION, "fraction held out with its given labels to select the checkpoint by. A --data file "
+                            "or image folder without its own validation set: that split is the validation set "
+                            "(default 0.1). Built-in data sets and files with val_* arrays: an extra split of the "
+                            "training set (default 0, none)",
         parse=float, check=fraction)
     epochs: Optional[int] = option(
         None, OPTIMISATION, "shorten/lengthen the protocol; lr milestones scale in proportion (default: the "
@@ -228,7 +230,8 @@ class RunConfig:
         True, None, "write a checkpoint after every epoch (`latentmix train` always does; fit when given a run_dir)",
         check=boolean, fit="run_dir", execution=True)
     loader_workers: Optional[int] = option(
-        None, DATA, "DataLoader processes reading an image folder (default: one per spare core, at most 4)",
+        None, DATA, "DataLoader processes reading an image folder (default: one per spare core, at most 4; more than the "
+        "CPU cores are capped at them, with a note)",
         parse=int, check=whole_number(0), fix="DataLoader processes; 0 reads in the training process",
         execution=True)
 

@@ -32,6 +32,7 @@ def label_issues_for(run_dir: str | Path) -> Path:
     """``RUN_DIR/label_issues.csv``, rebuilt from the checkpoint when it is missing or does not
     match the run; a mismatch that no checkpoint can repair is a clear error."""
     folder = RunFolder(run_dir)
+    folder.require_run()
     record = folder.saved_record()
     path = folder.file(LABEL_ISSUES_NAME)
     problem = label_issues_problem(path, record.get("num_label_issue_rows"))
@@ -56,8 +57,11 @@ def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return f"is unreadable ({type(error).__name__})"
-    if columns not in (LABEL_ISSUES_FIELDS, LABEL_ISSUES_FIELDS + ["truly_noisy"]):
-        return f"has columns {columns or 'none'}, expected {', '.join(LABEL_ISSUES_FIELDS)}[, truly_noisy]"
+    # a `file` column follows `index` where the rows are files (an image folder: run_folder.write_label_issues)
+    plain = [column for column in columns or [] if column != "file"]
+    if plain not in (LABEL_ISSUES_FIELDS, LABEL_ISSUES_FIELDS + ["truly_noisy"]) or (
+            "file" in (columns or []) and columns.index("file") != 1):
+        return f"has columns {columns or 'none'}, expected index[, file], {', '.join(LABEL_ISSUES_FIELDS[1:])}[, truly_noisy]"
     try:
         indices = sorted(int(row["index"]) for row in rows)
         for row in rows:
@@ -115,6 +119,33 @@ def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> 
     # the run's own tracking pass: its transform (`--track-transform`, as `train` tracks) in eval mode
     return track_training_losses(setup.model, setup.dataset.train_inputs, setup.labels.labels,
                                  setup.placed.track_transform, setup.protocol.eval_batch_size)
+
+
+def class_names(run_dir: str | Path) -> Optional[list[str]]:
+    """The class names a run's data gave (an image folder's sub-folders, in class-id order), from
+    its config.json; None where the classes are ids only."""
+    names = (RunFolder(run_dir).saved_record().get("dataset_info") or {}).get("classes")
+    return [str(name) for name in names] if isinstance(names, list) else None
+
+
+def describe_issue(row: dict, classes: Optional[list[str]]) -> str:
+    """One row of label_issues.csv as `latentmix detect` prints it: the file (an image folder's
+    path) or the row of the user's data, its split when not a training row, the given and the
+    predicted class (with their names where the data named them), P(noisy), the loss and, when
+    known, whether the label is truly wrong."""
+    def label(value: str) -> str:
+        if classes is not None and value.lstrip("-").isdigit() and 0 <= int(value) < len(classes):
+            return f"{classes[int(value)]} ({value})"
+        return value
+
+    split = row.get("split")
+    place = f"row {row['index']}" + (f", {split}" if split not in (None, "train") else "")
+    where = f"{row['file']} ({place})" if row.get("file") else (
+        f"row {row['index']}" + (f" ({split})" if split not in (None, "train") else ""))
+    loss = f", loss {float(row['loss']):.3f}" if row.get("loss") else ""
+    extra = f", truly noisy {row['truly_noisy']}" if "truly_noisy" in row else ""
+    return (f"{where}: given {label(row['given_label'])}, predicted {label(row['predicted_label'])}, "
+            f"P(noisy) {float(row['p_noisy']):.3f}{loss}{extra}")
 
 
 def check_detect_args(top: int, threshold: float) -> None:

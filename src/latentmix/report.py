@@ -42,22 +42,31 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
+# The noise "kind" of runs on labels as given (a user's file, a --noisy-labels file): no synthetic
+# noise was added, and the rate is the measured one, or UNKNOWN_RATE without a clean reference.
+GIVEN = "given"
+UNKNOWN_RATE = -1.0
+
+
 def noise_column(noise: float, kind: Optional[str] = "symmetric"):
     """A table column's key: the rate for symmetric noise (as every table has had), ("asymmetric",
-    rate) for class-dependent noise."""
+    rate) for class-dependent noise, ("given", rate) for labels as given (`GIVEN`)."""
     rate = round(float(noise), 6)
     return rate if kind in (None, "symmetric") else (str(kind), rate)
 
 
 def column_order(column) -> tuple:
     """Symmetric columns first, each kind by rate."""
-    return (1, column[1]) if isinstance(column, tuple) else (0, column)
+    return (1, column[0] == GIVEN, column[1]) if isinstance(column, tuple) else (0, False, column)
 
 
 def column_label(column) -> str:
-    """'20%' for symmetric noise, 'asym. 20%' for class-dependent noise."""
+    """'20%' for symmetric noise, 'asym. 20%' for class-dependent noise, 'given labels (22% wrong)'
+    or 'given labels (noise unknown)' for labels as given: never '0%' for noise nobody measured."""
     if isinstance(column, tuple):
         kind, rate = column
+        if kind == GIVEN:
+            return "given labels (noise unknown)" if rate == UNKNOWN_RATE else f"given labels ({rate:.0%} wrong)"
         return f"{kind[:4]}. {rate:.0%}"
     return f"{column:.0%}"
 
@@ -329,17 +338,29 @@ def _record(run_id: str, config: dict, result: Optional[RunSummary], metrics: li
 
     known = result if result is not None else RunSummary()  # where the config is silent
     noise = config.get("noise", known.noise)
-    actual = known.actual_noise_rate
-    if not noise and isinstance(actual, (int, float)) and actual > 0:
-        noise = actual  # given noisy labels (a --noisy-labels file): filed by their measured rate, not as 0%
+    noise_kind = str(config.get("noise_kind") or known.noise_kind or "symmetric")
+    if not noise and labels_as_given(config, result):
+        # no synthetic noise on labels as given: filed by their measured rate (a --noisy-labels file, a
+        # file's clean_labels), or as unknown (no clean reference), never as 0%
+        actual = known.actual_noise_rate
+        noise, noise_kind = (actual if isinstance(actual, (int, float)) else UNKNOWN_RATE), GIVEN
     seed = config.get("seed", known.seed)
     return RunRecord(
         run_id=run_id, dataset=str(config.get("dataset") or known.dataset or "unknown"),
         method=str(config.get("method") or known.method or run_id), layers=config.get("layers"),
         noise=round(float(noise or 0.0), 6), seed=None if seed is None else int(seed), config=config, result=result,
-        noise_kind=str(config.get("noise_kind") or known.noise_kind or "symmetric"),
-        metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
+        noise_kind=noise_kind, metrics=metrics, run_dir=run_dir, wall_time_s=read_wall_time(run_dir) if run_dir else None,
     )
+
+
+def labels_as_given(config: dict, result: Optional[RunSummary]) -> bool:
+    """Whether a run trained on labels as given, with no synthetic noise that a rate describes:
+    measured noisy labels (``actual_noise_rate`` > 0 with no ``noise``), or a user's data without a
+    clean reference (``actual_noise_rate`` null; before the run finishes: a --data file)."""
+    if result is not None:
+        actual = result.actual_noise_rate
+        return (isinstance(actual, (int, float)) and actual > 0) or result.val_acc_on_given_labels
+    return bool(config.get("data") or config.get("noisy_labels_file"))
 
 
 def load_folder(root: str | Path, progress: bool = True) -> ReportData:
@@ -487,16 +508,31 @@ class DatasetTables:
     csv_rows: list
 
 
-def _accuracy_word(dataset: str) -> str:
-    return "test" if dataset == "cifar10" else "validation"
+def _accuracy_word(dataset: str, data: Optional[ReportData] = None) -> str:
+    """What the accuracies of a data set's runs are measured on: the test set (CIFAR-10), the
+    validation set, or the validation rows' given labels where no run had a clean reference
+    (`RunSummary.val_acc_on_given_labels`: agreement with labels that may be wrong)."""
+    if dataset == "cifar10":
+        return "test"
+    runs = data.finished(dataset) if data is not None else []
+    if runs and all(run.result.val_acc_on_given_labels for run in runs):
+        return "given-label validation"
+    return "validation"
+
+
+def seeds_text(low: int, high: Optional[int] = None) -> str:
+    """How a table's cells aggregate seeds, for its title: "1 seed" where every cell is one run
+    (`format_cell` then shows no ± std, and the title must not promise one), else "mean ± std over
+    N seeds" (or "over 1-3 seeds" where cells differ)."""
+    high = low if high is None else high
+    if high <= 1:
+        return "1 seed" if high == 1 else "no seeds"
+    return f"mean ± std over {low if low == high else f'{low}-{high}'} seeds"
 
 
 def _seed_text(results: Sequence[dict]) -> str:
     counts = sorted({cell["n"] for cell in aggregate(results, BEST, 1.0).values()})
-    if not counts:
-        return "no seeds"
-    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"{text} seed(s)"
+    return seeds_text(counts[0], counts[-1]) if counts else "no seeds"
 
 
 def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
@@ -505,9 +541,9 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
     results = [run.summary() for run in data.finished(dataset)]
     rows = row_order(r["row"] for r in results)
     noise_rates = sorted({noise_column(r["noise"], r.get("noise_kind")) for r in results}, key=column_order)
-    word = _accuracy_word(dataset)
+    word = _accuracy_word(dataset, data)
     epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs") is not None})
-    setting = f"mean ± std over {_seed_text(results)}"
+    setting = _seed_text(results)
     if epochs:
         setting += f", {epochs[0]} epochs" if len(epochs) == 1 else f", {epochs[0]}-{epochs[-1]} epochs"
     table_name = {"spiral": "paper Table 2", "cifar10": "paper Table 1"}.get(dataset)
@@ -532,10 +568,11 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
         tables.append(value_table(results, AUC, rows, noise_rates, scale=1.0, digits=3,
                                      title=f"{dataset}: noise detection AUC of the label issues, {setting}"))
     if any(r.get(EST_NOISE) is not None for r in results):
-        tables.append(value_table(results, EST_NOISE, rows, noise_rates,
+        # a share of wrong labels is a measurement, not a score: no cell is "best" (no bold)
+        tables.append(value_table(results, EST_NOISE, rows, noise_rates, bold_best=False,
                                      title=f"{dataset}: estimated share of wrong labels (%), {setting}"))
         if any(r.get(ACTUAL_NOISE) is not None for r in results):
-            tables.append(value_table(results, ACTUAL_NOISE, rows, noise_rates,
+            tables.append(value_table(results, ACTUAL_NOISE, rows, noise_rates, bold_best=False,
                                          title=f"{dataset}: actual share of wrong labels (%), {setting}"))
 
     stats = {key: aggregate(results, key, scale) for key, scale in
@@ -547,7 +584,8 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
             if cell not in stats[BEST] and cell not in stats[LAST]:
                 continue
             kind, noise = column if isinstance(column, tuple) else ("symmetric", column)
-            entry: dict = {"dataset": dataset, "row": row, "noise": noise, "noise_kind": kind,
+            entry: dict = {"dataset": dataset, "row": row, "noise": None if noise == UNKNOWN_RATE else noise,
+                           "noise_kind": kind,
                            "n": stats[BEST].get(cell, stats[LAST].get(cell, {})).get("n")}
             for key, name, which in ((BEST, "best_acc", "best"), (LAST, "last_acc", "last"), (SELECTED, "selected_acc", None),
                                      (AUC, "detection_auc", None), (EST_NOISE, "estimated_noise", None),
@@ -564,7 +602,7 @@ def dataset_tables(data: ReportData, dataset: str) -> DatasetTables:
 CSV_FIELDS = ("dataset", "row", "noise", "noise_kind", "n", "best_acc_mean", "best_acc_std", "best_acc_paper", "last_acc_mean",
               "last_acc_std", "last_acc_paper", "selected_acc_mean", "selected_acc_std", "detection_auc_mean",
               "detection_auc_std", "estimated_noise_mean", "estimated_noise_std", "actual_noise_mean", "actual_noise_std")
-RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", BEST, "best_epoch", LAST,
+RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", "val_labels", BEST, "best_epoch", LAST,
               SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
               "wall_time_s", "run_dir")
 
@@ -576,7 +614,8 @@ def run_rows(data: ReportData) -> list[dict]:
     for run in sorted(data.runs, key=lambda r: (r.dataset, rank[r.row], r.noise, r.seed or 0, r.run_id)):
         summary = run.summary()
         lines.append({**{key: summary.get(key) for key in RUN_FIELDS}, "method": run.method, "finished": run.finished,
-                      "epochs": summary.get("epochs") if run.finished else len(run.metrics)})
+                      "epochs": summary.get("epochs") if run.finished else len(run.metrics),
+                      "noise": None if run.noise == UNKNOWN_RATE else run.noise})
     return lines
 
 
@@ -643,6 +682,8 @@ SHADE_MAX_SERIES = 5  # more lines than this: no ± std bands (they would cover 
 def _noise_tag(column) -> str:
     """n20 (symmetric 20%), asym_n20 (class-dependent 20%): the file-name part of a column."""
     if isinstance(column, tuple):
+        if column == (GIVEN, UNKNOWN_RATE):
+            return GIVEN
         return f"{column[0][:4]}_n{column[1] * 100:g}"
     return f"n{column * 100:g}"
 
@@ -671,7 +712,7 @@ def dataset_figures(data: ReportData, tables: DatasetTables, out: Path, prefix: 
     from latentmix.plots import plot_heatmap
 
     dataset = tables.dataset
-    word = _accuracy_word(dataset)
+    word = _accuracy_word(dataset, data)
     runs = data.finished(dataset)
     figures = []
     for column in tables.noise_rates:
@@ -679,7 +720,7 @@ def dataset_figures(data: ReportData, tables: DatasetTables, out: Path, prefix: 
             series = {row: curve_stats([r.metrics for r in runs if r.row == row
                                         and noise_column(r.noise, r.noise_kind) == column], key, scale)
                       for row in tables.rows}
-            title = f"{dataset}, {column_label(column)} noise: {what.format(word=word)} per method (mean over seeds)"
+            title = f"{dataset}, {column_label(column)}{'' if isinstance(column, tuple) and column[0] == GIVEN else ' noise'}: {what.format(word=word)} per method (mean over seeds)"
             label = ylabel.replace("validation", word)
             path = plot_series(series, out / f"{prefix}{key}_{_noise_tag(column)}.png", title, label)
             if path is not None:
@@ -717,7 +758,8 @@ def _header(data: ReportData, generated: str) -> dict:
                 + (f", {len(data.skipped)} unreadable folder(s) skipped: {skipped_text(data)}" if data.skipped else "")
                 + ")",
         "data sets": ", ".join(data.datasets),
-        "noise rates": ", ".join(f"{n:.0%}" for n in sorted({r.noise for r in data.runs})),
+        "noise": ", ".join(column_label(c) for c in sorted({noise_column(r.noise, r.noise_kind) for r in data.runs},
+                                                             key=column_order)),
         "seeds": ", ".join(str(s) for s in seeds) or "–",
     }
     return lines

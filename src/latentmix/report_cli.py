@@ -1,7 +1,7 @@
 """`latentmix report DIR_OR_STORAGE`: tables, plots and one HTML page from finished runs.
 
-The input is a sweep or reproduce output folder (run folders ``DIR/runs/<run_id>/`` with
-config.json, metrics.csv and result.json) or a sweep store URL (``sqlite:///OUT/sweep.db``,
+The input is one run folder (a `latentmix train --out`), a sweep or reproduce output folder (run
+folders ``DIR/runs/<run_id>/`` with config.json, metrics.csv and result.json) or a sweep store URL (``sqlite:///OUT/sweep.db``,
 ``postgresql://...``). The output folder (``--out``; default ``DIR/report``, or ``report/`` beside
 a SQLite store) receives report.md, report.csv, runs.csv, PNG figures and report.html. See
 docs/reports.md.
@@ -23,8 +23,9 @@ def register(commands) -> None:
                     "method and noise rate beside the paper's numbers, accuracy/AUC curves, a layer-range "
                     "heatmap, and one self-contained report.html (see docs/reports.md).")
     parser.add_argument("source", metavar="DIR_OR_STORAGE",
-                        help="output folder holding runs/<run_id>/ (of latentmix reproduce or sweep run), a sweep "
-                             "store URL (sqlite:///OUT/sweep.db, postgresql://...) or a .db file")
+                        help="one run folder (the --out of latentmix train), an output folder holding "
+                             "runs/<run_id>/ (of latentmix reproduce or sweep run), a sweep store URL "
+                             "(sqlite:///OUT/sweep.db, postgresql://...) or a .db file")
     parser.add_argument("--out", help="folder for the report (default DIR/report; beside a SQLite store: "
                                       "its folder's report/; other stores: runs/report-STUDY)")
     parser.add_argument("--study", help="the sweep to report from a store (default: every sweep in it); with a "

@@ -228,8 +228,10 @@ class RunFolder:
             return
         present = self.present()
         if present:
-            state = "a finished" if RESULT_NAME in present else "an unfinished"
-            raise ConfigError(f"{self.path} already holds {state} run ({', '.join(present)}); pass --resume to "
+            if RESULT_NAME in present:  # nothing left to continue: --resume would change nothing
+                raise ConfigError(f"{self.path} already holds a finished run ({', '.join(present)}); pass --overwrite "
+                                  "to replace it (overwrite=True in Python), or use another --out")
+            raise ConfigError(f"{self.path} already holds an unfinished run ({', '.join(present)}); pass --resume to "
                               "continue it or --overwrite to replace it (overwrite=True in Python), or use another --out")
 
     def accept(self, record: dict, *, resume: bool, overwrite: bool, device: torch.device,
@@ -264,6 +266,15 @@ class RunFolder:
         elif not self.file(RESULT_NAME).exists() and self.file(LABEL_ISSUES_NAME).exists():
             self.file(LABEL_ISSUES_NAME).unlink()
         return state
+
+    def require_run(self) -> None:
+        """For the commands that read a run (detect, predict): the folder exists and holds a run's
+        record; else one error saying so, with the fix (a train run's --out), not train's options."""
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.path}: no such run folder; give the --out folder of a latentmix train run")
+        if not self.file(CONFIG_NAME).exists():
+            raise ConfigError(f"{self.path} has no {CONFIG_NAME}: it is not a latentmix run folder; give the --out "
+                              "folder of a latentmix train run")
 
     def saved_record(self) -> dict:
         """config.json, read; a missing or unreadable one is a clear error."""

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 # The keys of the sequential trainer's result.json, in file order; the two noise-pair lists follow
 # when the run knows its number of classes.
 TRAINER_KEYS = (
-    "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs",
+    "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs", "val_labels",
     "best_val_acc", "last_val_acc", "best_epoch", "selected_val_acc", "selected_epoch", "bootstrap_start_epoch",
     "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "detection_auc", "detection_precision",
     "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
@@ -54,6 +54,10 @@ class RunSummary:
     noise_kind: Optional[str] = None  # "symmetric" or "asymmetric"
     seed: Optional[int] = None
     epochs: Optional[int] = None  # epochs trained
+    # what the *_val_acc figures are measured against: "clean" labels (a data set's test labels, a
+    # file's clean_labels), or the labels as "given" (a user's file without a clean reference: its
+    # validation rows may be as wrong as its training labels). Derived from actual_noise_rate.
+    val_labels: Optional[str] = None
     best_val_acc: Optional[float] = None  # the maximum over epochs (an oracle: needs clean labels to pick)
     last_val_acc: Optional[float] = None
     best_epoch: Optional[int] = None
@@ -76,6 +80,8 @@ class RunSummary:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if "val_labels" in self.keys and self.val_labels is None:  # a new run's summary: say what val acc is against
+            object.__setattr__(self, "val_labels", "given" if self.actual_noise_rate is None else "clean")
         # A figure outside `keys` would be silently lost on writing: refuse it where it is made.
         known = set(SUMMARY_KEYS)
         unknown = [key for key in self.keys if key not in known]
@@ -84,6 +90,16 @@ class RunSummary:
         lost = [key for key in SUMMARY_KEYS if key not in self.keys and getattr(self, key) is not None]
         if lost:
             raise ValueError(f"RunSummary has values for {lost}, which are not among its keys")
+
+    @property
+    def val_acc_on_given_labels(self) -> bool:
+        """Whether the validation accuracies are measured against the labels as given, with no
+        clean reference (then they read low: a right prediction of a wrong label counts as a
+        miss). Files from before `val_labels` say so by a null `actual_noise_rate`; a file without
+        that key at all is taken as clean."""
+        if self.val_labels is not None:
+            return self.val_labels == "given"
+        return "actual_noise_rate" in self.keys and self.actual_noise_rate is None
 
     def to_dict(self) -> dict:
         """The result.json document: the summary's keys in file order, then `extra`."""

@@ -50,6 +50,7 @@ from latentmix.data import Dataset, index_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import DistContext, single_process
 from latentmix.errors import ConfigError
+from latentmix.progress import EpochProgress
 from latentmix.protocols import first_milestone, lr_at_epoch
 from latentmix.result import RunResult, per_sample_results
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints
@@ -100,8 +101,8 @@ def train(
               overwrite=overwrite, distributed=distributed, optimizer=optimizer, scheduler=scheduler)
     method, protocol, dist, device = run.method, run.protocol, run.dist, run.device
     mixup, correction, log = run.mixup, run.correction, run.log
-    bar = _progress_bar(range(run.start_epoch, protocol.epochs + 1), progress and dist.is_main,
-                        desc=f"{method.name} noise={config.noise:g} seed={config.seed}")
+    bar = EpochProgress(range(run.start_epoch, protocol.epochs + 1), enabled=progress and dist.is_main,
+                        desc=f"{method.name} noise={config.noise:g} seed={config.seed}", corrects=method.corrects)
     run.model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
@@ -152,8 +153,7 @@ def train(
         run.timing.epoch_done(epoch, time.perf_counter() - epoch_started)
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
-        if progress and hasattr(bar, "set_postfix"):
-            bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.3f}")
+        bar.epoch_done(row)  # a terminal's bar, or one line per epoch in a log
         run.save_epoch(epoch)
         if on_epoch_end is not None:
             on_epoch_end(row)
@@ -388,15 +388,6 @@ def _restore_checkpoint(state: dict, model: nn.Module, optimizer: torch.optim.Op
         raise ConfigError(f"{run_folder.file(CHECKPOINT_NAME)} does not fit this model ({first_line}); resume with "
                           "the run's model, or pass --overwrite") from None
     streams.load_state_dict(state["streams"])
-
-
-def _progress_bar(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    # disable=None: no bar where stderr is no terminal (a log file would get a line of escape codes per update)
-    return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True, disable=None)
 
 
 def _jsonable(value: Any) -> Any:

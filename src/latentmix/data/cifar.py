@@ -351,6 +351,19 @@ def _label_names(meta: Any) -> List[str]:
 # Public loader
 # ----------------------------------------------------------------------------------------------
 
+def check_cifar10_found(path: str | os.PathLike) -> None:
+    """The release is at `path` (the folder, its parent, the archive or a folder holding it), else
+    one `ConfigError` saying what was expected and how to get it: checked once before a grid of
+    runs, so that a wrong --data-dir is one error, not one per run."""
+    user_path = Path(path).expanduser()
+    if _locate(user_path) is None:
+        raise ConfigError(
+            f"CIFAR-10 not found at {user_path}: expected a {FOLDER_NAME} folder (with "
+            f"data_batch_1..5 and test_batch from the official python release) or {ARCHIVE_NAME}; "
+            f"{_HOW_TO_FIX}"
+        )
+
+
 def load_cifar10(path: str | os.PathLike, *, download: bool = False) -> Dataset:
     """Load CIFAR-10 (official python release) as a `Dataset` of uint8 images.
 
@@ -374,11 +387,7 @@ def load_cifar10(path: str | os.PathLike, *, download: bool = False) -> Dataset:
     located = _locate(user_path)
     if located is None:
         if not download:
-            raise ConfigError(
-                f"CIFAR-10 not found at {user_path}: expected a {FOLDER_NAME} folder (with "
-                f"data_batch_1..5 and test_batch from the official python release) or {ARCHIVE_NAME}; "
-                f"{_HOW_TO_FIX}"
-            )
+            check_cifar10_found(user_path)
         root = user_path.parent if _is_archive_name(user_path) else user_path
         download_cifar10(root)
         located = _locate(root)

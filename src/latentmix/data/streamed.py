@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
@@ -42,7 +43,33 @@ def is_map_dataset(value: Any) -> bool:
 def default_workers() -> int:
     """DataLoader worker processes when none are asked for: one per spare CPU core, at most 4
     (decoding more images in parallel than that rarely pays on a small model)."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return max(0, min(4, usable_cpus() - 1))
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one, as
+    PyTorch's DataLoader counts them), else all of the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_CAP_NOTED: set = set()  # (asked, cores) pairs already said, so that the note comes once per process
+
+
+def capped_workers(asked: int) -> int:
+    """`asked` DataLoader workers, at most one per usable CPU core: more processes than cores only
+    wait on each other, and PyTorch warns about each loader that has them (twice per run: the
+    training and the validation reader). Capping says so once, on standard error."""
+    cores = usable_cpus()
+    if asked <= cores:
+        return asked
+    if (asked, cores) not in _CAP_NOTED:
+        _CAP_NOTED.add((asked, cores))
+        print(f"latentmix: note: {asked} DataLoader workers asked for (--loader-workers / num_workers), but this "
+              f"process may use {cores} CPU core(s): using {cores}", file=sys.stderr)
+    return cores
 
 
 def _as_sample_tensor(value: Any, what: str) -> torch.Tensor:
@@ -157,7 +184,7 @@ class StreamedInputs:
             raise ConfigError(f"num_workers must be a whole number >= 0 (0: read in the training process), got {workers!r}")
         self.dataset = dataset
         self.positions = np.arange(len(dataset), dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = default_workers() if workers is None else capped_workers(int(workers))
         self.name = name
         self._loader: Optional[DataLoader] = None  # built on the first `batches`, then kept
         self._sampler: Optional[_BatchList] = None
@@ -255,7 +282,7 @@ def dataset_labels(dataset: Any, *, name: str = "dataset", workers: Optional[int
         labels = torch.as_tensor(np.asarray(targets)).long().reshape(-1)
     else:
         loader = DataLoader(_LabelsOnly(dataset, name), batch_size=256,
-                            num_workers=default_workers() if workers is None else workers)
+                            num_workers=default_workers() if workers is None else capped_workers(workers))
         labels = torch.cat([batch.long().reshape(-1) for batch in loader])
     if labels.numel() and int(labels.min()) < 0:
         raise ConfigError(f"{name} has label {int(labels.min())}; labels must be class ids >= 0")

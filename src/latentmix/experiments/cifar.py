@@ -151,7 +151,9 @@ def write_table(results: Sequence[dict], out: Path, noise_rates: Sequence[float]
                 seeds: int, epochs: int, width: float) -> str:
     """table.md (best and last test accuracy, mean ± std, the paper's numbers in parentheses) and
     results.csv (one line per method and noise, with the paper's numbers). Returns the markdown."""
-    setting = (f"mean ± std over {seeds} seed(s), {epochs} epochs, width {width:g}; "
+    from latentmix.report import seeds_text
+
+    setting = (f"{seeds_text(seeds)}, {epochs} epochs, width {width:g}; "
                "paper Table 1 in parentheses")
     best = markdown_table(results, "best_val_acc", rows, noise_rates, paper=_paper_value("best"),
                           title=f"CIFAR-10 (Table 1), best test accuracy (%), {setting}")
@@ -248,6 +250,10 @@ def reproduce_cifar10(args: argparse.Namespace) -> int:
     if not data_dir and not download:
         raise ConfigError("reproduce cifar10 needs --data-dir pointing at cifar-10-batches-py/ (or its parent, or "
                           "cifar-10-python.tar.gz); or --download to fetch the official archive")
+    if not download:  # once, before the grid: not the same error from each of its runs
+        from latentmix.data.cifar import check_cifar10_found
+
+        check_cifar10_found(data_dir)
     width = getattr(args, "width", None)  # --epochs and --width: checked by reproduce.check_run_arguments
     noise_given = bool(args.noise)
     noise_rates = _noise_list(args.noise, paper.TABLE1_NOISE)

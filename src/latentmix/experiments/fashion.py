@@ -47,7 +47,7 @@ from latentmix.experiments import Grid, GridMethod, paper
 from latentmix.naming import row_label
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
-from latentmix.report import column_label, markdown_table, noise_column, results_csv_rows
+from latentmix.report import column_label, markdown_table, noise_column, results_csv_rows, seeds_text
 from latentmix.data import load_dataset
 from latentmix.data.multimodal import DEFAULT_TRAIN_SIZE as MULTIMODAL_TRAIN_SIZE, IMAGE_ENCODER_WIDTH, NAME
 from latentmix.experiments.runner import run_grid
@@ -247,7 +247,7 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
     model_text = ("MLP 784-256-256-10" if model == "mlp"
                   else f"SmallCNN width {width:g} ({max(4, round(32 * width))}/{2 * max(4, round(32 * width))} channels)")
     setting = (f"{n_train} training images ({VAL_SPLIT:.0%} held out with their noisy labels to select by), "
-               f"10k-image test set, {model_text}, {epochs} epochs, mean ± std over {args.seeds} seed(s)")
+               f"10k-image test set, {model_text}, {epochs} epochs, {seeds_text(args.seeds)}")
     figures = _write_outputs(results, out, rows, _columns(grid), "Fashion-MNIST", setting, {
         "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": n_train,
         "data_dir": str(folder), "model": model or "small-cnn", "width": width,
@@ -389,7 +389,7 @@ def reproduce_multimodal(args: argparse.Namespace) -> int:
     rows = grid.rows()
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     setting = (f"{dataset.num_train} training images + 49 tokens each ({VAL_SPLIT:.0%} held out to select by), {dataset.num_val}-sample test set, FusionNet "
-               f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, mean ± std over {args.seeds} seed(s)")
+               f"(image encoder width {IMAGE_ENCODER_WIDTH}), {epochs} epochs, {seeds_text(args.seeds)}")
     figures = _write_outputs(results, out, rows, _columns(grid), "Fashion-MNIST image+tokens", setting, {
         "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": dataset.num_train,
         "image_width": IMAGE_ENCODER_WIDTH, "token_grid": dataset.info["token_grid"],

@@ -13,7 +13,7 @@ from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.experiments import paper
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from latentmix.report import markdown_table, results_csv_rows
+from latentmix.report import markdown_table, results_csv_rows, seeds_text
 
 # Each target lives in its own module with a `run(args) -> int`; this file only dispatches.
 TARGETS = {
@@ -131,7 +131,7 @@ def reproduce_spiral(args: argparse.Namespace) -> int:
     epochs = results[0]["epochs"] if results else 0
     table = markdown_table(
         results, "best_val_acc", rows, noise_rates, paper=paper_value,
-        title=f"Two spirals, best validation accuracy (%), mean ± std over {args.seeds} seed(s), {epochs} epochs; "
+        title=f"Two spirals, best validation accuracy (%), {seeds_text(args.seeds)}, {epochs} epochs; "
               "(paper Table 2 in parentheses)",
     )
     last = markdown_table(results, "last_val_acc", rows, noise_rates, title="Last-epoch validation accuracy (%)")
