@@ -10,8 +10,8 @@ import torch
 
 from latentmix.errors import ConfigError
 from latentmix.selection import (
-    early_learning_end, estimate_noise_rate, flagged_confusion, flagged_share, holdout_split, ranking_order,
-    selected_epoch, separation,
+    early_learning_end, estimate_noise_rate, flagged_confusion, flagged_share, holdout_split, never_learnt,
+    noise_estimate_doubt, ranking_order, selected_epoch, separation,
 )
 
 
@@ -38,27 +38,68 @@ def _rows(select, fit=None, flagged=None):
              "flagged_share": None if flagged is None else flagged[i]} for i, s in enumerate(select)]
 
 
+def _end(rows, **options):
+    decision = early_learning_end(rows, **options)
+    return None if decision is None else decision.epoch
+
+
 def test_early_learning_ends_when_noisy_validation_stops_improving():
     # best at epoch 3; epochs 4, 5, 6 do not beat it: patience 3 is used up at epoch 6
     rows = _rows([0.3, 0.4, 0.5, 0.5, 0.45, 0.49, 0.6])
-    assert early_learning_end(rows, patience=2) == 5  # used up at epoch 5
-    assert early_learning_end(rows, patience=3) == 6
-    assert early_learning_end(rows, patience=4) is None  # epoch 7 improves again
-    assert early_learning_end(rows[:5], patience=3) is None
+    assert _end(rows, patience=2) == 5  # used up at epoch 5
+    assert _end(rows, patience=3) == 6
+    assert _end(rows, patience=4) is None  # epoch 7 improves again
+    assert _end(rows[:5], patience=3) is None
+    assert "stopped improving (best 0.500 at epoch 3" in early_learning_end(rows).reason
 
 
-def test_early_learning_ends_when_the_model_fits_more_labels_than_are_clean():
-    # 30% flagged: fitting more than 70% of the given labels means memorising
+def test_early_learning_ends_when_training_labels_fit_better_than_held_out_ones():
+    # gaps train - held-out: 0, 0.02, 0.03, 0.04, 0.06, 0.06; twice the held-out standard error
+    # 2 sqrt(s (1 - s) / n) at epoch 5 (s = 0.64) is 0.096 on 100 samples, 0.048 on 400; at epoch 3
+    # (s = 0.6) 0.0245 on 1,600 (epoch 2: 0.02 < 0.025)
+    select = [0.3, 0.5, 0.6, 0.62, 0.64, 0.66]
+    rows = _rows(select, fit=[0.3, 0.52, 0.63, 0.66, 0.70, 0.72])
+    assert _end(rows, holdout_size=100) is None  # epoch 6: 0.06 < 2 sqrt(0.66 * 0.34 / 100) = 0.095 too
+    assert _end(rows, holdout_size=400) == 5
+    assert _end(rows, holdout_size=1600) == 3
+    assert "started to memorise" in early_learning_end(rows, holdout_size=1600).reason
+
+
+def test_a_barely_trained_network_cannot_end_early_learning():
+    # ten classes, the most common 0.12 of the held-out labels; 100 held-out samples. The old rule
+    # (train_acc_noisy > 1 - flagged_share) fired at epoch 5 on a network at 0.33 that flags 79%.
+    # Here the held-out accuracy must first exceed 0.12 + 2 se: at 0.14, se = 0.0347, 0.14 < 0.189
+    rows = _rows([0.13, 0.14, 0.14, 0.13, 0.14, 0.14], fit=[0.5] * 6, flagged=[0.79] * 6)
+    assert _end(rows, holdout_size=100, chance=0.12) is None
+    assert _end(rows, holdout_size=100, chance=0.12, latest=4) is None  # not even at the first lr decay
+    assert _end(rows, holdout_size=100, chance=0.12, patience=3) is None  # flat at chance is no plateau
+    assert never_learnt(rows, holdout_size=100, chance=0.12).startswith("the model was never told apart from chance")
+    # once it has learnt (0.30 > 0.12 + 2 sqrt(0.3 * 0.7 / 100) = 0.212), the plateau counts
+    learnt = _rows([0.13, 0.30, 0.31, 0.31, 0.30, 0.30])
+    assert _end(learnt, holdout_size=100, chance=0.12) == 6 and never_learnt(learnt, holdout_size=100, chance=0.12) is None
+    assert _end(learnt, holdout_size=100, chance=0.12, latest=4) == 4
+
+
+def test_early_learning_without_a_selection_signal_ends_at_the_first_lr_decay():
     rows = _rows([None] * 6, fit=[0.3, 0.5, 0.65, 0.69, 0.68, 0.8], flagged=[0.3] * 6)
-    assert early_learning_end(rows) == 6
-    assert early_learning_end(rows, min_epochs=2) == 6
-    # never before min_epochs (a barely trained network flags far too many labels), and at the
-    # latest at `latest`
-    early = _rows([None] * 6, fit=[0.3, 0.45, 0.5, 0.55, 0.6, 0.6], flagged=[0.9, 0.74, 0.6, 0.5, 0.3, 0.3])
-    assert early_learning_end(early) is None and early_learning_end(early, min_epochs=2) == 2
-    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5]), latest=4) == 4
-    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5]), latest=3) == 3  # the cap comes before min_epochs
-    assert early_learning_end(_rows([0.1, 0.2, 0.3, 0.4, 0.5])) is None
+    assert _end(rows) is None
+    assert _end(rows, latest=4) == 4
+    assert early_learning_end(rows, latest=4).reason == "the first lr decay (epoch 4)"
+
+
+def test_noise_estimate_doubts_follow_from_what_the_estimate_claims():
+    rows = [{"epoch": e, "select_acc": s, "flagged_share": f, "separation": 0.3}
+            for e, s, f in [(1, 0.2, 0.9), (2, 0.3, 0.85), (3, 0.33, 0.83), (4, 0.34, 0.82), (5, 0.35, 0.82)]]
+    # 82.5% wrong would leave at most 17.5% of the held-out labels right; the model agrees with 35%
+    # (2 se on 400 samples: 0.048): impossible
+    doubt = noise_estimate_doubt(rows, 0.825, 5, holdout_size=400)
+    assert doubt is not None and "0.350 of the held-out given labels" in doubt and "0.175" in doubt
+    assert noise_estimate_doubt(rows, 0.6, 5, holdout_size=400) is None  # 0.35 < 0.4 + 0.048: possible
+    assert noise_estimate_doubt(rows, 0.825, 5, holdout_size=400, holdout_is_noisy=False) is None  # clean val: no bound
+    assert "never ended" in noise_estimate_doubt(rows, 0.6, None, holdout_size=400)
+    collapsed = [{**row, "separation": 0.0} for row in rows]
+    assert "no two groups" in noise_estimate_doubt(collapsed, 0.6, 5, holdout_size=400)
+    assert noise_estimate_doubt(rows, None, 5) is None
 
 
 def test_selected_epoch_is_the_first_of_equal_maxima():
@@ -152,7 +193,7 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
 
     monkeypatch.setattr(training, "epoch_view", recording_view)
 
-    x, y, noisy = _features()
+    x, y, noisy = _features(600)  # 60 held out: enough to tell the model from chance (24 are not)
     xt, yt, _ = _features(120, seed=1)
     path = tmp_path / "mine.npz"
     np.savez(path, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
@@ -186,21 +227,28 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
         acc = (model(dataset.eval_transform(dataset.val_inputs)).argmax(1) == dataset.val_labels).float().mean()
     assert float(acc) == pytest.approx(summary["selected_val_acc"], abs=1e-6)
 
-    # the automatic warm-up: bootstrapping switches on once, not before the floor of 5 epochs and
-    # never later than after the first lr decay (epoch 6 of 12 in the scaled protocol), and it was
-    # off while the signals said "learning"
+    # the automatic warm-up: bootstrapping switches on once, after the epoch whose signals ended early
+    # learning: a plateau of the held-out accuracy, training labels fit beyond held-out ones, or the
+    # first lr decay (epoch 6 of 12 in the scaled protocol); the run says which
     flags = [r["bootstrapping"] == "True" for r in rows]
     start = flags.index(True) + 1
     assert flags == [False] * (start - 1) + [True] * (len(flags) - start + 1)
-    assert summary["bootstrap_start_epoch"] == start and 6 <= start <= 7
-    last = rows[start - 2]  # the epoch whose signals ended the warm-up
-    best_before = max(select[: start - 1])
-    plateau = all(s <= best_before for s in select[max(0, start - 4): start - 1]) and select.index(best_before) <= start - 5
-    memorising = float(last["train_acc_noisy"]) > 1 - float(last["flagged_share"])
-    assert plateau or memorising or start - 1 >= 6
+    assert summary["bootstrap_start_epoch"] == start and start <= 7
+    end = start - 1
+    best_before = max(select[:end])
+    plateau = select.index(best_before) + 1 <= end - 3
+    gap = float(rows[end - 1]["train_acc_noisy"]) - select[end - 1]
+    reason = summary["bootstrap_start_reason"]
+    assert reason.startswith("early learning ended: ")
+    assert ("stopped improving" in reason and plateau) or ("memorise" in reason and gap > 0) or \
+        (reason.endswith("the first lr decay (epoch 6)") and end == 6)
+    # the guard: the corrected phase is kept only if the selected epoch is in it
+    assert summary["correction_kept"] == (summary["selected_epoch"] >= start)
 
-    # every training row of the file is scored; the estimate of the wrong-label share is near the truth
-    assert summary["estimated_noise_rate"] == pytest.approx(summary["actual_noise_rate"], abs=0.1)
+    # every training row of the file is scored; the estimate of the wrong-label share is near the truth,
+    # or the run doubts it
+    assert summary["estimated_noise_rate"] == pytest.approx(summary["actual_noise_rate"], abs=0.1) or \
+        summary["noise_estimate_doubt"]
     assert result.holdout.sum() == round(0.1 * len(y)) and len(result.p_noisy) == len(y)
     assert summary["detection_auc"] > 0.8
     assert summary["true_noise_pairs"] and all(a != b for a, b, _ in summary["true_noise_pairs"])
@@ -257,6 +305,24 @@ def test_population_runs_write_label_issues_that_detect_accepts(tmp_path, capsys
     capsys.readouterr()
     assert main(["detect", str(run), "--top", "1"]) == 0
     assert f"of {len(issues)} labels have P(noisy)" in capsys.readouterr().out
+
+
+def test_run_log_keeps_the_warm_ups_label_view_for_the_guard():
+    """When bootstrapping starts, the label view the warm-up left is kept aside: if the correction
+    does not beat the warm-up, the run's label issues are that view (training.Run.finish)."""
+    from latentmix.run_log import RunLog
+
+    model = torch.nn.Linear(1, 1)
+    log = RunLog()
+    # warm-up epochs 1-3 (best 0.6 at epoch 2), corrected epochs 4-5 (0.7 at epoch 5)
+    for epoch, acc, corrected in [(1, 0.5, False), (2, 0.6, False), (3, 0.55, False), (4, 0.5, True), (5, 0.7, True)]:
+        view = {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)), "val_p_noisy": None}
+        log.add({"epoch": epoch, "select_acc": acc, "bootstrapping": corrected}, view, model)
+        if epoch == 3:
+            assert log.warmup_snapshot is None
+    assert log.warmup_snapshot["epoch"] == 2  # the warm-up's best, averaged over epochs 1-2
+    assert float(log.warmup_snapshot["p_noisy"][0]) == pytest.approx(1.5)
+    assert log.snapshot["epoch"] == 5  # the corrected phase's best
 
 
 def test_run_log_keeps_the_weights_of_the_selected_epoch_and_the_label_view_of_the_best_one():

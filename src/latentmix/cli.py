@@ -67,7 +67,13 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
           f"on {summary.dataset}, {noise_text(summary)}, seed {summary.seed}, {summary.epochs} epochs")
     print("  " + accuracy_text(summary))
     if summary.bootstrap_start_epoch is not None:
-        print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}")
+        reason = f" ({summary.bootstrap_start_reason})" if summary.bootstrap_start_reason else ""
+        print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}{reason}")
+        if summary.correction_kept is False:
+            print(f"  the correction did not beat its own warm-up on the validation split: the selected model "
+                  f"(epoch {summary.selected_epoch}) and the label issues are the warm-up's")
+    if summary.training_note:
+        print(f"  note: {summary.training_note}")
     if summary.last_train_acc_clean is not None:
         print(f"  train acc vs given labels {summary.last_train_acc_noisy:.4f}, vs clean labels {summary.last_train_acc_clean:.4f}")
     if summary.estimated_noise_rate is not None:
@@ -75,6 +81,8 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
         print(f"  estimated share of wrong labels {summary.estimated_noise_rate:.3f}"
               + (f" (actual {actual:.3f})" if actual is not None else "")
               + f", {ESTIMATE_SOURCE}")
+        if summary.noise_estimate_doubt:
+            print(f"  the estimate is unreliable: {summary.noise_estimate_doubt}")
         pairs = summary.flagged_noise_pairs or []
         if pairs:
             print(f"  flagged labels (label issues of epoch {summary.label_issues_epoch}), given -> predicted class: "
@@ -155,6 +163,8 @@ def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
     actual = summary.actual_noise_rate
     print(f"estimated share of wrong labels: {summary.estimated_noise_rate:.3f}"
           + (f" (actual {actual:.3f})" if actual is not None else "") + f", {ESTIMATE_SOURCE}")
+    if summary.noise_estimate_doubt:
+        print(f"  unreliable: {summary.noise_estimate_doubt}")
     epoch = f" of epoch {summary.label_issues_epoch}" if summary.label_issues_epoch else ""
     print(f"  (the count above is not that estimate: it thresholds the P(noisy) of all {num_rows} rows of the label "
           f"issues{epoch}, each a mean over the epochs up to it; rank the labels by P(noisy), size the "

@@ -63,6 +63,10 @@ class RunResult:
     clean_labels: Optional[np.ndarray] = None  # (N,) when known
     sample_names: Optional[Sequence[str]] = None  # a name per row of the user's data (an image folder: file paths)
     trained_as: Optional[str] = None  # "population of N" for a run of the vectorized population, else None
+    bootstrap_start_reason: Optional[str] = None  # why bootstrapping started when it did
+    correction_kept: Optional[bool] = None  # False: the correction did not beat its warm-up (the guard)
+    noise_estimate_doubt: Optional[str] = None  # why the estimated noise rate cannot be trusted; None: no doubt
+    training_note: Optional[str] = None  # a run that never learnt (accuracy at chance), and the likely cause
 
     def run_summary(self) -> RunSummary:
         """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it: the
@@ -90,6 +94,8 @@ class RunResult:
             # epochs whose noise model found no two groups of losses (the same P(noisy) for all)
             noise_model_collapsed_epochs=sum(1 for row in self.metrics if row.get("separation") == 0.0),
             actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,
+            bootstrap_start_reason=self.bootstrap_start_reason, correction_kept=self.correction_kept,
+            noise_estimate_doubt=self.noise_estimate_doubt, training_note=self.training_note,
             trained_as=self.trained_as, **confusion,
         )
         keys = POPULATION_KEYS if population else TRAINER_KEYS + tuple(confusion)

@@ -22,8 +22,12 @@ class RunLog:
     snapshot: Optional[dict] = None
     selected_state: Optional[dict] = None
     posterior_sums: Optional[dict] = None  # every tracked epoch's P(noisy) summed, see `add_posteriors`
+    warmup_snapshot: Optional[dict] = None  # `snapshot` as the warm-up left it (the guard's fallback)
 
     def add(self, row: dict, view: Optional[dict], model: nn.Module) -> None:
+        if row.get("bootstrapping") and self.warmup_snapshot is None and self.snapshot is not None \
+                and not any(r.get("bootstrapping") for r in self.metrics):
+            self.warmup_snapshot = self.snapshot  # the first corrected epoch: keep the warm-up's view
         improved = row["select_acc"] is not None and row["select_acc"] > max(
             (r["select_acc"] for r in self.metrics if r.get("select_acc") is not None), default=-1.0)
         self.metrics.append(row)

@@ -27,6 +27,7 @@ TRAINER_KEYS = (
     "best_val_acc", "last_val_acc", "best_epoch", "selected_val_acc", "selected_epoch", "bootstrap_start_epoch",
     "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "detection_auc", "detection_precision",
     "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
+    "bootstrap_start_reason", "correction_kept", "noise_estimate_doubt", "training_note",
 )
 NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
 # The keys of a population run's result.json: what it measures, and how it was trained.
@@ -73,6 +74,11 @@ class RunSummary:
     estimated_noise_rate: Optional[float] = None
     noise_model_collapsed_epochs: Optional[int] = None
     actual_noise_rate: Optional[float] = None  # share of training labels the noise changed
+    # what the run decided by itself, and why (docs/robust-defaults.md)
+    bootstrap_start_reason: Optional[str] = None  # the fixed warm-up, or the signal that ended early learning
+    correction_kept: Optional[bool] = None  # False: the correction did not beat its own warm-up, which is kept
+    noise_estimate_doubt: Optional[str] = None  # why `estimated_noise_rate` cannot be trusted (None: no doubt)
+    training_note: Optional[str] = None  # the model never learnt (accuracy at chance) and the likely cause
     flagged_noise_pairs: Optional[list] = None  # [given, predicted, count] rows of the flagged labels
     true_noise_pairs: Optional[list] = None  # [given, clean, count] rows of the wrong labels
     trained_as: Optional[str] = None  # "population of N" (the sweep store adds "sequential" / "reused")

@@ -56,7 +56,9 @@ from latentmix.result import RunResult, per_sample_results
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints
 from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
-from latentmix.selection import early_learning_end, estimate_noise_rate, selected_epoch
+from latentmix.selection import (
+    LearningEnd, early_learning_end, estimate_noise_rate, never_learnt, noise_estimate_doubt, selected_epoch,
+)
 from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
 )
@@ -206,6 +208,8 @@ class Run:
         self.trained = torch.from_numpy(self.trained_np).to(device)
         self.holdout = torch.from_numpy(self.holdout_np).to(device)
         self.holdout_inputs = subset_inputs(self.dataset.train_inputs, self.holdout) if len(self.holdout_np) else None
+        # the selection signal's sample size, its chance level, and whether its labels are the given ones
+        self.select_size, self.chance, self.select_is_noisy = selection_signal(setup)
         self.run_path = Path(run_dir) if run_dir is not None else None
         self.start_epoch = 1
         self.tracked: Optional[Tracked] = None
@@ -238,14 +242,22 @@ class Run:
         self.correction.epochs_done = state["epoch"]
         self.log.snapshot = state.get("label_snapshot")
         self.log.posterior_sums = state.get("posterior_sums")
+        self.log.warmup_snapshot = state.get("warmup_snapshot")
         self.log.selected_state = self.run_folder.load_selected(self.device)
         self.start_epoch = state["epoch"] + 1
 
     # ---- per epoch ---------------------------------------------------------------------------
     def learning_end(self, metrics: list[dict]) -> Optional[int]:
-        """The end of early learning read off the metric rows so far (None: not yet), at the
-        latest at the first lr decay."""
-        return early_learning_end(metrics, latest=first_milestone(self.protocol))
+        """The last epoch of early learning read off the metric rows so far (None: not yet)."""
+        decision = self.learning_end_decision(metrics)
+        return None if decision is None else decision.epoch
+
+    def learning_end_decision(self, metrics: list[dict]) -> Optional[LearningEnd]:
+        """The end of early learning and why (`latentmix.selection.early_learning_end`: only once
+        the network is above chance on the noisy held-out split), at the latest at the first lr
+        decay."""
+        return early_learning_end(metrics, holdout_size=self.select_size, chance=self.chance,
+                                  latest=first_milestone(self.protocol))
 
     def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
         """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
@@ -323,9 +335,16 @@ class Run:
             "noise_model": noise_model_entry(correction.noise_model),
             "tracked": None if self.tracked is None else {"losses": self.tracked.losses.cpu(),
                                                           "logits": self.tracked.logits.cpu()},
-            "label_snapshot": log.snapshot, "posterior_sums": log.posterior_sums,
+            "label_snapshot": log.snapshot, "posterior_sums": log.posterior_sums, "warmup_snapshot": log.warmup_snapshot,
         })
         folder.write_timing(self.timing)
+
+    def bootstrap_reason(self, decision: Optional[LearningEnd]) -> str:
+        """Why bootstrapping started when it did: the fixed warm-up, or the signal that ended early
+        learning."""
+        if self.warmup is not None:
+            return f"after the fixed warm-up of {self.warmup} epochs"
+        return "early learning ended: " + (decision.reason if decision is not None else "at the first lr decay")
 
     # ---- the end -----------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -339,7 +358,17 @@ class Run:
         val_accs = [row["val_acc"] for row in metrics]
         best_index = int(np.argmax(val_accs))
         chosen = selected_epoch(metrics)
-        learning_end = self.learning_end(metrics) or metrics[-1]["epoch"]
+        decision = self.learning_end_decision(metrics)
+        learning_end = metrics[-1]["epoch"] if decision is None else decision.epoch
+        bootstrap_start = next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None)
+        # the guard: a correction that does not beat its own warm-up on the selection signal is not
+        # kept; the selected model is then a warm-up epoch's, and so are the label issues
+        correction_kept = None
+        if bootstrap_start is not None and chosen is not None:
+            correction_kept = chosen >= bootstrap_start
+            if not correction_kept and log.warmup_snapshot is not None:
+                log.snapshot = log.warmup_snapshot
+        estimate = estimate_noise_rate(metrics, learning_end)
         self.timing.stop()
         result = RunResult(
             config=self.config, method=self.method, metrics=metrics,
@@ -349,8 +378,14 @@ class Run:
             epoch_time_s=self.timing.epoch_times(), selected_epoch=chosen,
             selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
             label_issues_epoch=int(log.snapshot["epoch"]),
-            estimated_noise_rate=estimate_noise_rate(metrics, learning_end),
-            bootstrap_start_epoch=next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None),
+            estimated_noise_rate=estimate,
+            bootstrap_start_epoch=bootstrap_start,
+            bootstrap_start_reason=self.bootstrap_reason(decision) if bootstrap_start is not None else None,
+            correction_kept=correction_kept,
+            noise_estimate_doubt=noise_estimate_doubt(
+                metrics, estimate, None if decision is None else decision.epoch, holdout_size=self.select_size,
+                holdout_is_noisy=self.select_is_noisy),
+            training_note=never_learnt(metrics, holdout_size=self.select_size, chance=self.chance),
             selected_model_state=log.selected_state,
         )
         if self.run_folder is not None:
@@ -359,6 +394,23 @@ class Run:
             self.run_folder.write_result(result.summary())
             self.run_folder.write_timing(self.timing)
         return result
+
+
+def selection_signal(setup: RunSetup) -> tuple[Optional[int], Optional[float], bool]:
+    """The checkpoint-selection signal of a run: its sample count, its chance level (the largest
+    class share of its labels: what a constant prediction scores) and whether its labels are the
+    given ones (a noisy held-out split, or a split of the user's file without clean labels), or
+    (None, None, False) when the run has none."""
+    dataset = setup.dataset
+    if len(setup.holdout):
+        labels, noisy = setup.labels.labels[torch.from_numpy(setup.holdout)], True
+    elif dataset.val_selects:
+        labels = dataset.val_labels.cpu()
+        noisy = dataset.val_given_labels is not None and torch.equal(dataset.val_given_labels.cpu(), labels)
+    else:
+        return None, None, False
+    counts = torch.bincount(labels.long().cpu())
+    return int(labels.numel()), float(counts.max()) / max(int(labels.numel()), 1), noisy
 
 
 def run_record(setup: RunSetup) -> dict:

@@ -1,0 +1,57 @@
+"""The run decides by itself only on signals that mean something (issue 24): a network that cannot
+be told apart from chance never starts the correction and says so, and a noise estimate the run
+cannot back is flagged instead of printed as a confident number."""
+
+import json
+
+import numpy as np
+
+from latentmix.cli import main
+
+
+def _train(tmp_path, name, x, labels, *extra):
+    np.savez(tmp_path / f"{name}.npz", features=x, labels=labels)
+    out = tmp_path / name
+    assert main(["train", "--data", str(tmp_path / f"{name}.npz"), "--method", "lr-m-dyr-h", "--device", "cpu",
+                 "--out", str(out), "--quiet", *extra]) == 0
+    with (out / "metrics.csv").open() as handle:
+        header, *rows = [line.strip().split(",") for line in handle]
+    metrics = [dict(zip(header, row)) for row in rows]
+    return json.loads((out / "result.json").read_text()), metrics
+
+
+def test_a_model_at_chance_never_starts_the_correction_and_says_so(tmp_path, capsys):
+    """Labels that carry no signal (drawn independently of the features): the model cannot learn
+    them, its held-out accuracy stays within noise of the most common class. The previous rule
+    ("training accuracy above the share called clean", from epoch 5) started bootstrapping at
+    epoch 7 here and reported 54% wrong labels as a plain number."""
+    rng = np.random.default_rng(0)
+    summary, metrics = _train(tmp_path, "chance", rng.normal(size=(1000, 20)).astype(np.float32),
+                              rng.integers(0, 10, 1000), "--epochs", "12", "--val-split", "0.2")
+    printed = capsys.readouterr().out
+    assert summary["bootstrap_start_epoch"] is None and summary["bootstrap_start_reason"] is None
+    assert all(row["bootstrapping"] == "False" for row in metrics)
+    assert summary["training_note"].startswith("the model was never told apart from chance")
+    assert "200 samples" in summary["training_note"] and "--lr" in summary["training_note"]
+    assert summary["noise_estimate_doubt"] is not None
+    assert "note: the model was never told apart from chance" in printed and "the estimate is unreliable" in printed
+
+
+def test_the_run_says_when_and_why_the_correction_started(tmp_path, capsys):
+    """A learnable file: bootstrapping starts after an epoch where the held-out accuracy was above
+    chance by more than twice its standard error, and result.json and the printout say why."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 900)
+    x = (rng.normal(size=(900, 6)) + 2.0 * np.eye(3, 6)[y]).astype(np.float32)
+    noisy = np.where(rng.random(900) < 0.3, (y + rng.integers(1, 3, 900)) % 3, y)
+    summary, metrics = _train(tmp_path, "learnable", x, noisy, "--epochs", "20")
+    printed = capsys.readouterr().out
+    start = summary["bootstrap_start_epoch"]
+    assert start is not None and summary["bootstrap_start_reason"].startswith("early learning ended: ")
+    end = metrics[start - 2]  # the epoch whose signals ended early learning
+    held_out = round(0.1 * 900)
+    chance = np.bincount(noisy).max() / 900  # close to the held-out split's own, which is stratified
+    select = float(end["select_acc"])
+    assert select > chance + 2 * np.sqrt(select * (1 - select) / held_out) - 0.02
+    assert f"bootstrapping from epoch {start} ({summary['bootstrap_start_reason']})" in printed
+    assert summary["correction_kept"] == (summary["selected_epoch"] >= start)
