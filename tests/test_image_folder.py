@@ -150,3 +150,67 @@ def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
     write_images(tmp_path / "val", per_class=3, classes=("cat", "dog"))
     with pytest.raises(ConfigError, match=r"class folders \['cat', 'dog'\].*has \['cat', 'dog', 'emu'\]"):
         load_dataset("ignored", data_path=str(tmp_path), workers=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.1: every PNG/JPEG flavour reads as the picture it shows
+
+
+def test_16_bit_greyscale_pngs_are_scaled_by_their_bit_depth_not_clipped(tmp_path):
+    """A 16-bit PNG's 0..65535 map onto 0..255 (PNG spec 12.5): 20000 -> 78, 40000 -> 156 (hand
+    computed as round(v * 255 / 65535)); the old reader clipped everything above 255 to white."""
+    levels = {"dark": [0, 20000], "bright": [40000, 65535]}
+    for name, (low, high) in levels.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            pixels = np.full((4, 5), low, dtype=np.uint16)
+            pixels[:, 2:] = high
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    folder = ImageFolder(tmp_path)
+    assert folder.mode == "L" and folder.classes == ["bright", "dark"]
+    expected = {"dark": (0, 78), "bright": (156, 255)}
+    for position, path in enumerate(folder.files):
+        image, _ = folder[position]
+        low, high = expected[path.parent.name]
+        assert image.dtype == torch.uint8 and image.shape == (1, 4, 5)
+        assert (image[0, :, :2] == low).all() and (image[0, :, 2:] == high).all(), image
+
+
+def test_exif_orientation_turns_the_image_upright_in_the_scan_and_the_pixels(tmp_path):
+    """Orientation 6 (stored rotated: display by turning 90 degrees clockwise): an 8x6 stored image
+    is 6 wide and 8 high, and its stored top-left pixel (row 0, column 0) shows at the top right
+    (row 0, column 5)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        stored = np.zeros((6, 8), dtype=np.uint8)
+        stored[0, 0] = 255
+        Image.fromarray(stored).save(tmp_path / name / "turned.png", exif=exif.tobytes())
+    folder = ImageFolder(tmp_path)
+    assert folder.size == (6, 8)
+    image, _ = folder[0]
+    assert image.shape == (1, 8, 6)
+    assert [tuple(p) for p in torch.nonzero(image[0]).tolist()] == [(0, 5)]
+
+
+def test_palette_grey_alpha_and_cmyk_images_read_as_their_colours(tmp_path):
+    """A palette PNG with a transparent entry gives its palette colour, grey+alpha its grey
+    (alpha dropped), a CMYK JPEG of cyan 0 / magenta 255 / yellow 255 / black 0 is red."""
+    for name in ("p", "q"):
+        (tmp_path / name).mkdir()
+        palette = Image.new("P", (4, 4), 1)
+        palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+        palette.save(tmp_path / name / "palette.png", transparency=0)
+        Image.new("LA", (4, 4), (100, 0)).save(tmp_path / name / "grey_alpha.png")
+        Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / name / "cmyk.jpg", quality=100)
+    folder = ImageFolder(tmp_path)
+    assert folder.mode == "RGB"
+    colours = {path.name: folder[i][0][:, 0, 0].tolist() for i, path in enumerate(folder.files)}
+    assert colours["palette.png"] == [10, 200, 30] and colours["grey_alpha.png"] == [100, 100, 100]
+    assert np.allclose(colours["cmyk.jpg"], [255, 0, 0], atol=3)
+    grey_only = tmp_path / "grey"
+    for name in ("x", "y"):
+        (grey_only / name).mkdir(parents=True)
+        Image.new("LA", (4, 4), (100, 255)).save(grey_only / name / "a.png")
+    assert ImageFolder(grey_only).mode == "L" and ImageFolder(grey_only)[0][0].shape == (1, 4, 4)

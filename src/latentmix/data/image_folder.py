@@ -13,7 +13,8 @@ validation set, as for a data file (`latentmix.data.arrays`).
 The scan reads each file's header only (size and mode, no pixels), so a bad folder is one clear
 error before training: no class folders, one class, an image Pillow cannot read, or images of
 different sizes (the model takes one size: resize them first). Items are ``(uint8 tensor
-(C, H, W), class id)``; the training transform scales them to [-1, 1] as ``(x / 255 - 0.5) / 0.5``,
+(C, H, W), class id)``, upright by their EXIF orientation, 16-bit greyscale scaled by its bit depth
+and alpha dropped (`image_pixels`); the training transform scales them to [-1, 1] as ``(x / 255 - 0.5) / 0.5``,
 a fixed normalisation, because statistics of the data would need a pass over every image.
 """
 
@@ -75,12 +76,13 @@ class ImageFolder(torch.utils.data.Dataset):
 
 
 def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
-    """One image as uint8 (C, H, W) in `mode`; a file that Pillow cannot decode, or whose size
+    """One image as uint8 (C, H, W) in `mode` ("L" or "RGB"), upright by its EXIF orientation and
+    scaled from its own bit depth (`image_pixels`); a file that Pillow cannot decode, or whose size
     differs from the scan's, is a `ConfigError` naming it."""
     Image = _pillow()
     try:
         with Image.open(path) as image:
-            pixels = np.array(image.convert(mode))  # a writable copy
+            pixels = image_pixels(image, mode)
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save it") from None
     if (pixels.shape[1], pixels.shape[0]) != tuple(size):
@@ -88,6 +90,61 @@ def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
                           f"{size[0]}x{size[1]}; resize every image to one size first")
     tensor = torch.from_numpy(pixels)
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+# Pillow's modes of 16-bit greyscale (a 16-bit PNG opens as "I;16", older Pillows "I"): their
+# values span 0..65535, and Pillow's ``convert("L")`` clips them at 255 instead of scaling them,
+# so a 16-bit image would read as nearly all white.
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# Modes read as one grey channel; every other mode (palette, RGB(A), CMYK, YCbCr, ...) as RGB.
+GREY_MODES = frozenset({"1", "L", "LA", "La", *SIXTEEN_BIT_GREY})
+# EXIF orientations (tag 0x0112) 5-8 turn the image by 90 degrees: width and height swap.
+_TURNED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_pixels(image: Any, mode: str) -> np.ndarray:
+    """The pixels of an open Pillow image as uint8 in `mode` ("L": (H, W), "RGB": (H, W, 3)).
+
+    * EXIF orientation: turned upright (`PIL.ImageOps.exif_transpose`), as a viewer shows the
+      photo; a camera's portrait JPEG is stored sideways with an orientation tag.
+    * 16-bit greyscale (`SIXTEEN_BIT_GREY`): scaled by its bit depth, ``round(v * 255 / 65535)``
+      (PNG spec 12.5, sample depth scaling: the maximum maps to the maximum), not clipped.
+    * alpha (LA, RGBA, palette transparency): dropped, the colour kept, as torchvision's default
+      loader does (``convert("RGB")``).
+    * palette, CMYK, YCbCr and bilevel images: Pillow's conversion to `mode`."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in SIXTEEN_BIT_GREY:
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):  # a 32-bit "I" image (not PNG/JPEG)
+            raise ValueError(f"{image.mode} pixel values {values.min()}..{values.max()} are not 16-bit")
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535), in integers
+        return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # Pillow's advice for palettes with transparency (else a warning)
+    if image.mode == "LA" and mode == "RGB":
+        image = image.convert("L")
+    return np.array(image.convert(mode))  # a writable copy
+
+
+def displayed_size(image: Any) -> tuple[int, int]:
+    """(W, H) of an open image as `image_pixels` returns it: swapped when its EXIF orientation
+    turns it by 90 degrees. Read from the header's EXIF block (a JPEG's APP1, a PNG's eXIf before
+    the pixels), so no pixels are decoded."""
+    width, height = image.size
+    exif = image.info.get("exif")
+    if not exif:
+        return width, height
+    from PIL import Image
+
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        orientation = tags.get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: exif_transpose ignores it too
+        return width, height
+    return (height, width) if orientation in _TURNED_ORIENTATIONS else (width, height)
 
 
 def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
@@ -116,7 +173,7 @@ def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     for path in files:
         try:
             with Image.open(path) as image:
-                sizes.setdefault(image.size, path)
+                sizes.setdefault(displayed_size(image), path)
                 modes.add(image.mode)
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save "
@@ -125,7 +182,7 @@ def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
         (size_a, path_a), (size_b, path_b) = list(sizes.items())[:2]
         raise ConfigError(f"{root} mixes image sizes: {path_a} is {size_a[0]}x{size_a[1]}, {path_b} is "
                           f"{size_b[0]}x{size_b[1]}; resize every image to one size first")
-    grey = modes <= {"L", "1", "I;16", "I", "P"} and "P" not in modes  # palette images may hold colour
+    grey = modes <= GREY_MODES  # palette images may hold colour: RGB
     return found, files, targets, next(iter(sizes)), "L" if grey else "RGB"
 
 
