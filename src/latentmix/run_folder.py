@@ -316,7 +316,11 @@ class RunFolder:
 
         The checksum file is written first and keeps the digest of the checkpoint it replaces, so
         that a process killed between the two writes leaves a pair that still verifies (the old
-        checkpoint, named as "previous")."""
+        checkpoint, named as "previous"). That digest is computed from the file on disk, not copied
+        from checkpoint.json: after a kill between the two writes, checkpoint.json names a
+        checkpoint that was never written, and a second kill at the same point of the resumed run
+        would otherwise leave a checksum file that names neither the file on disk nor its
+        predecessor (issue 25.2)."""
         import torch
 
         if not self.writer:
@@ -324,7 +328,7 @@ class RunFolder:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
-        previous = self._checksums().get("sha256") if self.file(CHECKPOINT_NAME).exists() else None
+        previous = _file_sha256(self.file(CHECKPOINT_NAME))
         atomic_write_json(self.file(CHECKSUM_NAME), {"file": CHECKPOINT_NAME, "sha256": hashlib.sha256(data).hexdigest(),
                                                       "previous_sha256": previous})
         atomic_write_bytes(self.file(CHECKPOINT_NAME), data)
@@ -427,6 +431,18 @@ class RunFolder:
         except (OSError, ValueError):
             return None
         return summary if isinstance(summary, dict) else None
+
+
+def _file_sha256(path: Path) -> Optional[str]:
+    """The sha256 of a file's bytes, read in 1 MiB blocks; None when there is no such file."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
