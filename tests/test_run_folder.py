@@ -619,3 +619,40 @@ def test_two_kills_at_every_write_boundary_leave_a_folder_that_resumes_exactly(t
         for result_file in ("metrics.csv", "result.json", "label_issues.csv"):
             assert (run_dir / result_file).read_bytes() == (straight / result_file).read_bytes(), (index, name)
         assert not list(run_dir.glob(".*.tmp")), (index, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.3: a checkpoint copied from another run's folder does not resume
+
+
+def test_a_checkpoint_copied_from_another_run_is_refused_naming_the_differences(tmp_path, capsys):
+    """Run A (2 epochs, seed 0) and run B (3 epochs, seed 5); B's checkpoint pair copied into A,
+    whose result files are deleted: the old resume went on with B's 3 epochs under A's seed 0."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert main(_spiral_args(a, "--epochs", "2", "--seed", "0")) == 0
+    assert main(_spiral_args(b, "--epochs", "3", "--seed", "5")) == 0
+    for name in ("checkpoint.pt", "checkpoint.json"):
+        (a / name).write_bytes((b / name).read_bytes())
+    for name in ("result.json", "label_issues.csv"):
+        (a / name).unlink()
+    before = _snapshot(a)
+    capsys.readouterr()
+    assert main(_spiral_args(a, "--epochs", "2", "--seed", "0", "--resume")) == 2
+    err = _error_line(capsys)
+    assert "checkpoint.pt was saved by another run" in err
+    assert "epochs (was 2, now 3)" in err and "seed (was 0, now 5)" in err and "--overwrite" in err
+    assert _snapshot(a) == before
+
+
+def test_a_renamed_data_file_still_resumes(tmp_path, capsys):
+    """docs: data paths may change on resume; the run's `dataset` name, taken from the file's name,
+    changed with it and was refused as another setting."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(120, 4)).astype(np.float32)
+    np.savez(tmp_path / "good.npz", features=features, labels=(features[:, 0] > 0).astype(np.int64))
+    out = tmp_path / "run"
+    args = ["train", "--device", "cpu", "--quiet", "--epochs", "2", "--out", str(out)]
+    assert main([*args, "--data", str(tmp_path / "good.npz")]) == 0
+    (tmp_path / "good.npz").rename(tmp_path / "renamed.npz")
+    (out / "result.json").unlink()
+    assert main([*args, "--data", str(tmp_path / "renamed.npz"), "--resume"]) == 0, capsys.readouterr().err

@@ -4,7 +4,8 @@ A run folder (``latentmix train --out DIR``, ``fit(run_dir=DIR)``) holds:
 
     config.json       the run's record: its settings, what they resolve to, and fingerprints (sha256)
                       of its data and training labels; written once, when a new run is accepted
-    checkpoint.pt     the state after the last complete epoch (plain tensors: loads weights_only)
+    checkpoint.pt     the state after the last complete epoch (plain tensors: loads weights_only) and
+                      the record of the run that saved it (a copy from another run is refused)
     checkpoint.json   the checkpoint's sha256, checked before `torch.load` sees the file
     metrics.csv       one row per epoch
     result.json       the summary of a finished run
@@ -114,19 +115,33 @@ def record_differences(saved: dict, new: dict) -> list[str]:
     ``"NAME (was OLD, now NEW)"``. The settings (`config`) are compared first; the resolved entries
     (protocol, warm-up, fingerprints, ...) only when the settings agree, because they follow from
     the settings and naming both would report one change twice."""
-    # The settings that say where or how fast a run executes may change (`latentmix.config`,
-    # `Option.execution`): a resume on another machine, a moved data file (the data themselves are
-    # compared by content, `data_sha256` and `labels_sha256`). Imported here: `latentmix report`
-    # reads run folders without torch.
-    from latentmix.config import EXECUTION_FIELDS
-
-    saved_config, new_config = saved.get("config") or {}, new.get("config") or {}
-    names = sorted((set(saved_config) | set(new_config)) - set(EXECUTION_FIELDS))
+    saved_config, new_config = _compared_config(saved.get("config")), _compared_config(new.get("config"))
+    names = sorted(set(saved_config) | set(new_config))
     found = [_difference(name, saved_config, new_config) for name in names]
     if not any(found):
         resolved = [name for name in new if name != "config" and name not in UNCOMPARED_ENTRIES]
         found = [_difference(name, saved, new) for name in resolved if name in saved]
     return [text for text in found if text]
+
+
+def _compared_config(config: Optional[dict]) -> dict:
+    """The settings of a record that a resume compares. Those that say where or how fast a run
+    executes may change (`latentmix.config`, `Option.execution`): a resume on another machine, a
+    moved data file (the data themselves are compared by content, `data_sha256` and
+    `labels_sha256`). So may the `dataset` name of a run on the user's own data (``--data``): it is
+    the file's or folder's name (`latentmix.cli.config_from_args`), and a renamed file holds the same
+    data. Imported here: `latentmix report` reads run folders without torch."""
+    from latentmix.config import EXECUTION_FIELDS
+
+    config = dict(config or {})
+    if config.get("data"):
+        config.pop("dataset", None)
+    return {name: value for name, value in config.items() if name not in EXECUTION_FIELDS}
+
+
+# The entry of a checkpoint that names the run that saved it: the run's record (config.json), so that
+# a checkpoint copied from another run's folder is refused by name of each difference (issue 25.3).
+RUN_RECORD_KEY = "run_record"
 
 
 class _NotRecorded:
@@ -231,6 +246,7 @@ class RunFolder:
     def __init__(self, path: str | Path, *, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
+        self.record: Optional[dict] = None  # the run's record, once `accept` took a command
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -276,6 +292,7 @@ class RunFolder:
             if not torch.equal(state["noisy_labels"].to(noisy_labels.device), noisy_labels):
                 raise ConfigError(f"{self.file(CHECKPOINT_NAME)} was written with other noisy labels than this run "
                                   "makes; resume with the run's data and labels, or pass --overwrite")
+        self.record = self.saved_record() if resume and holds_run else record
         if not self.writer:
             return state
         if overwrite:
@@ -325,6 +342,9 @@ class RunFolder:
 
         if not self.writer:
             return
+        record = self.record if self.record is not None else self._record_if_any()
+        if record is not None:
+            state = {**state, RUN_RECORD_KEY: record}
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
@@ -348,10 +368,33 @@ class RunFolder:
             raise ConfigError(f"{path} is corrupt: its sha256 differs from the one in {CHECKSUM_NAME} (damaged on disk "
                               "or in a copy); restore it, or pass --overwrite to start the run afresh")
         try:
-            return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
             raise ConfigError(f"checkpoint {path} is unreadable or corrupt ({type(error).__name__}); "
                               "pass --overwrite to start the run afresh") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"checkpoint {path} holds a {type(state).__name__}, not a latentmix checkpoint; "
+                              "pass --overwrite to start the run afresh")
+        self._check_checkpoint_run(state)
+        return state
+
+    def _record_if_any(self) -> Optional[dict]:
+        """config.json's record, or None when the folder has none (a checkpoint written on its own)."""
+        return self.saved_record() if self.file(CONFIG_NAME).exists() else None
+
+    def _check_checkpoint_run(self, state: dict) -> None:
+        """The checkpoint was saved by the run config.json records: a checkpoint copied from another
+        run's folder (other seed, epochs, data) would otherwise continue under this run's name.
+        A checkpoint without a record (an older latentmix) is taken as it is."""
+        saved = state.get(RUN_RECORD_KEY)
+        folder_record = self._record_if_any()
+        if not isinstance(saved, dict) or folder_record is None:
+            return
+        differences = record_differences(folder_record, saved)
+        if differences:
+            raise ConfigError(f"{self.file(CHECKPOINT_NAME)} was saved by another run than {self.file(CONFIG_NAME)} "
+                              f"records ({'; '.join(differences)}: 'was' is this folder's run, 'now' the "
+                              "checkpoint's); put back this run's checkpoint, or pass --overwrite to start afresh")
 
     def _checksums(self) -> dict:
         try:
