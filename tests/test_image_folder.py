@@ -214,3 +214,50 @@ def test_palette_grey_alpha_and_cmyk_images_read_as_their_colours(tmp_path):
         (grey_only / name).mkdir(parents=True)
         Image.new("LA", (4, 4), (100, 255)).save(grey_only / name / "a.png")
     assert ImageFolder(grey_only).mode == "L" and ImageFolder(grey_only)[0][0].shape == (1, 4, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.4 / 25.9: only folders of images are classes; a run folder inside the data, links
+# outside the folder and train/ without val/ are one clear line each
+
+
+def test_sub_folders_without_images_are_not_classes(tmp_path):
+    write_images(tmp_path, per_class=3, classes=("cat", "dog"))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not an image")
+    (tmp_path / "cat" / "._0.png").write_bytes(b"macOS resource fork, not a PNG")
+    folder = ImageFolder(tmp_path)
+    assert folder.classes == ["cat", "dog"] and len(folder) == 6
+
+
+def test_a_run_folder_inside_the_image_folder_is_refused(tmp_path, capsys):
+    write_images(tmp_path / "photos", per_class=3, classes=("cat", "dog"))
+    code = main(["train", "--data", str(tmp_path / "photos"), "--epochs", "1", "--out", str(tmp_path / "photos" / "run"),
+                 "--device", "cpu", "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert "--out" in error and "is inside --data" in error and not (tmp_path / "photos" / "run").exists()
+    # a run folder that got there anyway (copied in) is refused by the scan, not read as class "run"
+    (tmp_path / "photos" / "run").mkdir()
+    (tmp_path / "photos" / "run" / "metrics.csv").write_text("epoch\n")
+    with pytest.raises(ConfigError, match="is a latentmix run folder inside the data folder"):
+        ImageFolder(tmp_path / "photos")
+
+
+def test_links_outside_the_folder_and_second_paths_to_an_image_are_refused(tmp_path):
+    write_images(tmp_path / "photos", per_class=3, classes=("cat", "dog"))
+    write_images(tmp_path / "elsewhere", per_class=2, classes=("emu",))
+    (tmp_path / "photos" / "emu").symlink_to(tmp_path / "elsewhere" / "emu", target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"is a link to .*elsewhere.*, outside .*photos.*copy the image in"):
+        ImageFolder(tmp_path / "photos")
+    (tmp_path / "photos" / "emu").unlink()
+    (tmp_path / "photos" / "kitten").symlink_to(tmp_path / "photos" / "cat", target_is_directory=True)
+    with pytest.raises(ConfigError, match="are one file .* through a link"):
+        ImageFolder(tmp_path / "photos")
+
+
+def test_train_without_val_is_named_as_such(tmp_path, capsys):
+    write_images(tmp_path / "split" / "train", per_class=3)
+    error = _message(tmp_path, capsys, tmp_path / "split")
+    assert "has a train/ folder but no val/" in error and "--val-split" in error

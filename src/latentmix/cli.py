@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from latentmix.config_checks import check_output_folder, out_of_memory_reason
+from latentmix.config_checks import check_out_outside_data, check_output_folder, out_of_memory_reason
 from latentmix.errors import ConfigError
 from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
 from latentmix.summary import RunSummary
@@ -50,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
+    check_out_outside_data(out, config.data)
     check_output_folder(out, "--out")
     # `train` accepts the command only for a new run, the run the folder holds (--resume) or with
     # --overwrite (latentmix.run_folder), before it changes anything in the folder.

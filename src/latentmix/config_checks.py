@@ -328,6 +328,17 @@ def check_output_folder(path: Union[str, os.PathLike], name: str) -> Path:
     return path
 
 
+def check_out_outside_data(out: Union[str, os.PathLike], data: Optional[str], name: str = "--out") -> None:
+    """A run folder is not inside a data folder (``--data photos --out photos/run``): the run's own
+    files would be read as data by the next run (an image folder's sub-folders are its classes)."""
+    if not data or not Path(data).is_dir():
+        return
+    out_path, data_path = Path(out).resolve(), Path(data).resolve()
+    if out_path == data_path or out_path.is_relative_to(data_path):
+        raise ConfigError(f"{name} {out} is inside --data {data}: the run's files would be read as data; give "
+                          f"{name} a folder outside the data folder")
+
+
 def out_of_memory_reason(error: BaseException) -> Optional[str]:
     """The first line of an allocation failure (CPU allocator, CUDA OOM, MemoryError) without
     torch's ``[enforce fail at ...]`` prefix; None for any other error."""

@@ -281,8 +281,11 @@ class RunFolder:
         label_issues.csv (from `detect` at an earlier epoch) is removed, since it no longer
         describes the run."""
         import torch
+
+        from latentmix.config_checks import check_out_outside_data
         self.check_command(resume=resume, overwrite=overwrite)
         record = _as_json(record)
+        check_out_outside_data(self.path, (record.get("dataset_info") or {}).get("path"), name="run folder")
         holds_run = bool(self.present())
         if resume and self.writer and holds_run:
             self._check_same_run(record)

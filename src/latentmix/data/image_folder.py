@@ -147,21 +147,63 @@ def displayed_size(image: Any) -> tuple[int, int]:
     return (height, width) if orientation in _TURNED_ORIENTATIONS else (width, height)
 
 
+# Files that only a latentmix run folder holds: a sub-folder with one is a run's output, not a class.
+_RUN_FOLDER_MARKS = ("checkpoint.json", "checkpoint.pt", "metrics.csv", "label_issues.csv", "result.json")
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """The classes of an image folder: each visible sub-folder that holds at least one image, with
+    its images (sorted; hidden files such as macOS's ``._x.png`` skipped). A sub-folder without
+    images (``logs/``, an empty ``new/``) is not a class: as a class, it would widen the output
+    layer by a class that no sample has. A latentmix run folder inside the data is refused: its
+    files are the run's output, and a run trained with it among its classes (issue 25.4) is not
+    the user's data."""
+    classes = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        names = {p.name for p in folder.iterdir()}
+        if any(mark in names for mark in _RUN_FOLDER_MARKS):
+            raise ConfigError(f"{folder} is a latentmix run folder inside the data folder {root}: its files would be "
+                              "read as data; move it out, and give --out a folder outside --data")
+        images = sorted(p for p in folder.iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+        if images:
+            classes[folder.name] = images
+    return classes
+
+
+def _check_links(root: Path, files: list[Path]) -> None:
+    """Every image is a file inside `root`, read once: a link (of the image or of its class
+    folder) that leads outside the folder is refused, since the folder given is what the run
+    says it trained on; so is a second path to one file (a linked class folder would label the
+    same images twice)."""
+    inside, seen = root.resolve(), {}
+    for path in files:
+        target = path.resolve()
+        if not target.is_relative_to(inside):
+            raise ConfigError(f"{path} is a link to {target}, outside {root}: latentmix reads only the images inside "
+                              "the folder it is given; copy the image in, or remove the link")
+        if target in seen:
+            raise ConfigError(f"{path} and {seen[target]} are one file ({target}), through a link: each image must "
+                              "be in one class folder once; remove the link")
+        seen[target] = path
+
+
 def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     """(classes, files, targets, size, mode) of an image folder, from the file headers; every
     problem a `ConfigError` naming the path, what was found and the fix."""
     Image = _pillow()
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder; give a folder with one sub-folder of images per class")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images_of = class_folders(root)
+    found = sorted(images_of)
     if classes is not None and found != classes:
         raise ConfigError(f"{root} has class folders {found}, the training folder has {classes}; give both the same "
                           "class sub-folders")
     files, targets = [], []
     for class_id, name in enumerate(found):
-        images = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        files += images
-        targets += [class_id] * len(images)
+        files += images_of[name]
+        targets += [class_id] * len(images_of[name])
+    _check_links(root, files)
     if not files:
         raise ConfigError(f"{root} holds no images: put PNG or JPEG files ({', '.join(IMAGE_SUFFIXES)}) in one "
                           f"sub-folder per class, e.g. {root}/cat/1.png and {root}/dog/2.png")
@@ -191,6 +233,19 @@ def scale_images(batch: torch.Tensor) -> torch.Tensor:
     return (batch.float() / 255.0 - 0.5) / 0.5
 
 
+def _check_split_pair(root: Path, split_names: list[str]) -> None:
+    """`train/` comes with a validation folder, and a validation folder with `train/`: one of the
+    two alone is neither layout (the other folders would be read as one class each)."""
+    has_train = (root / "train").is_dir()
+    if has_train and not split_names and not class_folders(root).get("train"):
+        raise ConfigError(f"{root} has a train/ folder but no val/ (or validation/, test/) beside it: add the "
+                          f"validation folder with the same class sub-folders, or put the class folders directly in "
+                          f"{root} to hold out --val-split of the images")
+    if split_names and not has_train and not class_folders(root).get(split_names[0]):
+        raise ConfigError(f"{root} has a {split_names[0]}/ folder but no train/ beside it: put the training images "
+                          f"in {root}/train/<class>/, or the class folders directly in {root}")
+
+
 def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None, seed: int = 0,
                       workers: Optional[int] = None, noisy_labels_path: Any = None):
     """A `latentmix.data.Dataset` over an image folder (module docstring), its inputs
@@ -205,6 +260,7 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
         raise ConfigError(f"--noisy-labels is not read with an image folder ({root}): its class sub-folders are the "
                           "labels; move the images to the folders of their given labels")
     split_names = [name for name in VAL_FOLDER_NAMES if (root / name).is_dir()]
+    _check_split_pair(root, split_names)
     if (root / "train").is_dir() and split_names:
         train = ImageFolder(root / "train")
         val = ImageFolder(root / split_names[0], classes=train.classes)
