@@ -27,10 +27,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `RunConfig` the run options of `args` give, checked, with errors naming the flags."""
-    from latentmix.config import RunConfig, cli_values
+    from latentmix.config import DEFAULTS, RunConfig, cli_values
 
     values = cli_values(args)
-    if values.get("data") and values.get("dataset") == "spiral":
+    if values.get("data") and values.get("dataset") != DEFAULTS["dataset"]:
+        # the run trains on the file: a built-in data set's name beside it would be printed and
+        # recorded as what was trained on (issue 25.5)
+        raise ConfigError(f"--dataset {values['dataset']} and --data {values['data']} both name the data: pass only "
+                          "--data for your own file or folder, or only --dataset for a built-in data set")
+    if values.get("data"):
         # --data overrides --dataset: name the run after the file (its summary and default folder
         # said "spiral", the --dataset default, before)
         values["dataset"] = Path(values["data"]).stem or "arrays"

@@ -192,7 +192,7 @@ class RunConfig:
         check=text, fit=None, execution=True)
     data: Optional[str] = option(
         None, DATA, "your own .npz or .csv file, or a folder of images with one sub-folder per class (see "
-                    "docs/data.md); overrides --dataset",
+                    "docs/data.md); not with --dataset",
         check=text, spec_key="data", fit=None, execution=True)
     download: bool = option(
         False, DATA, "fetch the official CIFAR-10 archive (opt-in)",
@@ -337,6 +337,8 @@ def command_line(config: RunConfig) -> list[str]:
     for name, spec in OPTIONS.items():
         value, flag = getattr(config, name), cli_flag(name)
         if value == DEFAULTS[name] and not (name == "dataset" and config.data is None):
+            continue
+        if name == "dataset" and config.data is not None:  # the run is named after its --data
             continue
         if flag is None:
             raise ConfigError(f"no `latentmix train` flag sets {name} (it would train with {DEFAULTS[name]!r}, "

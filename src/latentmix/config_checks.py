@@ -174,6 +174,11 @@ def validate_run_config(config: Any, style: Naming = "cli") -> None:
             f"{field_name('noise', style)} {config.noise:g} adds synthetic noise, but "
             f"{field_name('noisy_labels_file', style)} {config.noisy_labels_file} already gives the noisy labels "
             f"(its own noise is what is trained on and measured): drop {field_name('noise', style)}")
+    if config.data_dir and (config.data or config.dataset == "spiral"):
+        reads = f"{field_name('data', style)} {config.data}" if config.data else "spiral, which is generated,"
+        raise ConfigError(f"{field_name('data_dir', style)} {config.data_dir} is not read: the run trains on {reads} "
+                          f"(it is the folder of cifar10, fashion-mnist, mnist or kmnist files): drop "
+                          f"{field_name('data_dir', style)}")
     if config.noise_kind == "asymmetric" and config.noise > 0:
         from latentmix.noise import ASYMMETRIC_MAPS
 
