@@ -104,3 +104,111 @@ def test_detect_on_a_fit_run_that_needs_a_rebuild_says_why_it_cannot(tmp_path, c
     (tmp_path / "run" / "label_issues.csv").unlink()
     err = _cli_error(capsys, ["detect", str(tmp_path / "run")])
     assert "data given in Python" in err and "fit()" in err and "unknown dataset" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# issue 25.8: memory bounded on hostile files: sizes checked from headers before anything is read
+
+
+def _npz_entry(archive, name: str, header_shape: tuple, data_bytes: int, dtype: str = "<f8") -> None:
+    """Write entry `name` (.npy): a header declaring `header_shape` of `dtype`, then `data_bytes`
+    zero bytes, deflated, streamed in 8 MiB blocks (nothing of that size is held here)."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": header_shape})
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with archive.open(info, "w", force_zip64=True) as member:
+        member.write(header.getvalue())
+        block = bytes(8 << 20)
+        for start in range(0, data_bytes, len(block)):
+            member.write(block[: min(len(block), data_bytes - start)])
+
+
+def _bomb_npz(path: Path, **entry) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        _npz_entry(archive, "labels.npy", (4,), 32, dtype="<i8")
+        _npz_entry(archive, "features.npy", **entry)
+    return path
+
+
+def _peak_bytes(action) -> int:
+    """The peak of memory allocated through Python and NumPy (tracemalloc traces both) while
+    `action` runs (its ConfigError expected)."""
+    import tracemalloc
+
+    from latentmix.errors import ConfigError
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            action()
+        return tracemalloc.get_traced_memory()[1], str(caught.value)
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("entry, named", [
+    # 160 MiB of zeros deflate to ~160 kB: ~1000-fold, a zip bomb
+    (dict(header_shape=(20 << 20,), data_bytes=160 << 20), "-fold; the limit is 200-fold"),
+    # a 100-byte entry whose header asks for 2e9 float64 values (16 GB): numpy allocated them first
+    (dict(header_shape=(2_000_000_000,), data_bytes=100), "declares shape (2000000000,)"),
+])
+def test_npz_bombs_are_refused_from_their_headers_in_bounded_memory(tmp_path, entry, named):
+    from latentmix.data.arrays import load_arrays
+
+    bomb = _bomb_npz(tmp_path / "bomb.npz", **entry)
+    peak, message = _peak_bytes(lambda: load_arrays(bomb))
+    assert named in message and "'features.npy'" in message
+    assert peak < 200 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_an_npz_larger_than_free_memory_is_refused_naming_the_limit(tmp_path):
+    from latentmix.data.arrays import check_npz_sizes
+    from latentmix.errors import ConfigError
+
+    data = _good_npz(tmp_path / "good.npz")
+    # 120 x 4 float32 (1920 bytes) + 120 int64 (960 bytes) + two 128-byte .npy headers = 3136 bytes
+    with pytest.raises(ConfigError, match=r"holds 3,136 bytes of arrays, more than the 1,000 bytes of memory free"):
+        check_npz_sizes(data, memory=1000)
+    check_npz_sizes(data, memory=3136)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height grey pixels, with one compressed row of data:
+    Pillow opens it (the header is valid) and would decode width x height bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(width + 1)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("width, height", [(30000, 30000), (5000, 4000)])
+def test_huge_images_are_refused_from_their_header(tmp_path, capsys, width, height):
+    """30000 x 30000 is past Pillow's own bomb limit (its DecompressionBombError was a traceback);
+    5000 x 4000 past ours (4096 x 4096 pixels)."""
+    _write_images(tmp_path / "photos")
+    _png_header_only(tmp_path / "photos" / "dog" / "huge.png", width, height)
+    err = _cli_error(capsys, [*TRAIN, "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r")])
+    assert "huge.png" in err and "16,777,216 pixels (4096 x 4096): downscale it" in err
+
+
+def test_a_sweep_spec_of_ten_million_runs_is_refused_before_building_them(tmp_path):
+    from latentmix.errors import ConfigError
+    from latentmix.sweep.spec import spec_from_dict
+
+    with pytest.raises(ConfigError, match=r"'seeds' asks for 10,000,000 seeds; a spec takes at most 100,000 runs"):
+        spec_from_dict({"name": "huge", "methods": ["ce"], "seeds": 10_000_000})
+    with pytest.raises(ConfigError, match=r"declares up to 1,000,000 runs .* at most 100,000"):
+        spec_from_dict({"name": "huge", "methods": ["lr-m"], "alphas": [0.1 * (i + 1) for i in range(1000)],
+                        "seeds": 1000})

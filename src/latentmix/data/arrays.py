@@ -76,9 +76,74 @@ _DEFAULT_CLEAN_KEYS = ("clean_labels", "clean_label")
 # reading files
 
 
+# An .npz entry may expand at most this many times from its compressed size (once past
+# `EXPANSION_FLOOR`): numeric arrays deflate 1-20x, a zip bomb ~1000x (deflate's ceiling is 1032x).
+MAX_EXPANSION = 200
+EXPANSION_FLOOR = 64 << 20
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of physical memory free now (Linux, macOS: sysconf); None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _npy_header(member: Any) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the header of a .npy stream, reading the header only."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version in readers:
+        shape, _, dtype = readers[version](member)
+    else:  # version 3.0 (utf-8 field names): numpy has no public reader for it
+        shape, _, dtype = fmt._read_array_header(member, version)
+    return tuple(shape), dtype
+
+
+def check_npz_sizes(path: Path, memory: Optional[int] = None) -> None:
+    """Every entry of an .npz, from the zip's directory and each .npy header (no array is read):
+    its declared size is what its header's shape and dtype need (a header that asks for more is
+    a crafted file: numpy allocates the header's shape before reading), it expands at most
+    `MAX_EXPANSION`-fold from its compressed size (a zip bomb: a 2 MB file that decompresses to
+    2 GB), and all of them together fit in the free memory (`memory`, default `available_memory`).
+    Each refusal names the entry, the sizes and the limit."""
+    memory = available_memory() if memory is None else memory
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name, declared = info.filename, info.file_size
+                if declared > EXPANSION_FLOOR and declared > MAX_EXPANSION * max(info.compress_size, 1):
+                    raise ConfigError(
+                        f"{path}: entry {name!r} declares {declared:,} bytes from {info.compress_size:,} compressed "
+                        f"({declared // max(info.compress_size, 1):,}-fold; the limit is {MAX_EXPANSION}-fold above "
+                        f"{EXPANSION_FLOOR >> 20} MiB): a zip bomb, or an array of one repeated value; if it is real, "
+                        "save it with numpy.savez (uncompressed)")
+                with archive.open(info) as member:
+                    try:
+                        shape, dtype = _npy_header(member)
+                    except (ValueError, EOFError) as error:
+                        raise ConfigError(f"{path}: entry {name!r} is not a .npy array ({error}); save the arrays "
+                                          "with numpy.savez") from None
+                    needed = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if needed != declared:
+                    raise ConfigError(f"{path}: array {name!r} declares shape {shape} of {dtype} ({needed:,} bytes "
+                                      f"with its header), but its entry holds {declared:,} bytes: the file is damaged "
+                                      "or crafted; save it again with numpy.savez")
+                total += declared
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, NotImplementedError, RuntimeError) as error:
+        raise ConfigError(f"{path} is not a readable .npz archive: {error}") from None
+    if memory is not None and total > memory:
+        raise ConfigError(f"{path} holds {total:,} bytes of arrays, more than the {memory:,} bytes of memory free on "
+                          "this machine (the limit): use a machine with more memory, or a smaller file")
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"{path} is not a readable .npz archive (not a zip file); save it with numpy.savez")
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

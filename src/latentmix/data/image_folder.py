@@ -32,6 +32,10 @@ from latentmix.errors import ConfigError
 __all__ = ["ImageFolder", "load_image_folder", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The most pixels an image may have (4096 x 4096: 48 MiB as RGB uint8), checked from its header
+# before any pixel is decoded: a 30000 x 30000 PNG of a few kB decodes to 2.7 GB (a decompression
+# bomb), and every image of a batch is held at once.
+MAX_IMAGE_PIXELS = 4096 * 4096
 VAL_FOLDER_NAMES = ("val", "validation", "test")
 
 
@@ -81,8 +85,10 @@ def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
     differs from the scan's, is a `ConfigError` naming it."""
     Image = _pillow()
     try:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
             pixels = image_pixels(image, mode)
+    except ConfigError:
+        raise
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save it") from None
     if (pixels.shape[1], pixels.shape[0]) != tuple(size):
@@ -188,6 +194,23 @@ def _check_links(root: Path, files: list[Path]) -> None:
         seen[target] = path
 
 
+def _open_image(path: Path) -> Any:
+    """`PIL.Image.open`, refusing an image of more than `MAX_IMAGE_PIXELS` pixels from its header
+    (Pillow's own `DecompressionBombError`, raised above 2 x 89 M pixels, becomes the same
+    error)."""
+    Image = _pillow()
+    limit = f"latentmix reads images of at most {MAX_IMAGE_PIXELS:,} pixels (4096 x 4096): downscale it"
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ConfigError(f"image {path} is too large to decode ({error}); {limit}") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise ConfigError(f"image {path} is {width}x{height} ({width * height:,} pixels); {limit}")
+    return image
+
+
 def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     """(classes, files, targets, size, mode) of an image folder, from the file headers; every
     problem a `ConfigError` naming the path, what was found and the fix."""
@@ -214,9 +237,11 @@ def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     sizes, modes = {}, set()
     for path in files:
         try:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 sizes.setdefault(displayed_size(image), path)
                 modes.add(image.mode)
+        except ConfigError:
+            raise
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save "
                               "it") from None
