@@ -261,3 +261,20 @@ def test_train_without_val_is_named_as_such(tmp_path, capsys):
     write_images(tmp_path / "split" / "train", per_class=3)
     error = _message(tmp_path, capsys, tmp_path / "split")
     assert "has a train/ folder but no val/" in error and "--val-split" in error
+
+
+def test_file_names_that_start_like_a_formula_are_escaped_in_label_issues(tmp_path):
+    """issue 25.9: a cell starting with = + - @ is a formula to a spreadsheet (OWASP, CSV injection):
+    it is written with a leading quote; other names unchanged."""
+    from latentmix.training import RunConfig, train
+
+    write_images(tmp_path / "photos", per_class=6, classes=("=cmd", "dog"))
+    (tmp_path / "photos" / "dog" / "000.png").rename(tmp_path / "photos" / "dog" / "@SUM(1+1).png")
+    (tmp_path / "photos" / "dog" / "001.png").rename(tmp_path / "photos" / "dog" / "-2+3.png")
+    train(RunConfig(dataset="photos", data=str(tmp_path / "photos"), epochs=1, batch_size=4, device="cpu",
+                    loader_workers=0), run_dir=tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "label_issues.csv") as handle:
+        files = sorted(row["file"] for row in csv.DictReader(handle))
+    assert "'@SUM(1+1).png" not in files  # the class folder comes first in the relative path
+    assert "dog/@SUM(1+1).png" in files and "dog/002.png" in files
+    assert all(name.startswith("'=cmd/") for name in files if "cmd" in name) and len(files) == 12

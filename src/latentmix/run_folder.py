@@ -543,13 +543,25 @@ def write_label_issues(path: Path, result: Any) -> None:
                                            if key in extra else np.full(len(extra["index"]), None)])
     names = getattr(result, "sample_names", None)
     if names is not None:  # which file each row is (an image folder), beside its row number
-        columns = {"index": columns["index"], "file": np.asarray([names[int(row)] for row in columns["index"]], dtype=object),
+        columns = {"index": columns["index"],
+                   "file": np.asarray([spreadsheet_safe(names[int(row)]) for row in columns["index"]], dtype=object),
                    **{key: value for key, value in columns.items() if key != "index"}}
     order = ranking_order(columns["p_noisy"].astype(float),
                           columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
     fieldnames = list(columns)
     rows = [{key: _plain(columns[key][i]) for key in fieldnames} for i in order]
     atomic_write_csv(path, rows, fieldnames)
+
+
+# The first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: one that starts like a formula (an image named
+    ``=HYPERLINK(...).png``, a class folder ``+cmd``) gets a leading ``'``, as OWASP's CSV-injection
+    page advises; every other text is unchanged."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _plain(value: Any) -> Any:
