@@ -502,3 +502,21 @@ def test_workers_share_a_postgresql_sweep_and_survive_a_kill(tmp_path, postgres_
     url = postgres_url.rsplit("/", 1)[0] + "/" + database
     figures = _kill_one_worker_mid_run(tmp_path, storage=url)
     assert figures["retries"] == 1
+
+
+def test_the_documented_postgresql_url_opens_the_store(postgres_url):
+    """issue 25.10: docs/sweeps.md shows `--storage postgresql://...`; SQLAlchemy 2.1 reads that as
+    psycopg 3, which the `postgres` extra does not install (the error was `No module named
+    psycopg`). The plain URL opens the store through psycopg2, here with a sweep of two runs."""
+    import importlib.util
+
+    from latentmix.sweep.store import SweepStore
+
+    assert postgres_url.startswith("postgresql+psycopg2://")
+    plain = "postgresql://" + postgres_url.split("://", 1)[1]
+    store = SweepStore(plain)
+    if importlib.util.find_spec("psycopg") is None:
+        assert store.url.startswith("postgresql+psycopg2://")
+    name = f"plain_url_{os.getpid()}_{int(time.time())}"
+    study, counts = store.prepare(name, [RunConfig(seed=0), RunConfig(seed=1)])
+    assert counts["added"] == 2 and len(SweepStore(plain).load(name).trials) == 2
