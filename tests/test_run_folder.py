@@ -656,3 +656,15 @@ def test_a_renamed_data_file_still_resumes(tmp_path, capsys):
     (tmp_path / "good.npz").rename(tmp_path / "renamed.npz")
     (out / "result.json").unlink()
     assert main([*args, "--data", str(tmp_path / "renamed.npz"), "--resume"]) == 0, capsys.readouterr().err
+
+
+def test_a_resume_removes_the_temporary_files_of_interrupted_writes(tmp_path):
+    """issue 25.11: a kill inside an atomic write leaves `.NAME.XXXX.tmp`; the resume removes them
+    (and leaves the user's own files alone)."""
+    out = tmp_path / "run"
+    _interrupted_run(out)
+    (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (out / ".metrics.csv.x.tmp").write_text("epoch\n")
+    (out / "notes.tmp").write_text("the user's")
+    train(_spiral_config(), dataset=_small_spiral(), run_dir=out, resume=True, progress=False)
+    assert sorted(p.name for p in out.glob("*.tmp")) == ["notes.tmp"] and not list(out.glob(".*.tmp"))

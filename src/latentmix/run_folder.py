@@ -298,6 +298,7 @@ class RunFolder:
         self.record = self.saved_record() if resume and holds_run else record
         if not self.writer:
             return state
+        self._remove_temporary_files()
         if overwrite:
             for name in self.present():
                 self.file(name).unlink()
@@ -306,6 +307,15 @@ class RunFolder:
         elif not self.file(RESULT_NAME).exists() and self.file(LABEL_ISSUES_NAME).exists():
             self.file(LABEL_ISSUES_NAME).unlink()
         return state
+
+    def _remove_temporary_files(self) -> None:
+        """The temporary files of writes that a kill interrupted (`latentmix.io.atomic_write_bytes`
+        names them ``.NAME.XXXX.tmp``): never renamed over their file, they hold nothing a run needs."""
+        if not self.path.is_dir():
+            return
+        for name in RUN_FILES:
+            for leftover in self.path.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def saved_record(self) -> dict:
         """config.json, read; a missing or unreadable one is a clear error."""
