@@ -212,3 +212,78 @@ def test_a_sweep_spec_of_ten_million_runs_is_refused_before_building_them(tmp_pa
     with pytest.raises(ConfigError, match=r"declares up to 1,000,000 runs .* at most 100,000"):
         spec_from_dict({"name": "huge", "methods": ["lr-m"], "alphas": [0.1 * (i + 1) for i in range(1000)],
                         "seeds": 1000})
+
+
+# --------------------------------------------------------------------------------------------
+# issue 25: the tracebacks, misleading errors and silently accepted inputs of the third audit
+
+
+@pytest.mark.parametrize("spec_text, named", [
+    ('name = "s"\nsettings = 5\n', "spec key 'settings' must be a table"),
+    ('name = "s"\nout = 5\n', "spec key 'out' must be a text"),
+    ("name = 5\n", "spec key 'name' must be a non-empty text"),
+    (b'name = "\xff\xfe"\n', "is not valid TOML (UTF-8 text)"),
+    (None, "is a folder; give the spec's .toml file"),
+])
+def test_bad_sweep_specs_are_one_line(tmp_path, capsys, spec_text, named):
+    spec = tmp_path / "spec.toml"
+    if spec_text is None:
+        spec.mkdir()
+    elif isinstance(spec_text, bytes):
+        spec.write_bytes(spec_text)
+    else:
+        spec.write_text(spec_text)
+    assert named in _cli_error(capsys, ["sweep", "run", str(spec), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("args, named", [
+    ([*TRAIN, "--seed", "100000000000000000000000"], "--seed must be a whole number in [0, 9223372036854775807]"),
+    (["tune", "--sampler-seed", "-1", "--epochs", "1"], "--sampler-seed must be a whole number in [0, 4294967295]"),
+    (["tune", "--timeout", "-1", "--epochs", "1"], "--timeout must be a positive number of seconds"),
+])
+def test_out_of_range_seeds_and_timeouts_are_one_line(tmp_path, capsys, args, named):
+    assert named in _cli_error(capsys, [*args, "--out", str(tmp_path / "out")])
+
+
+def _finished_file_run(out: Path) -> list[str]:
+    """A finished 2-epoch run on good.npz (its validation split selects an epoch: selected_model.pt)
+    with result.json removed, and the arguments that resume it."""
+    args = ["train", "--device", "cpu", "--epochs", "2", "--quiet", "--out", str(out),
+            "--data", str(_good_npz(out.parent / "good.npz"))]
+    assert main(args) == 0 and (out / "selected_model.pt").exists()
+    (out / "result.json").unlink()
+    return [*args, "--resume"]
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda out: (out / "selected_model.pt").write_bytes((out / "selected_model.pt").read_bytes()[:100]),
+     "selected_model.pt is unreadable or corrupt"),
+    (lambda out: (out / "selected_model.pt").write_bytes(
+        b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x04true\x94\x85\x94R\x94."),
+     "selected_model.pt is unreadable or corrupt"),
+    (lambda out: (out / "checkpoint.json").write_text("{not json"), "checkpoint.json is damaged"),
+    (lambda out: (out / "checkpoint.pt").unlink(), "checkpoint.pt is missing, but checkpoint.json records"),
+])
+def test_damaged_run_files_on_resume_are_one_line(tmp_path, capsys, damage, named):
+    """A truncated selected_model.pt, a pickle that would run `os.system` in its place (refused by
+    weights_only loading), a garbage checkpoint.json (was "no checksum file"), and a lost
+    checkpoint.pt (the resume silently started again from epoch 1)."""
+    out = tmp_path / "run"
+    resume = _finished_file_run(out)
+    damage(out)
+    err = _cli_error(capsys, resume)
+    assert named in err
+
+
+def test_run_files_follow_the_umask(tmp_path):
+    """Run files were always 0600 (mkstemp's mode) whatever the umask; now 0666 less the umask."""
+    import os
+
+    from latentmix.io import atomic_write_json
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional, Union
 
 from latentmix.config_checks import (
-    MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text,
+    MAX_SEED, MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text,
     warmup, whole_number,
 )
 from latentmix.errors import ConfigError
@@ -154,13 +154,13 @@ class RunConfig:
         True, DATA, "relabel to a different class (default: uniform over all classes, as the paper)",
         check=boolean, flag="--noise-exclude-true-label", switch="off")
     noise_seed: Optional[int] = option(
-        None, DATA, "seed of the noisy labels (default: --seed)", parse=int, check=whole_number(0))
+        None, DATA, "seed of the noisy labels (default: --seed)", parse=int, check=whole_number(0, MAX_SEED))
     noisy_labels_file: Optional[str] = option(
         None, DATA, "real noisy labels, one per sample (.npy/.csv); not with --noise",
         check=text, flag="--noisy-labels", execution=True)
     seed: int = option(
         0, OPTIMISATION, "seed of the data order, mixing and model (default {default})",
-        parse=int, check=whole_number(0), spec_key="seeds", fit="seed")
+        parse=int, check=whole_number(0, MAX_SEED), spec_key="seeds", fit="seed")
     # fraction of the training set held out with its noisy labels for checkpoint selection
     # (None: the protocol's; 0: none)
     val_split: Optional[float] = option(

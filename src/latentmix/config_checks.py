@@ -30,6 +30,9 @@ from latentmix.errors import ConfigError
 MAX_CLASSES = 100_000
 # Width multipliers of the CNNs beyond this give billions of weights (PreAct ResNet-18 x16: ~2.8e9).
 MAX_WIDTH = 16.0
+# The largest seed: torch's and NumPy's generators take 64-bit seeds, and a larger one was an
+# "Overflow when unpacking long long" traceback.
+MAX_SEED = 2**63 - 1
 # Largest learning rate / weight decay taken (SGD steps of lr x gradient; the protocols use <= 0.1).
 MAX_STEP = 1000.0
 
@@ -69,8 +72,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def whole_number(low: int) -> Callable[[Any], Optional[str]]:
-    return lambda v: None if _is_int(v) and v >= low else f"a whole number >= {low}"
+def whole_number(low: int, high: Optional[int] = None) -> Callable[[Any], Optional[str]]:
+    """A whole number from `low` on, at most `high`."""
+    if high is None:
+        return lambda v: None if _is_int(v) and v >= low else f"a whole number >= {low}"
+    return lambda v: None if _is_int(v) and low <= v <= high else f"a whole number in [{low}, {high}]"
 
 
 def number(low: float, *, strict: bool, high: Optional[float] = None) -> Callable[[Any], Optional[str]]:

@@ -290,6 +290,10 @@ class RunFolder:
         if resume and self.writer and holds_run:
             self._check_same_run(record)
         state = None
+        if resume and not self.file(CHECKPOINT_NAME).exists() and self._checksums().get("previous_sha256"):
+            raise ConfigError(f"{self.file(CHECKPOINT_NAME)} is missing, but {CHECKSUM_NAME} records checkpoints of "
+                              "several epochs: the resume would start again from epoch 1; put the checkpoint back, "
+                              "or pass --overwrite to start afresh")
         if resume and self.file(CHECKPOINT_NAME).exists():
             state = self.load_checkpoint(device)
             if not torch.equal(state["noisy_labels"].to(noisy_labels.device), noisy_labels):
@@ -375,6 +379,9 @@ class RunFolder:
         data = path.read_bytes()
         checksums = self._checksums()
         if not checksums:
+            if self.file(CHECKSUM_NAME).exists():
+                raise ConfigError(f"{self.file(CHECKSUM_NAME)} is damaged (not the JSON latentmix writes), so {path} "
+                                  "cannot be verified; restore it, or pass --overwrite to start the run afresh")
             raise ConfigError(f"{path} has no checksum file {CHECKSUM_NAME} (written by an older latentmix, or lost), "
                               "so it cannot be verified; pass --overwrite to start the run afresh")
         if hashlib.sha256(data).hexdigest() not in (checksums.get("sha256"), checksums.get("previous_sha256")):
@@ -463,7 +470,17 @@ class RunFolder:
         import torch
 
         path = self.file(SELECTED_NAME)
-        return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - truncated, damaged or not a weights file: one meaning
+            raise ConfigError(f"{path} is unreadable or corrupt ({type(error).__name__}); delete it to resume (the "
+                              "next selected epoch writes it again), or pass --overwrite") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{path} holds a {type(state).__name__}, not model weights; delete it to resume, or pass "
+                              "--overwrite")
+        return state
 
     def write_label_issues(self, result: Any) -> Path:
         """label_issues.csv from a result's per-sample arrays (`write_label_issues`); its path."""

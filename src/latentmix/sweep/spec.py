@@ -52,13 +52,17 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
             raise ConfigError("reading a TOML sweep spec on Python 3.10 needs `pip install tomli`") from None
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"sweep spec {path} is a folder; give the spec's .toml file")
     try:
         with path.open("rb") as handle:
             values = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"sweep spec {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"sweep spec {path} is not valid TOML: {error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"sweep spec {path} is not valid TOML (UTF-8 text): {error}") from None
+    except OSError as error:
+        raise ConfigError(f"sweep spec {path} cannot be read ({error.strerror or type(error).__name__})") from None
     if "sweep" in values and isinstance(values["sweep"], dict):  # allow a [sweep] table as well
         values = {**values.pop("sweep"), **values}
     return spec_from_dict(values, source=str(path))  # a relative `out` is relative to the working folder
@@ -137,8 +141,17 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     unknown = sorted(set(values) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SPEC_KEYS)}")
-    if "name" not in values or not isinstance(values["name"], str) or not values["name"].strip():
+    if "name" not in values:
         raise ConfigError(f"{source}: a sweep needs a 'name' (the study name in the store)")
+    if not isinstance(values["name"], str) or not values["name"].strip():
+        raise ConfigError(f"{source}: spec key 'name' must be a non-empty text (the study name in the store), got "
+                          f"{values['name']!r}")
+    for key in ("out", "storage"):
+        if key in values and not (isinstance(values[key], str) and values[key].strip()):
+            raise ConfigError(f"{source}: spec key {key!r} must be a text (a folder / a store URL), got {values[key]!r}")
+    if not isinstance(values.get("settings", {}), dict):
+        raise ConfigError(f"{source}: spec key 'settings' must be a table ([settings] with one run setting a line), "
+                          f"got {values['settings']!r}")
     base = _base_config(values, source)
     layer_axis = [_layers_value(v, source) for v in _as_list(values.get("layers", [None]), "layers")]
     alpha_axis = [_number_value(v, "alphas", source) for v in _as_list(values.get("alphas", [None]), "alphas")]
