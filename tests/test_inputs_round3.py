@@ -287,3 +287,143 @@ def test_run_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+
+
+def _npz(path: Path, n: int = 60, labels=None, features=None) -> Path:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, 4)) if features is None else features
+    y = (x[:, 0] > 0).astype(np.int64) if labels is None else labels
+    np.savez(path, features=x, labels=y)
+    return path
+
+
+def _u64_labels() -> np.ndarray:
+    labels = (np.arange(60) % 2).astype(np.uint64)
+    labels[0] = 2**63 + 5
+    return labels
+
+
+def _huge_float_features() -> np.ndarray:
+    features = np.random.default_rng(1).normal(size=(60, 4))
+    features[0, 0] = 1e300
+    return features
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda d: _npz(d / "two.npz", n=2, labels=np.array([0, 1])), "the validation split of 2 samples is empty"),
+    # 1e20 and 2**63+5 wrapped to negative int64 and were reported as "1 negative"
+    (lambda d: _npz(d / "big.npz", labels=np.where(np.arange(60) == 0, 1e20, np.arange(60) % 2)),
+     "class id 100000000000000000000 would need"),
+    (lambda d: _npz(d / "u64.npz", labels=_u64_labels()), "class id 9223372036854775813 would need"),
+    # float64 inputs beyond float32 became inf: "training diverged, lower the learning rate"
+    (lambda d: _npz(d / "f64.npz", features=_huge_float_features()), "holds values up to 1e+300, beyond float32's range"),
+])
+def test_bad_npz_contents_are_named_for_what_they_are(tmp_path, capsys, make, named):
+    data = make(tmp_path)
+    assert named in _cli_error(capsys, [*TRAIN, "--data", str(data), "--out", str(tmp_path / "r")])
+
+
+def test_an_npz_named_npy_for_noisy_labels_is_named_as_an_archive(tmp_path, capsys):
+    np.savez(tmp_path / "noisy.npz", labels=np.arange(60) % 2)
+    (tmp_path / "noisy.npz").rename(tmp_path / "noisy.npy")
+    err = _cli_error(capsys, [*TRAIN, "--data", str(_npz(tmp_path / "good.npz")), "--noisy-labels",
+                              str(tmp_path / "noisy.npy"), "--out", str(tmp_path / "r")])
+    assert "is an .npz archive (numpy.savez), not one .npy array" in err
+
+
+@pytest.mark.parametrize("header, cell, named", [
+    ("a,b,labels", "1_000", "non-numeric value '1_000'"),  # Python's float() read it as 1000
+    ("a, ,labels", "1", "column 2 of the header has no name"),  # the blank column was a feature
+])
+def test_csv_cells_and_columns_that_python_would_accept_silently(tmp_path, capsys, header, cell, named):
+    rows = "\n".join(f"{cell},{i},{i % 2}" for i in range(30))
+    (tmp_path / "d.csv").write_text(f"{header}\n{rows}\n")
+    assert named in _cli_error(capsys, [*TRAIN, "--data", str(tmp_path / "d.csv"), "--out", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("args, named", [
+    (["reproduce", "spiral", "--workers", "0"], "--workers must be >= 1"),
+    (["sweep", "run", "SPEC", "--population", "0"], "--population must be >= 1"),
+    (["sweep", "run", "SPEC", "--workers", "0"], "--workers must be >= 1"),
+])
+def test_zero_workers_or_population_are_refused(tmp_path, capsys, args, named):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "p"\nmethods = ["ce"]\nepochs = 1\n')
+    args = [str(spec) if word == "SPEC" else word for word in args]
+    assert named in _cli_error(capsys, [*args, "--out", str(tmp_path / "out")])
+
+
+def _tiny_fit_data():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 2, generator=generator)
+    return x, (x[:, 0] > 0).long()
+
+
+class _VaryingItems:
+    """A map-style data set whose items alternate between 2 and 3 features."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        import torch
+
+        return torch.ones(2 if i % 2 else 3), i % 2
+
+
+def _fit_case(case):
+    import torch
+    from torch import nn
+
+    from latentmix import fit
+
+    x, y = _tiny_fit_data()
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    common = dict(method="ce", epochs=1, batch_size=8, device="cpu", progress=False)
+    if case == "val width":
+        return fit(model, x, y, val_inputs=torch.randn(20, 5), val_labels=y[:20], **common)
+    if case == "varying items":
+        return fit(model, torch.utils.data.Subset(_VaryingItems(), range(40)), val_inputs=x[:20], val_labels=y[:20],
+                   num_workers=0, **common)
+    if case == "no parameters":
+        class NoParameters(nn.Module):
+            def forward(self, inputs):
+                return torch.stack([inputs[:, 0], -inputs[:, 0]], 1)
+        return fit(NoParameters(), x, y, val_inputs=x[:20], val_labels=y[:20], **common)
+    if case == "frozen":
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        return fit(model, x, y, val_inputs=x[:20], val_labels=y[:20], **common)
+    if case == "repeated mix point":
+        return fit(model, x, y, val_inputs=x[:20], val_labels=y[:20], mix_points=["0", "0"],
+                   **{**common, "method": "lr-m", "layers": "1-2"})
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, named", [
+    ("val width", "model cannot take val_inputs"),
+    ("varying items", "items have inputs of different shapes ((2,) and (3,))"),
+    ("no parameters", "has no parameters to train"),
+    ("frozen", "is frozen (requires_grad=False)"),
+    ("repeated mix point", "mix_points name '0' more than once"),  # silently mixed there twice as often
+])
+def test_fit_inputs_and_models_that_cannot_train_are_one_line(case, named):
+    from latentmix.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        _fit_case(case)
+
+
+def test_a_result_json_with_text_for_a_number_is_damage_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--data", str(_npz(tmp_path / "good.npz")), "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    result["estimated_noise_rate"] = "high"
+    (out / "result.json").write_text(json.dumps(result))
+    capsys.readouterr()
+    assert main(["detect", str(out), "--top", "1"]) == 0  # the label issues, without the unreadable estimate
+    assert "estimated share" not in capsys.readouterr().out
+    err = _cli_error(capsys, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert "result.json unreadable" in err

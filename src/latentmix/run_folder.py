@@ -497,13 +497,20 @@ class RunFolder:
 
     def read_result(self) -> Optional[dict]:
         """The summary in result.json; None when the run has not finished, or when the file cannot
-        be read (a half-written one cannot exist, but a hand-edited one can: a caller that must
-        tell the two apart checks `file(RESULT_NAME).exists()`)."""
+        be read or holds text where a number belongs (a half-written one cannot exist, but a
+        hand-edited one can: a caller that must tell the two apart checks
+        `file(RESULT_NAME).exists()`)."""
+        from latentmix.summary import NUMBER_KEYS
+
         try:
             summary = json.loads(self.file(RESULT_NAME).read_text())
         except (OSError, ValueError):
             return None
-        return summary if isinstance(summary, dict) else None
+        if not isinstance(summary, dict):
+            return None
+        numbers_ok = all(summary.get(key) is None or (isinstance(summary[key], (int, float))
+                                                      and not isinstance(summary[key], bool)) for key in NUMBER_KEYS)
+        return summary if numbers_ok else None  # a hand-edited value ("high") is damage, not a number
 
 
 def _file_sha256(path: Path) -> Optional[str]:

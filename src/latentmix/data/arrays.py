@@ -172,6 +172,10 @@ def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
         header = [name.strip() for name in header]
         if not any(header):
             raise ConfigError(f"{path}: the first row must be a header naming the columns")
+        if not all(header):
+            position = header.index("") + 1
+            raise ConfigError(f"{path}: column {position} of the header has no name; name every column (a blank "
+                              "one would be read as a feature)")
         if len(set(header)) != len(header):
             dups = sorted({h for h in header if header.count(h) > 1})
             raise ConfigError(f"{path}: duplicate column names in the header: {dups}")
@@ -191,6 +195,8 @@ def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
             values = []
             for column, cell in zip(header, row):
                 try:
+                    if "_" in cell:  # Python's float() reads 1_000 as 1000; CSV numbers have no separators
+                        raise ValueError(cell)
                     values.append(float(cell))
                 except ValueError:
                     raise ConfigError(f"{path}, row {line_no}, column {column!r}: non-numeric value {cell!r}; "
@@ -208,6 +214,9 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
         raise ConfigError(f"noisy labels file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        if zipfile.is_zipfile(path):
+            raise ConfigError(f"noisy labels file {path} is an .npz archive (numpy.savez), not one .npy array: save the "
+                              "labels alone with numpy.save, or as .csv with one integer per line")
         try:
             labels = np.load(path, allow_pickle=False)
         except Exception as exc:
@@ -264,6 +273,8 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
                               f"(e.g. {first})")
     elif labels.dtype.kind not in "iu":
         raise ConfigError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+    if labels.dtype.kind in "fu":  # before the cast: 1e20 or a uint64 above 2**63 wrap to negative int64
+        check_class_count(int(labels.max()), what)
     labels = labels.astype(np.int64)
     if labels.min() < 0:
         raise ConfigError(f"{what}: labels must be class ids >= 0, found {int((labels < 0).sum())} negative "
@@ -326,6 +337,12 @@ def _check_finite(array: np.ndarray, key: str) -> None:
             n_nan = int(np.isnan(array).sum())
             raise ConfigError(f"input array {key!r} contains {int(bad.sum())} non-finite values "
                               f"({n_nan} NaN, {int(bad.sum()) - n_nan} inf); clean or impute them first")
+        largest = float(np.abs(array).max()) if array.size else 0.0
+        if array.dtype.itemsize > 4 and largest > float(np.finfo(np.float32).max):
+            # the inputs are trained on as float32: these would become inf (and the run "diverge")
+            raise ConfigError(f"input array {key!r} holds values up to {largest:.3g}, beyond float32's range "
+                              f"(±{np.finfo(np.float32).max:.3g}) that training uses; rescale it (e.g. log or "
+                              "standardise the column)")
 
 
 def _check_token_ids(array: np.ndarray, key: str) -> None:
@@ -367,7 +384,10 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
             continue
         members = np.flatnonzero(labels == cls)
         val_parts.append(rng.choice(members, size=int(k), replace=False))
-    val_index = np.sort(np.concatenate(val_parts)) if val_parts else np.zeros(0, dtype=np.int64)
+    if not val_parts:
+        raise ConfigError(f"the validation split of {n} samples is empty: every class has one sample only, and each "
+                          "class keeps one for training; provide more samples per class, or explicit val_* arrays")
+    val_index = np.sort(np.concatenate(val_parts))
     mask = np.ones(n, dtype=bool)
     mask[val_index] = False
     return np.flatnonzero(mask), val_index

@@ -71,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown reproduce target {args.target!r}: choose one of {', '.join(TARGETS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (parallel run processes; 1 runs them in this process), got "
+                          f"{args.workers}")
     check_run_arguments(args)
     out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
     from latentmix.runtime import set_threads
