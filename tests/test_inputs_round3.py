@@ -427,3 +427,9 @@ def test_a_result_json_with_text_for_a_number_is_damage_not_a_traceback(tmp_path
     assert "estimated share" not in capsys.readouterr().out
     err = _cli_error(capsys, ["report", str(out), "--out", str(tmp_path / "rep")])
     assert "result.json unreadable" in err
+
+
+def test_a_store_url_that_is_no_url_is_one_line(tmp_path, capsys):
+    """Found by the round-3 audit (benchmarks/input_audit.py): SQLAlchemy's ArgumentError escaped."""
+    err = _cli_error(capsys, ["tune", "--storage", "not-a-url", "--epochs", "1", "--out", str(tmp_path / "t")])
+    assert "--storage 'not-a-url' is not a database URL" in err
