@@ -98,7 +98,9 @@ def check_run_arguments(args: argparse.Namespace) -> None:
     from latentmix.training import RunConfig
 
     width = getattr(args, "width", None)
-    RunConfig(epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
+    # the target's data set: --data-dir is read by the file-based ones only (spiral is generated)
+    dataset = {"multimodal": "fashion-mnist-multimodal"}.get(args.target, args.target)
+    RunConfig(dataset=dataset, epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
               device=getattr(args, "device", None) or "auto", model=getattr(args, "model", None),
               data_dir=getattr(args, "data_dir", None)).validate("cli")
 
