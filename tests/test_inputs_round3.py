@@ -41,8 +41,11 @@ def _good_npz(path: Path, n: int = 120, seed: int = 0) -> Path:
 def test_a_built_in_dataset_beside_a_data_file_is_refused(tmp_path, capsys):
     data = _good_npz(tmp_path / "good.npz")
     err = _cli_error(capsys, [*TRAIN, "--dataset", "cifar10", "--data", str(data), "--out", str(tmp_path / "r")])
-    assert "--dataset cifar10 and --data" in err and "pass only --data" in err
+    assert "--dataset cifar10 is a built-in data set, but --data" in err and "pass only --data" in err
     assert not (tmp_path / "r").exists()
+    # a name that is no built-in data set only names the run
+    assert main([*TRAIN, "--dataset", "mine", "--data", str(data), "--out", str(tmp_path / "named")]) == 0
+    assert json.loads((tmp_path / "named" / "config.json").read_text())["config"]["dataset"] == "mine"
 
 
 def test_a_text_or_fusion_model_on_feature_data_is_refused(tmp_path, capsys):

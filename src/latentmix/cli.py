@@ -28,16 +28,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The `RunConfig` the run options of `args` give, checked, with errors naming the flags."""
     from latentmix.config import DEFAULTS, RunConfig, cli_values
+    from latentmix.data import DATASETS
 
     values = cli_values(args)
-    if values.get("data") and values.get("dataset") != DEFAULTS["dataset"]:
+    named = str(values.get("dataset") or "").strip().lower()
+    if values.get("data") and named in DATASETS and named not in (DEFAULTS["dataset"], "arrays"):
         # the run trains on the file: a built-in data set's name beside it would be printed and
-        # recorded as what was trained on (issue 25.5)
-        raise ConfigError(f"--dataset {values['dataset']} and --data {values['data']} both name the data: pass only "
-                          "--data for your own file or folder, or only --dataset for a built-in data set")
-    if values.get("data"):
-        # --data overrides --dataset: name the run after the file (its summary and default folder
-        # said "spiral", the --dataset default, before)
+        # recorded as what was trained on (issue 25.5); another name only names the run
+        raise ConfigError(f"--dataset {values['dataset']} is a built-in data set, but --data {values['data']} is what "
+                          "would be trained on: pass only --data for your own file or folder (with --dataset NAME "
+                          "only to name the run), or only --dataset for the built-in data set")
+    if values.get("data") and named == DEFAULTS["dataset"]:
+        # without a name of its own, the run is named after the file (its summary and default
+        # folder said "spiral", the --dataset default, before)
         values["dataset"] = Path(values["data"]).stem or "arrays"
     return RunConfig(**values).validate("cli")
 
