@@ -183,3 +183,132 @@ def test_detect_and_predict_name_the_files_and_classes(tmp_path, capsys):
         mine = by_file[row["file"]]
         assert mine["given_label"] == str(names.index(row["file"].split("/")[0]))
         assert mine["predicted_class"] == names[int(mine["predicted_label"])]
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.1: every PNG/JPEG flavour reads as the picture it shows
+
+
+def test_16_bit_greyscale_pngs_are_scaled_by_their_bit_depth_not_clipped(tmp_path):
+    """A 16-bit PNG's 0..65535 map onto 0..255 (PNG spec 12.5): 20000 -> 78, 40000 -> 156 (hand
+    computed as round(v * 255 / 65535)); the old reader clipped everything above 255 to white."""
+    levels = {"dark": [0, 20000], "bright": [40000, 65535]}
+    for name, (low, high) in levels.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            pixels = np.full((4, 5), low, dtype=np.uint16)
+            pixels[:, 2:] = high
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    folder = ImageFolder(tmp_path)
+    assert folder.mode == "L" and folder.classes == ["bright", "dark"]
+    expected = {"dark": (0, 78), "bright": (156, 255)}
+    for position, path in enumerate(folder.files):
+        image, _ = folder[position]
+        low, high = expected[path.parent.name]
+        assert image.dtype == torch.uint8 and image.shape == (1, 4, 5)
+        assert (image[0, :, :2] == low).all() and (image[0, :, 2:] == high).all(), image
+
+
+def test_exif_orientation_turns_the_image_upright_in_the_scan_and_the_pixels(tmp_path):
+    """Orientation 6 (stored rotated: display by turning 90 degrees clockwise): an 8x6 stored image
+    is 6 wide and 8 high, and its stored top-left pixel (row 0, column 0) shows at the top right
+    (row 0, column 5)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        stored = np.zeros((6, 8), dtype=np.uint8)
+        stored[0, 0] = 255
+        Image.fromarray(stored).save(tmp_path / name / "turned.png", exif=exif.tobytes())
+    folder = ImageFolder(tmp_path)
+    assert folder.size == (6, 8)
+    image, _ = folder[0]
+    assert image.shape == (1, 8, 6)
+    assert [tuple(p) for p in torch.nonzero(image[0]).tolist()] == [(0, 5)]
+
+
+def test_palette_grey_alpha_and_cmyk_images_read_as_their_colours(tmp_path):
+    """A palette PNG with a transparent entry gives its palette colour, grey+alpha its grey
+    (alpha dropped), a CMYK JPEG of cyan 0 / magenta 255 / yellow 255 / black 0 is red."""
+    for name in ("p", "q"):
+        (tmp_path / name).mkdir()
+        palette = Image.new("P", (4, 4), 1)
+        palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+        palette.save(tmp_path / name / "palette.png", transparency=0)
+        Image.new("LA", (4, 4), (100, 0)).save(tmp_path / name / "grey_alpha.png")
+        Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / name / "cmyk.jpg", quality=100)
+    folder = ImageFolder(tmp_path)
+    assert folder.mode == "RGB"
+    colours = {path.name: folder[i][0][:, 0, 0].tolist() for i, path in enumerate(folder.files)}
+    assert colours["palette.png"] == [10, 200, 30] and colours["grey_alpha.png"] == [100, 100, 100]
+    assert np.allclose(colours["cmyk.jpg"], [255, 0, 0], atol=3)
+    grey_only = tmp_path / "grey"
+    for name in ("x", "y"):
+        (grey_only / name).mkdir(parents=True)
+        Image.new("LA", (4, 4), (100, 255)).save(grey_only / name / "a.png")
+    assert ImageFolder(grey_only).mode == "L" and ImageFolder(grey_only)[0][0].shape == (1, 4, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.4 / 25.9: only folders of images are classes; a run folder inside the data, links
+# outside the folder and train/ without val/ are one clear line each
+
+
+def test_sub_folders_without_images_are_not_classes(tmp_path):
+    write_images(tmp_path, per_class=3, classes=("cat", "dog"))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not an image")
+    (tmp_path / "cat" / "._0.png").write_bytes(b"macOS resource fork, not a PNG")
+    folder = ImageFolder(tmp_path)
+    assert folder.classes == ["cat", "dog"] and len(folder) == 6
+
+
+def test_a_run_folder_inside_the_image_folder_is_refused(tmp_path, capsys):
+    write_images(tmp_path / "photos", per_class=3, classes=("cat", "dog"))
+    code = main(["train", "--data", str(tmp_path / "photos"), "--epochs", "1", "--out", str(tmp_path / "photos" / "run"),
+                 "--device", "cpu", "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert "--out" in error and "is inside --data" in error and not (tmp_path / "photos" / "run").exists()
+    # a run folder that got there anyway (copied in) is refused by the scan, not read as class "run"
+    (tmp_path / "photos" / "run").mkdir()
+    (tmp_path / "photos" / "run" / "metrics.csv").write_text("epoch\n")
+    with pytest.raises(ConfigError, match="is a latentmix run folder inside the data folder"):
+        ImageFolder(tmp_path / "photos")
+
+
+def test_links_outside_the_folder_and_second_paths_to_an_image_are_refused(tmp_path):
+    write_images(tmp_path / "photos", per_class=3, classes=("cat", "dog"))
+    write_images(tmp_path / "elsewhere", per_class=2, classes=("emu",))
+    (tmp_path / "photos" / "emu").symlink_to(tmp_path / "elsewhere" / "emu", target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"is a link to .*elsewhere.*, outside .*photos.*copy the image in"):
+        ImageFolder(tmp_path / "photos")
+    (tmp_path / "photos" / "emu").unlink()
+    (tmp_path / "photos" / "kitten").symlink_to(tmp_path / "photos" / "cat", target_is_directory=True)
+    with pytest.raises(ConfigError, match="are one file .* through a link"):
+        ImageFolder(tmp_path / "photos")
+
+
+def test_train_without_val_is_named_as_such(tmp_path, capsys):
+    write_images(tmp_path / "split" / "train", per_class=3)
+    error = _message(tmp_path, capsys, tmp_path / "split")
+    assert "has a train/ folder but no val/" in error and "--val-split" in error
+
+
+def test_file_names_that_start_like_a_formula_are_escaped_in_label_issues(tmp_path):
+    """issue 25.9: a cell starting with = + - @ is a formula to a spreadsheet (OWASP, CSV injection):
+    it is written with a leading quote; other names unchanged."""
+    from latentmix.config import RunConfig
+    from latentmix.training import train
+
+    write_images(tmp_path / "photos", per_class=6, classes=("=cmd", "dog"))
+    (tmp_path / "photos" / "dog" / "000.png").rename(tmp_path / "photos" / "dog" / "@SUM(1+1).png")
+    (tmp_path / "photos" / "dog" / "001.png").rename(tmp_path / "photos" / "dog" / "-2+3.png")
+    train(RunConfig(dataset="photos", data=str(tmp_path / "photos"), epochs=1, batch_size=4, device="cpu",
+                    loader_workers=0), run_dir=tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "label_issues.csv") as handle:
+        files = sorted(row["file"] for row in csv.DictReader(handle))
+    assert "'@SUM(1+1).png" not in files  # the class folder comes first in the relative path
+    assert "dog/@SUM(1+1).png" in files and "dog/002.png" in files
+    assert all(name.startswith("'=cmd/") for name in files if "cmd" in name) and len(files) == 12

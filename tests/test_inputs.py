@@ -253,7 +253,7 @@ def _fit(model=None, **changes):
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"seed": 1.7}, "fit argument seed must be a whole number >= 0, got 1.7"),
+    ({"seed": 1.7}, "fit argument seed must be a whole number in \\[0, 9223372036854775807\\], got 1.7"),
     ({"epochs": "3"}, "fit argument epochs must be a whole number >= 1, got '3'"),
     ({"alpha": float("nan")}, "fit argument alpha must be a finite number > 0"),
     ({"reg_weight": float("nan")}, "fit argument reg_weight must be a finite number >= 0"),

@@ -557,3 +557,115 @@ def test_only_run_folder_writes_in_a_run_folder(tmp_path, capsys):
     outside += _writes_outside_run_folder_module([run, sweep / "runs"], detect_overwrite_sweep)
     assert sorted(p.name for p in (sweep / "runs").glob("*/result.json")) == ["result.json"] * 4
     assert outside == []
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.2: any sequence of kills leaves a folder that resumes to the uninterrupted run's files
+
+
+class _Killed(BaseException):
+    """A simulated kill -9: raised instead of a write, and at every write after it (a dead process
+    writes nothing more; no handler of ours catches a BaseException that is not KeyboardInterrupt)."""
+
+
+def _kill_at_write(monkeypatch, kill_now):
+    """Route every run-folder write (all go through `latentmix.io.atomic_write_bytes`) through a
+    recorder that raises `_Killed` instead of the write for which `kill_now(index, name)` is true,
+    and for every write after it. Returns the names written, in order."""
+    import latentmix.io
+    import latentmix.run_folder
+
+    real = latentmix.io.atomic_write_bytes
+    written, dead = [], []
+
+    def write(path, data):
+        name = Path(path).name
+        if dead or kill_now(len(written), name):
+            dead.append(name)
+            raise _Killed(name)
+        written.append(name)
+        real(path, data)
+
+    monkeypatch.setattr(latentmix.io, "atomic_write_bytes", write)
+    monkeypatch.setattr(latentmix.run_folder, "atomic_write_bytes", write)
+    return written
+
+
+def test_two_kills_at_every_write_boundary_leave_a_folder_that_resumes_exactly(tmp_path, monkeypatch):
+    """For each write of a run (config.json, then per epoch metrics.csv, selected_model.pt,
+    checkpoint.json, checkpoint.pt, timing.json, then the result files): kill the run just before
+    it; resume and kill again before the first write of the same file; resume to the end. The
+    result files must be the uninterrupted run's, byte for byte, and no temporary file is left.
+    The old checkpoint.json copied its "previous" digest from itself, so two kills between its two
+    writes left a valid checkpoint that the next resume called corrupt."""
+    config = _spiral_config(epochs=3, method="lr-m-dyr-h")
+
+    def run(run_dir, kill_now, resume):
+        with monkeypatch.context() as patch:
+            written = _kill_at_write(patch, kill_now)
+            try:
+                train(config, dataset=_small_spiral(), run_dir=run_dir, resume=resume, progress=False)
+            except _Killed:
+                pass
+        return written
+
+    straight = tmp_path / "straight"
+    names = run(straight, lambda index, name: False, resume=False)
+    assert names.count("checkpoint.json") == 3 and names.count("checkpoint.pt") == 3  # one pair per epoch
+    for index, name in enumerate(names):
+        run_dir = tmp_path / f"kill-{index}"
+        run(run_dir, lambda i, n: i == index, resume=False)
+        run(run_dir, lambda i, n: n == name, resume=True)  # the same point again, after the resume
+        run(run_dir, lambda i, n: False, resume=True)
+        for result_file in ("metrics.csv", "result.json", "label_issues.csv"):
+            assert (run_dir / result_file).read_bytes() == (straight / result_file).read_bytes(), (index, name)
+        assert not list(run_dir.glob(".*.tmp")), (index, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 25.3: a checkpoint copied from another run's folder does not resume
+
+
+def test_a_checkpoint_copied_from_another_run_is_refused_naming_the_differences(tmp_path, capsys):
+    """Run A (2 epochs, seed 0) and run B (3 epochs, seed 5); B's checkpoint pair copied into A,
+    whose result files are deleted: the old resume went on with B's 3 epochs under A's seed 0."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert main(_spiral_args(a, "--epochs", "2", "--seed", "0")) == 0
+    assert main(_spiral_args(b, "--epochs", "3", "--seed", "5")) == 0
+    for name in ("checkpoint.pt", "checkpoint.json"):
+        (a / name).write_bytes((b / name).read_bytes())
+    for name in ("result.json", "label_issues.csv"):
+        (a / name).unlink()
+    before = _snapshot(a)
+    capsys.readouterr()
+    assert main(_spiral_args(a, "--epochs", "2", "--seed", "0", "--resume")) == 2
+    err = _error_line(capsys)
+    assert "checkpoint.pt was saved by another run" in err
+    assert "epochs (was 2, now 3)" in err and "seed (was 0, now 5)" in err and "--overwrite" in err
+    assert _snapshot(a) == before
+
+
+def test_a_renamed_data_file_still_resumes(tmp_path, capsys):
+    """docs: data paths may change on resume; the run's `dataset` name, taken from the file's name,
+    changed with it and was refused as another setting."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(120, 4)).astype(np.float32)
+    np.savez(tmp_path / "good.npz", features=features, labels=(features[:, 0] > 0).astype(np.int64))
+    out = tmp_path / "run"
+    args = ["train", "--device", "cpu", "--quiet", "--epochs", "2", "--out", str(out)]
+    assert main([*args, "--data", str(tmp_path / "good.npz")]) == 0
+    (tmp_path / "good.npz").rename(tmp_path / "renamed.npz")
+    (out / "result.json").unlink()
+    assert main([*args, "--data", str(tmp_path / "renamed.npz"), "--resume"]) == 0, capsys.readouterr().err
+
+
+def test_a_resume_removes_the_temporary_files_of_interrupted_writes(tmp_path):
+    """issue 25.11: a kill inside an atomic write leaves `.NAME.XXXX.tmp`; the resume removes them
+    (and leaves the user's own files alone)."""
+    out = tmp_path / "run"
+    _interrupted_run(out)
+    (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (out / ".metrics.csv.x.tmp").write_text("epoch\n")
+    (out / "notes.tmp").write_text("the user's")
+    train(_spiral_config(), dataset=_small_spiral(), run_dir=out, resume=True, progress=False)
+    assert sorted(p.name for p in out.glob("*.tmp")) == ["notes.tmp"] and not list(out.glob(".*.tmp"))

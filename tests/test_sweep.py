@@ -503,3 +503,60 @@ def test_workers_share_a_postgresql_sweep_and_survive_a_kill(tmp_path, postgres_
     url = postgres_url.rsplit("/", 1)[0] + "/" + database
     figures = _kill_one_worker_mid_run(tmp_path, storage=url)
     assert figures["retries"] == 1
+
+
+def test_the_documented_postgresql_url_opens_the_store(postgres_url):
+    """issue 25.10: docs/sweeps.md shows `--storage postgresql://...`; SQLAlchemy 2.1 reads that as
+    psycopg 3, which the `postgres` extra does not install (the error was `No module named
+    psycopg`). The plain URL opens the store through psycopg2, here with a sweep of two runs."""
+    import importlib.util
+
+    from latentmix.sweep.store import SweepStore
+
+    assert postgres_url.startswith("postgresql+psycopg2://")
+    plain = "postgresql://" + postgres_url.split("://", 1)[1]
+    store = SweepStore(plain)
+    if importlib.util.find_spec("psycopg") is None:
+        assert store.url.startswith("postgresql+psycopg2://")
+    name = f"plain_url_{os.getpid()}_{int(time.time())}"
+    study, counts = store.prepare(name, [RunConfig(seed=0), RunConfig(seed=1)])
+    assert counts["added"] == 2 and len(SweepStore(plain).load(name).trials) == 2
+
+
+def test_a_helper_ends_when_its_parent_is_killed(tmp_path):
+    """issue 25.11: `sweep run --workers 2` killed with -9 left its helper training. Helpers are
+    started with `exit_with_parent`: here a parent starts a sleeping child that way and is killed;
+    the child must be gone (polled for up to 30 s, a liveness check, not a timing)."""
+    pytest.importorskip("ctypes")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux only")
+    child_pid_file = tmp_path / "child.pid"
+    parent_code = (
+        "import os, subprocess, sys, time\n"
+        "from latentmix.sweep.launch import exit_with_parent\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],"
+        " preexec_fn=exit_with_parent(os.getpid()))\n"
+        f"open({str(child_pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], env=env)
+    deadline = time.monotonic() + 60
+    while not (child_pid_file.exists() and child_pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(child_pid_file.read_text())
+    parent.kill()
+    parent.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            return False
+        return state != "Z"  # a zombie has ended (its parent, init, reaps it)
+
+    deadline = time.monotonic() + 30
+    while alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(child_pid):
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail("the child outlived its killed parent")

@@ -229,6 +229,18 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
         raise ConfigError(f"fit() takes no {', '.join(foreign)}: it trains the model you pass on the inputs you pass")
 
 
+def _check_trainable(model: nn.Module) -> None:
+    """The model has parameters that a gradient step changes: a model without parameters, or with
+    every one frozen (``requires_grad=False``), failed inside the optimizer or backward pass."""
+    parameters = list(model.parameters())
+    if not parameters:
+        raise ConfigError(f"model {type(model).__name__} has no parameters to train; give a model with trainable "
+                          "layers (nn.Linear, nn.Conv2d, ...)")
+    if not any(p.requires_grad for p in parameters):
+        raise ConfigError(f"every parameter of model {type(model).__name__} is frozen (requires_grad=False), so "
+                          "training cannot change it; unfreeze at least the output layer")
+
+
 def fit(
     model: nn.Module,
     train_inputs: InputsLike,
@@ -320,6 +332,11 @@ def fit(
     # The model's output width must hold every class: one forward on 2 samples says so (and that
     # the inputs fit the model) before training; without num_classes the model's width is C.
     dataset.num_classes = check_model_outputs(model, dataset, num_classes)
+    from dataclasses import replace
+
+    check_model_outputs(model, replace(dataset, train_inputs=dataset.val_inputs, train_labels=dataset.val_labels),
+                        dataset.num_classes, inputs_name="val_inputs")  # another width would fail at epoch 1's end
+    _check_trainable(model)
     method_obj = config.resolved_method()
     if mix_points is None and getattr(model, "mix_points", None) is None:
         if method_obj.mixes and any(layer > 0 for layer in method_obj.mix_layers):

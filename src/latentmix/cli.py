@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from latentmix.config_checks import check_output_folder
-from latentmix.errors import out_of_memory_reason
-from latentmix.errors import ConfigError
+from latentmix.config_checks import check_out_outside_data, check_output_folder
+from latentmix.errors import ConfigError, out_of_memory_reason
 from latentmix.runtime import prefer_passive_openmp_waiting, set_threads
 from latentmix.summary import RunSummary
 
@@ -28,12 +27,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `RunConfig` the run options of `args` give, checked, with errors naming the flags."""
-    from latentmix.config import RunConfig, cli_values
+    from latentmix.config import DEFAULTS, RunConfig, cli_values
+    from latentmix.data import DATASETS
 
     values = cli_values(args)
-    if values.get("data") and values.get("dataset") == "spiral":
-        # --data overrides --dataset: name the run after the file (its summary and default folder
-        # said "spiral", the --dataset default, before)
+    named = str(values.get("dataset") or "").strip().lower()
+    if values.get("data") and named in DATASETS and named not in (DEFAULTS["dataset"], "arrays"):
+        # the run trains on the file: a built-in data set's name beside it would be printed and
+        # recorded as what was trained on (issue 25.5); another name only names the run
+        raise ConfigError(f"--dataset {values['dataset']} is a built-in data set, but --data {values['data']} is what "
+                          "would be trained on: pass only --data for your own file or folder (with --dataset NAME "
+                          "only to name the run), or only --dataset for the built-in data set")
+    if values.get("data") and named == DEFAULTS["dataset"]:
+        # without a name of its own, the run is named after the file (its summary and default
+        # folder said "spiral", the --dataset default, before)
         values["dataset"] = Path(values["data"]).stem or "arrays"
     return RunConfig(**values).validate("cli")
 
@@ -51,6 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     set_threads(args.threads, config.dataset)
     out = Path(args.out) if args.out else Path("runs") / config.dataset / run_id(config)
+    check_out_outside_data(out, config.data)
     check_output_folder(out, "--out")
     # `train` accepts the command only for a new run, the run the folder holds (--resume) or with
     # --overwrite (latentmix.run_folder), before it changes anything in the folder.

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional, Union
 
 from latentmix.config_checks import (
-    MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of, text, warmup, whole_number,
+    MAX_SEED, MAX_STEP, MAX_WIDTH, boolean, device_name, fraction, layer_text, method_name, model_name, number, one_of,
+    text, warmup, whole_number,
 )
 from latentmix.errors import ConfigError
 from latentmix.correction import BOOTSTRAP_FORWARDS, TRACK_TRANSFORMS
@@ -158,13 +159,13 @@ class RunConfig:
         True, DATA, "relabel to a different class (default: uniform over all classes, as the paper)",
         check=boolean, flag="--noise-exclude-true-label", switch="off")
     noise_seed: Optional[int] = option(
-        None, DATA, "seed of the noisy labels (default: --seed)", parse=int, check=whole_number(0))
+        None, DATA, "seed of the noisy labels (default: --seed)", parse=int, check=whole_number(0, MAX_SEED))
     noisy_labels_file: Optional[str] = option(
         None, DATA, "real noisy labels, one per sample (.npy/.csv); not with --noise",
         check=text, flag="--noisy-labels", execution=True)
     seed: int = option(
         0, OPTIMISATION, "seed of the data order, mixing and model (default {default})",
-        parse=int, check=whole_number(0), spec_key="seeds", fit="seed")
+        parse=int, check=whole_number(0, MAX_SEED), spec_key="seeds", fit="seed")
     # fraction of the training set held out with its noisy labels for checkpoint selection
     # (None: the protocol's; 0: none)
     val_split: Optional[float] = option(
@@ -198,7 +199,7 @@ class RunConfig:
         check=text, fit=None, execution=True)
     data: Optional[str] = option(
         None, DATA, "your own .npz or .csv file, or a folder of images with one sub-folder per class (see "
-                    "docs/data.md); overrides --dataset",
+                    "docs/data.md); not with --dataset",
         check=text, spec_key="data", fit=None, execution=True)
     download: bool = option(
         False, DATA, "fetch the official CIFAR-10 archive (opt-in)",
@@ -343,6 +344,8 @@ def command_line(config: RunConfig) -> list[str]:
         value, flag = getattr(config, name), cli_flag(name)
         if value == DEFAULTS[name] and not (name == "dataset" and config.data is None):
             continue
+        if name == "dataset" and config.data is not None:  # the run is named after its --data
+            continue
         if flag is None:
             raise ConfigError(f"no `latentmix train` flag sets {name} (it would train with {DEFAULTS[name]!r}, "
                               f"not {value!r}): run it from Python or a sweep spec's [settings]")
@@ -401,6 +404,11 @@ def validate_run_config(config: Any, style: Naming = "cli") -> None:
             f"{field_name('noise', style)} {config.noise:g} adds synthetic noise, but "
             f"{field_name('noisy_labels_file', style)} {config.noisy_labels_file} already gives the noisy labels "
             f"(its own noise is what is trained on and measured): drop {field_name('noise', style)}")
+    if config.data_dir and (config.data or config.dataset == "spiral"):
+        reads = f"{field_name('data', style)} {config.data}" if config.data else "spiral, which is generated,"
+        raise ConfigError(f"{field_name('data_dir', style)} {config.data_dir} is not read: the run trains on {reads} "
+                          f"(it is the folder of cifar10, fashion-mnist, mnist or kmnist files): drop "
+                          f"{field_name('data_dir', style)}")
     if config.noise_kind == "asymmetric" and config.noise > 0:
         if config.data or config.dataset not in ASYMMETRIC_MAPS:
             raise ConfigError(

@@ -20,6 +20,9 @@ from latentmix.errors import ConfigError
 
 # Width multipliers of the CNNs beyond this give billions of weights (PreAct ResNet-18 x16: ~2.8e9).
 MAX_WIDTH = 16.0
+# The largest seed: torch's and NumPy's generators take 64-bit seeds, and a larger one was an
+# "Overflow when unpacking long long" traceback.
+MAX_SEED = 2**63 - 1
 # Largest learning rate / weight decay taken (SGD steps of lr x gradient; the protocols use <= 0.1).
 MAX_STEP = 1000.0
 
@@ -35,8 +38,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def whole_number(low: int) -> Callable[[Any], Optional[str]]:
-    return lambda v: None if _is_int(v) and v >= low else f"a whole number >= {low}"
+def whole_number(low: int, high: Optional[int] = None) -> Callable[[Any], Optional[str]]:
+    """A whole number from `low` on, at most `high`."""
+    if high is None:
+        return lambda v: None if _is_int(v) and v >= low else f"a whole number >= {low}"
+    return lambda v: None if _is_int(v) and low <= v <= high else f"a whole number in [{low}, {high}]"
 
 
 def number(low: float, *, strict: bool, high: Optional[float] = None) -> Callable[[Any], Optional[str]]:
@@ -132,3 +138,14 @@ def check_output_folder(path: Union[str, os.PathLike], name: str) -> Path:
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"{name} {path}: cannot write there ({reason}); choose a folder you can write to") from None
     return path
+
+
+def check_out_outside_data(out: Union[str, os.PathLike], data: Optional[str], name: str = "--out") -> None:
+    """A run folder is not inside a data folder (``--data photos --out photos/run``): the run's own
+    files would be read as data by the next run (an image folder's sub-folders are its classes)."""
+    if not data or not Path(data).is_dir():
+        return
+    out_path, data_path = Path(out).resolve(), Path(data).resolve()
+    if out_path == data_path or out_path.is_relative_to(data_path):
+        raise ConfigError(f"{name} {out} is inside --data {data}: the run's files would be read as data; give "
+                          f"{name} a folder outside the data folder")

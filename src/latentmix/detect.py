@@ -1,7 +1,8 @@
 """`latentmix detect RUN_DIR`: which training labels of a trained run are likely wrong.
 
 A finished run already wrote `label_issues.csv`. It is used as it is only when it matches the run
-(one row per training sample, each index once, the expected columns); otherwise, and for a run
+(one row per training sample, each index once, the expected columns, with the `file` column of a
+run on an image folder), so a finished run needs neither its data nor a writable folder; otherwise, and for a run
 that was stopped before it finished, it is rebuilt from the run's `config.json` and its verified
 last checkpoint: the per-sample losses of the run's last tracking pass (kept in the checkpoint;
 for a checkpoint without one, one eval-mode pass over the training set) get a fresh noise model,
@@ -18,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from latentmix.data import DATASETS
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, LABEL_ISSUES_NAME, RunFolder, run_fingerprints
 from latentmix.config import RunConfig
@@ -41,6 +43,13 @@ def label_issues_for(run_dir: str | Path) -> Path:
     if not folder.file(CHECKPOINT_NAME).exists():
         raise ConfigError(f"{path} {problem}, and {folder.path} has no {CHECKPOINT_NAME} to rebuild it from (the run "
                           "never finished an epoch, or ran without checkpoints); train it again with --overwrite")
+    config = record.get("config") or {}
+    source = (record.get("dataset_info") or {}).get("source")
+    if source in ("tensors", "dataset") or (
+            not config.get("data") and str(config.get("dataset", "")).strip().lower() not in DATASETS):
+        raise ConfigError(f"{path} {problem}, and the run trained on data given in Python (fit(), data set "
+                          f"{config.get('dataset')!r}), which detect cannot load to rebuild it; call fit() again with "
+                          "run_dir=... to write it")
     return detect_from_checkpoint(folder.path)
 
 
@@ -57,11 +66,11 @@ def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return f"is unreadable ({type(error).__name__})"
-    # a `file` column follows `index` where the rows are files (an image folder: run_folder.write_label_issues)
-    plain = [column for column in columns or [] if column != "file"]
-    if plain not in (LABEL_ISSUES_FIELDS, LABEL_ISSUES_FIELDS + ["truly_noisy"]) or (
-            "file" in (columns or []) and columns.index("file") != 1):
-        return f"has columns {columns or 'none'}, expected index[, file], {', '.join(LABEL_ISSUES_FIELDS[1:])}[, truly_noisy]"
+    if _without_file_column(columns) not in (LABEL_ISSUES_FIELDS, LABEL_ISSUES_FIELDS + ["truly_noisy"]):
+        return (f"has columns {columns or 'none'}, expected index[, file], {', '.join(LABEL_ISSUES_FIELDS[1:])}"
+                "[, truly_noisy]")
+    if columns and "file" in columns and any(not row["file"] for row in rows):
+        return "has a row without its file name"
     try:
         indices = sorted(int(row["index"]) for row in rows)
         for row in rows:
@@ -74,6 +83,14 @@ def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
     if indices != list(range(expected)):
         return f"has {len(rows)} rows ({len(set(indices))} distinct indices) for a run that scores {expected} samples"
     return None
+
+
+def _without_file_column(columns: Optional[list[str]]) -> Optional[list[str]]:
+    """The columns of a label_issues.csv without `file`, the second column of a run whose data name
+    their rows (an image folder: each image's path, `latentmix.run_folder.write_label_issues`)."""
+    if columns and len(columns) > 1 and columns[1] == "file":
+        return [columns[0], *columns[2:]]
+    return columns
 
 
 def detect_from_checkpoint(run_dir: str | Path) -> Path:
@@ -103,7 +120,12 @@ def detect_from_checkpoint(run_dir: str | Path) -> Path:
     result = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
                        last_val_acc=float("nan"), best_epoch=0,
                        **per_sample_results(view, setup.dataset, setup.labels, setup.holdout))
-    return folder.write_label_issues(result)
+    try:
+        return folder.write_label_issues(result)
+    except OSError as error:
+        raise ConfigError(f"cannot write {folder.file(LABEL_ISSUES_NAME)} ({error.strerror or type(error).__name__}): "
+                          "detect rebuilds it in the run folder; copy the run folder to a place you can write to, "
+                          "and run detect on the copy") from None
 
 
 def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> Tracked:

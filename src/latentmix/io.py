@@ -14,12 +14,22 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 
+def _process_umask() -> int:
+    """This process's umask (read by setting it, then set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename). The file
+    gets the mode a plain `open(path, "w")` would give (0666 less the umask): `mkstemp` creates
+    0600 files, and every run file was private whatever the user's umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_process_umask()) if hasattr(os, "fchmod") else None
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

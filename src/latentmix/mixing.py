@@ -205,6 +205,10 @@ class LatentMixer:
         self.mix_points: tuple[tuple[str, ...], ...] = tuple(
             (point,) if isinstance(point, str) else tuple(point) for point in mix_points
         )
+        repeated = sorted({"+".join(p) for p in self.mix_points if self.mix_points.count(p) > 1})
+        if repeated:  # two layer numbers for one place: a layer range would mix there twice as often
+            raise ConfigError(f"mix_points name {', '.join(repr(p) for p in repeated)} more than once; name each "
+                              "mix point once, in forward order")
         available = dict(model.named_modules())
         self._modules: list[list[nn.Module]] = []
         for point in self.mix_points:

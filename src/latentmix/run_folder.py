@@ -4,7 +4,8 @@ A run folder (``latentmix train --out DIR``, ``fit(run_dir=DIR)``) holds:
 
     config.json       the run's record: its settings, what they resolve to, and fingerprints (sha256)
                       of its data and training labels; written once, when a new run is accepted
-    checkpoint.pt     the state after the last complete epoch (plain tensors: loads weights_only)
+    checkpoint.pt     the state after the last complete epoch (plain tensors: loads weights_only) and
+                      the record of the run that saved it (a copy from another run is refused)
     checkpoint.json   the checkpoint's sha256, checked before `torch.load` sees the file
     metrics.csv       one row per epoch
     result.json       the summary of a finished run
@@ -92,19 +93,33 @@ def record_differences(saved: dict, new: dict) -> list[str]:
     ``"NAME (was OLD, now NEW)"``. The settings (`config`) are compared first; the resolved entries
     (protocol, warm-up, fingerprints, ...) only when the settings agree, because they follow from
     the settings and naming both would report one change twice."""
-    # The settings that say where or how fast a run executes may change (`latentmix.config`,
-    # `Option.execution`): a resume on another machine, a moved data file (the data themselves are
-    # compared by content, `data_sha256` and `labels_sha256`). Imported here: `latentmix report`
-    # reads run folders without torch.
-    from latentmix.config import EXECUTION_FIELDS
-
-    saved_config, new_config = saved.get("config") or {}, new.get("config") or {}
-    names = sorted((set(saved_config) | set(new_config)) - set(EXECUTION_FIELDS))
+    saved_config, new_config = _compared_config(saved.get("config")), _compared_config(new.get("config"))
+    names = sorted(set(saved_config) | set(new_config))
     found = [_difference(name, saved_config, new_config) for name in names]
     if not any(found):
         resolved = [name for name in new if name != "config" and name not in UNCOMPARED_ENTRIES]
         found = [_difference(name, saved, new) for name in resolved if name in saved]
     return [text for text in found if text]
+
+
+def _compared_config(config: Optional[dict]) -> dict:
+    """The settings of a record that a resume compares. Those that say where or how fast a run
+    executes may change (`latentmix.config`, `Option.execution`): a resume on another machine, a
+    moved data file (the data themselves are compared by content, `data_sha256` and
+    `labels_sha256`). So may the `dataset` name of a run on the user's own data (``--data``): it is
+    the file's or folder's name (`latentmix.cli.config_from_args`), and a renamed file holds the same
+    data. Imported here: `latentmix report` reads run folders without torch."""
+    from latentmix.config import EXECUTION_FIELDS
+
+    config = dict(config or {})
+    if config.get("data"):
+        config.pop("dataset", None)
+    return {name: value for name, value in config.items() if name not in EXECUTION_FIELDS}
+
+
+# The entry of a checkpoint that names the run that saved it: the run's record (config.json), so that
+# a checkpoint copied from another run's folder is refused by name of each difference (issue 25.3).
+RUN_RECORD_KEY = "run_record"
 
 
 class _NotRecorded:
@@ -209,6 +224,7 @@ class RunFolder:
     def __init__(self, path: str | Path, *, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
+        self.record: Optional[dict] = None  # the run's record, once `accept` took a command
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -245,19 +261,28 @@ class RunFolder:
         label_issues.csv (from `detect` at an earlier epoch) is removed, since it no longer
         describes the run."""
         import torch
+
+        from latentmix.config_checks import check_out_outside_data
         self.check_command(resume=resume, overwrite=overwrite)
         record = _as_json(record)
+        check_out_outside_data(self.path, (record.get("dataset_info") or {}).get("path"), name="run folder")
         holds_run = bool(self.present())
         if resume and self.writer and holds_run:
             self._check_same_run(record)
         state = None
+        if resume and not self.file(CHECKPOINT_NAME).exists() and self._checksums().get("previous_sha256"):
+            raise ConfigError(f"{self.file(CHECKPOINT_NAME)} is missing, but {CHECKSUM_NAME} records checkpoints of "
+                              "several epochs: the resume would start again from epoch 1; put the checkpoint back, "
+                              "or pass --overwrite to start afresh")
         if resume and self.file(CHECKPOINT_NAME).exists():
             state = self.load_checkpoint(device)
             if not torch.equal(state["noisy_labels"].to(noisy_labels.device), noisy_labels):
                 raise ConfigError(f"{self.file(CHECKPOINT_NAME)} was written with other noisy labels than this run "
                                   "makes; resume with the run's data and labels, or pass --overwrite")
+        self.record = self.saved_record() if resume and holds_run else record
         if not self.writer:
             return state
+        self._remove_temporary_files()
         if overwrite:
             for name in self.present():
                 self.file(name).unlink()
@@ -275,6 +300,15 @@ class RunFolder:
         if not self.file(CONFIG_NAME).exists():
             raise ConfigError(f"{self.path} has no {CONFIG_NAME}: it is not a latentmix run folder; give the --out "
                               "folder of a latentmix train run")
+
+    def _remove_temporary_files(self) -> None:
+        """The temporary files of writes that a kill interrupted (`latentmix.io.atomic_write_bytes`
+        names them ``.NAME.XXXX.tmp``): never renamed over their file, they hold nothing a run needs."""
+        if not self.path.is_dir():
+            return
+        for name in RUN_FILES:
+            for leftover in self.path.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def saved_record(self) -> dict:
         """config.json, read; a missing or unreadable one is a clear error."""
@@ -305,15 +339,22 @@ class RunFolder:
 
         The checksum file is written first and keeps the digest of the checkpoint it replaces, so
         that a process killed between the two writes leaves a pair that still verifies (the old
-        checkpoint, named as "previous")."""
+        checkpoint, named as "previous"). That digest is computed from the file on disk, not copied
+        from checkpoint.json: after a kill between the two writes, checkpoint.json names a
+        checkpoint that was never written, and a second kill at the same point of the resumed run
+        would otherwise leave a checksum file that names neither the file on disk nor its
+        predecessor (issue 25.2)."""
         import torch
 
         if not self.writer:
             return
+        record = self.record if self.record is not None else self._record_if_any()
+        if record is not None:
+            state = {**state, RUN_RECORD_KEY: record}
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
-        previous = self._checksums().get("sha256") if self.file(CHECKPOINT_NAME).exists() else None
+        previous = _file_sha256(self.file(CHECKPOINT_NAME))
         atomic_write_json(self.file(CHECKSUM_NAME), {"file": CHECKPOINT_NAME, "sha256": hashlib.sha256(data).hexdigest(),
                                                       "previous_sha256": previous})
         atomic_write_bytes(self.file(CHECKPOINT_NAME), data)
@@ -327,16 +368,42 @@ class RunFolder:
         data = path.read_bytes()
         checksums = self._checksums()
         if not checksums:
+            if self.file(CHECKSUM_NAME).exists():
+                raise ConfigError(f"{self.file(CHECKSUM_NAME)} is damaged (not the JSON latentmix writes), so {path} "
+                                  "cannot be verified; restore it, or pass --overwrite to start the run afresh")
             raise ConfigError(f"{path} has no checksum file {CHECKSUM_NAME} (written by an older latentmix, or lost), "
                               "so it cannot be verified; pass --overwrite to start the run afresh")
         if hashlib.sha256(data).hexdigest() not in (checksums.get("sha256"), checksums.get("previous_sha256")):
             raise ConfigError(f"{path} is corrupt: its sha256 differs from the one in {CHECKSUM_NAME} (damaged on disk "
                               "or in a copy); restore it, or pass --overwrite to start the run afresh")
         try:
-            return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
             raise ConfigError(f"checkpoint {path} is unreadable or corrupt ({type(error).__name__}); "
                               "pass --overwrite to start the run afresh") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"checkpoint {path} holds a {type(state).__name__}, not a latentmix checkpoint; "
+                              "pass --overwrite to start the run afresh")
+        self._check_checkpoint_run(state)
+        return state
+
+    def _record_if_any(self) -> Optional[dict]:
+        """config.json's record, or None when the folder has none (a checkpoint written on its own)."""
+        return self.saved_record() if self.file(CONFIG_NAME).exists() else None
+
+    def _check_checkpoint_run(self, state: dict) -> None:
+        """The checkpoint was saved by the run config.json records: a checkpoint copied from another
+        run's folder (other seed, epochs, data) would otherwise continue under this run's name.
+        A checkpoint without a record (an older latentmix) is taken as it is."""
+        saved = state.get(RUN_RECORD_KEY)
+        folder_record = self._record_if_any()
+        if not isinstance(saved, dict) or folder_record is None:
+            return
+        differences = record_differences(folder_record, saved)
+        if differences:
+            raise ConfigError(f"{self.file(CHECKPOINT_NAME)} was saved by another run than {self.file(CONFIG_NAME)} "
+                              f"records ({'; '.join(differences)}: 'was' is this folder's run, 'now' the "
+                              "checkpoint's); put back this run's checkpoint, or pass --overwrite to start afresh")
 
     def _checksums(self) -> dict:
         try:
@@ -392,7 +459,17 @@ class RunFolder:
         import torch
 
         path = self.file(SELECTED_NAME)
-        return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - truncated, damaged or not a weights file: one meaning
+            raise ConfigError(f"{path} is unreadable or corrupt ({type(error).__name__}); delete it to resume (the "
+                              "next selected epoch writes it again), or pass --overwrite") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{path} holds a {type(state).__name__}, not model weights; delete it to resume, or pass "
+                              "--overwrite")
+        return state
 
     def write_label_issues(self, result: Any) -> Path:
         """label_issues.csv from a result's per-sample arrays (`write_label_issues`); its path."""
@@ -409,13 +486,32 @@ class RunFolder:
 
     def read_result(self) -> Optional[dict]:
         """The summary in result.json; None when the run has not finished, or when the file cannot
-        be read (a half-written one cannot exist, but a hand-edited one can: a caller that must
-        tell the two apart checks `file(RESULT_NAME).exists()`)."""
+        be read or holds text where a number belongs (a half-written one cannot exist, but a
+        hand-edited one can: a caller that must tell the two apart checks
+        `file(RESULT_NAME).exists()`)."""
+        from latentmix.summary import NUMBER_KEYS
+
         try:
             summary = json.loads(self.file(RESULT_NAME).read_text())
         except (OSError, ValueError):
             return None
-        return summary if isinstance(summary, dict) else None
+        if not isinstance(summary, dict):
+            return None
+        numbers_ok = all(summary.get(key) is None or (isinstance(summary[key], (int, float))
+                                                      and not isinstance(summary[key], bool)) for key in NUMBER_KEYS)
+        return summary if numbers_ok else None  # a hand-edited value ("high") is damage, not a number
+
+
+def _file_sha256(path: Path) -> Optional[str]:
+    """The sha256 of a file's bytes, read in 1 MiB blocks; None when there is no such file."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,13 +566,25 @@ def write_label_issues(path: Path, result: Any) -> None:
                                            if key in extra else np.full(len(extra["index"]), None)])
     names = getattr(result, "sample_names", None)
     if names is not None:  # which file each row is (an image folder), beside its row number
-        columns = {"index": columns["index"], "file": np.asarray([names[int(row)] for row in columns["index"]], dtype=object),
+        columns = {"index": columns["index"],
+                   "file": np.asarray([spreadsheet_safe(names[int(row)]) for row in columns["index"]], dtype=object),
                    **{key: value for key, value in columns.items() if key != "index"}}
     order = ranking_order(columns["p_noisy"].astype(float),
                           columns["loss"].astype(float) if "loss" in columns else np.zeros(len(columns["p_noisy"])))
     fieldnames = list(columns)
     rows = [{key: _plain(columns[key][i]) for key in fieldnames} for i in order]
     atomic_write_csv(path, rows, fieldnames)
+
+
+# The first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: one that starts like a formula (an image named
+    ``=HYPERLINK(...).png``, a class folder ``+cmd``) gets a leading ``'``, as OWASP's CSV-injection
+    page advises; every other text is unchanged."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _plain(value: Any) -> Any:

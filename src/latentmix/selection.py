@@ -298,7 +298,10 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
             continue
         members = np.flatnonzero(labels == cls)
         val_parts.append(rng.choice(members, size=int(k), replace=False))
-    val_index = np.sort(np.concatenate(val_parts)) if val_parts else np.zeros(0, dtype=np.int64)
+    if not val_parts:
+        raise ConfigError(f"the validation split of {n} samples is empty: every class has one sample only, and each "
+                          "class keeps one for training; provide more samples per class, or explicit val_* arrays")
+    val_index = np.sort(np.concatenate(val_parts))
     mask = np.ones(n, dtype=bool)
     mask[val_index] = False
     return np.flatnonzero(mask), val_index

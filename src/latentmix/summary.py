@@ -135,3 +135,6 @@ class RunSummary:
 
 # Every summary field that can go into a file, in file order.
 SUMMARY_KEYS = tuple(f.name for f in fields(RunSummary) if f.name not in ("keys", "extra"))
+# The fields that hold a number (or null): a result.json with text there ("high") was formatted as
+# a number by `detect` and `report`, a traceback.
+NUMBER_KEYS = tuple(f.name for f in fields(RunSummary) if f.type in ("Optional[float]", "Optional[int]", "float", "int"))

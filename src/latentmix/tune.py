@@ -238,11 +238,23 @@ def add_tune_arguments(parser) -> None:
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def check_search_options(sampler_seed: Optional[int], timeout: Optional[float]) -> None:
+    """`--sampler-seed` is a seed Optuna's TPE sampler takes (NumPy's legacy seeding: 0..2**32-1;
+    -1 was a traceback) and `--timeout` a positive number of seconds (-1 said "no trial finished")."""
+    if sampler_seed is not None and not 0 <= sampler_seed <= 2**32 - 1:
+        raise ConfigError(f"--sampler-seed must be a whole number in [0, 4294967295] (the TPE sampler's seed), got "
+                          f"{sampler_seed}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds (when to stop starting trials), got "
+                          f"{timeout}; omit it to run every trial")
+
+
 def main(args: argparse.Namespace, base: RunConfig) -> int:
     """`latentmix tune`: `base` is the run the command line describes (its fixed dimensions)."""
     from latentmix.config_checks import check_output_folder
     from latentmix.runtime import set_threads
 
+    check_search_options(args.sampler_seed, args.timeout)
     set_threads(args.threads, base.dataset)  # trials are single tiny runs on spirals: one thread
     fixed_layers, fixed_alpha, fixed_correction = base.layers, base.alpha, base.correction
     name = Path(base.data).stem if base.data else base.dataset

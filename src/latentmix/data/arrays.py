@@ -77,9 +77,74 @@ _DEFAULT_CLEAN_KEYS = ("clean_labels", "clean_label")
 # reading files
 
 
+# An .npz entry may expand at most this many times from its compressed size (once past
+# `EXPANSION_FLOOR`): numeric arrays deflate 1-20x, a zip bomb ~1000x (deflate's ceiling is 1032x).
+MAX_EXPANSION = 200
+EXPANSION_FLOOR = 64 << 20
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of physical memory free now (Linux, macOS: sysconf); None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _npy_header(member: Any) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the header of a .npy stream, reading the header only."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version in readers:
+        shape, _, dtype = readers[version](member)
+    else:  # version 3.0 (utf-8 field names): numpy has no public reader for it
+        shape, _, dtype = fmt._read_array_header(member, version)
+    return tuple(shape), dtype
+
+
+def check_npz_sizes(path: Path, memory: Optional[int] = None) -> None:
+    """Every entry of an .npz, from the zip's directory and each .npy header (no array is read):
+    its declared size is what its header's shape and dtype need (a header that asks for more is
+    a crafted file: numpy allocates the header's shape before reading), it expands at most
+    `MAX_EXPANSION`-fold from its compressed size (a zip bomb: a 2 MB file that decompresses to
+    2 GB), and all of them together fit in the free memory (`memory`, default `available_memory`).
+    Each refusal names the entry, the sizes and the limit."""
+    memory = available_memory() if memory is None else memory
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name, declared = info.filename, info.file_size
+                if declared > EXPANSION_FLOOR and declared > MAX_EXPANSION * max(info.compress_size, 1):
+                    raise ConfigError(
+                        f"{path}: entry {name!r} declares {declared:,} bytes from {info.compress_size:,} compressed "
+                        f"({declared // max(info.compress_size, 1):,}-fold; the limit is {MAX_EXPANSION}-fold above "
+                        f"{EXPANSION_FLOOR >> 20} MiB): a zip bomb, or an array of one repeated value; if it is real, "
+                        "save it with numpy.savez (uncompressed)")
+                with archive.open(info) as member:
+                    try:
+                        shape, dtype = _npy_header(member)
+                    except (ValueError, EOFError) as error:
+                        raise ConfigError(f"{path}: entry {name!r} is not a .npy array ({error}); save the arrays "
+                                          "with numpy.savez") from None
+                    needed = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if needed != declared:
+                    raise ConfigError(f"{path}: array {name!r} declares shape {shape} of {dtype} ({needed:,} bytes "
+                                      f"with its header), but its entry holds {declared:,} bytes: the file is damaged "
+                                      "or crafted; save it again with numpy.savez")
+                total += declared
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, NotImplementedError, RuntimeError) as error:
+        raise ConfigError(f"{path} is not a readable .npz archive: {error}") from None
+    if memory is not None and total > memory:
+        raise ConfigError(f"{path} holds {total:,} bytes of arrays, more than the {memory:,} bytes of memory free on "
+                          "this machine (the limit): use a machine with more memory, or a smaller file")
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"{path} is not a readable .npz archive (not a zip file); save it with numpy.savez")
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -108,6 +173,10 @@ def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
         header = [name.strip() for name in header]
         if not any(header):
             raise ConfigError(f"{path}: the first row must be a header naming the columns")
+        if not all(header):
+            position = header.index("") + 1
+            raise ConfigError(f"{path}: column {position} of the header has no name; name every column (a blank "
+                              "one would be read as a feature)")
         if len(set(header)) != len(header):
             dups = sorted({h for h in header if header.count(h) > 1})
             raise ConfigError(f"{path}: duplicate column names in the header: {dups}")
@@ -127,6 +196,8 @@ def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
             values = []
             for column, cell in zip(header, row):
                 try:
+                    if "_" in cell:  # Python's float() reads 1_000 as 1000; CSV numbers have no separators
+                        raise ValueError(cell)
                     values.append(float(cell))
                 except ValueError:
                     raise ConfigError(f"{path}, row {line_no}, column {column!r}: non-numeric value {cell!r}; "
@@ -144,6 +215,9 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
         raise ConfigError(f"noisy labels file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        if zipfile.is_zipfile(path):
+            raise ConfigError(f"noisy labels file {path} is an .npz archive (numpy.savez), not one .npy array: save the "
+                              "labels alone with numpy.save, or as .csv with one integer per line")
         try:
             labels = np.load(path, allow_pickle=False)
         except Exception as exc:
@@ -200,6 +274,8 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
                               f"(e.g. {first})")
     elif labels.dtype.kind not in "iu":
         raise ConfigError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+    if labels.dtype.kind in "fu":  # before the cast: 1e20 or a uint64 above 2**63 wrap to negative int64
+        check_class_count(int(labels.max()), what)
     labels = labels.astype(np.int64)
     if labels.min() < 0:
         raise ConfigError(f"{what}: labels must be class ids >= 0, found {int((labels < 0).sum())} negative "
@@ -262,6 +338,12 @@ def _check_finite(array: np.ndarray, key: str) -> None:
             n_nan = int(np.isnan(array).sum())
             raise ConfigError(f"input array {key!r} contains {int(bad.sum())} non-finite values "
                               f"({n_nan} NaN, {int(bad.sum()) - n_nan} inf); clean or impute them first")
+        largest = float(np.abs(array).max()) if array.size else 0.0
+        if array.dtype.itemsize > 4 and largest > float(np.finfo(np.float32).max):
+            # the inputs are trained on as float32: these would become inf (and the run "diverge")
+            raise ConfigError(f"input array {key!r} holds values up to {largest:.3g}, beyond float32's range "
+                              f"(±{np.finfo(np.float32).max:.3g}) that training uses; rescale it (e.g. log or "
+                              "standardise the column)")
 
 
 def _check_token_ids(array: np.ndarray, key: str) -> None:

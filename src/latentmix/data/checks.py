@@ -63,7 +63,7 @@ def check_dataset(dataset: Any) -> None:
 
 
 def check_model_outputs(model: Any, dataset: Any, num_classes_given: Optional[int] = None,
-                        what: str = "model") -> int:
+                        what: str = "model", inputs_name: str = "train_inputs") -> int:
     """One forward of `model` on two training samples (eval mode, no gradients, the RNG untouched):
     the inputs must fit it and it must return (2, C) logits with C >= the number of classes.
     Returns C, the number of classes to train with."""
@@ -80,7 +80,7 @@ def check_model_outputs(model: Any, dataset: Any, num_classes_given: Optional[in
             logits = model(sample)
     except Exception as error:  # noqa: BLE001 - any failure here means the inputs do not fit the model
         detail = " ".join(str(error).split())[:300]
-        raise ConfigError(f"{what} cannot take train_inputs (a forward on 2 samples of shape "
+        raise ConfigError(f"{what} cannot take {inputs_name} (a forward on 2 samples of shape "
                           f"{_shapes(sample)} failed: {type(error).__name__}: {detail}); give inputs of the shape "
                           "the model expects") from None
     finally:

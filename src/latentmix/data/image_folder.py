@@ -13,7 +13,8 @@ validation set, as for a data file (`latentmix.data.arrays`).
 The scan reads each file's header only (size and mode, no pixels), so a bad folder is one clear
 error before training: no class folders, one class, an image Pillow cannot read, or images of
 different sizes (the model takes one size: resize them first). Items are ``(uint8 tensor
-(C, H, W), class id)``; the training transform scales them to [-1, 1] as ``(x / 255 - 0.5) / 0.5``,
+(C, H, W), class id)``, upright by their EXIF orientation, 16-bit greyscale scaled by its bit depth
+and alpha dropped (`image_pixels`); the training transform scales them to [-1, 1] as ``(x / 255 - 0.5) / 0.5``,
 a fixed normalisation, because statistics of the data would need a pass over every image.
 """
 
@@ -31,6 +32,10 @@ from latentmix.errors import ConfigError
 __all__ = ["ImageFolder", "load_image_folder", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The most pixels an image may have (4096 x 4096: 48 MiB as RGB uint8), checked from its header
+# before any pixel is decoded: a 30000 x 30000 PNG of a few kB decodes to 2.7 GB (a decompression
+# bomb), and every image of a batch is held at once.
+MAX_IMAGE_PIXELS = 4096 * 4096
 VAL_FOLDER_NAMES = ("val", "validation", "test")
 
 
@@ -75,12 +80,15 @@ class ImageFolder(torch.utils.data.Dataset):
 
 
 def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
-    """One image as uint8 (C, H, W) in `mode`; a file that Pillow cannot decode, or whose size
+    """One image as uint8 (C, H, W) in `mode` ("L" or "RGB"), upright by its EXIF orientation and
+    scaled from its own bit depth (`image_pixels`); a file that Pillow cannot decode, or whose size
     differs from the scan's, is a `ConfigError` naming it."""
     Image = _pillow()
     try:
-        with Image.open(path) as image:
-            pixels = np.array(image.convert(mode))  # a writable copy
+        with _open_image(path) as image:
+            pixels = image_pixels(image, mode)
+    except ConfigError:
+        raise
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save it") from None
     if (pixels.shape[1], pixels.shape[0]) != tuple(size):
@@ -90,21 +98,135 @@ def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
+# Pillow's modes of 16-bit greyscale (a 16-bit PNG opens as "I;16", older Pillows "I"): their
+# values span 0..65535, and Pillow's ``convert("L")`` clips them at 255 instead of scaling them,
+# so a 16-bit image would read as nearly all white.
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# Modes read as one grey channel; every other mode (palette, RGB(A), CMYK, YCbCr, ...) as RGB.
+GREY_MODES = frozenset({"1", "L", "LA", "La", *SIXTEEN_BIT_GREY})
+# EXIF orientations (tag 0x0112) 5-8 turn the image by 90 degrees: width and height swap.
+_TURNED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_pixels(image: Any, mode: str) -> np.ndarray:
+    """The pixels of an open Pillow image as uint8 in `mode` ("L": (H, W), "RGB": (H, W, 3)).
+
+    * EXIF orientation: turned upright (`PIL.ImageOps.exif_transpose`), as a viewer shows the
+      photo; a camera's portrait JPEG is stored sideways with an orientation tag.
+    * 16-bit greyscale (`SIXTEEN_BIT_GREY`): scaled by its bit depth, ``round(v * 255 / 65535)``
+      (PNG spec 12.5, sample depth scaling: the maximum maps to the maximum), not clipped.
+    * alpha (LA, RGBA, palette transparency): dropped, the colour kept, as torchvision's default
+      loader does (``convert("RGB")``).
+    * palette, CMYK, YCbCr and bilevel images: Pillow's conversion to `mode`."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in SIXTEEN_BIT_GREY:
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):  # a 32-bit "I" image (not PNG/JPEG)
+            raise ValueError(f"{image.mode} pixel values {values.min()}..{values.max()} are not 16-bit")
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535), in integers
+        return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # Pillow's advice for palettes with transparency (else a warning)
+    if image.mode == "LA" and mode == "RGB":
+        image = image.convert("L")
+    return np.array(image.convert(mode))  # a writable copy
+
+
+def displayed_size(image: Any) -> tuple[int, int]:
+    """(W, H) of an open image as `image_pixels` returns it: swapped when its EXIF orientation
+    turns it by 90 degrees. Read from the header's EXIF block (a JPEG's APP1, a PNG's eXIf before
+    the pixels), so no pixels are decoded."""
+    width, height = image.size
+    exif = image.info.get("exif")
+    if not exif:
+        return width, height
+    from PIL import Image
+
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        orientation = tags.get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: exif_transpose ignores it too
+        return width, height
+    return (height, width) if orientation in _TURNED_ORIENTATIONS else (width, height)
+
+
+# Files that only a latentmix run folder holds: a sub-folder with one is a run's output, not a class.
+_RUN_FOLDER_MARKS = ("checkpoint.json", "checkpoint.pt", "metrics.csv", "label_issues.csv", "result.json")
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """The classes of an image folder: each visible sub-folder that holds at least one image, with
+    its images (sorted; hidden files such as macOS's ``._x.png`` skipped). A sub-folder without
+    images (``logs/``, an empty ``new/``) is not a class: as a class, it would widen the output
+    layer by a class that no sample has. A latentmix run folder inside the data is refused: its
+    files are the run's output, and a run trained with it among its classes (issue 25.4) is not
+    the user's data."""
+    classes = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        names = {p.name for p in folder.iterdir()}
+        if any(mark in names for mark in _RUN_FOLDER_MARKS):
+            raise ConfigError(f"{folder} is a latentmix run folder inside the data folder {root}: its files would be "
+                              "read as data; move it out, and give --out a folder outside --data")
+        images = sorted(p for p in folder.iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+        if images:
+            classes[folder.name] = images
+    return classes
+
+
+def _check_links(root: Path, files: list[Path]) -> None:
+    """Every image is a file inside `root`, read once: a link (of the image or of its class
+    folder) that leads outside the folder is refused, since the folder given is what the run
+    says it trained on; so is a second path to one file (a linked class folder would label the
+    same images twice)."""
+    inside, seen = root.resolve(), {}
+    for path in files:
+        target = path.resolve()
+        if not target.is_relative_to(inside):
+            raise ConfigError(f"{path} is a link to {target}, outside {root}: latentmix reads only the images inside "
+                              "the folder it is given; copy the image in, or remove the link")
+        if target in seen:
+            raise ConfigError(f"{path} and {seen[target]} are one file ({target}), through a link: each image must "
+                              "be in one class folder once; remove the link")
+        seen[target] = path
+
+
+def _open_image(path: Path) -> Any:
+    """`PIL.Image.open`, refusing an image of more than `MAX_IMAGE_PIXELS` pixels from its header
+    (Pillow's own `DecompressionBombError`, raised above 2 x 89 M pixels, becomes the same
+    error)."""
+    Image = _pillow()
+    limit = f"latentmix reads images of at most {MAX_IMAGE_PIXELS:,} pixels (4096 x 4096): downscale it"
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ConfigError(f"image {path} is too large to decode ({error}); {limit}") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise ConfigError(f"image {path} is {width}x{height} ({width * height:,} pixels); {limit}")
+    return image
+
+
 def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     """(classes, files, targets, size, mode) of an image folder, from the file headers; every
     problem a `ConfigError` naming the path, what was found and the fix."""
     Image = _pillow()
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder; give a folder with one sub-folder of images per class")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images_of = class_folders(root)
+    found = sorted(images_of)
     if classes is not None and found != classes:
         raise ConfigError(f"{root} has class folders {found}, the training folder has {classes}; give both the same "
                           "class sub-folders")
     files, targets = [], []
     for class_id, name in enumerate(found):
-        images = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        files += images
-        targets += [class_id] * len(images)
+        files += images_of[name]
+        targets += [class_id] * len(images_of[name])
+    _check_links(root, files)
     if not files:
         raise ConfigError(f"{root} holds no images: put PNG or JPEG files ({', '.join(IMAGE_SUFFIXES)}) in one "
                           f"sub-folder per class, e.g. {root}/cat/1.png and {root}/dog/2.png")
@@ -115,9 +237,11 @@ def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     sizes, modes = {}, set()
     for path in files:
         try:
-            with Image.open(path) as image:
-                sizes.setdefault(image.size, path)
+            with _open_image(path) as image:
+                sizes.setdefault(displayed_size(image), path)
                 modes.add(image.mode)
+        except ConfigError:
+            raise
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read image {path} ({type(error).__name__}: {error}); remove or re-save "
                               "it") from None
@@ -125,13 +249,26 @@ def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
         (size_a, path_a), (size_b, path_b) = list(sizes.items())[:2]
         raise ConfigError(f"{root} mixes image sizes: {path_a} is {size_a[0]}x{size_a[1]}, {path_b} is "
                           f"{size_b[0]}x{size_b[1]}; resize every image to one size first")
-    grey = modes <= {"L", "1", "I;16", "I", "P"} and "P" not in modes  # palette images may hold colour
+    grey = modes <= GREY_MODES  # palette images may hold colour: RGB
     return found, files, targets, next(iter(sizes)), "L" if grey else "RGB"
 
 
 def scale_images(batch: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [-1, 1]: ``(x / 255 - 0.5) / 0.5``."""
     return (batch.float() / 255.0 - 0.5) / 0.5
+
+
+def _check_split_pair(root: Path, split_names: list[str]) -> None:
+    """`train/` comes with a validation folder, and a validation folder with `train/`: one of the
+    two alone is neither layout (the other folders would be read as one class each)."""
+    has_train = (root / "train").is_dir()
+    if has_train and not split_names and not class_folders(root).get("train"):
+        raise ConfigError(f"{root} has a train/ folder but no val/ (or validation/, test/) beside it: add the "
+                          f"validation folder with the same class sub-folders, or put the class folders directly in "
+                          f"{root} to hold out --val-split of the images")
+    if split_names and not has_train and not class_folders(root).get(split_names[0]):
+        raise ConfigError(f"{root} has a {split_names[0]}/ folder but no train/ beside it: put the training images "
+                          f"in {root}/train/<class>/, or the class folders directly in {root}")
 
 
 def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None, seed: int = 0,
@@ -148,6 +285,7 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
         raise ConfigError(f"--noisy-labels is not read with an image folder ({root}): its class sub-folders are the "
                           "labels; move the images to the folders of their given labels")
     split_names = [name for name in VAL_FOLDER_NAMES if (root / name).is_dir()]
+    _check_split_pair(root, split_names)
     if (root / "train").is_dir() and split_names:
         train = ImageFolder(root / "train")
         val = ImageFolder(root / split_names[0], classes=train.classes)

@@ -126,6 +126,12 @@ def collate_inputs(samples: Sequence[Any]) -> Any:
     first axis, tuples stay tuples (torch's `default_collate` turns them into lists), dicts stay dicts."""
     first = samples[0]
     if isinstance(first, torch.Tensor):
+        shapes = sorted({tuple(sample.shape) for sample in samples})
+        if len(shapes) > 1:  # torch.stack's own error was a traceback from inside the DataLoader
+            from latentmix.errors import ConfigError
+
+            raise ConfigError(f"the data set's items have inputs of different shapes ({shapes[0]} and {shapes[1]}); "
+                              "a batch needs one shape: pad, crop or resize every item to one")
         return torch.stack(list(samples))
     if isinstance(first, Mapping):
         return {key: collate_inputs([sample[key] for sample in samples]) for key in first}

@@ -71,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown reproduce target {args.target!r}: choose one of {', '.join(TARGETS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (parallel run processes; 1 runs them in this process), got "
+                          f"{args.workers}")
     check_run_arguments(args)
     out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
     from latentmix.runtime import set_threads
@@ -95,7 +98,9 @@ def check_run_arguments(args: argparse.Namespace) -> None:
     from latentmix.config import RunConfig
 
     width = getattr(args, "width", None)
-    RunConfig(epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
+    # the target's data set: --data-dir is read by the file-based ones only (spiral is generated)
+    dataset = {"multimodal": "fashion-mnist-multimodal"}.get(args.target, args.target)
+    RunConfig(dataset=dataset, epochs=args.epochs, alpha=args.alpha, width=1.0 if width is None else width,
               device=getattr(args, "device", None) or "auto", model=getattr(args, "model", None),
               data_dir=getattr(args, "data_dir", None)).validate("cli")
 

@@ -98,8 +98,27 @@ def _build(key: str, name: Optional[str], dataset, width: float) -> nn.Module:
         channels, _ = _image_shape(inputs, key)
         return PreActResNet18(num_classes=num_classes, in_channels=channels, width=width)
     if key in ("auto", "text", "fusion"):
-        return small.model_for_inputs(dataset, num_classes, dataset.info.get("input_kinds"))
+        model = small.model_for_inputs(dataset, num_classes, dataset.info.get("input_kinds"))
+        _check_named_model(key, model, dataset)
+        return model
     raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+
+
+# The inputs each input-picked model needs (`small.model_for_inputs` picks by the inputs' kinds).
+_NAMED_INPUT_MODELS = {"text": ("TextClassifier", "integer token ids (N, T)"),
+                       "fusion": ("FusionNet", "several inputs (a dict: one array per modality)")}
+
+
+def _check_named_model(key: str, model: nn.Module, dataset) -> None:
+    """`--model text` / `--model fusion` name a model that only fits some inputs: the model the
+    inputs pick must be that one, else the run would record "text" and train an MLP (issue 25.5)."""
+    if key not in _NAMED_INPUT_MODELS:
+        return
+    class_name, needs = _NAMED_INPUT_MODELS[key]
+    if type(model).__name__ != class_name:
+        kinds = dataset.info.get("input_kinds") or _input_sizes(dataset.train_inputs)
+        raise ConfigError(f"--model {key} needs {needs}; the inputs of {dataset.name} are {kinds} (they take "
+                          f"{type(model).__name__}): omit --model to use that one")
 
 
 def _feature_dim(inputs, key: str) -> int:

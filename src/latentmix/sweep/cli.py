@@ -79,7 +79,18 @@ def _overrides(args: argparse.Namespace, spec: Optional[SweepSpec]) -> dict:
     return overrides
 
 
+def check_worker_options(args: argparse.Namespace) -> None:
+    """`--population` runs trained together (>= 1; 0 trained one run alone, as --sequential does,
+    without saying so) and, for `sweep run`, `--workers` processes (>= 1)."""
+    if args.population < 1:
+        raise ConfigError(f"--population must be >= 1 (runs one worker trains together), got {args.population}; "
+                          "--sequential trains every run on its own")
+    if getattr(args, "workers", 1) < 1:
+        raise ConfigError(f"--workers must be >= 1 (worker processes on this machine), got {args.workers}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    check_worker_options(args)
     spec = load_spec(args.spec)
     if args.sequential and all(config.dataset == "spiral" for config in spec.configs):
         from latentmix.runtime import set_threads
@@ -108,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_work(args: argparse.Namespace) -> int:
+    check_worker_options(args)
     check_output_folder(args.out, "--out")
     store = SweepStore(args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, max_retry=args.max_retry)
     study = store.load(args.study)

@@ -85,5 +85,24 @@ def _spawn_helper(url: str, name: str, out_dir: Path, workers: int, *, vectorize
         command += ["--overrides", json.dumps(overrides)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    return subprocess.Popen(command, env=env)
+    return subprocess.Popen(command, env=env, preexec_fn=exit_with_parent(os.getpid()))
+
+
+def exit_with_parent(parent: int):
+    """A `preexec_fn` that makes the child get SIGTERM when this process dies, however it dies
+    (Linux `prctl(PR_SET_PDEATHSIG)`): a `sweep run --workers 2` killed with -9 runs no cleanup, and
+    its helper went on training (issue 25.11); its claimed run is then retried after the grace period
+    like any dead worker's. None where there is no prctl (the helper then outlives a killed parent)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_death_signal() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was set
+            os._exit(1)
+
+    return set_death_signal
 

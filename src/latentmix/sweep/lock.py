@@ -31,7 +31,13 @@ class StoreLock:
         from sqlalchemy.engine import make_url
 
         self.url = url
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except Exception:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError: not a URL at all
+            from latentmix.errors import ConfigError
+
+            raise ConfigError(f"--storage {url!r} is not a database URL; give sqlite:///PATH/TO/FILE.db or "
+                              "postgresql://USER@HOST/DATABASE") from None
         self.backend = parsed.get_backend_name()
         self._thread_lock = threading.RLock()
         self._depth = 0

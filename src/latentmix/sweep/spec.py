@@ -7,6 +7,7 @@ x noise x seeds, every run checked as `latentmix train` checks it, before anythi
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -51,13 +52,17 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
             raise ConfigError("reading a TOML sweep spec on Python 3.10 needs `pip install tomli`") from None
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"sweep spec {path} is a folder; give the spec's .toml file")
     try:
         with path.open("rb") as handle:
             values = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"sweep spec {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"sweep spec {path} is not valid TOML: {error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"sweep spec {path} is not valid TOML (UTF-8 text): {error}") from None
+    except OSError as error:
+        raise ConfigError(f"sweep spec {path} cannot be read ({error.strerror or type(error).__name__})") from None
     if "sweep" in values and isinstance(values["sweep"], dict):  # allow a [sweep] table as well
         values = {**values.pop("sweep"), **values}
     return spec_from_dict(values, source=str(path))  # a relative `out` is relative to the working folder
@@ -71,12 +76,33 @@ def _as_list(value: Any, what: str) -> list:
     return [value]
 
 
-def _seeds(value: Any) -> list[int]:
+# The most runs one spec may declare: each is a run folder and a row of the store, and the grid is
+# built and checked before anything runs (10^7 runs took ~1.7 h of checking before this limit).
+MAX_RUNS = 100_000
+
+
+def _check_grid_size(entries: list, layers: int, alphas: int, noise: int, seeds: int, source: str) -> None:
+    """The grid's size, counted from the axes' lengths before any run is built: at most `MAX_RUNS`
+    (a method that does not mix may run fewer; the count is an upper bound)."""
+    total = 0
+    for _, own_layers, own_alphas, _ in entries:
+        total += (len(own_layers) if own_layers is not None else layers) * (
+            len(own_alphas) if own_alphas is not None else alphas) * noise * seeds
+    if total > MAX_RUNS:
+        raise ConfigError(f"{source}: the grid declares up to {total:,} runs ({len(entries)} method(s) x layers x "
+                          f"alphas x {noise} noise rate(s) x {seeds} seed(s)); a spec takes at most {MAX_RUNS:,}: "
+                          "split it into several sweeps")
+
+
+def _seeds(value: Any, source: str = "spec") -> list[int]:
     if isinstance(value, bool):
         raise ConfigError(f"spec key 'seeds' must be a count or a list of seeds, got {value!r}")
     if isinstance(value, int):
         if value < 1:
             raise ConfigError(f"spec key 'seeds' must be >= 1, got {value}")
+        if value > MAX_RUNS:
+            raise ConfigError(f"{source}: spec key 'seeds' asks for {value:,} seeds; a spec takes at most "
+                              f"{MAX_RUNS:,} runs: split it into several sweeps")
         return list(range(value))
     seeds = _as_list(value, "seeds")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -115,8 +141,17 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     unknown = sorted(set(values) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SPEC_KEYS)}")
-    if "name" not in values or not isinstance(values["name"], str) or not values["name"].strip():
+    if "name" not in values:
         raise ConfigError(f"{source}: a sweep needs a 'name' (the study name in the store)")
+    if not isinstance(values["name"], str) or not values["name"].strip():
+        raise ConfigError(f"{source}: spec key 'name' must be a non-empty text (the study name in the store), got "
+                          f"{values['name']!r}")
+    for key in ("out", "storage"):
+        if key in values and not (isinstance(values[key], str) and values[key].strip()):
+            raise ConfigError(f"{source}: spec key {key!r} must be a text (a folder / a store URL), got {values[key]!r}")
+    if not isinstance(values.get("settings", {}), dict):
+        raise ConfigError(f"{source}: spec key 'settings' must be a table ([settings] with one run setting a line), "
+                          f"got {values['settings']!r}")
     base = _base_config(values, source)
     layer_axis = [_layers_value(v, source) for v in _as_list(values.get("layers", [None]), "layers")]
     alpha_axis = [_number_value(v, "alphas", source) for v in _as_list(values.get("alphas", [None]), "alphas")]
@@ -124,11 +159,12 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
     for rate in noise_axis:
         if rate is None or not 0.0 <= rate <= 1.0:
             raise ConfigError(f"{source}: noise rates must be in [0, 1], got {rate}")
-    seeds = _seeds(values.get("seeds", 1))
+    seeds = _seeds(values.get("seeds", 1), source)
+    entries = [_method_entry(entry, source) for entry in _as_list(values.get("methods", ["ce"]), "methods")]
+    _check_grid_size(entries, len(layer_axis), len(alpha_axis), len(noise_axis), len(seeds), source)
 
     configs: list[RunConfig] = []
-    for entry in _as_list(values.get("methods", ["ce"]), "methods"):
-        name, own_layers, own_alphas, correction = _method_entry(entry, source)
+    for name, own_layers, own_alphas, correction in entries:
         if correction is None:  # a method table's own correction, else the one [settings] gives every run
             correction = base.correction
         mixes = _checked(replace(base, method=name, correction=correction), source).resolved_method().mixes
@@ -137,8 +173,8 @@ def spec_from_dict(values: dict, source: str = "spec") -> SweepSpec:
         for layers, alpha, noise, seed in itertools.product(layer_values, alpha_values, noise_axis, seeds):
             configs.append(_checked(replace(base, method=name, layers=layers, alpha=alpha, correction=correction,
                                             noise=noise, seed=seed), source))
-    ids = [run_id(c) for c in configs]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(run_id(c) for c in configs)
+    duplicates = sorted(i for i, count in counts.items() if count > 1)
     if duplicates:
         raise ConfigError(f"{source}: the grid names some runs twice ({', '.join(duplicates[:5])}); "
                           "remove the repeated methods/layers/alphas")

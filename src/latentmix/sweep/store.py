@@ -97,6 +97,20 @@ def reading_store(url: str):
         raise store_error(url, error) from None
 
 
+def with_installed_driver(url: str) -> str:
+    """`url` with the PostgreSQL driver that is installed. A plain ``postgresql://`` URL (the one
+    docs/sweeps.md shows) means psycopg 3 to SQLAlchemy 2.1, while the `postgres` extra installs
+    psycopg2: such a URL is given ``+psycopg2`` when psycopg 3 is missing and psycopg2 is there
+    (issue 25.10). Every other URL, and one that names its driver, is returned as it is."""
+    import importlib.util
+
+    if not (url.startswith("postgresql://") or url.startswith("postgres://")):
+        return url
+    if importlib.util.find_spec("psycopg") is not None or importlib.util.find_spec("psycopg2") is None:
+        return url
+    return "postgresql+psycopg2://" + url.split("://", 1)[1]
+
+
 class SweepStore:
     """An Optuna RDB storage with heartbeats and retries, plus the store's lock."""
 
@@ -106,7 +120,7 @@ class SweepStore:
         if heartbeat_interval < 1 or (grace_period is not None and grace_period < 1):
             raise ConfigError(f"--heartbeat and --grace must be whole seconds >= 1, got {heartbeat_interval} and "
                               f"{grace_period}")
-        self.url = url
+        self.url = url = with_installed_driver(url)
         self.heartbeat_interval = int(heartbeat_interval)
         self.grace_period = grace_period
         self.lock = StoreLock(url)
