@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from latentmix.noise_model import BetaMixture
+from latentmix.beta_mixture import BetaMixture
 
 N = 50_000
 REPEATS = 20

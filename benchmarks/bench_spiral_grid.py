@@ -23,7 +23,8 @@ import torch
 
 from latentmix.experiments import spiral_table2_grid
 from latentmix.models.small import SpiralMLP
-from latentmix.population import EVAL_CHUNK, train_population
+from latentmix.population import train_population
+from latentmix.stacked_mlp import EVAL_CHUNK
 from latentmix.protocols import PROTOCOLS
 from latentmix.training import train
 

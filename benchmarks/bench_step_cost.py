@@ -25,7 +25,7 @@ from latentmix.methods import get_method
 from latentmix.correction import LossCorrection
 from latentmix.mixing import LatentMixup
 from latentmix.models import build_model
-from latentmix.noise_model import BetaMixture
+from latentmix.beta_mixture import BetaMixture
 
 METHODS = [("ce", "reference"), ("m", "reference"), ("lr-m", "reference"),
            ("m-dyr-h", "reference"), ("m-dyr-h", "single"), ("m-dyr-h", "tracked"),

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from latentmix.noise_model import detection_metrics
-from latentmix.report import column_label, column_order, mean_std, noise_column
+from latentmix.summary_tables import column_label, column_order, mean_std, noise_column
 from latentmix.config import RunConfig
 from latentmix.protocols import protocol_for
 from latentmix.run_setup import build_run_model, load_run_dataset, make_labels

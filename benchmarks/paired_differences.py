@@ -15,7 +15,7 @@ import csv
 import sys
 from collections import defaultdict
 
-from latentmix.report import column_label, column_order, mean_std, noise_column
+from latentmix.summary_tables import column_label, column_order, mean_std, noise_column
 
 KEYS = (("best_val_acc", "best"), ("last_val_acc", "last"), ("selected_val_acc", "selected"))
 

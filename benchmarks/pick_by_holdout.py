@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from latentmix.report import column_label, column_order, mean_std, noise_column
+from latentmix.summary_tables import column_label, column_order, mean_std, noise_column
 from latentmix.selection import SELECTION_WINDOW
 
 

@@ -20,15 +20,13 @@ from latentmix.data.cifar import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     FOLDER_NAME,
-    UnsafePickleError,
-    _python2_pickle,
     extract_cifar10_archive,
     load_cifar10,
     md5_of_file,
-    restricted_loads,
     verify_md5,
-    write_fake_cifar10,
 )
+from latentmix.data.fake_cifar10 import python2_pickle, write_fake_cifar10
+from latentmix.data.restricted_pickle import UnsafePickleError, restricted_loads
 from latentmix.errors import ConfigError
 
 PER_BATCH, NUM_TEST = 6, 7
@@ -209,16 +207,16 @@ def test_truncated_batch_file(fake_folder: Path) -> None:
 def test_wrong_data_length(fake_folder: Path) -> None:
     rows = np.zeros((PER_BATCH, 3000), dtype=np.uint8)
     (fake_folder / "data_batch_4").write_bytes(
-        _python2_pickle({b"data": rows, b"labels": [0] * PER_BATCH})
+        python2_pickle({b"data": rows, b"labels": [0] * PER_BATCH})
     )
     with pytest.raises(ConfigError, match=r"data_batch_4 .*shape \(6, 3000\) \(wrong data length\)"):
         load_cifar10(fake_folder)
 
     good = np.zeros((PER_BATCH, 3072), dtype=np.uint8)
-    (fake_folder / "data_batch_4").write_bytes(_python2_pickle({b"data": good, b"labels": [0] * 5}))
+    (fake_folder / "data_batch_4").write_bytes(python2_pickle({b"data": good, b"labels": [0] * 5}))
     with pytest.raises(ConfigError, match="labels for 6 images"):
         load_cifar10(fake_folder)
-    (fake_folder / "data_batch_4").write_bytes(_python2_pickle({b"data": good, b"labels": [10] * PER_BATCH}))
+    (fake_folder / "data_batch_4").write_bytes(python2_pickle({b"data": good, b"labels": [10] * PER_BATCH}))
     with pytest.raises(ConfigError, match=r"outside 0..9"):
         load_cifar10(fake_folder)
 

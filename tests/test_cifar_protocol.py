@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentmix.data.cifar import load_cifar10, write_fake_cifar10
+from latentmix.data.cifar import load_cifar10
+from latentmix.data.fake_cifar10 import write_fake_cifar10
 from latentmix.experiments import paper
 from latentmix.experiments.cifar import (
     FIGURE_METHODS,

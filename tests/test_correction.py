@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from latentmix.correction import P_NOISY_CLAMP, LossCorrection, track_losses
 from latentmix.errors import ConfigError
 from latentmix.mixing import MixPlan
-from latentmix.noise_model import BetaMixture
+from latentmix.beta_mixture import BetaMixture
 
 
 def _bimodal_losses(n=400, seed=0):

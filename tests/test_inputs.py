@@ -540,7 +540,7 @@ def test_a_noisy_labels_file_run_says_its_measured_noise(tmp_path, capsys):
     actual = json.loads((out / "result.json").read_text())["actual_noise_rate"]
     assert actual > 0.2
     assert f"noise {actual:.3g} (given noisy labels)" in capsys.readouterr().out
-    from latentmix.report import load_report_data
+    from latentmix.report_data import load_report_data
 
     [run] = load_report_data(str(tmp_path / "grid"), progress=False).runs
     assert run.noise == round(actual, 6)  # filed by its rate, not under 0%

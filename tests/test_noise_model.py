@@ -1,4 +1,5 @@
-"""Tests for latentmix.noise_model (Beta / Gaussian mixture label-noise models)."""
+"""Tests for the label-noise models: latentmix.beta_mixture, latentmix.gaussian_mixture, and
+latentmix.noise_model (the choice by name, rebuilding from a state, detection metrics)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ import pytest
 import torch
 
 from latentmix.errors import ConfigError
-from latentmix.noise_model import (
-    BetaMixture,
-    GaussianMixture,
-    detection_metrics,
-    fit_beta_mixture_em,
-    fit_noise_model,
-    noise_model_from_state_dict,
-)
+from latentmix.beta_mixture import BetaMixture, fit_beta_mixture_em
+from latentmix.gaussian_mixture import GaussianMixture
+from latentmix.noise_model import detection_metrics, fit_noise_model, noise_model_from_state_dict
 
 
 def _two_beta_sample(seed: int, n: int = 20_000) -> np.ndarray:
@@ -339,7 +335,7 @@ def test_detection_metrics_rejects_bad_input():
 
 @pytest.mark.parametrize("lookup", ["monotone", "reference"])
 def test_table_index_torch_equals_the_numpy_rescale_and_index(lookup):
-    from latentmix.noise_model import _RESCALE_CLAMP, _TABLE_SIZE, _rescale_np, _table_index_torch
+    from latentmix.beta_mixture import _RESCALE_CLAMP, _TABLE_SIZE, _rescale_np, _table_index_torch
 
     losses, _ = _bimodal_losses(seed=6, n=3000)
     model = BetaMixture.fit(losses, lookup=lookup)

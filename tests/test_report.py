@@ -22,7 +22,10 @@ import pytest
 from latentmix.cli import main
 from latentmix.errors import ConfigError
 from latentmix import report as report_module
-from latentmix.report import load_report_data, markdown_table, write_report
+from latentmix import report_data as report_data_module
+from latentmix.report import write_report
+from latentmix.report_data import load_report_data
+from latentmix.summary_tables import markdown_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "val_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
@@ -273,13 +276,13 @@ def test_markdown_table_keeps_its_interface():
 
 
 def test_progress_bar_for_long_reports(fake_out, monkeypatch, capsys):
-    monkeypatch.setattr(report_module, "PROGRESS_MIN_RUNS", 5)
+    monkeypatch.setattr(report_data_module, "PROGRESS_MIN_RUNS", 5)
     load_report_data(str(fake_out), progress=True)
     assert capsys.readouterr().err == ""  # stderr is no terminal here: no bar (a log would fill with them)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     load_report_data(str(fake_out), progress=True)
     assert "loading runs" in capsys.readouterr().err
-    monkeypatch.setattr(report_module, "PROGRESS_MIN_RUNS", 1000)
+    monkeypatch.setattr(report_data_module, "PROGRESS_MIN_RUNS", 1000)
     load_report_data(str(fake_out), progress=True)
     assert "loading runs" not in capsys.readouterr().err
 
@@ -427,7 +430,7 @@ def test_class_dependent_noise_gets_its_own_columns(tmp_path):
 
 
 def test_titles_promise_no_std_that_the_cells_do_not_show():
-    from latentmix.report import seeds_text
+    from latentmix.summary_tables import seeds_text
 
     assert seeds_text(1) == "1 seed" and seeds_text(3) == "mean ± std over 3 seeds"
     assert seeds_text(1, 3) == "mean ± std over 1-3 seeds" and seeds_text(0) == "no seeds"

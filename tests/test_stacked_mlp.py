@@ -1,4 +1,4 @@
-"""The hand-written population network (`latentmix.population.StackedMLP`) against autograd and
+"""The hand-written population network (`latentmix.stacked_mlp.StackedMLP`) against autograd and
 `torch.optim.SGD` on the same models, run by run."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from latentmix.models.small import MLP, SpiralMLP
-from latentmix.population import (
+from latentmix.stacked_mlp import (
     StackedMLP, argmax_small, log_softmax_small, mixed_targets, plan_steps,
 )
 

@@ -1,6 +1,6 @@
 """`Table`: one object, written as markdown and as HTML (expected texts written out by hand)."""
 
-from latentmix.report import mark_paper_footnotes, value_table
+from latentmix.summary_tables import mark_paper_footnotes, value_table
 from latentmix.table import Cell, Table
 
 

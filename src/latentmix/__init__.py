@@ -16,7 +16,7 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
   your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`).
 * `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
-* `BetaMixture` (latentmix.noise_model): the two-component loss mixture giving P(noisy).
+* `BetaMixture` (latentmix.beta_mixture): the two-component loss mixture giving P(noisy).
 * `train` (latentmix.training): the training loop itself; `RunConfig` (latentmix.config) its
   settings, `RunResult` (latentmix.result) what it returns.
 * `load_run` (latentmix.predict): the model a run kept, with its input transform (`TrainedModel`:
@@ -41,7 +41,7 @@ _EXPORTS = {
     "get_method": "latentmix.methods",
     "make_noisy_labels": "latentmix.noise",
     "NoisyLabels": "latentmix.noise",
-    "BetaMixture": "latentmix.noise_model",
+    "BetaMixture": "latentmix.beta_mixture",
     "train": "latentmix.training",
     "RunConfig": "latentmix.config",
     "RunResult": "latentmix.result",

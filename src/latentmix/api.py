@@ -22,6 +22,8 @@ the command line; the optimisation schedule is the ``"arrays"`` protocol of
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -241,6 +243,59 @@ def _check_trainable(model: nn.Module) -> None:
                           "training cannot change it; unfreeze at least the output layer")
 
 
+def _fit_config(name: str, *, method: str, layers: Any, noise: float, seed: int, epochs: Optional[int],
+                batch_size: Optional[int], lr: Optional[float], device: str, run_dir: Any, optimizer: Any,
+                num_classes: Any, settings: Mapping[str, Any]) -> RunConfig:
+    """`fit`'s arguments as the `RunConfig` of its run, every one checked before any work (a bad
+    argument is one clear error naming it, not a failure after the data is built)."""
+    if layers is not None and not isinstance(layers, str):
+        layers = _layer_list(layers)
+    _check_settings(settings)
+    values = dict(dataset=name, method=method, layers=layers, noise=noise, seed=seed,
+                  epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                  checkpoint=run_dir is not None, **settings)
+    config = RunConfig.from_dict(values, style="fit")
+    if (optimizer is not None) and (lr is not None or "weight_decay" in settings):
+        raise ConfigError("fit arguments lr / weight_decay set the default SGD; with your own optimizer, set them "
+                          "on it (e.g. optimizer=lambda params: torch.optim.SGD(params, lr=0.05, weight_decay=1e-4))")
+    if num_classes is not None and not (isinstance(num_classes, int) and not isinstance(num_classes, bool)):
+        raise ConfigError(f"fit argument num_classes must be a whole number >= 2, got {num_classes!r}")
+    if run_dir is not None:
+        check_output_folder(run_dir, "fit argument run_dir")
+    return config
+
+
+def _fit_dataset(model: nn.Module, train_inputs: InputsLike, train_labels: Optional[ArrayLike], val_inputs: InputsLike,
+                 val_labels: Optional[ArrayLike], *, num_classes: Optional[int], clean_labels: Optional[ArrayLike],
+                 noise: float, name: str, num_workers: Optional[int]) -> Dataset:
+    """`fit`'s data as a `Dataset` whose class count the model's output can hold.
+
+    The model's output width must hold every class: one forward on 2 samples says so (and that the
+    inputs fit the model) before training; without num_classes the model's width is C.
+    """
+    dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
+                                   clean_labels=clean_labels, noise=noise, name=name, num_workers=num_workers)
+    dataset.num_classes = check_model_outputs(model, dataset, num_classes)
+    # the validation inputs too: another width would fail only at the end of epoch 1
+    check_model_outputs(model, replace(dataset, train_inputs=dataset.val_inputs, train_labels=dataset.val_labels),
+                        dataset.num_classes, inputs_name="val_inputs")
+    return dataset
+
+
+def _mix_points_for(model: nn.Module, mix_points: Optional[Sequence], method: Any) -> Optional[Sequence]:
+    """The mix points `train` gets: the given ones, else None (read the model's ``mix_points``
+    attribute), else () when the method mixes no hidden layer; a method that mixes hidden layers
+    on a model that names none is refused here, with the fix."""
+    if mix_points is None and getattr(model, "mix_points", None) is None:
+        if method.mixes and any(layer > 0 for layer in method.mix_layers):
+            raise ConfigError(
+                f"method {method.name} mixes hidden layers {list(method.mix_layers)}, but {type(model).__name__} "
+                "has no `mix_points` attribute: pass mix_points=[...] naming the submodules whose outputs are layers 1, 2, ..."
+            )
+        mix_points = ()
+    return mix_points
+
+
 def fit(
     model: nn.Module,
     train_inputs: InputsLike,
@@ -313,37 +368,11 @@ def fit(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     name = str(settings.pop("name", "custom"))
-    if layers is not None and not isinstance(layers, str):
-        layers = _layer_list(layers)
-    _check_settings(settings)
-    values = dict(dataset=name, method=method, layers=layers, noise=noise, seed=seed,
-                  epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                  checkpoint=run_dir is not None, **settings)
-    config = RunConfig.from_dict(values, style="fit")  # every argument checked before any work
-    if (optimizer is not None) and (lr is not None or "weight_decay" in settings):
-        raise ConfigError("fit arguments lr / weight_decay set the default SGD; with your own optimizer, set them "
-                          "on it (e.g. optimizer=lambda params: torch.optim.SGD(params, lr=0.05, weight_decay=1e-4))")
-    if num_classes is not None and not (isinstance(num_classes, int) and not isinstance(num_classes, bool)):
-        raise ConfigError(f"fit argument num_classes must be a whole number >= 2, got {num_classes!r}")
-    if run_dir is not None:
-        check_output_folder(run_dir, "fit argument run_dir")
-    dataset = dataset_from_tensors(train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
-                                   clean_labels=clean_labels, noise=noise, name=name, num_workers=num_workers)
-    # The model's output width must hold every class: one forward on 2 samples says so (and that
-    # the inputs fit the model) before training; without num_classes the model's width is C.
-    dataset.num_classes = check_model_outputs(model, dataset, num_classes)
-    from dataclasses import replace
-
-    check_model_outputs(model, replace(dataset, train_inputs=dataset.val_inputs, train_labels=dataset.val_labels),
-                        dataset.num_classes, inputs_name="val_inputs")  # another width would fail at epoch 1's end
+    config = _fit_config(name, method=method, layers=layers, noise=noise, seed=seed, epochs=epochs, batch_size=batch_size,
+                         lr=lr, device=device, run_dir=run_dir, optimizer=optimizer, num_classes=num_classes, settings=settings)
+    dataset = _fit_dataset(model, train_inputs, train_labels, val_inputs, val_labels, num_classes=num_classes,
+                           clean_labels=clean_labels, noise=noise, name=name, num_workers=num_workers)
+    mix_points = _mix_points_for(model, mix_points, config.resolved_method())
     _check_trainable(model)
-    method_obj = config.resolved_method()
-    if mix_points is None and getattr(model, "mix_points", None) is None:
-        if method_obj.mixes and any(layer > 0 for layer in method_obj.mix_layers):
-            raise ConfigError(
-                f"method {method_obj.name} mixes hidden layers {list(method_obj.mix_layers)}, but {type(model).__name__} "
-                "has no `mix_points` attribute: pass mix_points=[...] naming the submodules whose outputs are layers 1, 2, ..."
-            )
-        mix_points = ()
     return train(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, overwrite=overwrite,
                  progress=progress, optimizer=optimizer, scheduler=scheduler)

@@ -30,7 +30,8 @@ from latentmix.correction import BOOTSTRAP_FORWARDS, TRACK_TRANSFORMS
 from latentmix.methods import CORRECTIONS, PRESETS, SIDE_WEIGHTINGS, Method, get_method
 from latentmix.models import mix_layer_count
 from latentmix.noise import ASYMMETRIC_MAPS, NOISE_KINDS, SELECTION_MODES
-from latentmix.noise_model import LOOKUP_MODES, NOISE_MODEL_KINDS
+from latentmix.beta_mixture import LOOKUP_MODES
+from latentmix.noise_model import NOISE_MODEL_KINDS
 
 # The groups of the run options in `latentmix train --help`, in this order.
 DATA, METHOD, OPTIMISATION = "data and noise", "method", "optimisation"

@@ -36,7 +36,7 @@ def register(commands) -> None:
 
 
 def default_out(source: str, study: str | None) -> Path:
-    from latentmix.report import resolve_source
+    from latentmix.report_data import resolve_source
 
     kind, where = resolve_source(source, study)
     if kind == "folder":
@@ -48,7 +48,8 @@ def default_out(source: str, study: str | None) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from latentmix.config_checks import check_output_folder
-    from latentmix.report import load_report_data, write_report
+    from latentmix.report import write_report
+    from latentmix.report_data import load_report_data
 
     if args.study is not None and not args.study.strip():
         raise ConfigError("--study must name a sweep")
@@ -58,7 +59,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_output_folder(out, "--out")
     files = write_report(data, out, plots=not args.no_plots)
     if data.skipped:
-        from latentmix.report import skipped_text
+        from latentmix.report_data import skipped_text
 
         print(f"latentmix: skipped {len(data.skipped)} run folder(s) with unreadable files: {skipped_text(data)}",
               file=sys.stderr)

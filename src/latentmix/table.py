@@ -1,6 +1,6 @@
 """A results table as data, rendered as markdown and as HTML from the same rows and columns.
 
-`latentmix.report.value_table` fills one (mean ± std over seeds per method and noise rate);
+`latentmix.summary_tables.value_table` fills one (mean ± std over seeds per method and noise rate);
 `markdown()` writes it for table.md / report.md, `html()` for report.html, so the two cannot
 disagree and nothing re-reads markdown text.
 """

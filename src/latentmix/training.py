@@ -80,25 +80,10 @@ def train(
     optimizer: Any = None,
     scheduler: Any = None,
 ) -> RunResult:
-    """Train one run. A `dataset` and `model` (with its `mix_points`) may be given directly;
-    otherwise they are built from `config`. With `run_dir`, the config, per-epoch metrics,
-    `result.json`, `label_issues.csv`, `timing.json` and a per-epoch checkpoint are written there
-    (atomically); `resume=True` continues the run the folder holds from its last complete epoch,
-    `overwrite=True` replaces it, and without either a folder that holds a run is refused
-    (`latentmix.run_folder`). `on_epoch_end(row)` sees each epoch's row (the sweep runner reports
-    intermediate values through it).
-
-    `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
-    data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
-    and only the main process writes the run folder (docs/distributed.md).
-
-    `optimizer` / `scheduler` replace the protocol's SGD and step schedule (`build_optimizer`):
-    an instance built on `model`'s parameters, or a factory (parameters -> optimizer, optimizer ->
-    scheduler). Either one turns the protocol's lr schedule off; the scheduler is stepped once
-    after each epoch and checkpointed with the run.
-
-    The epochs below are the algorithm; `Run` holds what they use (set up, restored from a
-    checkpoint) and the bookkeeping (metrics rows, the selected checkpoint, the run folder)."""
+    """Train one run (`config`; a `dataset` and `model` with its `mix_points` may be given, else they
+    are built from `config`) and return its `RunResult`. The epochs below are the algorithm, the loop
+    of docs/own-loop.md; `Run` holds what they use and the bookkeeping, and says what the other
+    arguments do."""
     run = Run(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, resume=resume,
               overwrite=overwrite, distributed=distributed, optimizer=optimizer, scheduler=scheduler)
     method, protocol, dist, device = run.method, run.protocol, run.dist, run.device
@@ -174,8 +159,23 @@ class Run:
     sets it up (settings, protocol, noisy labels and the noisy-validation split, model, random
     streams) placed for training (compiled, channels-last), the transforms, the optimizer,
     `LatentMixup` and `LossCorrection`, a checkpoint restored; then the per-epoch evaluation, the
-    tracking pass, the run folder's files (through `RunFolder`) and the `RunResult`. Arguments as
-    `train`'s."""
+    tracking pass, the run folder's files (through `RunFolder`) and the `RunResult`.
+
+    `train`'s arguments, which `Run` takes (but `on_epoch_end`, which `train` calls): with `run_dir`,
+    the config, per-epoch metrics, `result.json`, `label_issues.csv`, `timing.json` and a per-epoch
+    checkpoint are written there (atomically); `resume=True` continues the run the folder holds from
+    its last complete epoch, `overwrite=True` replaces it, and without either a folder that holds a
+    run is refused (`latentmix.run_folder`). `on_epoch_end(row)` sees each epoch's row (the sweep
+    runner reports intermediate values through it).
+
+    `distributed` (from `latentmix.distributed.distributed_run` under torchrun) trains the run
+    data-parallel: each process takes its shard of every global batch, DDP averages the gradients,
+    and only the main process writes the run folder (docs/distributed.md).
+
+    `optimizer` / `scheduler` replace the protocol's SGD and step schedule (`build_optimizer`): an
+    instance built on the model's parameters, or a factory (parameters -> optimizer, optimizer ->
+    scheduler). Either one turns the protocol's lr schedule off; the scheduler is stepped once after
+    each epoch and checkpointed with the run."""
 
     def __init__(self, config: RunConfig, *, dataset: Optional[Dataset], model: Optional[nn.Module],
                  mix_points: Optional[Sequence], run_dir: Optional[str | os.PathLike], resume: bool, overwrite: bool,

@@ -105,6 +105,72 @@ def _corrections(text: str) -> tuple[str, ...]:
     return values
 
 
+def _suggested_layers(trial, min_layer: int, max_layer: int) -> str:
+    """The trial's layer range "low-high": two draws over the eligible layers, in order (a single
+    layer when they agree), so TPE samples both ends of the range independently."""
+    a = trial.suggest_int("layer_a", min_layer, max_layer)
+    b = trial.suggest_int("layer_b", min_layer, max_layer)
+    return f"{min(a, b)}-{max(a, b)}"
+
+
+def _train_trial(trial, config: RunConfig, dataset, out_dir: Path, objective: str) -> float:
+    """Train one trial's run in ``OUT/trials/trial-NNNN``, reporting each epoch's validation
+    accuracy to the pruner (which may stop it), and return the accuracy trials are ranked on."""
+    import optuna
+
+    from latentmix.training import train
+
+    trial.set_user_attr("layers", config.layers)
+    trial.set_user_attr("config", config.to_dict())
+    run_dir = out_dir / "trials" / f"trial-{trial.number:04d}"
+    trial.set_user_attr("run_dir", str(run_dir.resolve()))
+
+    def on_epoch_end(row: dict) -> None:
+        trial.report(float(row["val_acc"]), int(row["epoch"]))
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"val acc {row['val_acc']:.4f} at epoch {row['epoch']} trails the median")
+
+    result = train(config, dataset=dataset, run_dir=run_dir, progress=False, on_epoch_end=on_epoch_end)
+    summary = result.run_summary()
+    trial.set_user_attr("result", summary.scalars())
+    return float(summary.best_val_acc if objective == "best" else summary.last_val_acc)
+
+
+def _run_trials(study, objective_fn, *, trials: int, timeout: Optional[float], progress: bool) -> None:
+    """Run trials until the study holds `trials` finished ones (complete or pruned, those of an
+    earlier, interrupted search included), with a bar of them and the best value so far."""
+    import optuna
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True,
+                   disable=None)  # None: no bar where stderr is no terminal
+
+    def on_trial(study_, frozen) -> None:
+        if bar is None:
+            return
+        bar.n = min(trials, len(study_.get_trials(deepcopy=False, states=finished)))
+        with_value = [t for t in study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if with_value:
+            bar.set_postfix(best=f"{max(t.value for t in with_value):.4f}", refresh=False)
+        bar.refresh()
+
+    if done < trials:
+        try:
+            study.optimize(objective_fn, n_trials=trials - done, timeout=timeout, catch=(FloatingPointError,),
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), on_trial])
+        finally:
+            if bar is not None:
+                bar.close()
+    elif bar is not None:
+        bar.close()
+
+
 def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] = None, study_name: str = "tune",
          alpha_range: tuple[float, float] = DEFAULT_ALPHA_RANGE, corrections: tuple[str, ...] = CORRECTIONS,
          fixed_layers: Optional[str] = None, fixed_alpha: Optional[float] = None,
@@ -118,7 +184,6 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
 
     from latentmix.sweep import SweepStore, display_url
     from latentmix.run_setup import build_run
-    from latentmix.training import train
 
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
@@ -149,58 +214,13 @@ def tune(base: RunConfig, *, trials: int, out_dir: Path, storage: Optional[str] 
         log(validation_note(dataset.num_classes))
 
     def objective_fn(trial) -> float:
-        if fixed_layers is None:
-            a = trial.suggest_int("layer_a", min_layer, max_layer)
-            b = trial.suggest_int("layer_b", min_layer, max_layer)
-            layers = f"{min(a, b)}-{max(a, b)}"
-        else:
-            layers = fixed_layers
+        layers = fixed_layers if fixed_layers is not None else _suggested_layers(trial, min_layer, max_layer)
         alpha = fixed_alpha if fixed_alpha is not None else trial.suggest_float("alpha", *alpha_range, log=True)
         correction = fixed_correction or trial.suggest_categorical("correction", list(corrections))
         config = replace(base, layers=layers, alpha=alpha, correction=correction, checkpoint=False)
-        trial.set_user_attr("layers", layers)
-        trial.set_user_attr("config", config.to_dict())
-        run_dir = out_dir / "trials" / f"trial-{trial.number:04d}"
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        return _train_trial(trial, config, dataset, out_dir, objective)
 
-        def on_epoch_end(row: dict) -> None:
-            trial.report(float(row["val_acc"]), int(row["epoch"]))
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"val acc {row['val_acc']:.4f} at epoch {row['epoch']} trails the median")
-
-        result = train(config, dataset=dataset, run_dir=run_dir, progress=False, on_epoch_end=on_epoch_end)
-        summary = result.run_summary()
-        trial.set_user_attr("result", summary.scalars())
-        return float(summary.best_val_acc if objective == "best" else summary.last_val_acc)
-
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", dynamic_ncols=True,
-                   disable=None)  # None: no bar where stderr is no terminal
-
-    def on_trial(study_, frozen) -> None:
-        if bar is None:
-            return
-        bar.n = min(trials, len(study_.get_trials(deepcopy=False, states=finished)))
-        with_value = [t for t in study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        if with_value:
-            bar.set_postfix(best=f"{max(t.value for t in with_value):.4f}", refresh=False)
-        bar.refresh()
-
-    if done < trials:
-        try:
-            study.optimize(objective_fn, n_trials=trials - done, timeout=timeout, catch=(FloatingPointError,),
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), on_trial])
-        finally:
-            if bar is not None:
-                bar.close()
-    elif bar is not None:
-        bar.close()
-
+    _run_trials(study, objective_fn, trials=trials, timeout=timeout, progress=progress)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise ConfigError("no trial finished (all pruned or failed); try more --trials or more --epochs")

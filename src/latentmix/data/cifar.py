@@ -16,7 +16,7 @@ bytes: ``b"data"`` is a uint8 numpy array of shape (10000, 3072) whose rows hold
 then 1024 green, then 1024 blue values of a 32x32 image in row-major order (so ``reshape(N, 3, 32,
 32)`` gives NCHW), ``b"labels"`` is a list of 10000 ints in 0..9.
 
-Safety: pickles are loaded with `RestrictedUnpickler`, whose `find_class` only resolves the three
+Safety: pickles are loaded with `latentmix.data.restricted_pickle.RestrictedUnpickler`, whose `find_class` only resolves the three
 globals a numpy array needs (``_reconstruct``, ``ndarray``, ``dtype``); any other global (e.g.
 ``os.system``) is refused before it is looked up. Archives are read member by member in memory;
 only regular files with the expected names are read, and extraction (download path only) rejects
@@ -32,12 +32,8 @@ Arazo et al. 2019 reference code (PaulAlbert31/LabelNoiseCorrection).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import pickle
-import posixpath
 import shutil
-import struct
 import tarfile
 import tempfile
 import zlib
@@ -49,8 +45,8 @@ import torch
 
 from latentmix.data.dataset import Dataset
 from latentmix.data.augment import CropFlipNormalize, Normalize
+from latentmix.data.restricted_pickle import UnsafePickleError, restricted_loads
 from latentmix.errors import ConfigError
-from latentmix.io import atomic_write_bytes
 
 __all__ = [
     "CIFAR10_URL",
@@ -63,15 +59,11 @@ __all__ = [
     "TRAIN_BATCHES",
     "TEST_BATCH",
     "META_FILE",
-    "UnsafePickleError",
-    "RestrictedUnpickler",
-    "restricted_loads",
     "load_cifar10",
     "download_cifar10",
     "extract_cifar10_archive",
     "md5_of_file",
     "verify_md5",
-    "write_fake_cifar10",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -97,90 +89,6 @@ _HOW_TO_FIX = (
     "cifar-10-python.tar.gz, or use --download"
 )
 _EXPECTED = "expected data_batch_1..5 and test_batch from the official python release"
-
-
-# ----------------------------------------------------------------------------------------------
-# Restricted unpickling
-# ----------------------------------------------------------------------------------------------
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list of `RestrictedUnpickler`."""
-
-
-def _numpy_reconstruct() -> Any:
-    try:  # numpy >= 2
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    return _reconstruct
-
-
-def _numpy_frombuffer() -> Any:
-    try:  # numpy >= 2
-        from numpy._core.numeric import _frombuffer
-    except ImportError:  # numpy 1.x
-        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
-    return _frombuffer
-
-
-def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as Python 3's protocols 0-2 use it for a `bytes` object: the bytes were
-    written as the latin-1 decoding of themselves; anything else is refused."""
-    if not isinstance(text, str) or str(encoding).lower().replace("-", "") != "latin1" or errors != "strict":
-        raise UnsafePickleError("refusing _codecs.encode other than (text, 'latin1'), the form pickle uses for bytes")
-    return text.encode("latin-1")
-
-
-def _plain_bytes(*args: Any) -> bytes:
-    """``bytes()`` / ``bytes(bytes-like)``, as protocol 2 writes an empty bytes object; not
-    ``bytes(n)`` (an n-byte allocation) nor anything else."""
-    if len(args) > 1 or (args and not isinstance(args[0], (bytes, bytearray))):
-        raise UnsafePickleError("refusing bytes(...) other than bytes() or bytes(b'...')")
-    return bytes(*args)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` that resolves only the globals needed to rebuild the CIFAR batches.
-
-    Allowed (module, name) pairs: numpy array reconstruction (``numpy.core.multiarray._reconstruct``,
-    the numpy 1.x name of the official release, ``numpy._core.multiarray._reconstruct`` (numpy 2.x),
-    ``numpy.ndarray``, ``numpy.dtype``), ``numpy(._)core.numeric._frombuffer`` (protocol 5), and
-    for batches re-pickled by Python 3 with protocol 2 (or 0/1), which writes bytes through globals:
-    ``_codecs.encode`` restricted to ``(text, "latin1")`` and ``bytes`` restricted to ``bytes()``.
-    Everything else raises `UnsafePickleError` without importing anything. Plain dicts, lists,
-    ints, strings and bytes need no globals. Persistent IDs are refused too (the base class raises
-    for them).
-    """
-
-    RESOLVERS = {
-        ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy", "ndarray"): lambda: np.ndarray,
-        ("numpy", "dtype"): lambda: np.dtype,
-        ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
-        ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
-        ("_codecs", "encode"): lambda: _latin1_encode,
-        ("__builtin__", "bytes"): lambda: _plain_bytes,
-        ("builtins", "bytes"): lambda: _plain_bytes,
-    }
-    ALLOWED = frozenset(RESOLVERS)
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise UnsafePickleError(
-                f"refusing to unpickle global {module}.{name}: only numpy array reconstruction and bytes "
-                f"({', '.join(sorted(f'{m}.{n}' for m, n in self.ALLOWED))}) are allowed in CIFAR batches"
-            )
-        return self.RESOLVERS[(module, name)]()
-
-
-def restricted_loads(data: bytes | BinaryIO, *, encoding: str = "bytes") -> Any:
-    """Unpickle `data` (bytes or a binary file) with `RestrictedUnpickler`.
-
-    ``encoding="bytes"`` decodes Python-2 ``str`` objects as bytes, as the CIFAR website suggests.
-    """
-    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return RestrictedUnpickler(stream, encoding=encoding).load()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,112 +460,3 @@ def download_cifar10(
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
     return extract_cifar10_archive(archive, root)
-
-
-# ----------------------------------------------------------------------------------------------
-# A tiny release in the real format, for tests and CPU benchmarks
-# ----------------------------------------------------------------------------------------------
-
-class _Python2StylePickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Protocol-2 pickler that writes what Python 2's cPickle wrote for the official release.
-
-    * `bytes` and `str` are written as Python-2 ``str`` (SHORT_BINSTRING / BINSTRING opcodes),
-      which ``pickle.load(..., encoding="bytes")`` returns as bytes - so dict keys come back as
-      b"data", b"labels", ... exactly as for the real files. (Python 3's own protocol 2 routes
-      bytes through ``_codecs.encode`` instead, which the restricted loader allows in that form.)
-    * numpy's ``_reconstruct`` is referenced as ``numpy.core.multiarray._reconstruct``, the
-      numpy-1.x module name found in the real files.
-    """
-
-    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
-
-    def save_python2_str(self, obj: bytes | str) -> None:
-        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_python2_str
-    dispatch[str] = save_python2_str
-
-    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
-        if obj is _numpy_reconstruct():
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-            return
-        super().save_global(obj, name)
-
-
-def _python2_pickle(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    _Python2StylePickler(buffer, protocol=2).dump(obj)
-    return buffer.getvalue()
-
-
-def write_fake_cifar10(
-    root: str | os.PathLike,
-    num_train_per_batch: int = 20,
-    num_test: int = 20,
-    seed: int = 0,
-    as_archive: bool = False,
-    protocol: Optional[int] = None,
-) -> Path:
-    """Write a tiny CIFAR-10 release in the real on-disk format (random pixels, random labels).
-
-    Creates `root/cifar-10-batches-py/` with data_batch_1..5 (`num_train_per_batch` images each),
-    test_batch (`num_test` images) and batches.meta, each a Python-2-style protocol-2 pickle of a
-    dict with bytes keys (b"batch_label", b"labels", b"data", b"filenames"; meta: b"label_names",
-    b"num_cases_per_batch", b"num_vis"), data uint8 (n, 3072). With ``as_archive=True`` writes
-    `root/cifar-10-python.tar.gz` (members under cifar-10-batches-py/) instead.
-
-    With `protocol` (0-5) the batches are pickled by this Python 3 with that protocol instead (as a
-    user's re-saved copy of the release would be).
-
-    Deterministic in `seed`. Returns the folder or the archive path. Files are written atomically.
-    """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    files: Dict[str, bytes] = {}
-    dump = _python2_pickle if protocol is None else (lambda obj: pickle.dumps(obj, protocol=protocol))
-
-    def batch(label: str, n: int, prefix: str) -> bytes:
-        return dump(
-            {
-                b"batch_label": label.encode(),
-                b"labels": [int(v) for v in rng.integers(0, NUM_CLASSES, size=n)],
-                b"data": rng.integers(0, 256, size=(n, ROW_LENGTH), dtype=np.uint8),
-                b"filenames": [f"{prefix}_{i:05d}.png".encode() for i in range(n)],
-            }
-        )
-
-    for index, name in enumerate(TRAIN_BATCHES, start=1):
-        files[name] = batch(f"training batch {index} of 5", num_train_per_batch, f"train{index}")
-    files[TEST_BATCH] = batch("testing batch 1 of 1", num_test, "test")
-    files[META_FILE] = dump(
-        {
-            b"num_cases_per_batch": int(num_train_per_batch),
-            b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES],
-            b"num_vis": ROW_LENGTH,
-        }
-    )
-
-    if not as_archive:
-        folder = root / FOLDER_NAME
-        for name, data in files.items():
-            atomic_write_bytes(folder / name, data)
-        return folder
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        directory = tarfile.TarInfo(FOLDER_NAME)
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        for name, data in files.items():
-            info = tarfile.TarInfo(posixpath.join(FOLDER_NAME, name))
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    archive = root / ARCHIVE_NAME
-    atomic_write_bytes(archive, buffer.getvalue())
-    return archive

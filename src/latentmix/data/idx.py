@@ -209,6 +209,47 @@ def _random_crop_flip(x: torch.Tensor, generator: Optional[torch.Generator], pad
     return torch.where(flip.view(n, 1, 1, 1), cropped.flip(-1), cropped)
 
 
+def _idx_folder(root: str | os.PathLike | None, name: str) -> Path:
+    """The folder of data set `name`'s IDX files: `root`, or the system-wide default (Debian's
+    dataset-fashion-mnist package) when `root` is None; a clear error when there is none."""
+    if root is None:
+        if name not in DEFAULT_ROOTS:
+            raise ConfigError(f"no default folder for data set {name!r}; pass the folder holding its IDX files "
+                              f"(defaults exist for: {', '.join(sorted(DEFAULT_ROOTS))})")
+        root = DEFAULT_ROOTS[name]
+    root = Path(root)
+    if not root.is_dir():
+        hint = " (on Debian/Ubuntu: apt install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
+        raise ConfigError(f"data folder for {name!r} not found: {root}{hint}")
+    return root
+
+
+def _checked_split(arrays: dict[str, np.ndarray], files: dict[str, Path], split: str, size: Optional[int],
+                   seed: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, C, H, W), int64 labels (N,)) of one split ("train" or "val"), subset to `size`.
+
+    The IDX files are the user's: each check names the file that breaks it (image array rank,
+    label array rank, images and labels of unequal count, labels not non-negative integers).
+    """
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ConfigError(f"{files[split + '_images']} holds an array of shape {images.shape}; "
+                          "expected images (N, H, W) or (N, C, H, W)")
+    if labels.ndim != 1:
+        raise ConfigError(f"{files[split + '_labels']} holds an array of shape {labels.shape}; expected (N,) labels")
+    if images.shape[0] != labels.shape[0]:
+        raise ConfigError(f"{files[split + '_images'].name} has {images.shape[0]} images but "
+                          f"{files[split + '_labels'].name} has {labels.shape[0]} labels")
+    if labels.dtype.kind == "f" or (labels.size and labels.min() < 0):
+        raise ConfigError(f"{files[split + '_labels']} must hold non-negative integer labels")
+    index = _subset(images.shape[0], size, seed, f"{split}_size")
+    if index is not None:
+        images, labels = images[index], labels[index]
+    return images, labels.astype(np.int64)
+
+
 def load_mnist_like(
     root: str | os.PathLike | None = None,
     name: str = "fashion-mnist",
@@ -231,38 +272,11 @@ def load_mnist_like(
     Returns a `Dataset` with uint8 inputs (N, 1, H, W), int64 labels, the t10k set as validation,
     and transforms that convert to float32 normalised by the training images' mean/std.
     """
-    if root is None:
-        if name not in DEFAULT_ROOTS:
-            raise ConfigError(f"no default folder for data set {name!r}; pass the folder holding its IDX files "
-                              f"(defaults exist for: {', '.join(sorted(DEFAULT_ROOTS))})")
-        root = DEFAULT_ROOTS[name]
-    root = Path(root)
-    if not root.is_dir():
-        hint = " (on Debian/Ubuntu: apt install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-        raise ConfigError(f"data folder for {name!r} not found: {root}{hint}")
-
+    root = _idx_folder(root, name)
     files = {key: _find_file(root, stems) for key, stems in _FILE_STEMS.items()}
     arrays = {key: read_idx(path) for key, path in files.items()}
-
-    splits = {}
-    for split, size in (("train", train_size), ("val", val_size)):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim == 3:
-            images = images[:, None]
-        if images.ndim != 4:
-            raise ConfigError(f"{files[split + '_images']} holds an array of shape {images.shape}; "
-                              "expected images (N, H, W) or (N, C, H, W)")
-        if labels.ndim != 1:
-            raise ConfigError(f"{files[split + '_labels']} holds an array of shape {labels.shape}; expected (N,) labels")
-        if images.shape[0] != labels.shape[0]:
-            raise ConfigError(f"{files[split + '_images'].name} has {images.shape[0]} images but "
-                              f"{files[split + '_labels'].name} has {labels.shape[0]} labels")
-        if labels.dtype.kind == "f" or (labels.size and labels.min() < 0):
-            raise ConfigError(f"{files[split + '_labels']} must hold non-negative integer labels")
-        index = _subset(images.shape[0], size, seed, f"{split}_size")
-        if index is not None:
-            images, labels = images[index], labels[index]
-        splits[split] = (images, labels.astype(np.int64))
+    splits = {split: _checked_split(arrays, files, split, size, seed)
+              for split, size in (("train", train_size), ("val", val_size))}
 
     train_images, train_labels = splits["train"]
     val_images, val_labels = splits["val"]

@@ -37,7 +37,7 @@ from latentmix.experiments import paper
 from latentmix.experiments.runner import run_grid
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
-from latentmix.report import mark_paper_footnotes, markdown_table, results_csv_rows, value_table
+from latentmix.summary_tables import mark_paper_footnotes, markdown_table, results_csv_rows, value_table
 from latentmix.config import RunConfig
 
 __all__ = [
@@ -151,7 +151,7 @@ def write_table(results: Sequence[dict], out: Path, noise_rates: Sequence[float]
                 seeds: int, epochs: int, width: float) -> str:
     """table.md (best and last test accuracy, mean ± std, the paper's numbers in parentheses) and
     results.csv (one line per method and noise, with the paper's numbers). Returns the markdown."""
-    from latentmix.report import seeds_text
+    from latentmix.summary_tables import seeds_text
 
     setting = (f"{seeds_text(seeds)}, {epochs} epochs, width {width:g}; "
                "paper Table 1 in parentheses")

@@ -47,7 +47,7 @@ from latentmix.experiments import Grid, GridMethod, paper
 from latentmix.naming import row_label
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from latentmix.methods import get_method
-from latentmix.report import column_label, markdown_table, noise_column, results_csv_rows, seeds_text
+from latentmix.summary_tables import column_label, markdown_table, noise_column, results_csv_rows, seeds_text
 from latentmix.data import load_dataset
 from latentmix.data.multimodal import DEFAULT_TRAIN_SIZE as MULTIMODAL_TRAIN_SIZE, IMAGE_ENCODER_WIDTH, NAME
 from latentmix.experiments.runner import run_grid

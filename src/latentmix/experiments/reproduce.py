@@ -13,7 +13,7 @@ from latentmix.config_checks import check_output_folder
 from latentmix.errors import ConfigError
 from latentmix.experiments import paper
 from latentmix.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from latentmix.report import markdown_table, results_csv_rows, seeds_text
+from latentmix.summary_tables import markdown_table, results_csv_rows, seeds_text
 
 # Each target lives in its own module with a `run(args) -> int`; this file only dispatches.
 TARGETS = {
