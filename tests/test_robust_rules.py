@@ -35,6 +35,14 @@ def test_a_model_at_chance_never_starts_the_correction_and_says_so(tmp_path, cap
     assert "200 samples" in summary["training_note"] and "--lr" in summary["training_note"]
     assert summary["noise_estimate_doubt"] is not None
     assert "note: the model was never told apart from chance" in printed and "the estimate is unreliable" in printed
+    # the report says so too, beside the tables, and runs.csv carries each reason
+    assert main(["report", str(tmp_path / "chance"), "--no-plots", "--quiet"]) == 0
+    report = (tmp_path / "chance" / "report" / "report.md").read_text()
+    assert "1 of 1 runs doubt their estimated share of wrong labels" in report
+    assert "1 of 1 runs were never told apart from chance" in report
+    with (tmp_path / "chance" / "report" / "runs.csv").open() as handle:
+        [run] = list(__import__("csv").DictReader(handle))
+    assert run["training_note"] == summary["training_note"] and run["bootstrap_start_epoch"] == ""
 
 
 def test_the_run_says_when_and_why_the_correction_started(tmp_path, capsys):
@@ -55,3 +63,25 @@ def test_the_run_says_when_and_why_the_correction_started(tmp_path, capsys):
     assert select > chance + 2 * np.sqrt(select * (1 - select) / held_out) - 0.02
     assert f"bootstrapping from epoch {start} ({summary['bootstrap_start_reason']})" in printed
     assert summary["correction_kept"] == (summary["selected_epoch"] >= start)
+
+
+def test_images_in_arrays_get_the_schedule_of_the_image_model(tmp_path):
+    """A user's images go through SmallCNN, which the arrays MLP's lr 0.05 kills (issue 24: 30%
+    then 10% validation accuracy on Fashion-MNIST images); they get the arrays schedule at lr 0.01,
+    features keep 0.05, and an explicit --lr wins."""
+    from latentmix.config import RunConfig
+    from latentmix.protocols import PROTOCOLS
+    from latentmix.run_setup import build_run
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", images=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+             labels=np.arange(60) % 3)
+    np.savez(tmp_path / "features.npz", features=rng.normal(size=(60, 5)).astype(np.float32),
+             labels=np.arange(60) % 3)
+    images = build_run(RunConfig(data=str(tmp_path / "images.npz"), method="ce"))
+    assert type(images.model).__name__ == "SmallCNN" and images.protocol.lr == 0.01
+    assert images.protocol.epochs == PROTOCOLS["arrays"].epochs and images.protocol.batch_size == 64
+    features = build_run(RunConfig(data=str(tmp_path / "features.npz"), method="ce"))
+    assert type(features.model).__name__ == "MLP" and features.protocol.lr == 0.05
+    given = build_run(RunConfig(data=str(tmp_path / "images.npz"), method="ce", lr=0.03))
+    assert given.protocol.lr == 0.03

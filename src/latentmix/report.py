@@ -35,7 +35,8 @@ class ReportFiles:
 
 RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", "val_labels", BEST, "best_epoch", LAST,
               SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
-              "wall_time_s", "run_dir")
+              "bootstrap_start_epoch", "bootstrap_start_reason", "correction_kept", "noise_estimate_doubt",
+              "training_note", "wall_time_s", "run_dir")
 
 
 def run_rows(data: ReportData) -> list[dict]:
@@ -64,7 +65,23 @@ def _header(data: ReportData, generated: str) -> dict:
                                                              key=column_order)),
         "seeds": ", ".join(str(s) for s in seeds) or "–",
     }
+    decisions = decision_counts(data)
+    if decisions:
+        lines["decided by the runs"] = decisions
     return lines
+
+
+def decision_counts(data: ReportData) -> str:
+    """What the finished runs decided by themselves that a reader of the tables should know (issue
+    24): how many doubt their noise estimate, kept their warm-up over the correction, or were never
+    told apart from chance; each run's reason is in runs.csv. Empty when none did."""
+    finished = [r.summary() for r in data.runs if r.finished]
+    counts = [(sum(1 for s in finished if s.get("noise_estimate_doubt")), "doubt their estimated share of wrong labels"),
+              (sum(1 for s in finished if s.get("correction_kept") is False),
+               "kept their warm-up: the correction did not beat it on the validation split"),
+              (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance")]
+    said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]
+    return "; ".join(said) + ("; the reasons are in runs.csv" if said else "")
 
 
 _CSS = """

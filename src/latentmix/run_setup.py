@@ -27,6 +27,7 @@ from latentmix.distributed import DistContext, single_process
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
+from latentmix.models import build_model, model_kind
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
 from latentmix.protocols import Protocol, protocol_for, resolve_val_split, resolve_warmup
 from latentmix.selection import holdout_split
@@ -98,8 +99,6 @@ def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
 
     The seed is applied inside `torch.random.fork_rng`, so the caller's global RNG is untouched.
     """
-    from latentmix.models import build_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return build_model(config.model, dataset, width=config.width)
@@ -212,8 +211,9 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     method resolved before the data load; its data (`load_run_dataset`, unless given) and their
     labels checked (`latentmix.data.checks.check_dataset`: two classes or more, ids inside the
     head, no validation class that training lacks), so that bad input is one clear error, not a NaN
-    loss; its labels (`make_labels`), schedule (`protocol_for`), noisy-validation split
-    (`run_holdout`), model (`build_run_model`, unless given) and streams; then placed (`place_run`)
+    loss; its labels (`make_labels`), model (`build_run_model`, unless given), schedule
+    (`protocol_for`, for the data set and the model's kind), noisy-validation split (`run_holdout`)
+    and streams; then placed (`place_run`)
     on `distributed`'s device, else `device` (default: the CPU), with the model's `mix_points`, the
     given `optimizer` / `scheduler` (see `build_optimizer`)."""
     config.validate()
@@ -221,12 +221,12 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     dist = distributed or single_process(device if device is not None else torch.device("cpu"))
     if dataset is None:
         dataset = load_run_dataset(config)
-    protocol = protocol_for(config)
     check_dataset(dataset)
     labels = make_labels(config, dataset)
-    trained, holdout = run_holdout(config, protocol, dataset, labels)
     if model is None:
         model = build_run_model(config, dataset)
+    protocol = protocol_for(config, model_kind(model))  # a user's file: the schedule of the model's kind
+    trained, holdout = run_holdout(config, protocol, dataset, labels)
     dataset, model = dataset.to(dist.device), model.to(dist.device)
     streams = RunStreams.from_seed(config.seed, dist.device)
     alpha = protocol.alpha if method.alpha is None else method.alpha

@@ -83,7 +83,7 @@ def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
     """One image as uint8 (C, H, W) in `mode` ("L" or "RGB"), upright by its EXIF orientation and
     scaled from its own bit depth (`image_pixels`); a file that Pillow cannot decode, or whose size
     differs from the scan's, is a `ConfigError` naming it."""
-    Image = _pillow()
+    _pillow()  # Pillow present, or one clear error
     try:
         with _open_image(path) as image:
             pixels = image_pixels(image, mode)
@@ -214,7 +214,7 @@ def _open_image(path: Path) -> Any:
 def scan_image_folder(root: Path, classes: Optional[list[str]] = None):
     """(classes, files, targets, size, mode) of an image folder, from the file headers; every
     problem a `ConfigError` naming the path, what was found and the fix."""
-    Image = _pillow()
+    _pillow()  # Pillow present, or one clear error
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder; give a folder with one sub-folder of images per class")
     images_of = class_folders(root)

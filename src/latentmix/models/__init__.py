@@ -23,6 +23,17 @@ DEFAULT_MODELS = {"spiral": "spiral-mlp", "cifar10": "preact-resnet18", "fashion
 MIX_LAYER_COUNTS = {"spiral-mlp": 5, "mlp": 2, "small-cnn": 3, "preact-resnet18": 4, "text": 3}
 
 
+def model_kind(model: nn.Module) -> Optional[str]:
+    """The factory name (`MODELS`) of a model `build_model` builds, None for any other module (a
+    user's own model): a schedule may depend on the kind of model (`latentmix.protocols`)."""
+    from latentmix.models import small
+    from latentmix.models.preact_resnet import PreActResNet18
+
+    kinds = {small.SpiralMLP: "spiral-mlp", small.MLP: "mlp", small.SmallCNN: "small-cnn",
+             PreActResNet18: "preact-resnet18", small.TextClassifier: "text", small.FusionNet: "fusion"}
+    return kinds.get(type(model))
+
+
 def default_model_name(dataset) -> str:
     return DEFAULT_MODELS.get(dataset.name, "auto")
 
