@@ -14,7 +14,9 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
   random stream, eligible layers, alpha, `state_dict`); `LatentMixer`, `mixed_cross_entropy` below it.
 * `LossCorrection`, `track_losses` (latentmix.correction): the Beta-mixture loss correction for
   your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`).
-* `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods as data.
+* `RobustLoss`, `ElrLoss` (latentmix.peer_losses): the peers' losses (GCE, SCE; ELR) in the
+  `LossCorrection` role of your own loop (docs/peers.md).
+* `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods and the peers as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
 * `BetaMixture` (latentmix.beta_mixture): the two-component loss mixture giving P(noisy).
 * `train` (latentmix.training): the training loop itself; `RunConfig` (latentmix.config) its
@@ -36,6 +38,8 @@ _EXPORTS = {
     "mixed_cross_entropy": "latentmix.mixing",
     "LossCorrection": "latentmix.correction",
     "track_losses": "latentmix.correction",
+    "RobustLoss": "latentmix.peer_losses",
+    "ElrLoss": "latentmix.peer_losses",
     "Method": "latentmix.methods",
     "PRESETS": "latentmix.methods",
     "get_method": "latentmix.methods",

@@ -503,6 +503,15 @@ class LossCorrection:
             "epoch_index": [index.cpu() for index in self._epoch_index],
         }
 
+    def run_state(self) -> dict:
+        """What a run's checkpoint keeps of this object beside its noise model and tracked losses
+        (`latentmix.training.Run` saves those itself): nothing for the correction; a peer's loss
+        with per-sample state (`latentmix.peer_losses.ElrLoss`) gives its own."""
+        return {}
+
+    def load_run_state(self, state: Mapping, device: Optional[torch.device | str] = None) -> None:
+        """Take back what `run_state` gave, from a run's checkpoint (nothing here)."""
+
     def load_state_dict(self, state: Mapping, device: Optional[torch.device | str] = None) -> None:
         """Continue from `state_dict()` (tensors moved to `device`, default CPU); refuses a state
         of another training-set size, correction or noise model."""

@@ -1,19 +1,22 @@
-"""Methods are data: which layers to mix, alpha, which loss correction, warm-up, regularizer weight.
+"""Methods are data: which layers to mix, alpha, which loss correction, warm-up, regularizer
+weight, and which loss (the cross-entropy, or a peer's robust loss).
 
-The presets reproduce the rows of the paper's Table 1 and Table 2; any other combination is the
-same `Method` with other fields (``latentmix train --layers 1-3 --correction hard``). The training
-loop reads these fields and never branches on a method's name.
+The presets reproduce the rows of the paper's Table 1 and Table 2, and add the peers a user would
+pick instead (issue #27: GCE, SCE, ELR, alone and with latent mixup; `latentmix.robust_losses`);
+any other combination is the same `Method` with other fields (``latentmix train --layers 1-3
+--correction hard``). The training loop reads these fields and never branches on a method's name.
 
 Layer sets use the mixing module's numbering: 0 = input, k >= 1 = output of the k-th mix point.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 from latentmix.errors import ConfigError
 from latentmix.mixing import format_layers, parse_layers
+from latentmix.robust_losses import PAPER_PARAMS, ROBUST_LOSSES
 
 CORRECTIONS = ("none", "soft", "hard")
 # M-DYR-S: how the two mixed samples' soft targets are weighted ([A]'s current code "lam", its 2019 release "half")
@@ -33,6 +36,11 @@ class Method:
             takes the protocol's (105 of 300 in the CIFAR protocol, scaled with --epochs).
         reg_weight: weight of the uniform-prior regularizer, added with bootstrapping only.
         soft_side_weighting: "lam" ([A]'s current code) or "half" (its 2019 release), soft only.
+        loss: "ce" (the cross-entropy, which `correction` may bootstrap) or a peer's robust loss,
+            "gce", "sce" or "elr" (`latentmix.robust_losses`), mixed as mixup mixes the
+            cross-entropy; a robust loss replaces the cross-entropy, so it takes no correction.
+        loss_params: the robust loss's parameters as (name, value) pairs; the presets carry the
+            paper's (`latentmix.robust_losses.PAPER_PARAMS`), a name left out takes the paper's.
     """
 
     name: str
@@ -42,6 +50,8 @@ class Method:
     warmup_epochs: Optional[int] = None
     reg_weight: float = 1.0
     soft_side_weighting: str = "lam"
+    loss: str = "ce"
+    loss_params: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -55,6 +65,17 @@ class Method:
                               f"{self.soft_side_weighting!r}")
         if any(layer < 0 for layer in self.mix_layers):
             raise ConfigError(f"mix layers must be >= 0, got {format_layers(self.mix_layers)}")
+        if self.loss not in ROBUST_LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}: choose one of {', '.join(ROBUST_LOSSES)}")
+        if self.loss != "ce" and self.corrects:
+            raise ConfigError(f"method {self.name}: the {self.loss} loss replaces the cross-entropy whose targets "
+                              f"{self.correction} bootstrapping corrects; use correction none with it, or a "
+                              "cross-entropy method (lr-m-dyr-h) for bootstrapping")
+        known = PAPER_PARAMS.get(self.loss, {})
+        unknown = [name for name, _ in self.loss_params if name not in known]
+        if unknown:
+            raise ConfigError(f"method {self.name}: the {self.loss} loss has no parameter {unknown[0]!r}; its "
+                              f"parameters: {', '.join(known) or 'none'}")
 
     @property
     def mixes(self) -> bool:
@@ -64,11 +85,35 @@ class Method:
     def corrects(self) -> bool:
         return self.correction != "none"
 
+    @property
+    def robust_loss(self) -> bool:
+        """Whether it trains with a peer's robust loss instead of the cross-entropy."""
+        return self.loss != "ce"
+
+    @property
+    def loss_settings(self) -> dict[str, float]:
+        """The robust loss's parameters: the paper's, with `loss_params` over them."""
+        return {**PAPER_PARAMS.get(self.loss, {}), **dict(self.loss_params)}
+
     def describe(self) -> str:
         parts = [self.name, f"layers {format_layers(self.mix_layers)}" if self.mixes else "no mixing"]
         if self.corrects:
             parts.append(f"{self.correction} bootstrapping")
+        if self.robust_loss:
+            parts.append(f"{self.loss} loss ({', '.join(f'{k} {v:g}' for k, v in self.loss_settings.items())})")
         return ", ".join(parts)
+
+
+def method_record(method: Method) -> dict:
+    """The method as a run folder records it (config.json): its fields, the loss and its
+    parameters only for a robust loss, so that the cross-entropy methods' records are the ones
+    they always were (and their run folders still resume)."""
+    record = asdict(method)
+    if not method.robust_loss:
+        del record["loss"], record["loss_params"]
+    else:
+        record["loss_params"] = method.loss_settings
+    return record
 
 
 PRESETS: dict[str, Method] = {
@@ -83,6 +128,9 @@ PRESETS: dict[str, Method] = {
         Method("lr-m-dyr-h", mix_layers=(0, 1, 2), correction="hard"),
         Method("dlr-m-dyr-h", mix_layers=(1, 2, 3, 4), correction="hard"),
         Method("lr-m-dyr-h-0-4", mix_layers=(0, 1, 2, 3, 4), correction="hard"),
+        # the peers (issue #27), each at its paper's parameters, alone and with latent mixup (lr-m's layers)
+        *(Method(name, loss=name) for name in ("gce", "sce", "elr")),
+        *(Method(f"lr-m-{name}", mix_layers=(0, 1, 2), loss=name) for name in ("gce", "sce", "elr")),
     ]
 }
 

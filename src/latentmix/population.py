@@ -50,8 +50,8 @@ POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 
 
 def supports_population(config: RunConfig) -> bool:
-    """Whether `config` can be trained in a vectorized population (an MLP, no loss correction, no
-    noisy-validation split: the population trains every run on every training sample; a fixed lr
+    """Whether `config` can be trained in a vectorized population (an MLP; the mixed cross-entropy,
+    the population's only step: no loss correction, no robust loss; no noisy-validation split: the population trains every run on every training sample; a fixed lr
     schedule: the population steps every run with one lr, so a protocol whose first decay follows
     each run's own end of early learning, a --data file's, is trained run by run)."""
     try:
@@ -59,7 +59,7 @@ def supports_population(config: RunConfig) -> bool:
     except ConfigError:
         return False
     tabular = config.dataset == "spiral" or (config.data is not None and config.model in ("mlp", None))
-    return (not method.corrects and config.model in POPULATION_MODELS and tabular
+    return (not method.corrects and not method.robust_loss and config.model in POPULATION_MODELS and tabular
             and config.track_transform == "train" and not config.compile and not config.val_split
             and not base_protocol(config).decay_at_learning_end)
 
@@ -165,7 +165,7 @@ def _check_population_configs(configs: Sequence[RunConfig]) -> None:
     for config in configs:
         if not supports_population(config):
             raise ConfigError(f"run {config.method} on {config.dataset} cannot be trained in a population "
-                              "(loss correction, a non-MLP model, a noisy validation split, or a --data file's "
+                              "(loss correction, a robust loss, a non-MLP model, a noisy validation split, or a --data file's "
                               "schedule, whose first lr decay follows each run): use the sequential trainer")
     if len({config.track_every for config in configs}) > 1:
         raise ConfigError("runs of one population must share track_every")

@@ -29,6 +29,7 @@ from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.models import build_model, model_kind
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
+from latentmix.peer_losses import peer_loss_for
 from latentmix.protocols import Protocol, protocol_for, resolve_val_split, resolve_warmup
 from latentmix.selection import holdout_split
 from latentmix.tracking import fit_run_noise_model
@@ -197,7 +198,7 @@ class Placement:
     own_schedule: bool  # the user's optimizer or scheduler: the protocol's lr schedule is off
     mixer: LatentMixer  # the model's mix points (layer 0 = the input)
     mixup: LatentMixup  # the eligible layers, alpha and the run's mixing stream
-    correction: LossCorrection  # keyed by training-set position
+    correction: LossCorrection  # keyed by training-set position (a peer's robust loss: a subclass, `step_loss`)
 
     @property
     def device(self) -> torch.device:
@@ -244,8 +245,9 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
     where the inputs can be interpolated), bf16 autocast and channels-last by default on a GPU
     only, the transforms, the compiled forward (``--compile``: the un-mixed forwards; the mixed one
     stays eager because its hooks change from step to step), the optimizer, `LatentMixup` drawing
-    from the run's mixing stream and `LossCorrection` fitting the run's noise model. Data-parallel
-    runs wrap the mixer in DDP after a checkpoint is loaded (`latentmix.training.Run`)."""
+    from the run's mixing stream and `LossCorrection` (or the method's robust loss, `step_loss`)
+    fitting the run's noise model. Data-parallel runs wrap the mixer in DDP after a checkpoint is
+    loaded (`latentmix.training.Run`)."""
     dist.check_batch_size(protocol.batch_size)
     mixer = LatentMixer(model, mix_points)
     eligible_layers = mixer.check_layers(method.mix_layers)
@@ -264,18 +266,31 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
     augment, eval_transform = run_transforms(dataset, streams, channels_last)
     own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
     optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
-    correction = LossCorrection(
-        num_samples, correction=method.correction, reg_weight=method.reg_weight,
-        bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
-        noise_model=config.noise_model, lookup=config.posterior_lookup,
-        fit=lambda losses: fit_run_noise_model(config, losses),
-    )
+    correction = step_loss(config, method, num_samples, dist)
     return Placement(
         dist=dist, amp=amp, channels_last=channels_last, autocast=autocast, augment=augment,
         eval_transform=eval_transform, track_transform=augment if config.track_transform == "train" else eval_transform,
         forward_model=torch.compile(model) if config.compile else model, optimizer=optimizer, scheduler=scheduler,
         own_schedule=own_schedule, mixer=mixer,
         mixup=LatentMixup(mixer, layers=eligible_layers, alpha=alpha, seed=streams.mixing), correction=correction,
+    )
+
+
+def step_loss(config: RunConfig, method: Method, num_samples: int, dist: DistContext) -> LossCorrection:
+    """The object that gives the step its targets and loss, chosen by the method's loss: the
+    cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), or a peer's robust loss
+    (`latentmix.peer_losses.peer_loss_for`). Both fit the run's noise model to the tracked losses."""
+    fit = lambda losses: fit_run_noise_model(config, losses)  # noqa: E731 - the run's own fit
+    if method.robust_loss:
+        if method.loss == "elr" and dist.world_size > 1:
+            raise ConfigError(f"method {method.name} keeps a target per sample on the process that trains it, and "
+                              "data-parallel runs spread the samples over processes: train it on one device")
+        return peer_loss_for(method, num_samples, noise_model=config.noise_model, lookup=config.posterior_lookup,
+                             fit=fit)
+    return LossCorrection(
+        num_samples, correction=method.correction, reg_weight=method.reg_weight,
+        bootstrap_forward=config.bootstrap_forward, soft_side_weighting=method.soft_side_weighting,
+        noise_model=config.noise_model, lookup=config.posterior_lookup, fit=fit,
     )
 
 

@@ -50,6 +50,7 @@ from latentmix.data import Dataset, index_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import DistContext, single_process
 from latentmix.errors import ConfigError
+from latentmix.methods import method_record
 from latentmix.progress import EpochProgress
 from latentmix.protocols import first_milestone, lr_at_epoch
 from latentmix.result import RunResult, per_sample_results
@@ -240,6 +241,7 @@ class Run:
             self.tracked = Tracked(state["tracked"]["losses"].to(self.device), state["tracked"]["logits"].to(self.device))
             self.observe(self.tracked, for_fit=False)
         self.correction.epochs_done = state["epoch"]
+        self.correction.load_run_state(state, self.device)  # a peer loss's per-sample state (ELR's targets)
         self.log.snapshot = state.get("label_snapshot")
         self.log.posterior_sums = state.get("posterior_sums")
         self.log.warmup_snapshot = state.get("warmup_snapshot")
@@ -336,6 +338,7 @@ class Run:
             "tracked": None if self.tracked is None else {"losses": self.tracked.losses.cpu(),
                                                           "logits": self.tracked.logits.cpu()},
             "label_snapshot": log.snapshot, "posterior_sums": log.posterior_sums, "warmup_snapshot": log.warmup_snapshot,
+            **correction.run_state(),
         })
         folder.write_timing(self.timing)
 
@@ -419,7 +422,7 @@ def run_record(setup: RunSetup) -> dict:
     where and how it ran, and the fingerprints of the data and the labels."""
     config, placed = setup.config, setup.placed
     return {
-        "config": config.to_dict(), "method": asdict(setup.method), "protocol": asdict(setup.protocol),
+        "config": config.to_dict(), "method": method_record(setup.method), "protocol": asdict(setup.protocol),
         "alpha": setup.alpha, "warmup_epochs": setup.warmup, "mix_points": [list(p) for p in placed.mixer.mix_points],
         "layers": placed.mixer.describe_layers(), "dataset_info": _jsonable(setup.dataset.info),
         **({"optimizer": describe_optimizer(placed.optimizer, placed.scheduler)} if placed.own_schedule else {}),
