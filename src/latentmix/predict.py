@@ -305,7 +305,7 @@ def _read_npz(path: Path, trained: TrainedModel) -> PredictionInputs:
     label_key = next((key for key in LABEL_COLUMNS if key in arrays), None)
     kinds = trained.input_kinds
     if kinds is None:  # a built-in data set: one input array, taken as stored
-        candidates = [key for key in arrays if key not in LABEL_COLUMNS and not key.startswith(("val_", "clean_"))]
+        candidates = [key for key in arrays if key not in LABEL_COLUMNS and not key.startswith(("val_", "test_", "clean_"))]
         if len(candidates) != 1:
             raise ConfigError(f"{path} holds arrays {sorted(arrays)}; for this run give one input array (and "
                               "optionally labels)")

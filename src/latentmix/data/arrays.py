@@ -9,20 +9,25 @@
   (``train_labels_clean=True``) and the ``labels`` array becomes ``given_noisy_labels`` (real noise).
   When only ``labels`` exist they are taken as the user's possibly-noisy labels
   (``train_labels_clean=False``).
-* **Inputs**: every other array, except reserved keys (the label keys and every ``val_*`` key), or
+* **Inputs**: every other array, except reserved keys (the label keys, every ``val_*`` and ``test_*`` key), or
   exactly the arrays named by ``input_keys``. One input array gives a tensor input; several give a
   dict input ``{key: tensor}`` (multimodal, in file order).
 * **Validation set** (optional): ``val_labels`` plus ``val_<key>`` for every input key. Without them
   a seeded, stratified split of ``val_fraction`` of the samples is held out (stratified on the labels
   that become validation labels: the clean labels when present, otherwise the given labels, so the
-  validation labels may be noisy in that case).
+  validation labels may be noisy in that case). The validation set selects: the checkpoint kept
+  (``selected_model.pt``) and the end of early learning are picked by accuracy on it.
+* **Test set** (optional): ``test_labels`` plus ``test_<key>`` for every input key. Only scored (a
+  ``test_acc`` column in metrics.csv, ``selected_test_acc`` in result.json), never selecting: pass
+  your test set here, not as ``val_*``, or the "selected" accuracy is measured on the set it was
+  selected by (optimistic).
 
 ``.csv`` convention
 -------------------
 A header row is required. The label column is ``labels``/``label``/``y`` (or ``label_key``), the
 optional clean-label column ``clean_labels``/``clean_label`` (or ``clean_label_key``); every other
 column (or the columns named by ``input_keys``) is a float feature, giving one ``"features"`` input.
-The validation set is always a seeded split.
+The validation set is always a seeded split; a CSV has no test set.
 
 Input kinds (recorded in ``Dataset.info["input_kinds"]``)
 -------------------------------------------------------
@@ -64,10 +69,14 @@ from latentmix.data.array_checks import (DEFAULT_CLEAN_KEYS, DEFAULT_LABEL_KEYS,
 from latentmix.data.array_files import read_csv_table, read_label_file, read_npz
 from latentmix.data.checks import check_class_count, check_dataset
 from latentmix.data.dataset import Dataset
+from latentmix.data.standardize import input_statistics, standardizing_transforms
 from latentmix.errors import ConfigError
 from latentmix.selection import stratified_split
 
-__all__ = ["load_arrays"]
+__all__ = ["HELD_PREFIXES", "load_arrays"]
+
+# Arrays with these prefixes are the file's own held-out sets (validation, test), never inputs.
+HELD_PREFIXES = ("val_", "test_")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ class SelectedArrays:
     `where` names the file in messages; `label_key` / `clean_label_key` the label array (column)
     and the optional clean one; `input_keys` the inputs in order (a CSV's one ``"features"``);
     `val_inputs` / `val_labels` the file's own validation arrays (None: a split is held out);
-    `ignored_keys` arrays (columns) that are neither labels nor inputs; `feature_columns` a CSV's
+    `test_inputs` / `test_labels` its test arrays (None: none); `ignored_keys` arrays (columns) that are neither labels nor inputs; `feature_columns` a CSV's
     feature columns."""
 
     where: str
@@ -153,41 +162,45 @@ class SelectedArrays:
     val_labels: Optional[np.ndarray] = None
     ignored_keys: list[str] = field(default_factory=list)
     feature_columns: Optional[list[str]] = None
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
 
 
 def _select_npz(path: Path, input_keys: Optional[Sequence[str]], label_key: Optional[str],
                 clean_label_key: Optional[str]) -> SelectedArrays:
-    """The arrays of an .npz: labels, clean labels, inputs and the optional val_* arrays."""
+    """The arrays of an .npz: labels, clean labels, inputs and the optional val_* and test_* arrays."""
     arrays = read_npz(path)
     keys = list(arrays)
     where = f"{path.name}"
     lkey = pick_key(keys, label_key, DEFAULT_LABEL_KEYS, "label array", True, where)
     ckey = pick_key(keys, clean_label_key, DEFAULT_CLEAN_KEYS, "clean label array", False, where)
     in_keys = _npz_input_keys(keys, input_keys, lkey, ckey, where)
-    ignored_keys = [k for k in keys if k not in in_keys and k not in (lkey, ckey) and not k.startswith("val_")]
+    ignored_keys = [k for k in keys if k not in in_keys and k not in (lkey, ckey) and not k.startswith(HELD_PREFIXES)]
     val_inputs, val_labels = _npz_validation(arrays, in_keys, where)
+    test_inputs, test_labels = _npz_test(arrays, in_keys, where)
     return SelectedArrays(where, lkey, ckey, in_keys, {k: arrays[k] for k in in_keys}, arrays[lkey],
-                          arrays[ckey] if ckey is not None else None, val_inputs, val_labels, ignored_keys)
+                          arrays[ckey] if ckey is not None else None, val_inputs, val_labels, ignored_keys,
+                          test_inputs=test_inputs, test_labels=test_labels)
 
 
 def _npz_input_keys(keys: list[str], input_keys: Optional[Sequence[str]], lkey: str, ckey: Optional[str],
                     where: str) -> list[str]:
     """The input arrays: those `input_keys` names, else every array that is not a label array, not
-    another default label name (the target would leak in as an input) and not a val_* array."""
-    reserved = {lkey, ckey} | {k for k in keys if k.startswith("val_")}
+    another default label name (the target would leak in as an input), not a val_* or test_* array."""
+    reserved = {lkey, ckey} | {k for k in keys if k.startswith(HELD_PREFIXES)}
     reserved |= {k for k in DEFAULT_LABEL_KEYS + DEFAULT_CLEAN_KEYS if k in keys and k != lkey}
     if input_keys is not None:
         missing = [k for k in input_keys if k not in keys]
         if missing:
             raise ConfigError(f"{where} has no input array(s) {missing}; present: {sorted(keys)}")
-        bad = [k for k in input_keys if k in (lkey, ckey) or k.startswith("val_")]
+        bad = [k for k in input_keys if k in (lkey, ckey) or k.startswith(HELD_PREFIXES)]
         if bad:
-            raise ConfigError(f"input_keys {bad} are reserved (labels or val_* arrays)")
+            raise ConfigError(f"input_keys {bad} are reserved (labels, val_* or test_* arrays)")
         in_keys = list(input_keys)
     else:
         in_keys = [k for k in keys if k not in reserved]
     if not in_keys:
-        raise ConfigError(f"{where} has no input arrays: every array is a label or val_* array "
+        raise ConfigError(f"{where} has no input arrays: every array is a label, val_* or test_* array "
                           f"(present: {sorted(keys)})")
     return in_keys
 
@@ -207,6 +220,23 @@ def _npz_validation(arrays: dict[str, np.ndarray], in_keys: list[str],
         raise ConfigError(f"{where} has 'val_labels' but lacks validation inputs {missing}; every input "
                           f"array needs a val_<key> counterpart")
     return {k: arrays[f"val_{k}"] for k in in_keys}, arrays["val_labels"]
+
+
+def _npz_test(arrays: dict[str, np.ndarray], in_keys: list[str],
+              where: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """The file's test set: ``test_labels`` and a ``test_<key>`` for every input, or (None, None)
+    when the file has no test_* array."""
+    test_keys = [k for k in arrays if k.startswith("test_")]
+    if not test_keys:
+        return None, None
+    if "test_labels" not in arrays:
+        raise ConfigError(f"{where} has test arrays {test_keys} but no 'test_labels'; add test_labels (the test "
+                          "set's class ids) or drop the test_* arrays")
+    missing = [f"test_{k}" for k in in_keys if f"test_{k}" not in arrays]
+    if missing:
+        raise ConfigError(f"{where} has 'test_labels' but lacks test inputs {missing}; every input array needs a "
+                          "test_<key> counterpart")
+    return {k: arrays[f"test_{k}"] for k in in_keys}, arrays["test_labels"]
 
 
 def _select_csv(path: Path, input_keys: Optional[Sequence[str]], label_key: Optional[str],
@@ -256,6 +286,8 @@ class CheckedArrays:
     inputs: dict[str, np.ndarray]
     val_inputs: Optional[dict[str, np.ndarray]]
     val_labels: Optional[np.ndarray]
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
 
 
 def _check_selected(selected: SelectedArrays) -> CheckedArrays:
@@ -280,31 +312,36 @@ def _check_selected(selected: SelectedArrays) -> CheckedArrays:
         if kind == "tokens":
             check_token_ids(array, key)
         kinds[key], inputs[key] = kind, array
-    val_inputs, val_labels = _check_validation(selected, kinds, inputs)
-    return CheckedArrays(labels, clean, kinds, inputs, val_inputs, val_labels)
+    val_inputs, val_labels = _check_held_set(selected.val_inputs, selected.val_labels, "val", kinds, inputs)
+    test_inputs, test_labels = _check_held_set(selected.test_inputs, selected.test_labels, "test", kinds, inputs)
+    return CheckedArrays(labels, clean, kinds, inputs, val_inputs, val_labels, test_inputs, test_labels)
 
 
-def _check_validation(selected: SelectedArrays, kinds: dict[str, str], inputs: dict[str, np.ndarray]
-                      ) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
-    """The file's val_* arrays: each of its input's kind and sample shape, as long as val_labels."""
-    if selected.val_inputs is None:
+def _check_held_set(held_inputs: Optional[dict[str, np.ndarray]], held_labels: Optional[np.ndarray], prefix: str,
+                    kinds: dict[str, str], inputs: dict[str, np.ndarray]
+                    ) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """The file's val_* (`prefix` "val") or test_* ("test") arrays: each of its input's kind and
+    sample shape, as long as their labels, finite, token ids within the limit."""
+    if held_inputs is None:
         return None, None
-    val_labels = check_labels(selected.val_labels, "label array 'val_labels'")
-    val_inputs = {}
-    for key, array in selected.val_inputs.items():
-        vkey = f"val_{key}"
+    noun = "validation" if prefix == "val" else "test"
+    labels_key = f"{prefix}_labels"
+    held = check_labels(held_labels, f"label array {labels_key!r}")
+    checked = {}
+    for key, array in held_inputs.items():
+        vkey = f"{prefix}_{key}"
         vkind, array = classify_input(np.asarray(array), vkey)
         if vkind != kinds[key] or array.shape[1:] != inputs[key].shape[1:]:
-            raise ConfigError(f"validation array {vkey!r} has shape {array.shape} ({vkind}) but {key!r} has "
+            raise ConfigError(f"{noun} array {vkey!r} has shape {array.shape} ({vkind}) but {key!r} has "
                               f"shape {inputs[key].shape} ({kinds[key]}); they must match except for the length")
-        if array.shape[0] != val_labels.shape[0]:
-            raise ConfigError(f"length mismatch: {vkey!r} has {array.shape[0]} samples but 'val_labels' has "
-                              f"{val_labels.shape[0]}")
+        if array.shape[0] != held.shape[0]:
+            raise ConfigError(f"length mismatch: {vkey!r} has {array.shape[0]} samples but {labels_key!r} has "
+                              f"{held.shape[0]}")
         check_finite(array, vkey)
         if vkind == "tokens":
             check_token_ids(array, vkey)
-        val_inputs[key] = array
-    return val_inputs, val_labels
+        checked[key] = array
+    return checked, held
 
 
 def _noisy_file_labels(noisy_labels_path: str | os.PathLike | None, selected: SelectedArrays,
@@ -337,6 +374,8 @@ def _class_count(selected: SelectedArrays, checked: CheckedArrays, noisy_file: O
         named[f"clean label array {selected.clean_label_key!r}"] = clean
     if checked.val_labels is not None:
         named["label array 'val_labels'"] = checked.val_labels
+    if checked.test_labels is not None:
+        named["label array 'test_labels'"] = checked.test_labels
     if noisy_file is not None:
         named[f"noisy labels file {Path(noisy_labels_path).name}"] = noisy_file
     for what, array in named.items():
@@ -402,15 +441,18 @@ class Split:
     val_labels: np.ndarray
     info: dict[str, Any]
     rows: dict[str, torch.Tensor]
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
 
 
 def _split_validation(checked: CheckedArrays, reference: np.ndarray, given_noisy: Optional[np.ndarray],
                       val_fraction: float, seed: int) -> Split:
     """The file's own validation arrays, else `val_fraction` of the rows held out by a seeded split
-    stratified on the reference labels."""
+    stratified on the reference labels. The test arrays are never split: they stay as given."""
+    test = {"test_inputs": checked.test_inputs, "test_labels": checked.test_labels}
     if checked.val_inputs is not None:
         return Split(checked.inputs, reference, given_noisy, checked.val_inputs, checked.val_labels,
-                     {"val_source": "file"}, {})
+                     {"val_source": "file"}, {}, **test)
     if not 0.0 < float(val_fraction) < 1.0:
         raise ConfigError(f"--val-split (val_fraction) must be between 0 and 1 (exclusive) when the file has no "
                           f"val_* arrays: that split is the validation set, got {val_fraction}")
@@ -424,7 +466,7 @@ def _split_validation(checked: CheckedArrays, reference: np.ndarray, given_noisy
     return Split({k: a[train_idx] for k, a in checked.inputs.items()}, reference[train_idx],
                  given_noisy[train_idx] if given_noisy is not None else None,
                  {k: a[val_idx] for k, a in checked.inputs.items()}, reference[val_idx],
-                 {"val_source": "split", "val_fraction": float(val_fraction), "seed": int(seed)}, rows)
+                 {"val_source": "split", "val_fraction": float(val_fraction), "seed": int(seed)}, rows, **test)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,11 +480,13 @@ def _build_dataset(path: Path, selected: SelectedArrays, kinds: dict[str, str], 
     stats = {}
     for key, kind in kinds.items():
         if kind in ("features", "image"):
-            mean, std = _stats(split.inputs[key], kind)
+            mean, std = input_statistics(split.inputs[key], kind)
             stats[key] = (mean, std, kind)
-    train_transform, eval_transform = _transforms(stats, selected.input_keys)
+    train_transform, eval_transform = standardizing_transforms(stats, selected.input_keys)
     train_tensors = {k: to_tensor(a, kinds[k]) for k, a in split.inputs.items()}
     val_tensors = {k: to_tensor(a, kinds[k]) for k, a in split.val_inputs.items()}
+    test_tensors = ({k: to_tensor(a, kinds[k]) for k, a in split.test_inputs.items()}
+                    if split.test_inputs is not None else None)
     single, only_key = len(selected.input_keys) == 1, selected.input_keys[0]
     dataset = Dataset(
         name=path.stem,
@@ -456,39 +500,22 @@ def _build_dataset(path: Path, selected: SelectedArrays, kinds: dict[str, str], 
                             if split.given_noisy is not None else None),
         train_transform=train_transform,
         eval_transform=eval_transform,
-        info=_dataset_info(path, selected, kinds, _modalities(kinds, train_tensors, val_tensors), stats, split,
-                           noisy_labels_path),
+        info=_dataset_info(path, selected, kinds, _modalities(kinds, train_tensors, val_tensors, test_tensors), stats,
+                           split, noisy_labels_path),
         val_selects=True,  # the user's own validation data: a checkpoint is picked by it
+        test_inputs=(test_tensors[only_key] if single else test_tensors) if test_tensors is not None else None,
+        test_labels=(torch.from_numpy(np.ascontiguousarray(split.test_labels, dtype=np.int64))
+                     if split.test_labels is not None else None),
         **split.rows,
     )
     check_dataset(dataset)
     return dataset
 
 
-def _transforms(stats: dict[str, tuple[np.ndarray, np.ndarray, str]], input_keys: list[str]):
-    """(train_transform, eval_transform): both standardise each non-token input with the training
-    split's statistics (no augmentation: the arrays are the user's, of any kind)."""
-    standardize = _make_standardizer(stats)
-    only_key = input_keys[0]
-
-    def transform(batch):
-        if isinstance(batch, torch.Tensor):
-            return standardize(only_key, batch)
-        return {key: standardize(key, value) for key, value in batch.items()}
-
-    def train_transform(batch, generator=None):
-        return transform(batch)
-
-    def eval_transform(batch):
-        return transform(batch)
-
-    return train_transform, eval_transform
-
-
-def _modalities(kinds: dict[str, str], train_tensors: dict[str, torch.Tensor], val_tensors: dict[str, torch.Tensor]
-                ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+def _modalities(kinds: dict[str, str], train_tensors: dict[str, torch.Tensor], val_tensors: dict[str, torch.Tensor],
+                test_tensors: Optional[dict[str, torch.Tensor]] = None) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """(a `FusionNet` spec per input, the vocabulary size of each token input: the largest id in
-    either split + 1)."""
+    any split + 1, the test set's included: an id past the table could not be scored)."""
     modalities: dict[str, dict[str, Any]] = {}
     vocab_sizes: dict[str, int] = {}
     for key, kind in kinds.items():
@@ -498,6 +525,8 @@ def _modalities(kinds: dict[str, str], train_tensors: dict[str, torch.Tensor], v
             modalities[key] = {"kind": "image", "shape": tuple(int(s) for s in train_tensors[key].shape[1:])}
         else:
             vocab = max(int(train_tensors[key].max()), int(val_tensors[key].max()) if val_tensors[key].numel() else 0) + 1
+            if test_tensors is not None:
+                vocab = max(vocab, int(test_tensors[key].max()) + 1)
             vocab_sizes[key] = vocab
             modalities[key] = {"kind": "tokens", "vocab_size": vocab}
     return modalities, vocab_sizes
@@ -527,35 +556,6 @@ def _dataset_info(path: Path, selected: SelectedArrays, kinds: dict[str, str],
         info["ignored_keys"] = selected.ignored_keys
     if selected.feature_columns is not None:
         info["feature_columns"] = selected.feature_columns
+    if split.test_labels is not None:  # only then: the record of a run without one is unchanged
+        info["test_source"] = "file"
     return info
-
-
-def _stats(array: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (features) or per-channel (images) mean and std; zero std -> 1."""
-    if kind == "features":
-        values = array.astype(np.float64)
-        mean, std = values.mean(axis=0), values.std(axis=0)
-    else:
-        mean = np.array([array[:, c].mean(dtype=np.float64) for c in range(array.shape[1])])
-        std = np.array([array[:, c].std(dtype=np.float64) for c in range(array.shape[1])])
-    std = np.where(std > 0, std, 1.0)
-    return mean, std
-
-
-def _make_standardizer(stats: dict[str, tuple[np.ndarray, np.ndarray, str]]):
-    """Build fn(inputs) that standardises each non-token tensor with its train statistics."""
-    tensors = {}
-    for key, (mean, std, kind) in stats.items():
-        shape = (1, -1) if kind == "features" else (1, -1, 1, 1)
-        tensors[key] = (torch.tensor(mean, dtype=torch.float32).view(shape),
-                        torch.tensor(std, dtype=torch.float32).view(shape))
-
-    def apply(key: str, x: torch.Tensor) -> torch.Tensor:
-        if key not in tensors:
-            return x
-        mean, std = tensors[key]
-        x = x.to(torch.float32)
-        return (x - mean.to(x.device)) / std.to(x.device)
-
-    return apply
-
