@@ -17,7 +17,8 @@ from latentmix import fit
 from latentmix.cli import main
 from latentmix.config import field_name, validate_run_config
 from latentmix.data.checks import MAX_CLASSES
-from latentmix.data.arrays import MAX_VOCAB, load_arrays
+from latentmix.data.array_checks import MAX_VOCAB
+from latentmix.data.arrays import load_arrays
 from latentmix.selection import stratified_split
 from latentmix.errors import ConfigError
 from latentmix.config import RunConfig
@@ -194,7 +195,7 @@ def test_non_utf8_csv_and_huge_token_ids(tmp_path, capsys):
     assert "latin1.csv is not UTF-8" in line and "0xe9" in line
     labels_file = tmp_path / "noisy.csv"
     labels_file.write_bytes(b"\xe9\n0\n1\n")
-    from latentmix.data.arrays import read_label_file
+    from latentmix.data.array_files import read_label_file
 
     with pytest.raises(ConfigError, match="not UTF-8"):
         read_label_file(labels_file)

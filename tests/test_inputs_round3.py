@@ -171,7 +171,7 @@ def test_npz_bombs_are_refused_from_their_headers_in_bounded_memory(tmp_path, en
 
 
 def test_an_npz_larger_than_free_memory_is_refused_naming_the_limit(tmp_path):
-    from latentmix.data.arrays import check_npz_sizes
+    from latentmix.data.array_files import check_npz_sizes
     from latentmix.errors import ConfigError
 
     data = _good_npz(tmp_path / "good.npz")

@@ -201,7 +201,8 @@ def test_a_clean_toy_package_has_no_problem(tmp_path):
     assert layering_problems(root, TOY_LAYERS) == []
 
 
-@pytest.mark.parametrize("module, layer", [("latentmix.data.idx", "data and models"), ("latentmix.data.restricted_pickle", "data and models"), ("latentmix.sweep.cli", "entry"),
+@pytest.mark.parametrize("module, layer", [("latentmix.data.idx", "data and models"), ("latentmix.data.array_files", "data and models"),
+                                           ("latentmix.data.array_checks", "data and models"), ("latentmix.data.restricted_pickle", "data and models"), ("latentmix.sweep.cli", "entry"),
                                            ("latentmix.sweep.store", "many runs"), ("latentmix", "entry")])
 def test_a_module_takes_the_layer_of_its_longest_listed_prefix(module, layer):
     assert layer_of(module, LAYERS)[1] == layer

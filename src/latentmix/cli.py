@@ -66,14 +66,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, run_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                        distributed=dist)
         if dist is None or dist.is_main:
-            _print_summary(result.run_summary(), out, result.wall_time_s)
+            _print_summary(result.run_summary(), out, result.wall_time_s, result.selection_sets())
     return 0
 
 
-def _print_summary(summary: RunSummary, out: Path, wall_time_s: float) -> None:
+def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
+                   selection_sets: Optional[tuple[str, str]] = None) -> None:
     print(f"method {summary.method} (layers {summary.mix_layers}, correction {summary.correction}) "
           f"on {summary.dataset}, {noise_text(summary)}, seed {summary.seed}, {summary.epochs} epochs")
     print("  " + accuracy_text(summary))
+    for line in selection_lines(summary, selection_sets):
+        print("  " + line)
     if summary.bootstrap_start_epoch is not None:
         reason = f" ({summary.bootstrap_start_reason})" if summary.bootstrap_start_reason else ""
         print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}{reason}")
@@ -122,6 +125,24 @@ def accuracy_text(summary: RunSummary) -> str:
         return ("val acc against the given validation labels (no clean reference: wrong labels count a right "
                 f"prediction as a miss): {figures}")
     return f"best val acc {figures[len('best '):]}"
+
+
+def selection_lines(summary: RunSummary, selection_sets: Optional[tuple[str, str]]) -> list[str]:
+    """Which set selected the kept epoch and which scored it (`RunResult.selection_sets`), the test
+    accuracy when a test set scored, and a warning when one set did both: an accuracy measured on
+    the set that picked its epoch is optimistic (the epoch was picked for scoring high there)."""
+    if selection_sets is None:
+        return []
+    selecting, scored = selection_sets
+    lines = [f"selected by {selecting}, scored on {scored}"]
+    if summary.selected_test_acc is not None:
+        lines[0] += (f": test acc {summary.selected_test_acc:.4f} at the selected epoch {summary.selected_epoch} "
+                     f"(last {summary.last_test_acc:.4f})")
+    elif selecting == scored:
+        lines.append("warning: the selected accuracy was measured on the set it was selected by (optimistic); "
+                     "give your test set as test_* arrays (an image folder: a test/ folder) to score it apart, "
+                     "or hold out --val-split of the training data to select")
+    return lines
 
 
 def noise_text(summary: RunSummary) -> str:

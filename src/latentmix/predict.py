@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentmix.data.array_checks import classify_input, to_tensor
+from latentmix.data.array_files import read_csv_table, read_npz
 from latentmix.errors import ConfigError
 
 __all__ = ["TrainedModel", "Predictions", "load_run", "read_prediction_inputs", "write_predictions"]
@@ -297,15 +299,13 @@ def read_prediction_inputs(path: Union[str, os.PathLike], trained: TrainedModel)
 
 
 def _read_npz(path: Path, trained: TrainedModel) -> PredictionInputs:
-    from latentmix.data.arrays import _classify, _load_npz, _to_tensor
-
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"{path} is not a readable .npz archive (not a zip file); save it with numpy.savez")
-    arrays = _load_npz(path)
+    arrays = read_npz(path)
     label_key = next((key for key in LABEL_COLUMNS if key in arrays), None)
     kinds = trained.input_kinds
     if kinds is None:  # a built-in data set: one input array, taken as stored
-        candidates = [key for key in arrays if key not in LABEL_COLUMNS and not key.startswith(("val_", "clean_"))]
+        candidates = [key for key in arrays if key not in LABEL_COLUMNS and not key.startswith(("val_", "test_", "clean_"))]
         if len(candidates) != 1:
             raise ConfigError(f"{path} holds arrays {sorted(arrays)}; for this run give one input array (and "
                               "optionally labels)")
@@ -318,11 +318,11 @@ def _read_npz(path: Path, trained: TrainedModel) -> PredictionInputs:
                               f"{sorted(kinds)}; present: {sorted(arrays)}")
         tensors = {}
         for key, kind in kinds.items():
-            found, array = _classify(np.asarray(arrays[key]), key)
+            found, array = classify_input(np.asarray(arrays[key]), key)
             if found != kind:
                 raise ConfigError(f"{path}: array {key!r} holds {found} (shape {arrays[key].shape}), the run trained "
                                   f"on {kind}; give the same kind of array")
-            tensors[key] = _to_tensor(array, kind)
+            tensors[key] = to_tensor(array, kind)
         lengths = {int(t.shape[0]) for t in tensors.values()}
         if len(lengths) != 1:
             raise ConfigError(f"{path}: the input arrays have different lengths {sorted(lengths)}")
@@ -333,9 +333,7 @@ def _read_npz(path: Path, trained: TrainedModel) -> PredictionInputs:
 
 
 def _read_csv(path: Path, trained: TrainedModel) -> PredictionInputs:
-    from latentmix.data.arrays import _load_csv
-
-    header, table = _load_csv(path)
+    header, table = read_csv_table(path)
     columns = trained.info.get("feature_columns")
     label_key = next((key for key in LABEL_COLUMNS if key in header), None)
     if columns is None:

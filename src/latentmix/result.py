@@ -19,7 +19,7 @@ from latentmix.mixing import format_layers
 from latentmix.noise import NoisyLabels
 from latentmix.noise_model import detection_metrics
 from latentmix.selection import flagged_confusion, ranking_order
-from latentmix.summary import POPULATION_KEYS, TRAINER_KEYS, RunSummary
+from latentmix.summary import POPULATION_KEYS, TEST_KEYS, TRAINER_KEYS, RunSummary
 
 
 @dataclass
@@ -67,6 +67,11 @@ class RunResult:
     correction_kept: Optional[bool] = None  # False: the correction did not beat its warm-up (the guard)
     noise_estimate_doubt: Optional[str] = None  # why the estimated noise rate cannot be trusted; None: no doubt
     training_note: Optional[str] = None  # a run that never learnt (accuracy at chance), and the likely cause
+    # accuracy on the data's test set (None: it has none), which selects nothing: at `selected_epoch`,
+    # the maximum over epochs, the last epoch's (`test_figures`)
+    selected_test_acc: Optional[float] = None
+    best_test_acc: Optional[float] = None
+    last_test_acc: Optional[float] = None
 
     def run_summary(self) -> RunSummary:
         """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it: the
@@ -96,14 +101,29 @@ class RunResult:
             actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,
             bootstrap_start_reason=self.bootstrap_start_reason, correction_kept=self.correction_kept,
             noise_estimate_doubt=self.noise_estimate_doubt, training_note=self.training_note,
-            trained_as=self.trained_as, **confusion,
+            trained_as=self.trained_as, selected_test_acc=self.selected_test_acc, best_test_acc=self.best_test_acc,
+            last_test_acc=self.last_test_acc, **confusion,
         )
-        keys = POPULATION_KEYS if population else TRAINER_KEYS + tuple(confusion)
+        tested = TEST_KEYS if self.last_test_acc is not None else ()  # a run without a test set: its file as always
+        keys = POPULATION_KEYS if population else TRAINER_KEYS + tested + tuple(confusion)
         return RunSummary(**{key: value for key, value in values.items() if key in keys}, keys=keys)
 
     def summary(self) -> dict:
         """`run_summary()` as the plain dict result.json holds."""
         return self.run_summary().to_dict()
+
+    def selection_sets(self) -> Optional[tuple[str, str]]:
+        """(the set that picked `selected_epoch`, the set the accuracy reported for it is measured
+        on), in words, or None when the run selects no epoch. A noisy held-out split of the training
+        labels selects when there is one, else the user's validation set; a test set scores when
+        there is one, else the validation set: then, without a held-out split, the one set both
+        picked the epoch and scored it, and the figure reads high (it was chosen for being high)."""
+        if self.selected_epoch is None or self.trained_as is not None:
+            return None
+        selecting = "the noisy held-out split" if self.holdout is not None else "your validation set"
+        if self.selected_test_acc is not None:
+            return selecting, "your test set"
+        return selecting, "the validation set" if self.holdout is not None else "your validation set"
 
     def _scored(self) -> np.ndarray:
         """Positions of the training samples the noise model was fitted on (held-out ones excluded)."""
@@ -141,6 +161,16 @@ class RunResult:
             pairs["true_noise_pairs"] = _top_pairs(flagged_confusion(
                 self.noisy_labels, self.clean_labels, wrong, self.num_classes), top)
         return pairs
+
+
+def test_figures(metrics: list[dict], selected: Optional[int]) -> dict:
+    """`selected_test_acc` (at the `selected` epoch), `best_test_acc` (the maximum) and
+    `last_test_acc` from the metric rows' `test_acc`; empty when the rows have none (no test set)."""
+    scores = {int(row["epoch"]): row["test_acc"] for row in metrics if row.get("test_acc") is not None}
+    if not scores:
+        return {}
+    return {"selected_test_acc": scores.get(selected), "best_test_acc": max(scores.values()),
+            "last_test_acc": scores.get(int(metrics[-1]["epoch"]))}
 
 
 def _top_pairs(counts: list[list[int]], top: int) -> list[list[int]]:

@@ -60,9 +60,18 @@ RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_N
              SELECTED_NAME)
 # The columns of metrics.csv, one row per epoch (`latentmix.training` fills them)
 METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "val_acc", "select_acc", "train_acc_noisy", "train_acc_clean", "bootstrapping",
-    "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
+    "epoch", "lr", "train_loss", "val_acc", "select_acc", "test_acc", "train_acc_noisy", "train_acc_clean",
+    "bootstrapping", "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
 ]
+# Columns only a run with such data measures, written only when its rows hold them: a run without a
+# test set writes the metrics.csv it always did.
+OPTIONAL_METRIC_FIELDS = frozenset({"test_acc"})
+
+
+def metric_fields(rows: list[dict]) -> list[str]:
+    """The columns of a run's metrics.csv: `METRIC_FIELDS`, less the optional ones no row holds."""
+    return [name for name in METRIC_FIELDS
+            if name not in OPTIONAL_METRIC_FIELDS or any(name in row for row in rows)]
 
 # Entries of the record (config.json) besides the settings that are not compared: the machine of
 # the process that wrote it; the number of data-parallel processes (a checkpoint does not depend on
@@ -445,9 +454,9 @@ class RunFolder:
     # ---- per epoch and at the end ------------------------------------------------------------
 
     def write_metrics(self, rows: list[dict]) -> None:
-        """metrics.csv: one row per epoch so far (`METRIC_FIELDS`)."""
+        """metrics.csv: one row per epoch so far (`metric_fields`)."""
         if self.writer:
-            atomic_write_csv(self.file(METRICS_NAME), rows, METRIC_FIELDS)
+            atomic_write_csv(self.file(METRICS_NAME), rows, metric_fields(rows))
 
     def save_selected(self, model_state: dict) -> None:
         """selected_model.pt: the model's weights at the epoch a user would keep."""

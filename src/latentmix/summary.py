@@ -30,6 +30,9 @@ TRAINER_KEYS = (
     "bootstrap_start_reason", "correction_kept", "noise_estimate_doubt", "training_note",
 )
 NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
+# The keys a run with a test set adds (a file's test_* arrays, an image folder's test/): its accuracy
+# on that set, which selects nothing, at the selected epoch, its maximum and its last epoch's.
+TEST_KEYS = ("selected_test_acc", "best_test_acc", "last_test_acc")
 # The keys of a population run's result.json: what it measures, and how it was trained.
 POPULATION_KEYS = (
     "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs",
@@ -79,6 +82,12 @@ class RunSummary:
     correction_kept: Optional[bool] = None  # False: the correction did not beat its own warm-up, which is kept
     noise_estimate_doubt: Optional[str] = None  # why `estimated_noise_rate` cannot be trusted (None: no doubt)
     training_note: Optional[str] = None  # the model never learnt (accuracy at chance) and the likely cause
+    # accuracy on the user's test set, which never selects: at the selected epoch (an unbiased figure,
+    # unlike selected_val_acc when the validation set selected), the maximum over epochs (an oracle,
+    # like best_val_acc) and the last epoch's
+    selected_test_acc: Optional[float] = None
+    best_test_acc: Optional[float] = None
+    last_test_acc: Optional[float] = None
     flagged_noise_pairs: Optional[list] = None  # [given, predicted, count] rows of the flagged labels
     true_noise_pairs: Optional[list] = None  # [given, clean, count] rows of the wrong labels
     trained_as: Optional[str] = None  # "population of N" (the sweep store adds "sequential" / "reused")

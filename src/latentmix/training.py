@@ -53,7 +53,7 @@ from latentmix.errors import ConfigError
 from latentmix.methods import method_record
 from latentmix.progress import EpochProgress
 from latentmix.protocols import first_milestone, lr_at_epoch
-from latentmix.result import RunResult, per_sample_results
+from latentmix.result import RunResult, per_sample_results, test_figures
 from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_model_entry, noise_model_of, run_fingerprints
 from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
@@ -282,8 +282,9 @@ class Run:
     def evaluate_epoch(self, epoch: int, lr: float, bootstrapping: bool, loss_sum: torch.Tensor,
                        num_seen: int) -> tuple[dict, Optional[Tracked]]:
         """The epoch's metrics row so far: validation accuracy (with the validation rows' losses
-        against their given labels when they are the user's, one pass for both) and the accuracy a
-        checkpoint is selected by (the noisy holdout's, or the user's validation set's)."""
+        against their given labels when they are the user's, one pass for both), the accuracy a
+        checkpoint is selected by (the noisy holdout's, or the user's validation set's) and, when
+        the data have a test set, its accuracy (`test_acc`: only scored, it selects nothing)."""
         dataset, protocol, dist = self.dataset, self.protocol, self.dist
         val_tracked = None
         if dataset.val_given_labels is not None:  # the validation rows are the user's: scored too
@@ -301,6 +302,9 @@ class Run:
                                                self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist))
         elif dataset.val_selects:
             row["select_acc"] = row["val_acc"]
+        if dataset.test_labels is not None:  # a key only then: a run without a test set keeps its rows
+            row["test_acc"] = float(evaluate(self.forward_model, dataset.test_inputs, dataset.test_labels,
+                                             self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist))
         return row, val_tracked
 
     def tracking_metrics(self, view: dict) -> dict:
@@ -390,6 +394,7 @@ class Run:
                 holdout_is_noisy=self.select_is_noisy),
             training_note=never_learnt(metrics, holdout_size=self.select_size, chance=self.chance),
             selected_model_state=log.selected_state,
+            **test_figures(metrics, chosen),
         )
         if self.run_folder is not None:
             self.run_folder.write_metrics(metrics)

@@ -9,20 +9,25 @@
   (``train_labels_clean=True``) and the ``labels`` array becomes ``given_noisy_labels`` (real noise).
   When only ``labels`` exist they are taken as the user's possibly-noisy labels
   (``train_labels_clean=False``).
-* **Inputs**: every other array, except reserved keys (the label keys and every ``val_*`` key), or
+* **Inputs**: every other array, except reserved keys (the label keys, every ``val_*`` and ``test_*`` key), or
   exactly the arrays named by ``input_keys``. One input array gives a tensor input; several give a
   dict input ``{key: tensor}`` (multimodal, in file order).
 * **Validation set** (optional): ``val_labels`` plus ``val_<key>`` for every input key. Without them
   a seeded, stratified split of ``val_fraction`` of the samples is held out (stratified on the labels
   that become validation labels: the clean labels when present, otherwise the given labels, so the
-  validation labels may be noisy in that case).
+  validation labels may be noisy in that case). The validation set selects: the checkpoint kept
+  (``selected_model.pt``) and the end of early learning are picked by accuracy on it.
+* **Test set** (optional): ``test_labels`` plus ``test_<key>`` for every input key. Only scored (a
+  ``test_acc`` column in metrics.csv, ``selected_test_acc`` in result.json), never selecting: pass
+  your test set here, not as ``val_*``, or the "selected" accuracy is measured on the set it was
+  selected by (optimistic).
 
 ``.csv`` convention
 -------------------
 A header row is required. The label column is ``labels``/``label``/``y`` (or ``label_key``), the
 optional clean-label column ``clean_labels``/``clean_label`` (or ``clean_label_key``); every other
 column (or the columns named by ``input_keys``) is a float feature, giving one ``"features"`` input.
-The validation set is always a seeded split.
+The validation set is always a seeded split; a CSV has no test set.
 
 Input kinds (recorded in ``Dataset.info["input_kinds"]``)
 -------------------------------------------------------
@@ -51,352 +56,31 @@ Every problem with the file raises `ConfigError` naming the array/column and the
 
 from __future__ import annotations
 
-import csv
 import os
-import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from latentmix.data.array_checks import (DEFAULT_CLEAN_KEYS, DEFAULT_LABEL_KEYS, check_finite, check_labels,
+                                         check_token_ids, classify_input, pick_key, to_tensor)
+from latentmix.data.array_files import read_csv_table, read_label_file, read_npz
 from latentmix.data.checks import check_class_count, check_dataset
 from latentmix.data.dataset import Dataset
+from latentmix.data.standardize import input_statistics, standardizing_transforms
 from latentmix.errors import ConfigError
 from latentmix.selection import stratified_split
 
-__all__ = ["load_arrays", "read_label_file"]
+__all__ = ["HELD_PREFIXES", "load_arrays"]
 
-_DEFAULT_LABEL_KEYS = ("labels", "label", "y")
-# Token ids index an embedding table (max id + 1 rows of 64 floats): 10M rows are 2.5 GB already.
-MAX_VOCAB = 10_000_000
-_DEFAULT_CLEAN_KEYS = ("clean_labels", "clean_label")
+# Arrays with these prefixes are the file's own held-out sets (validation, test), never inputs.
+HELD_PREFIXES = ("val_", "test_")
 
 
 # ----------------------------------------------------------------------------------------------
-# reading files
-
-
-# An .npz entry may expand at most this many times from its compressed size (once past
-# `EXPANSION_FLOOR`): numeric arrays deflate 1-20x, a zip bomb ~1000x (deflate's ceiling is 1032x).
-MAX_EXPANSION = 200
-EXPANSION_FLOOR = 64 << 20
-
-
-def available_memory() -> Optional[int]:
-    """Bytes of physical memory free now (Linux, macOS: sysconf); None where unknown."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _npy_header(member: Any) -> tuple[tuple, np.dtype]:
-    """(shape, dtype) from the header of a .npy stream, reading the header only."""
-    fmt = np.lib.format
-    version = fmt.read_magic(member)
-    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
-    if version in readers:
-        shape, _, dtype = readers[version](member)
-    else:  # version 3.0 (utf-8 field names): numpy has no public reader for it
-        shape, _, dtype = fmt._read_array_header(member, version)
-    return tuple(shape), dtype
-
-
-def check_npz_sizes(path: Path, memory: Optional[int] = None) -> None:
-    """Every entry of an .npz, from the zip's directory and each .npy header (no array is read):
-    its declared size is what its header's shape and dtype need (a header that asks for more is
-    a crafted file: numpy allocates the header's shape before reading), it expands at most
-    `MAX_EXPANSION`-fold from its compressed size (a zip bomb: a 2 MB file that decompresses to
-    2 GB), and all of them together fit in the free memory (`memory`, default `available_memory`).
-    Each refusal names the entry, the sizes and the limit."""
-    memory = available_memory() if memory is None else memory
-    total = 0
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name, declared = info.filename, info.file_size
-                if declared > EXPANSION_FLOOR and declared > MAX_EXPANSION * max(info.compress_size, 1):
-                    raise ConfigError(
-                        f"{path}: entry {name!r} declares {declared:,} bytes from {info.compress_size:,} compressed "
-                        f"({declared // max(info.compress_size, 1):,}-fold; the limit is {MAX_EXPANSION}-fold above "
-                        f"{EXPANSION_FLOOR >> 20} MiB): a zip bomb, or an array of one repeated value; if it is real, "
-                        "save it with numpy.savez (uncompressed)")
-                with archive.open(info) as member:
-                    try:
-                        shape, dtype = _npy_header(member)
-                    except (ValueError, EOFError) as error:
-                        raise ConfigError(f"{path}: entry {name!r} is not a .npy array ({error}); save the arrays "
-                                          "with numpy.savez") from None
-                    needed = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
-                if needed != declared:
-                    raise ConfigError(f"{path}: array {name!r} declares shape {shape} of {dtype} ({needed:,} bytes "
-                                      f"with its header), but its entry holds {declared:,} bytes: the file is damaged "
-                                      "or crafted; save it again with numpy.savez")
-                total += declared
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, NotImplementedError, RuntimeError) as error:
-        raise ConfigError(f"{path} is not a readable .npz archive: {error}") from None
-    if memory is not None and total > memory:
-        raise ConfigError(f"{path} holds {total:,} bytes of arrays, more than the {memory:,} bytes of memory free on "
-                          "this machine (the limit): use a machine with more memory, or a smaller file")
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"{path} is not a readable .npz archive (not a zip file); save it with numpy.savez")
-    check_npz_sizes(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except ValueError as exc:  # object arrays need pickle
-        raise ConfigError(f"{path}: cannot read array ({exc}); store plain numeric arrays, not objects") from exc
-    except Exception as exc:  # zipfile.BadZipFile, OSError, ...
-        raise ConfigError(f"{path} is not a readable .npz archive: {exc}") from exc
-
-
-def _load_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Return (header, float64 array (rows, columns)) or raise ConfigError naming the bad cell."""
-    try:
-        return _read_csv_table(path)
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
-                          "save it as UTF-8 (or plain ASCII) CSV") from None
-
-
-def _read_csv_table(path: Path) -> tuple[list[str], np.ndarray]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ConfigError(f"{path} is empty; a CSV needs a header row and at least one data row") from None
-        header = [name.strip() for name in header]
-        if not any(header):
-            raise ConfigError(f"{path}: the first row must be a header naming the columns")
-        if not all(header):
-            position = header.index("") + 1
-            raise ConfigError(f"{path}: column {position} of the header has no name; name every column (a blank "
-                              "one would be read as a feature)")
-        if len(set(header)) != len(header):
-            dups = sorted({h for h in header if header.count(h) > 1})
-            raise ConfigError(f"{path}: duplicate column names in the header: {dups}")
-        for name in header:
-            try:
-                float(name)
-            except ValueError:
-                continue
-            raise ConfigError(f"{path}: the first row looks like data ({name!r}), but a header row naming "
-                              "the columns is required")
-        rows: list[list[float]] = []
-        for line_no, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"{path}, row {line_no}: {len(row)} cells but the header has {len(header)} columns")
-            values = []
-            for column, cell in zip(header, row):
-                try:
-                    if "_" in cell:  # Python's float() reads 1_000 as 1000; CSV numbers have no separators
-                        raise ValueError(cell)
-                    values.append(float(cell))
-                except ValueError:
-                    raise ConfigError(f"{path}, row {line_no}, column {column!r}: non-numeric value {cell!r}; "
-                                      "every cell must be a number") from None
-            rows.append(values)
-    if not rows:
-        return header, np.zeros((0, len(header)), dtype=np.float64)
-    return header, np.asarray(rows, dtype=np.float64)
-
-
-def read_label_file(path: str | os.PathLike) -> np.ndarray:
-    """Read per-sample integer labels from ``.npy`` or a text/CSV file with one integer per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"noisy labels file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        if zipfile.is_zipfile(path):
-            raise ConfigError(f"noisy labels file {path} is an .npz archive (numpy.savez), not one .npy array: save the "
-                              "labels alone with numpy.save, or as .csv with one integer per line")
-        try:
-            labels = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise ConfigError(f"{path} is not a readable .npy file: {exc}") from exc
-        labels = np.asarray(labels)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-    elif suffix in (".csv", ".txt"):
-        values: list[float] = []
-        try:
-            text_lines = path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"noisy labels file {path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
-                              f"offset {error.start}); save it as UTF-8 with one integer per line") from None
-        for line_no, line in enumerate(text_lines, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            if "," in text:
-                raise ConfigError(f"{path}, line {line_no}: expected one integer per line, got {text!r}")
-            try:
-                values.append(float(text))
-            except ValueError:
-                if line_no == 1 and not values:
-                    continue  # header
-                raise ConfigError(f"{path}, line {line_no}: non-numeric label {text!r}") from None
-        labels = np.asarray(values, dtype=np.float64)
-    else:
-        raise ConfigError(f"noisy labels file {path} has unknown extension {path.suffix!r}; use .npy, .csv or .txt")
-    return _check_labels(labels, f"noisy labels file {path.name}")
-
-
-# ----------------------------------------------------------------------------------------------
-# validation helpers
-
-
-def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ConfigError(f"{what} must be a 1-D array of class ids, got shape {labels.shape}")
-    if labels.size == 0:
-        raise ConfigError(f"{what} is empty")
-    if labels.dtype.kind == "b":
-        labels = labels.astype(np.int64)
-    elif labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)):
-            raise ConfigError(f"{what}: labels must be integers, found {int((~np.isfinite(labels)).sum())} NaN/inf")
-        bad = labels != np.round(labels)
-        if bad.any():
-            first = labels[bad][0]
-            raise ConfigError(f"{what}: labels must be integers, found {int(bad.sum())} non-integral values "
-                              f"(e.g. {first})")
-    elif labels.dtype.kind not in "iu":
-        raise ConfigError(f"{what}: labels must be integers, got dtype {labels.dtype}")
-    if labels.dtype.kind in "fu":  # before the cast: 1e20 or a uint64 above 2**63 wrap to negative int64
-        check_class_count(int(labels.max()), what)
-    labels = labels.astype(np.int64)
-    if labels.min() < 0:
-        raise ConfigError(f"{what}: labels must be class ids >= 0, found {int((labels < 0).sum())} negative "
-                          f"(min {int(labels.min())})")
-    return labels
-
-
-def _pick_key(keys: Sequence[str], requested: Optional[str], defaults: Sequence[str], what: str,
-              required: bool, where: str) -> Optional[str]:
-    """`requested` (when explicit) must exist; otherwise the one of `defaults` present is used. Two
-    of them present is ambiguous (one would be a label column, the other a feature: the target
-    leaks in), so it is refused, naming both."""
-    if requested is not None:
-        if requested not in keys:
-            raise ConfigError(f"{where} has no {what} {requested!r}; present: {sorted(keys)}")
-        return requested
-    present = [key for key in defaults if key in keys]
-    if len(present) > 1:
-        argument = "label_key" if "clean" not in what else "clean_label_key"
-        raise ConfigError(f"{where} has {len(present)} {what}s ({', '.join(repr(k) for k in present)}): ambiguous "
-                          f"(which one is the target?); rename or drop all but one (in Python: "
-                          f"load_arrays(..., {argument}={present[0]!r}))")
-    for key in present:
-        return key
-    if required:
-        raise ConfigError(f"{where} has no {what} (looked for {' / '.join(repr(k) for k in defaults)}); "
-                          f"present: {sorted(keys)}; name it with label_key")
-    return None
-
-
-def _classify(array: np.ndarray, key: str) -> tuple[str, np.ndarray]:
-    """Return (kind, array with the storage layout) for one input array."""
-    if array.dtype.kind not in "biuf":
-        raise ConfigError(f"input array {key!r} has dtype {array.dtype}; inputs must be numeric")
-    if array.ndim == 0:
-        raise ConfigError(f"input array {key!r} is a scalar; inputs need a sample axis")
-    if array.shape[0] == 0 or array.size == 0:
-        raise ConfigError(f"input array {key!r} is empty (shape {array.shape})")
-    kind_letter = array.dtype.kind
-    if array.ndim == 1:
-        return "features", array.reshape(-1, 1)
-    if array.ndim == 2:
-        if kind_letter in "iu":
-            return "tokens", array
-        return "features", array
-    if array.ndim == 3:
-        return "image", array[:, None]
-    if array.ndim == 4:
-        if array.shape[3] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
-            array = np.transpose(array, (0, 3, 1, 2))  # channels-last -> channels-first
-        return "image", array
-    raise ConfigError(f"input array {key!r} has {array.ndim} dimensions {array.shape}; supported: features (N, D), "
-                      "tokens (N, T) integers, images (N, H, W) or (N, C, H, W)")
-
-
-def _check_finite(array: np.ndarray, key: str) -> None:
-    if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
-        if bad.any():
-            n_nan = int(np.isnan(array).sum())
-            raise ConfigError(f"input array {key!r} contains {int(bad.sum())} non-finite values "
-                              f"({n_nan} NaN, {int(bad.sum()) - n_nan} inf); clean or impute them first")
-        largest = float(np.abs(array).max()) if array.size else 0.0
-        if array.dtype.itemsize > 4 and largest > float(np.finfo(np.float32).max):
-            # the inputs are trained on as float32: these would become inf (and the run "diverge")
-            raise ConfigError(f"input array {key!r} holds values up to {largest:.3g}, beyond float32's range "
-                              f"(±{np.finfo(np.float32).max:.3g}) that training uses; rescale it (e.g. log or "
-                              "standardise the column)")
-
-
-def _check_token_ids(array: np.ndarray, key: str) -> None:
-    """Token ids index an embedding table of max id + 1 rows: negative ids, and ids so large that the
-    table cannot be allocated (a stray 2**40), are data errors."""
-    if array.min() < 0:
-        raise ConfigError(f"token array {key!r} has {int((array < 0).sum())} negative token ids; ids must be >= 0")
-    if int(array.max()) >= MAX_VOCAB:
-        raise ConfigError(f"token array {key!r} holds token id {int(array.max())}: its embedding table would need "
-                          f"{int(array.max()) + 1} rows; latentmix takes ids below {MAX_VOCAB}: number the vocabulary "
-                          "0..V-1")
-
-
-def _to_tensor(array: np.ndarray, kind: str) -> torch.Tensor:
-    if kind == "tokens":
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
-    if kind == "image" and array.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(array))
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def _stats(array: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (features) or per-channel (images) mean and std; zero std -> 1."""
-    if kind == "features":
-        values = array.astype(np.float64)
-        mean, std = values.mean(axis=0), values.std(axis=0)
-    else:
-        mean = np.array([array[:, c].mean(dtype=np.float64) for c in range(array.shape[1])])
-        std = np.array([array[:, c].std(dtype=np.float64) for c in range(array.shape[1])])
-    std = np.where(std > 0, std, 1.0)
-    return mean, std
-
-
-def _make_standardizer(stats: dict[str, tuple[np.ndarray, np.ndarray, str]]):
-    """Build fn(inputs) that standardises each non-token tensor with its train statistics."""
-    tensors = {}
-    for key, (mean, std, kind) in stats.items():
-        shape = (1, -1) if kind == "features" else (1, -1, 1, 1)
-        tensors[key] = (torch.tensor(mean, dtype=torch.float32).view(shape),
-                        torch.tensor(std, dtype=torch.float32).view(shape))
-
-    def apply(key: str, x: torch.Tensor) -> torch.Tensor:
-        if key not in tensors:
-            return x
-        mean, std = tensors[key]
-        x = x.to(torch.float32)
-        return (x - mean.to(x.device)) / std.to(x.device)
-
-    return apply
-
-
-# ----------------------------------------------------------------------------------------------
-# main entry point
+# main entry point: read and select, check, split, build
 
 
 def load_arrays(
@@ -412,6 +96,11 @@ def load_arrays(
 ) -> Dataset:
     """Load a classification data set from a ``.npz`` or ``.csv`` file (conventions: module docstring).
 
+    In steps, each a function of its own: read the file and pick its arrays by name
+    (`_select_npz` / `_select_csv`), check their contents (`_check_selected`, the noisy-labels
+    file, the class count), hold out the validation split (`_split_validation`) and build the
+    `Dataset` with its transforms (`_build_dataset`).
+
     Args:
         path: the data file.
         input_keys: arrays (npz) or columns (csv) to use as inputs; default: all non-reserved ones.
@@ -423,146 +112,270 @@ def load_arrays(
         noisy_labels_path: per-sample noisy labels for the training samples (before splitting).
         num_classes: number of classes, when larger than max label + 1 (labels >= it are refused).
     """
+    path = _checked_path(path)
+    if isinstance(input_keys, str):
+        input_keys = [input_keys]
+    select = _select_npz if path.suffix.lower() == ".npz" else _select_csv
+    selected = select(path, input_keys, label_key, clean_label_key)
+    checked = _check_selected(selected)
+    noisy_file = _noisy_file_labels(noisy_labels_path, selected, checked)
+    n_classes = _class_count(selected, checked, noisy_file, noisy_labels_path, num_classes)
+    reference, given_noisy, labels_clean = _label_roles(checked, noisy_file)
+    split = _split_validation(checked, reference, given_noisy, val_fraction, seed)
+    return _build_dataset(path, selected, checked.kinds, split, n_classes, labels_clean, noisy_labels_path)
+
+
+def _checked_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path once it is an existing file with a supported extension."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"data file not found: {path}")
     if not path.is_file():
         raise ConfigError(f"data path is not a file: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".csv"):
+    if path.suffix.lower() not in (".npz", ".csv"):
         raise ConfigError(f"data file {path} has unknown extension {path.suffix!r}; supported: .npz, .csv")
+    return path
 
-    if isinstance(input_keys, str):
-        input_keys = [input_keys]
-    explicit_label = label_key
+
+# ----------------------------------------------------------------------------------------------
+# read and select: which array (column) is what, by name, contents unchecked
+
+
+@dataclass
+class SelectedArrays:
+    """A file's arrays picked out by name, their contents not yet checked.
+
+    `where` names the file in messages; `label_key` / `clean_label_key` the label array (column)
+    and the optional clean one; `input_keys` the inputs in order (a CSV's one ``"features"``);
+    `val_inputs` / `val_labels` the file's own validation arrays (None: a split is held out);
+    `test_inputs` / `test_labels` its test arrays (None: none); `ignored_keys` arrays (columns) that are neither labels nor inputs; `feature_columns` a CSV's
+    feature columns."""
+
+    where: str
+    label_key: str
+    clean_label_key: Optional[str]
+    input_keys: list[str]
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+    clean_labels: Optional[np.ndarray]
+    val_inputs: Optional[dict[str, np.ndarray]] = None
+    val_labels: Optional[np.ndarray] = None
+    ignored_keys: list[str] = field(default_factory=list)
+    feature_columns: Optional[list[str]] = None
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
+
+
+def _select_npz(path: Path, input_keys: Optional[Sequence[str]], label_key: Optional[str],
+                clean_label_key: Optional[str]) -> SelectedArrays:
+    """The arrays of an .npz: labels, clean labels, inputs and the optional val_* and test_* arrays."""
+    arrays = read_npz(path)
+    keys = list(arrays)
+    where = f"{path.name}"
+    lkey = pick_key(keys, label_key, DEFAULT_LABEL_KEYS, "label array", True, where)
+    ckey = pick_key(keys, clean_label_key, DEFAULT_CLEAN_KEYS, "clean label array", False, where)
+    in_keys = _npz_input_keys(keys, input_keys, lkey, ckey, where)
+    ignored_keys = [k for k in keys if k not in in_keys and k not in (lkey, ckey) and not k.startswith(HELD_PREFIXES)]
+    val_inputs, val_labels = _npz_validation(arrays, in_keys, where)
+    test_inputs, test_labels = _npz_test(arrays, in_keys, where)
+    return SelectedArrays(where, lkey, ckey, in_keys, {k: arrays[k] for k in in_keys}, arrays[lkey],
+                          arrays[ckey] if ckey is not None else None, val_inputs, val_labels, ignored_keys,
+                          test_inputs=test_inputs, test_labels=test_labels)
+
+
+def _npz_input_keys(keys: list[str], input_keys: Optional[Sequence[str]], lkey: str, ckey: Optional[str],
+                    where: str) -> list[str]:
+    """The input arrays: those `input_keys` names, else every array that is not a label array, not
+    another default label name (the target would leak in as an input), not a val_* or test_* array."""
+    reserved = {lkey, ckey} | {k for k in keys if k.startswith(HELD_PREFIXES)}
+    reserved |= {k for k in DEFAULT_LABEL_KEYS + DEFAULT_CLEAN_KEYS if k in keys and k != lkey}
+    if input_keys is not None:
+        missing = [k for k in input_keys if k not in keys]
+        if missing:
+            raise ConfigError(f"{where} has no input array(s) {missing}; present: {sorted(keys)}")
+        bad = [k for k in input_keys if k in (lkey, ckey) or k.startswith(HELD_PREFIXES)]
+        if bad:
+            raise ConfigError(f"input_keys {bad} are reserved (labels, val_* or test_* arrays)")
+        in_keys = list(input_keys)
+    else:
+        in_keys = [k for k in keys if k not in reserved]
+    if not in_keys:
+        raise ConfigError(f"{where} has no input arrays: every array is a label, val_* or test_* array "
+                          f"(present: {sorted(keys)})")
+    return in_keys
+
+
+def _npz_validation(arrays: dict[str, np.ndarray], in_keys: list[str],
+                    where: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """The file's own validation set: ``val_labels`` and a ``val_<key>`` for every input, or
+    (None, None) when the file has no val_* array."""
+    val_keys = [k for k in arrays if k.startswith("val_")]
+    if not val_keys:
+        return None, None
+    if "val_labels" not in arrays:
+        raise ConfigError(f"{where} has validation arrays {val_keys} but no 'val_labels'; "
+                          "add val_labels or drop the val_* arrays to use a random split")
+    missing = [f"val_{k}" for k in in_keys if f"val_{k}" not in arrays]
+    if missing:
+        raise ConfigError(f"{where} has 'val_labels' but lacks validation inputs {missing}; every input "
+                          f"array needs a val_<key> counterpart")
+    return {k: arrays[f"val_{k}"] for k in in_keys}, arrays["val_labels"]
+
+
+def _npz_test(arrays: dict[str, np.ndarray], in_keys: list[str],
+              where: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """The file's test set: ``test_labels`` and a ``test_<key>`` for every input, or (None, None)
+    when the file has no test_* array."""
+    test_keys = [k for k in arrays if k.startswith("test_")]
+    if not test_keys:
+        return None, None
+    if "test_labels" not in arrays:
+        raise ConfigError(f"{where} has test arrays {test_keys} but no 'test_labels'; add test_labels (the test "
+                          "set's class ids) or drop the test_* arrays")
+    missing = [f"test_{k}" for k in in_keys if f"test_{k}" not in arrays]
+    if missing:
+        raise ConfigError(f"{where} has 'test_labels' but lacks test inputs {missing}; every input array needs a "
+                          "test_<key> counterpart")
+    return {k: arrays[f"test_{k}"] for k in in_keys}, arrays["test_labels"]
+
+
+def _select_csv(path: Path, input_keys: Optional[Sequence[str]], label_key: Optional[str],
+                clean_label_key: Optional[str]) -> SelectedArrays:
+    """The columns of a CSV: labels, clean labels and the feature columns as one "features" input
+    (finite values only: a CSV's gaps are NaN here)."""
+    header, table = read_csv_table(path)
+    where = f"{path.name}"
+    lkey = pick_key(header, label_key, DEFAULT_LABEL_KEYS, "label column", True, where)
+    ckey = pick_key(header, clean_label_key, DEFAULT_CLEAN_KEYS, "clean label column", False, where)
     ignored_keys: list[str] = []
+    if input_keys is not None:
+        missing = [k for k in input_keys if k not in header]
+        if missing:
+            raise ConfigError(f"{where} has no column(s) {missing}; present: {header}")
+        feature_cols = list(input_keys)
+    else:  # the other label-like columns never become features (the target would leak in)
+        feature_cols = [h for h in header if h not in (lkey, ckey) and h not in DEFAULT_LABEL_KEYS + DEFAULT_CLEAN_KEYS]
+        ignored_keys = [h for h in header if h not in feature_cols and h not in (lkey, ckey)]
+    if not feature_cols:
+        raise ConfigError(f"{where} has no input arrays: no feature columns besides the labels (columns: {header})")
+    if table.shape[0] == 0:
+        raise ConfigError(f"{where} is empty: a header but no data rows")
+    col = {name: i for i, name in enumerate(header)}
+    for name in feature_cols:
+        bad = ~np.isfinite(table[:, col[name]])
+        if bad.any():
+            raise ConfigError(f"{where}, column {name!r}: {int(bad.sum())} NaN/inf values (first at row "
+                              f"{int(np.flatnonzero(bad)[0]) + 2}); clean or impute them first")
+    return SelectedArrays(where, lkey, ckey, ["features"], {"features": table[:, [col[c] for c in feature_cols]]},
+                          table[:, col[lkey]], table[:, col[ckey]] if ckey is not None else None,
+                          ignored_keys=ignored_keys, feature_columns=feature_cols)
 
-    # ---- gather raw arrays: inputs {key: array}, labels, clean labels, optional explicit val arrays
-    val_inputs_raw: Optional[dict[str, np.ndarray]] = None
-    val_labels_raw: Optional[np.ndarray] = None
-    if suffix == ".npz":
-        arrays = _load_npz(path)
-        keys = list(arrays)
-        where = f"{path.name}"
-        lkey = _pick_key(keys, explicit_label, _DEFAULT_LABEL_KEYS, "label array", True, where)
-        ckey = _pick_key(keys, clean_label_key, _DEFAULT_CLEAN_KEYS, "clean label array", False, where)
-        reserved = {lkey, ckey} | {k for k in keys if k.startswith("val_")}
-        reserved |= {k for k in _DEFAULT_LABEL_KEYS + _DEFAULT_CLEAN_KEYS if k in keys and k != lkey}
-        if input_keys is not None:
-            missing = [k for k in input_keys if k not in keys]
-            if missing:
-                raise ConfigError(f"{where} has no input array(s) {missing}; present: {sorted(keys)}")
-            bad = [k for k in input_keys if k in (lkey, ckey) or k.startswith("val_")]
-            if bad:
-                raise ConfigError(f"input_keys {bad} are reserved (labels or val_* arrays)")
-            in_keys = list(input_keys)
-        else:
-            in_keys = [k for k in keys if k not in reserved]
-        ignored_keys = [k for k in keys if k not in in_keys and k not in (lkey, ckey)
-                        and not k.startswith("val_")]
-        if not in_keys:
-            raise ConfigError(f"{where} has no input arrays: every array is a label or val_* array "
-                              f"(present: {sorted(keys)})")
-        inputs_raw = {k: arrays[k] for k in in_keys}
-        labels_raw = arrays[lkey]
-        clean_raw = arrays[ckey] if ckey is not None else None
-        val_keys = [k for k in keys if k.startswith("val_")]
-        if val_keys:
-            if "val_labels" not in arrays:
-                raise ConfigError(f"{where} has validation arrays {val_keys} but no 'val_labels'; "
-                                  "add val_labels or drop the val_* arrays to use a random split")
-            missing = [f"val_{k}" for k in in_keys if f"val_{k}" not in arrays]
-            if missing:
-                raise ConfigError(f"{where} has 'val_labels' but lacks validation inputs {missing}; every input "
-                                  f"array needs a val_<key> counterpart")
-            val_inputs_raw = {k: arrays[f"val_{k}"] for k in in_keys}
-            val_labels_raw = arrays["val_labels"]
-    else:  # .csv
-        header, table = _load_csv(path)
-        where = f"{path.name}"
-        lkey = _pick_key(header, explicit_label, _DEFAULT_LABEL_KEYS, "label column", True, where)
-        ckey = _pick_key(header, clean_label_key, _DEFAULT_CLEAN_KEYS, "clean label column", False, where)
-        if input_keys is not None:
-            missing = [k for k in input_keys if k not in header]
-            if missing:
-                raise ConfigError(f"{where} has no column(s) {missing}; present: {header}")
-            feature_cols = list(input_keys)
-        else:  # the other label-like columns never become features (the target would leak in)
-            feature_cols = [h for h in header if h not in (lkey, ckey) and h not in _DEFAULT_LABEL_KEYS + _DEFAULT_CLEAN_KEYS]
-            ignored_keys = [h for h in header if h not in feature_cols and h not in (lkey, ckey)]
-        if not feature_cols:
-            raise ConfigError(f"{where} has no input arrays: no feature columns besides the labels (columns: {header})")
-        if table.shape[0] == 0:
-            raise ConfigError(f"{where} is empty: a header but no data rows")
-        col = {name: i for i, name in enumerate(header)}
-        for name in feature_cols:
-            bad = ~np.isfinite(table[:, col[name]])
-            if bad.any():
-                raise ConfigError(f"{where}, column {name!r}: {int(bad.sum())} NaN/inf values (first at row "
-                                  f"{int(np.flatnonzero(bad)[0]) + 2}); clean or impute them first")
-        in_keys = ["features"]
-        inputs_raw = {"features": table[:, [col[c] for c in feature_cols]]}
-        labels_raw = table[:, col[lkey]]
-        clean_raw = table[:, col[ckey]] if ckey is not None else None
 
-    # ---- validate labels and inputs
-    if np.asarray(labels_raw).size == 0:
+# ----------------------------------------------------------------------------------------------
+# check: the contents of the selected arrays, the noisy-labels file, the class count
+
+
+@dataclass
+class CheckedArrays:
+    """A file's arrays once checked: int64 class ids, each input in its storage layout with its
+    kind (`array_checks.classify_input`), the validation arrays alike (None: none in the file)."""
+
+    labels: np.ndarray
+    clean_labels: Optional[np.ndarray]
+    kinds: dict[str, str]
+    inputs: dict[str, np.ndarray]
+    val_inputs: Optional[dict[str, np.ndarray]]
+    val_labels: Optional[np.ndarray]
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
+
+
+def _check_selected(selected: SelectedArrays) -> CheckedArrays:
+    """Labels as class ids, every input classified, finite and as long as the labels, token ids
+    within the embedding limit; then the validation arrays against them."""
+    lkey, ckey = selected.label_key, selected.clean_label_key
+    if np.asarray(selected.labels).size == 0:
         raise ConfigError(f"label array {lkey!r} is empty")
-    labels = _check_labels(labels_raw, f"label array {lkey!r}")
+    labels = check_labels(selected.labels, f"label array {lkey!r}")
     n = labels.shape[0]
-    clean = _check_labels(clean_raw, f"clean label array {ckey!r}") if clean_raw is not None else None
+    clean = check_labels(selected.clean_labels, f"clean label array {ckey!r}") if selected.clean_labels is not None else None
     if clean is not None and clean.shape[0] != n:
         raise ConfigError(f"length mismatch: {ckey!r} has {clean.shape[0]} entries but {lkey!r} has {n}")
-
     kinds: dict[str, str] = {}
     inputs: dict[str, np.ndarray] = {}
-    for key, array in inputs_raw.items():
-        kind, array = _classify(np.asarray(array), key)
+    for key, array in selected.inputs.items():
+        kind, array = classify_input(np.asarray(array), key)
         if array.shape[0] != n:
             raise ConfigError(f"length mismatch: input array {key!r} has {array.shape[0]} samples but "
                               f"label array {lkey!r} has {n}")
-        _check_finite(array, key)
+        check_finite(array, key)
         if kind == "tokens":
-            _check_token_ids(array, key)
+            check_token_ids(array, key)
         kinds[key], inputs[key] = kind, array
+    val_inputs, val_labels = _check_held_set(selected.val_inputs, selected.val_labels, "val", kinds, inputs)
+    test_inputs, test_labels = _check_held_set(selected.test_inputs, selected.test_labels, "test", kinds, inputs)
+    return CheckedArrays(labels, clean, kinds, inputs, val_inputs, val_labels, test_inputs, test_labels)
 
-    val_inputs: Optional[dict[str, np.ndarray]] = None
-    val_labels: Optional[np.ndarray] = None
-    if val_inputs_raw is not None:
-        val_labels = _check_labels(val_labels_raw, "label array 'val_labels'")
-        val_inputs = {}
-        for key, array in val_inputs_raw.items():
-            vkey = f"val_{key}"
-            vkind, array = _classify(np.asarray(array), vkey)
-            if vkind != kinds[key] or array.shape[1:] != inputs[key].shape[1:]:
-                raise ConfigError(f"validation array {vkey!r} has shape {array.shape} ({vkind}) but {key!r} has "
-                                  f"shape {inputs[key].shape} ({kinds[key]}); they must match except for the length")
-            if array.shape[0] != val_labels.shape[0]:
-                raise ConfigError(f"length mismatch: {vkey!r} has {array.shape[0]} samples but 'val_labels' has "
-                                  f"{val_labels.shape[0]}")
-            _check_finite(array, vkey)
-            if vkind == "tokens":
-                _check_token_ids(array, vkey)
-            val_inputs[key] = array
 
-    noisy_file: Optional[np.ndarray] = None
-    if noisy_labels_path is not None:
-        if clean is not None:
-            raise ConfigError(f"{where} has both {lkey!r} (noisy) and {ckey!r} (clean) labels, and a noisy labels "
-                              "file was given too: ambiguous; drop one of them")
-        noisy_file = read_label_file(noisy_labels_path)
-        if noisy_file.shape[0] != n:
-            raise ConfigError(f"length mismatch: noisy labels file {Path(noisy_labels_path).name} has "
-                              f"{noisy_file.shape[0]} labels but {where} has {n} training samples (before the "
-                              "validation split)")
+def _check_held_set(held_inputs: Optional[dict[str, np.ndarray]], held_labels: Optional[np.ndarray], prefix: str,
+                    kinds: dict[str, str], inputs: dict[str, np.ndarray]
+                    ) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """The file's val_* (`prefix` "val") or test_* ("test") arrays: each of its input's kind and
+    sample shape, as long as their labels, finite, token ids within the limit."""
+    if held_inputs is None:
+        return None, None
+    noun = "validation" if prefix == "val" else "test"
+    labels_key = f"{prefix}_labels"
+    held = check_labels(held_labels, f"label array {labels_key!r}")
+    checked = {}
+    for key, array in held_inputs.items():
+        vkey = f"{prefix}_{key}"
+        vkind, array = classify_input(np.asarray(array), vkey)
+        if vkind != kinds[key] or array.shape[1:] != inputs[key].shape[1:]:
+            raise ConfigError(f"{noun} array {vkey!r} has shape {array.shape} ({vkind}) but {key!r} has "
+                              f"shape {inputs[key].shape} ({kinds[key]}); they must match except for the length")
+        if array.shape[0] != held.shape[0]:
+            raise ConfigError(f"length mismatch: {vkey!r} has {array.shape[0]} samples but {labels_key!r} has "
+                              f"{held.shape[0]}")
+        check_finite(array, vkey)
+        if vkind == "tokens":
+            check_token_ids(array, vkey)
+        checked[key] = array
+    return checked, held
 
-    # ---- number of classes: the training labels' (the data file's own), which every other label
-    # array must fit: a stray id in a noisy-labels file or in val_labels is an error, not a wider head
-    named = {f"label array {lkey!r}": labels}
+
+def _noisy_file_labels(noisy_labels_path: str | os.PathLike | None, selected: SelectedArrays,
+                       checked: CheckedArrays) -> Optional[np.ndarray]:
+    """The noisy-labels file's labels, one per row of the file before the split (None: no file);
+    refused beside a file that has clean labels already (which labels would be the noisy ones?)."""
+    if noisy_labels_path is None:
+        return None
+    where, lkey, ckey = selected.where, selected.label_key, selected.clean_label_key
+    if checked.clean_labels is not None:
+        raise ConfigError(f"{where} has both {lkey!r} (noisy) and {ckey!r} (clean) labels, and a noisy labels "
+                          "file was given too: ambiguous; drop one of them")
+    noisy_file = read_label_file(noisy_labels_path)
+    n = checked.labels.shape[0]
+    if noisy_file.shape[0] != n:
+        raise ConfigError(f"length mismatch: noisy labels file {Path(noisy_labels_path).name} has "
+                          f"{noisy_file.shape[0]} labels but {where} has {n} training samples (before the "
+                          "validation split)")
+    return noisy_file
+
+
+def _class_count(selected: SelectedArrays, checked: CheckedArrays, noisy_file: Optional[np.ndarray],
+                 noisy_labels_path: str | os.PathLike | None, num_classes: Optional[int]) -> int:
+    """The number of classes: `num_classes`, else the training labels' (the data file's own),
+    which every other label array must fit: a stray id in a noisy-labels file or in val_labels is
+    an error, not a wider head."""
+    where, labels, clean = selected.where, checked.labels, checked.clean_labels
+    named = {f"label array {selected.label_key!r}": labels}
     if clean is not None:
-        named[f"clean label array {ckey!r}"] = clean
-    if val_labels is not None:
-        named["label array 'val_labels'"] = val_labels
+        named[f"clean label array {selected.clean_label_key!r}"] = clean
+    if checked.val_labels is not None:
+        named["label array 'val_labels'"] = checked.val_labels
+    if checked.test_labels is not None:
+        named["label array 'test_labels'"] = checked.test_labels
     if noisy_file is not None:
         named[f"noisy labels file {Path(noisy_labels_path).name}"] = noisy_file
     for what, array in named.items():
@@ -583,70 +396,126 @@ def load_arrays(
                 row = int(np.flatnonzero(array >= n_classes)[0])
                 raise ConfigError(f"{what} holds class id {int(array.max())} (first at row {row}), but the labels of "
                                   f"{where} are classes 0..{n_classes - 1}; fix that label")
-    if val_labels is not None:
-        seen = set(np.unique(labels).tolist()) | (set(np.unique(clean).tolist()) if clean is not None else set())
-        unseen = sorted(set(np.unique(val_labels).tolist()) - seen)
-        if unseen:
-            raise ConfigError(f"label array 'val_labels' of {where} holds class(es) {unseen[:5]} that no training label "
-                              "has, so the model can never predict them: drop those samples or fix the labels")
+    _check_val_classes_trained(checked, where)
+    return n_classes
 
-    # ---- clean / noisy semantics
-    if clean is not None:
-        reference, given_noisy, labels_clean = clean, labels, True
-    elif noisy_file is not None:
-        reference, given_noisy, labels_clean = labels, noisy_file, True
-    else:
-        reference, given_noisy, labels_clean = labels, None, False
 
-    # ---- split
-    reference_full, given_noisy_full = reference, given_noisy
-    if val_inputs is None:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ConfigError(f"--val-split (val_fraction) must be between 0 and 1 (exclusive) when the file has no "
-                              f"val_* arrays: that split is the validation set, got {val_fraction}")
-        train_idx, val_idx = stratified_split(reference, float(val_fraction), int(seed))
-        val_inputs = {k: a[val_idx] for k, a in inputs.items()}
-        val_labels = reference[val_idx]
-        inputs = {k: a[train_idx] for k, a in inputs.items()}
-        reference = reference[train_idx]
-        if given_noisy is not None:
-            given_noisy = given_noisy[train_idx]
-        split_info: dict[str, Any] = {"val_source": "split", "val_fraction": float(val_fraction), "seed": int(seed)}
-        # the labels the file gives the validation rows (noisy when there is noise), so that
-        # label issues cover every row of the file
-        val_given = (given_noisy_full if given_noisy_full is not None else reference_full)[val_idx]
-        rows = {"train_rows": torch.from_numpy(train_idx.astype(np.int64)),
-                "val_rows": torch.from_numpy(val_idx.astype(np.int64)),
-                "val_given_labels": torch.from_numpy(np.ascontiguousarray(val_given, dtype=np.int64))}
-    else:
-        split_info = {"val_source": "file"}
-        rows = {}
+def _check_val_classes_trained(checked: CheckedArrays, where: str) -> None:
+    """Every class of val_labels has training labels: the model can never predict one without."""
+    if checked.val_labels is None:
+        return
+    clean = checked.clean_labels
+    seen = set(np.unique(checked.labels).tolist()) | (set(np.unique(clean).tolist()) if clean is not None else set())
+    unseen = sorted(set(np.unique(checked.val_labels).tolist()) - seen)
+    if unseen:
+        raise ConfigError(f"label array 'val_labels' of {where} holds class(es) {unseen[:5]} that no training label "
+                          "has, so the model can never predict them: drop those samples or fix the labels")
 
-    # ---- standardisation statistics from the training split
+
+def _label_roles(checked: CheckedArrays, noisy_file: Optional[np.ndarray]
+                 ) -> tuple[np.ndarray, Optional[np.ndarray], bool]:
+    """(reference labels, given noisy labels or None, whether the reference is clean): clean labels
+    in the file make its labels the given noisy ones; a noisy-labels file makes the file's labels
+    the clean reference; labels alone are the user's, possibly noisy, with no reference."""
+    if checked.clean_labels is not None:
+        return checked.clean_labels, checked.labels, True
+    if noisy_file is not None:
+        return checked.labels, noisy_file, True
+    return checked.labels, None, False
+
+
+# ----------------------------------------------------------------------------------------------
+# split: the file's validation arrays, or a seeded stratified split of its rows
+
+
+@dataclass
+class Split:
+    """The training and validation sets as the Dataset gets them. `info` says where the
+    validation set came from; `rows` (a split only) the file's row of each sample and the labels
+    the file gives the validation rows (`Dataset.train_rows`, `val_rows`, `val_given_labels`)."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+    given_noisy: Optional[np.ndarray]
+    val_inputs: dict[str, np.ndarray]
+    val_labels: np.ndarray
+    info: dict[str, Any]
+    rows: dict[str, torch.Tensor]
+    test_inputs: Optional[dict[str, np.ndarray]] = None
+    test_labels: Optional[np.ndarray] = None
+
+
+def _split_validation(checked: CheckedArrays, reference: np.ndarray, given_noisy: Optional[np.ndarray],
+                      val_fraction: float, seed: int) -> Split:
+    """The file's own validation arrays, else `val_fraction` of the rows held out by a seeded split
+    stratified on the reference labels. The test arrays are never split: they stay as given."""
+    test = {"test_inputs": checked.test_inputs, "test_labels": checked.test_labels}
+    if checked.val_inputs is not None:
+        return Split(checked.inputs, reference, given_noisy, checked.val_inputs, checked.val_labels,
+                     {"val_source": "file"}, {}, **test)
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ConfigError(f"--val-split (val_fraction) must be between 0 and 1 (exclusive) when the file has no "
+                          f"val_* arrays: that split is the validation set, got {val_fraction}")
+    train_idx, val_idx = stratified_split(reference, float(val_fraction), int(seed))
+    # the labels the file gives the validation rows (noisy when there is noise), so that
+    # label issues cover every row of the file
+    val_given = (given_noisy if given_noisy is not None else reference)[val_idx]
+    rows = {"train_rows": torch.from_numpy(train_idx.astype(np.int64)),
+            "val_rows": torch.from_numpy(val_idx.astype(np.int64)),
+            "val_given_labels": torch.from_numpy(np.ascontiguousarray(val_given, dtype=np.int64))}
+    return Split({k: a[train_idx] for k, a in checked.inputs.items()}, reference[train_idx],
+                 given_noisy[train_idx] if given_noisy is not None else None,
+                 {k: a[val_idx] for k, a in checked.inputs.items()}, reference[val_idx],
+                 {"val_source": "split", "val_fraction": float(val_fraction), "seed": int(seed)}, rows, **test)
+
+
+# ----------------------------------------------------------------------------------------------
+# build: tensors, standardisation from the training split, model specs, the Dataset
+
+
+def _build_dataset(path: Path, selected: SelectedArrays, kinds: dict[str, str], split: Split, n_classes: int,
+                   labels_clean: bool, noisy_labels_path: str | os.PathLike | None) -> Dataset:
+    """The checked `Dataset`: one tensor input (or a dict of them), transforms that standardise with
+    the training split's statistics, and `info` for the run folder."""
     stats = {}
     for key, kind in kinds.items():
         if kind in ("features", "image"):
-            mean, std = _stats(inputs[key], kind)
+            mean, std = input_statistics(split.inputs[key], kind)
             stats[key] = (mean, std, kind)
-    standardize = _make_standardizer(stats)
+    train_transform, eval_transform = standardizing_transforms(stats, selected.input_keys)
+    train_tensors = {k: to_tensor(a, kinds[k]) for k, a in split.inputs.items()}
+    val_tensors = {k: to_tensor(a, kinds[k]) for k, a in split.val_inputs.items()}
+    test_tensors = ({k: to_tensor(a, kinds[k]) for k, a in split.test_inputs.items()}
+                    if split.test_inputs is not None else None)
+    single, only_key = len(selected.input_keys) == 1, selected.input_keys[0]
+    dataset = Dataset(
+        name=path.stem,
+        train_inputs=train_tensors[only_key] if single else train_tensors,
+        train_labels=torch.from_numpy(np.ascontiguousarray(split.labels, dtype=np.int64)),
+        val_inputs=val_tensors[only_key] if single else val_tensors,
+        val_labels=torch.from_numpy(np.ascontiguousarray(split.val_labels, dtype=np.int64)),
+        num_classes=n_classes,
+        train_labels_clean=labels_clean,
+        given_noisy_labels=(torch.from_numpy(np.ascontiguousarray(split.given_noisy, dtype=np.int64))
+                            if split.given_noisy is not None else None),
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        info=_dataset_info(path, selected, kinds, _modalities(kinds, train_tensors, val_tensors, test_tensors), stats,
+                           split, noisy_labels_path),
+        val_selects=True,  # the user's own validation data: a checkpoint is picked by it
+        test_inputs=(test_tensors[only_key] if single else test_tensors) if test_tensors is not None else None,
+        test_labels=(torch.from_numpy(np.ascontiguousarray(split.test_labels, dtype=np.int64))
+                     if split.test_labels is not None else None),
+        **split.rows,
+    )
+    check_dataset(dataset)
+    return dataset
 
-    single = len(in_keys) == 1
-    only_key = in_keys[0]
 
-    def transform(batch):
-        if isinstance(batch, torch.Tensor):
-            return standardize(only_key, batch)
-        return {key: standardize(key, value) for key, value in batch.items()}
-
-    def train_transform(batch, generator=None):
-        return transform(batch)
-
-    def eval_transform(batch):
-        return transform(batch)
-
-    train_tensors = {k: _to_tensor(a, kinds[k]) for k, a in inputs.items()}
-    val_tensors = {k: _to_tensor(a, kinds[k]) for k, a in val_inputs.items()}
-
+def _modalities(kinds: dict[str, str], train_tensors: dict[str, torch.Tensor], val_tensors: dict[str, torch.Tensor],
+                test_tensors: Optional[dict[str, torch.Tensor]] = None) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """(a `FusionNet` spec per input, the vocabulary size of each token input: the largest id in
+    any split + 1, the test set's included: an id past the table could not be scored)."""
     modalities: dict[str, dict[str, Any]] = {}
     vocab_sizes: dict[str, int] = {}
     for key, kind in kinds.items():
@@ -656,42 +525,37 @@ def load_arrays(
             modalities[key] = {"kind": "image", "shape": tuple(int(s) for s in train_tensors[key].shape[1:])}
         else:
             vocab = max(int(train_tensors[key].max()), int(val_tensors[key].max()) if val_tensors[key].numel() else 0) + 1
+            if test_tensors is not None:
+                vocab = max(vocab, int(test_tensors[key].max()) + 1)
             vocab_sizes[key] = vocab
             modalities[key] = {"kind": "tokens", "vocab_size": vocab}
+    return modalities, vocab_sizes
 
+
+def _dataset_info(path: Path, selected: SelectedArrays, kinds: dict[str, str],
+                  specs: tuple[dict[str, dict[str, Any]], dict[str, int]],
+                  stats: dict[str, tuple[np.ndarray, np.ndarray, str]], split: Split,
+                  noisy_labels_path: str | os.PathLike | None) -> dict[str, Any]:
+    """`Dataset.info`: the file, the kind and model spec of each input, the label keys, the
+    standardisation and where the validation set came from."""
+    modalities, vocab_sizes = specs
     info: dict[str, Any] = {
-        "source": suffix.lstrip("."),
+        "source": path.suffix.lower().lstrip("."),
         "path": str(path),
         "input_kinds": dict(kinds),
         "modalities": modalities,
-        "label_key": lkey,
-        "clean_label_key": ckey,
+        "label_key": selected.label_key,
+        "clean_label_key": selected.clean_label_key,
         "noisy_labels_path": str(noisy_labels_path) if noisy_labels_path is not None else None,
         "standardization": {k: {"mean": m.tolist(), "std": s.tolist()} for k, (m, s, _) in stats.items()},
-        **split_info,
+        **split.info,
     }
     if vocab_sizes:
         info["vocab_sizes"] = vocab_sizes
-    if ignored_keys:
-        info["ignored_keys"] = ignored_keys
-    if suffix == ".csv":
-        info["feature_columns"] = feature_cols
-
-    dataset = Dataset(
-        name=path.stem,
-        train_inputs=train_tensors[only_key] if single else train_tensors,
-        train_labels=torch.from_numpy(np.ascontiguousarray(reference, dtype=np.int64)),
-        val_inputs=val_tensors[only_key] if single else val_tensors,
-        val_labels=torch.from_numpy(np.ascontiguousarray(val_labels, dtype=np.int64)),
-        num_classes=n_classes,
-        train_labels_clean=labels_clean,
-        given_noisy_labels=(torch.from_numpy(np.ascontiguousarray(given_noisy, dtype=np.int64))
-                            if given_noisy is not None else None),
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        info=info,
-        val_selects=True,  # the user's own validation data: a checkpoint is picked by it
-        **rows,
-    )
-    check_dataset(dataset)
-    return dataset
+    if selected.ignored_keys:
+        info["ignored_keys"] = selected.ignored_keys
+    if selected.feature_columns is not None:
+        info["feature_columns"] = selected.feature_columns
+    if split.test_labels is not None:  # only then: the record of a run without one is unchanged
+        info["test_source"] = "file"
+    return info

@@ -43,6 +43,8 @@ def check_dataset(dataset: Any) -> None:
     named = {"training labels": dataset.train_labels, "validation labels": dataset.val_labels}
     if dataset.given_noisy_labels is not None:
         named["given noisy labels"] = dataset.given_noisy_labels
+    if dataset.test_labels is not None:
+        named["test labels"] = dataset.test_labels
     for what, labels in named.items():
         present = ids(labels)
         if present and (present[0] < 0 or present[-1] >= num_classes):

@@ -9,7 +9,12 @@ through a DataLoader; only the labels are then in memory.
 
 `train_transform(inputs, generator)` is applied to each training batch (augmentation plus
 conversion to float, e.g. uint8 images -> normalised float crops); `eval_transform(inputs)` to
-validation batches. Both default to the identity.
+validation (and test) batches. Both default to the identity.
+
+The validation set may select (the checkpoint, the end of early learning; `val_selects`); an
+optional test set (`test_inputs` / `test_labels`: a file's ``test_*`` arrays, an image folder's
+``test/``) never does: it is only scored, each epoch, so that the accuracy a run reports at its
+selected epoch is not measured on the set it was selected by.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class Dataset:
         val_selects: the validation set is the user's own (a split of their file, their
             validation arrays, `fit`'s val_inputs), so a user picks the checkpoint by accuracy on
             it; a built-in test set is not (the paper's protocols have no selection split).
+        test_inputs / test_labels: an optional test set of the user's (K samples), only scored: it
+            selects nothing (not the checkpoint, not the end of early learning), so its accuracy
+            at the selected epoch is an unbiased estimate (a set that selected reads high).
     """
 
     name: str
@@ -72,6 +80,8 @@ class Dataset:
     val_given_labels: Optional[torch.Tensor] = None
     val_selects: bool = False
     sample_names: Optional[Sequence[str]] = None
+    test_inputs: Optional[Inputs] = None
+    test_labels: Optional[torch.Tensor] = None
 
     @property
     def num_train(self) -> int:
@@ -80,6 +90,11 @@ class Dataset:
     @property
     def num_val(self) -> int:
         return int(self.val_labels.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        """How many test samples the data set has (0: none)."""
+        return int(self.test_labels.shape[0]) if self.test_labels is not None else 0
 
     @property
     def num_label_issue_rows(self) -> int:
@@ -102,6 +117,9 @@ class Dataset:
             self.given_noisy_labels = self.given_noisy_labels.to(device)
         if self.val_given_labels is not None:
             self.val_given_labels = self.val_given_labels.to(device)
+        if self.test_labels is not None:
+            self.test_inputs = move(self.test_inputs)
+            self.test_labels = self.test_labels.to(device)
         return self
 
 

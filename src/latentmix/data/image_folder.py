@@ -5,10 +5,15 @@ Layout (torchvision's ``ImageFolder`` convention)::
 
     DIR/cat/0001.png  DIR/cat/0002.jpg  DIR/dog/a.jpeg ...      -> classes ["cat", "dog"] = ids 0, 1
     DIR/train/cat/...  DIR/val/cat/...                           -> those two splits
+    DIR/train/cat/...  DIR/val/cat/...  DIR/test/cat/...         -> and a test set, only scored
+    DIR/train/cat/...  DIR/test/cat/...                          -> --val-split of train/ held out
 
-Class ids follow the sorted sub-folder names. Without ``train``/``val`` sub-folders, a seeded
-stratified share of the images (``--val-split``, default 10%) is held out with its labels as the
-validation set, as for a data file (`latentmix.data.arrays`).
+Class ids follow the sorted sub-folder names. Without a ``val`` (or ``validation``) sub-folder, a
+seeded stratified share of the images (``--val-split``, default 10%) is held out with its labels as
+the validation set, as for a data file (`latentmix.data.arrays`). The validation set selects (the
+checkpoint kept, the end of early learning); ``test/`` never does: it is scored each epoch
+(``test_acc``), so the accuracy reported at the selected epoch is not measured on the set that
+selected it.
 
 The scan reads each file's header only (size and mode, no pixels), so a bad folder is one clear
 error before training: no class folders, one class, an image Pillow cannot read, or images of
@@ -36,7 +41,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # before any pixel is decoded: a 30000 x 30000 PNG of a few kB decodes to 2.7 GB (a decompression
 # bomb), and every image of a batch is held at once.
 MAX_IMAGE_PIXELS = 4096 * 4096
-VAL_FOLDER_NAMES = ("val", "validation", "test")
+VAL_FOLDER_NAMES = ("val", "validation")
+TEST_FOLDER_NAME = "test"  # beside train/: a test set, only scored (never a validation set)
 
 
 def _pillow():
@@ -259,8 +265,8 @@ def scale_images(batch: torch.Tensor) -> torch.Tensor:
 
 
 def _check_split_pair(root: Path, split_names: list[str]) -> None:
-    """`train/` comes with a validation folder, and a validation folder with `train/`: one of the
-    two alone is neither layout (the other folders would be read as one class each)."""
+    """`train/` comes with a validation or test folder, and those with `train/`: one of them alone
+    is neither layout (the other folders would be read as one class each)."""
     has_train = (root / "train").is_dir()
     if has_train and not split_names and not class_folders(root).get("train"):
         raise ConfigError(f"{root} has a train/ folder but no val/ (or validation/, test/) beside it: add the "
@@ -269,6 +275,21 @@ def _check_split_pair(root: Path, split_names: list[str]) -> None:
     if split_names and not has_train and not class_folders(root).get(split_names[0]):
         raise ConfigError(f"{root} has a {split_names[0]}/ folder but no train/ beside it: put the training images "
                           f"in {root}/train/<class>/, or the class folders directly in {root}")
+
+
+def _test_folder(root: Path) -> Optional[Path]:
+    """DIR/test/ beside DIR/train/ (a test set, only scored), or None."""
+    path = root / TEST_FOLDER_NAME
+    return path if path.is_dir() else None
+
+
+def _check_same_images(other: "ImageFolder", train: "ImageFolder") -> None:
+    """A validation or test folder's images have the training images' size and colour mode (the
+    model takes one input shape)."""
+    if (other.size, other.channels) != (train.size, train.channels):
+        raise ConfigError(f"{other.root} images are {other.size[0]}x{other.size[1]} with {other.channels} channel(s), "
+                          f"{train.root} images {train.size[0]}x{train.size[1]} with {train.channels}; give both "
+                          "splits one size and colour mode")
 
 
 def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None, seed: int = 0,
@@ -284,33 +305,37 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
     if noisy_labels_path is not None:
         raise ConfigError(f"--noisy-labels is not read with an image folder ({root}): its class sub-folders are the "
                           "labels; move the images to the folders of their given labels")
-    split_names = [name for name in VAL_FOLDER_NAMES if (root / name).is_dir()]
+    split_names = [name for name in VAL_FOLDER_NAMES + (TEST_FOLDER_NAME,) if (root / name).is_dir()]
     _check_split_pair(root, split_names)
-    if (root / "train").is_dir() and split_names:
+    has_train = (root / "train").is_dir() and bool(split_names)
+    test = _test_folder(root) if has_train else None
+    val_names = [name for name in split_names if name != TEST_FOLDER_NAME]
+    if has_train and val_names:
         train = ImageFolder(root / "train")
-        val = ImageFolder(root / split_names[0], classes=train.classes)
-        if (val.size, val.channels) != (train.size, train.channels):
-            raise ConfigError(f"{val.root} images are {val.size[0]}x{val.size[1]} with {val.channels} channel(s), "
-                              f"{train.root} images {train.size[0]}x{train.size[1]} with {train.channels}; give both "
-                              "splits one size and colour mode")
+        val = ImageFolder(root / val_names[0], classes=train.classes)
+        _check_same_images(val, train)
         train_inputs = StreamedInputs(train, workers=workers, name=str(train.root))
         val_inputs = StreamedInputs(val, workers=workers, name=str(val.root))
         train_labels, val_labels = torch.tensor(train.targets), torch.tensor(val.targets)
         folder, rows, split_info = train, {}, {"val_source": "folder"}  # rows: positions in train/
-    else:
-        folder = ImageFolder(root)
+    else:  # the images of DIR (or of DIR/train/ beside a test/ only), --val-split of them held out
+        folder = ImageFolder(root / "train") if has_train else ImageFolder(root)
         fraction = 0.1 if val_fraction is None else float(val_fraction)
         if not 0.0 < fraction < 1.0:
             raise ConfigError(f"--val-split must be between 0 and 1 (exclusive) for an image folder without train/ and "
                               f"val/ sub-folders: that split is the validation set, got {fraction}")
         labels = np.asarray(folder.targets)
         train_idx, val_idx = stratified_split(labels, fraction, seed)
-        train_inputs = StreamedInputs(folder, train_idx, workers=workers, name=str(root))
-        val_inputs = StreamedInputs(folder, val_idx, workers=workers, name=str(root))
+        train_inputs = StreamedInputs(folder, train_idx, workers=workers, name=str(folder.root))
+        val_inputs = StreamedInputs(folder, val_idx, workers=workers, name=str(folder.root))
         train_labels, val_labels = torch.from_numpy(labels[train_idx]), torch.from_numpy(labels[val_idx])
         rows = {"train_rows": torch.from_numpy(train_idx), "val_rows": torch.from_numpy(val_idx),
                 "val_given_labels": torch.from_numpy(labels[val_idx])}
         split_info = {"val_source": "split", "val_fraction": fraction, "seed": int(seed)}
+    if test is not None:
+        test = ImageFolder(test, classes=folder.classes)
+        _check_same_images(test, folder)
+        split_info["test_source"] = "folder"
     dataset = Dataset(
         name=root.name or "images", train_inputs=train_inputs, train_labels=train_labels.long(),
         val_inputs=val_inputs, val_labels=val_labels.long(), num_classes=len(folder.classes),
@@ -319,6 +344,8 @@ def load_image_folder(path: str | Path, *, val_fraction: Optional[float] = None,
         info={"source": "image-folder", "path": str(root), "classes": folder.classes, "input_kinds": "image",
               "image_size": list(folder.size), "mode": folder.mode, **split_info},
         val_selects=True, sample_names=[str(path.relative_to(root)) for path in folder.files], **rows,
+        test_inputs=StreamedInputs(test, workers=workers, name=str(test.root)) if test is not None else None,
+        test_labels=torch.tensor(test.targets).long() if test is not None else None,
     )
     check_dataset(dataset)
     return dataset
