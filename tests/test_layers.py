@@ -22,7 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "robust_losses", "methods", "correction", "peer_losses", "selection", "distributed"),
     "data and models": ("data", "models"),
     "one run": ("config", "config_checks", "naming", "protocols", "run_setup", "tracking", "run_log", "result",
-                "run_folder", "progress", "training", "api", "detect", "predict", "lightning"),
+                "run_folder", "label_issues", "progress", "training", "api", "detect", "predict", "lightning"),
     "many runs": ("stacked_mlp", "population", "experiments", "sweep", "tune", "summary_tables", "report_data", "report_tables", "report_figures", "report", "plots"),
     "entry": ("", "__main__", "cli", "report_cli", "sweep.cli"),  # "": the package's own __init__
 }

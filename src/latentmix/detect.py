@@ -87,7 +87,7 @@ def label_issues_problem(path: Path, num_rows: Optional[int]) -> Optional[str]:
 
 def _without_file_column(columns: Optional[list[str]]) -> Optional[list[str]]:
     """The columns of a label_issues.csv without `file`, the second column of a run whose data name
-    their rows (an image folder: each image's path, `latentmix.run_folder.write_label_issues`)."""
+    their rows (an image folder: each image's path, `latentmix.label_issues.write_label_issues`)."""
     if columns and len(columns) > 1 and columns[1] == "file":
         return [columns[0], *columns[2:]]
     return columns
