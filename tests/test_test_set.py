@@ -86,6 +86,14 @@ def test_the_summary_names_the_selecting_and_scoring_sets_and_warns_when_they_ar
     out = capsys.readouterr().out
     assert "selected by your validation set, scored on your test set: test acc" in out and "warning" not in out
 
+    # a file without val_* arrays: a split of it selects and scores, said as what it is, with the warning
+    x, _, noisy = _features(300, seed=0)
+    np.savez(tmp_path / "bare.npz", features=x, labels=noisy)
+    assert main(command + ["--data", str(tmp_path / "bare.npz"), "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    split = "a validation split of your file (its labels as given)"
+    assert f"selected by {split}, scored on {split}" in out and "warning: the selected accuracy" in out
+
     # a noisy split of the training labels selects: the validation set only scores, no warning
     assert main(command + ["--data", str(plain), "--val-split", "0.2", "--out", str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out

@@ -120,10 +120,15 @@ class RunResult:
         picked the epoch and scored it, and the figure reads high (it was chosen for being high)."""
         if self.selected_epoch is None or self.trained_as is not None:
             return None
-        selecting = "the noisy held-out split" if self.holdout is not None else "your validation set"
+        if self.holdout is not None:
+            selecting = "the noisy held-out split"
+        elif self.extra_rows is not None:  # the validation rows are a split of the user's file (--val-split)
+            selecting = "a validation split of your file (its labels as given)"
+        else:
+            selecting = "your validation set"
         if self.selected_test_acc is not None:
             return selecting, "your test set"
-        return selecting, "the validation set" if self.holdout is not None else "your validation set"
+        return selecting, "the validation set" if self.holdout is not None else selecting
 
     def _scored(self) -> np.ndarray:
         """Positions of the training samples the noise model was fitted on (held-out ones excluded)."""
