@@ -255,3 +255,23 @@ def test_printed_train_command_gives_the_same_config_back(values):
     except ConfigError:
         assume(False)
     assert _from_command_line(train_command(config)) == config
+
+
+def test_a_cli_run_checks_its_settings_once(tmp_path, monkeypatch):
+    """The command line checks the settings (naming flags), and build_run does not check the same
+    frozen config again; a changed copy (`replace`) is checked anew."""
+    from dataclasses import replace
+
+    import latentmix.config as config_module
+    from latentmix.cli import main
+
+    calls = []
+    real = config_module.validate_run_config
+    monkeypatch.setattr(config_module, "validate_run_config", lambda config, style="cli": calls.append(style) or real(config, style))
+    assert main(["train", "--dataset", "spiral", "--epochs", "1", "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert calls == ["cli"]
+    config = RunConfig(epochs=2).validate()
+    config.validate()
+    replace(config, epochs=3).validate()
+    assert calls == ["cli", "key", "key"]

@@ -109,7 +109,7 @@ def test_naming_styles():
 
 def test_mix_layer_counts_match_the_built_models():
     from latentmix.data import Dataset
-    from latentmix.models import MIX_LAYER_COUNTS, build_model
+    from latentmix.models import build_model, mix_layer_counts
 
     def dataset(inputs, info=None):
         return Dataset("d", inputs, torch.tensor([0, 1]), inputs, torch.tensor([0, 1]), 2, info=info or {})
@@ -117,7 +117,9 @@ def test_mix_layer_counts_match_the_built_models():
     inputs = {"spiral-mlp": torch.zeros(2, 2), "mlp": torch.zeros(2, 5), "small-cnn": torch.zeros(2, 1, 28, 28),
               "preact-resnet18": torch.zeros(2, 3, 32, 32),
               "text": torch.zeros(2, 6, dtype=torch.long)}
-    for name, count in MIX_LAYER_COUNTS.items():
+    # the architectures as documented (README, docs/algorithm.md), and each model as built
+    assert mix_layer_counts() == {"spiral-mlp": 5, "mlp": 2, "small-cnn": 3, "preact-resnet18": 4, "text": 3}
+    for name, count in mix_layer_counts().items():
         info = {"input_kinds": {"__single__": "tokens"}, "vocab_sizes": {"__single__": 5}} if name == "text" else {}
         model = build_model(name, dataset(inputs[name], info), width=0.25)
         assert len(model.mix_points) == count, name

@@ -243,8 +243,13 @@ class RunConfig:
     def validate(self, style: str = "key") -> "RunConfig":
         """Raise `ConfigError` for a setting that cannot be run (`latentmix.config_checks`), naming
         it as the caller wrote it: ``"cli"`` (--flag), ``"fit"`` (argument), ``"spec"`` (TOML key),
-        ``"key"`` (setting name). Returns the config."""
+        ``"key"`` (setting name). Returns the config. A config is checked once: its fields cannot
+        change (a frozen dataclass), so the checks the command line runs are not run again by
+        `build_run` (`replace` makes a new config, checked anew)."""
+        if self.__dict__.get("_checked"):
+            return self
         validate_run_config(self, style)
+        object.__setattr__(self, "_checked", True)
         return self
 
     @classmethod

@@ -18,9 +18,21 @@ MODELS = ("spiral-mlp", "mlp", "small-cnn", "preact-resnet18", "text", "fusion")
 # The model of each built-in data set (others: "auto", chosen from the inputs).
 DEFAULT_MODELS = {"spiral": "spiral-mlp", "cifar10": "preact-resnet18", "fashion-mnist": "small-cnn",
                   "mnist": "small-cnn", "kmnist": "small-cnn"}
-# Mix points of each model as `build_model` builds it (mix layers 1..K; 0 is the input), so that a
-# layer range can be checked before any data is read. tests/test_inputs.py checks it against the models.
-MIX_LAYER_COUNTS = {"spiral-mlp": 5, "mlp": 2, "small-cnn": 3, "preact-resnet18": 4, "text": 3}
+
+
+def mix_layer_counts() -> dict[str, int]:
+    """K, the number of mix points (layers 1..K; 0 is the input), of each model whose mix points
+    its class fixes, as `build_model` builds it, so that a layer range can be checked before any
+    data is read. Read off the classes themselves, so that it cannot drift from them; the fusion
+    net's depend on the inputs' modalities."""
+    from latentmix.models import small
+    from latentmix.models.preact_resnet import PreActResNet18
+
+    fixed = {"spiral-mlp": getattr(small.SpiralMLP, "mix_points", None),
+             "mlp": getattr(small.MLP, "DEFAULT_HIDDEN", None), "small-cnn": getattr(small.SmallCNN, "mix_points", None),
+             "preact-resnet18": getattr(PreActResNet18, "mix_points", None),
+             "text": getattr(small.TextClassifier, "mix_points", None)}
+    return {name: len(points) for name, points in fixed.items() if points}  # a stand-in class (a test's): no count
 
 
 def model_kind(model: nn.Module) -> Optional[str]:
@@ -42,7 +54,7 @@ def mix_layer_count(model: Optional[str], dataset: str) -> Optional[int]:
     """K, the number of mix points of `model` (or of `dataset`'s default model); None where it
     depends on the inputs (the "auto" model of user data, fusion nets) or the name is unknown."""
     key = (model or DEFAULT_MODELS.get(str(dataset).strip().lower(), "auto")).strip().lower()
-    return MIX_LAYER_COUNTS.get(key)
+    return mix_layer_counts().get(key)
 
 
 def build_model(name: Optional[str], dataset, *, width: float = 1.0) -> nn.Module:

@@ -52,8 +52,9 @@ class MLP(nn.Module):
     """
 
     mix_points: MixPoints = ()
+    DEFAULT_HIDDEN = (256, 256)  # the hidden sizes `build_model` gives it: two mix points
 
-    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (256, 256),
+    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN,
                  activation: str = "relu") -> None:
         super().__init__()
         if in_features < 1 or num_classes < 2:
