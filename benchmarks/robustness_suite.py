@@ -529,18 +529,32 @@ def plan(args) -> list[tuple[SuiteData, str, str]]:
             if args.full or noise in (DATASETS[name].noises or NOISES)]
 
 
-def do_cell(out: str, name: str, noise: str, schedule: str, with_cleanlab: bool) -> tuple[str, int, float]:
+def do_cell(out: str, name: str, noise: str, schedule: str, with_cleanlab: bool) -> dict:
     """One cell in a worker process (one torch thread): cleanlab with its first schedule, then the
-    runs. Returns (cell, runs finished, seconds)."""
+    runs. Returns its cost: wall seconds and the process's CPU seconds (user + system), the
+    latter the cost on a machine shared with other work, where wall time is inflated."""
     import torch
 
     torch.set_num_threads(1)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     data = DATASETS[name]
     if with_cleanlab:
         run_cleanlab(Path(out), data, noise)
     records = run_cell(Path(out), data, noise, schedule)
-    return f"{name} {noise} {schedule}", len(records), time.perf_counter() - started
+    return {"data": name, "noise": noise, "schedule": schedule, "runs": len(records),
+            "wall_s": round(time.perf_counter() - started, 1), "cpu_s": round(time.process_time() - cpu, 1),
+            "load_average": round(os.getloadavg()[0], 2), "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def record_cost(out: Path, cost: dict) -> None:
+    """Append one cell's cost to OUT/cost.csv (kept in git: what the suite costs, cell by cell)."""
+    path = out / "cost.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(cost))
+        if new:
+            writer.writeheader()
+        writer.writerow(cost)
 
 
 def main(argv=None) -> int:
@@ -573,9 +587,12 @@ def main(argv=None) -> int:
             futures = [pool.submit(do_cell, str(out), d.name, n, s, first[(d.name, n)] == s) for d, n, s in cells]
             for done, future in enumerate(as_completed(futures), 1):
                 try:
-                    cell, runs, seconds = future.result()
-                    print(f"[{done}/{len(cells)} {time.perf_counter() - started:.0f}s] {cell}: {runs} runs, {seconds:.0f}s",
+                    cost = future.result()
+                    print(f"[{done}/{len(cells)} {time.perf_counter() - started:.0f}s] {cost['data']} {cost['noise']} "
+                          f"{cost['schedule']}: {cost['runs']} runs, {cost['wall_s']:.0f}s wall, {cost['cpu_s']:.0f}s CPU",
                           flush=True)
+                    if cost["cpu_s"] > 5:  # trained here (a cell finished earlier costs nothing)
+                        record_cost(out, cost)
                 except Exception as error:  # noqa: BLE001 - report it, go on with the other cells
                     print(f"[{done}/{len(cells)}] a cell failed: {error!r}", file=sys.stderr, flush=True)
                 summarise(out)
