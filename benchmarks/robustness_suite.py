@@ -505,6 +505,50 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_metrics(out: Path, record: dict) -> list[dict]:
+    path = out / record["run_dir"] / "metrics.csv"
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def diagnose(records: list[dict], out: Path) -> str:
+    """For every run of LR-M-DYR-H whose selected accuracy is below its CE twin's (same cell,
+    schedule and seed) minus 0.5 points, what its metrics.csv says happened: the epoch
+    bootstrapping started, the validation accuracy then (and CE's at the same epoch), the share of
+    labels the noise model flagged then against the truth, the training accuracy on the given
+    labels, and where the validation accuracy went afterwards."""
+    def pct(value):
+        return f"{100 * float(value):.1f}"
+
+    ce_runs = {(r["data"], r["noise"], r["schedule"], r["seed"]): r for r in records
+               if r["kind"] == "latentmix" and r["method"] == "ce"}
+    lines = ["| run | selected CE / ours | bootstrapping from | val acc then (CE then) | flagged then / true "
+             "| train acc (given labels) then | val acc after: max / last | lr then |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: r["id"]):
+        if r["kind"] != "latentmix" or r["method"] != "lr-m-dyr-h":
+            continue
+        ce = ce_runs.get((r["data"], r["noise"], r["schedule"], r["seed"]))
+        if ce is None:
+            continue
+        if r["selected_val_acc"] >= ce["selected_val_acc"] - 0.005:
+            continue
+        ours, theirs = read_metrics(out, r), read_metrics(out, ce)
+        start = r.get("bootstrap_start_epoch")
+        if not ours or start is None:
+            lines.append(f"| {r['id']} | {pct(ce['selected_val_acc'])} / {pct(r['selected_val_acc'])} | never | | | | | |")
+            continue
+        at = next(m for m in ours if int(m["epoch"]) == int(start))
+        ce_at = next((m for m in theirs if int(m["epoch"]) == int(start)), None)
+        after = [float(m["val_acc"]) for m in ours if int(m["epoch"]) >= int(start)]
+        lines.append(f"| {r['id']} | {pct(ce['selected_val_acc'])} / {pct(r['selected_val_acc'])} | epoch {start} "
+                     f"| {pct(at['val_acc'])} ({pct(ce_at['val_acc']) if ce_at else '—'}) "
+                     f"| {pct(at['flagged_share'])} / {pct(r['actual_noise_rate'])} | {pct(at['train_acc_noisy'])} "
+                     f"| {pct(max(after))} / {pct(after[-1])} | {float(at['lr']):g} |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(out: Path) -> str:
     records = [json.loads(p.read_text()) for p in sorted((out / "jobs").glob("*.json"))]
     fields = sorted({k for r in records for k in r})
@@ -514,6 +558,7 @@ def summarise(out: Path) -> str:
         writer.writerows(records)
     text = table(records)
     (out / "table.md").write_text(text)
+    (out / "losses.md").write_text(diagnose(records, out))
     return text
 
 
