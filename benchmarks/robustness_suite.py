@@ -524,8 +524,9 @@ def diagnose(records: list[dict], out: Path) -> str:
 
     ce_runs = {(r["data"], r["noise"], r["schedule"], r["seed"]): r for r in records
                if r["kind"] == "latentmix" and r["method"] == "ce"}
-    lines = ["| run | selected CE / ours | bootstrapping from | val acc then (CE then) | flagged then / true "
-             "| train acc (given labels) then | val acc after: max / last | lr then |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | selected CE / ours | bootstrapping from | best val acc before it (CE's, same epochs) "
+             "| val acc then (CE then) | flagged then / true | train acc (given labels) then | val acc after: max / last |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r["id"]):
         if r["kind"] != "latentmix" or r["method"] != "lr-m-dyr-h":
             continue
@@ -542,10 +543,12 @@ def diagnose(records: list[dict], out: Path) -> str:
         at = next(m for m in ours if int(m["epoch"]) == int(start))
         ce_at = next((m for m in theirs if int(m["epoch"]) == int(start)), None)
         after = [float(m["val_acc"]) for m in ours if int(m["epoch"]) >= int(start)]
+        before = max((float(m["val_acc"]) for m in ours if int(m["epoch"]) < int(start)), default=float("nan"))
+        ce_before = max((float(m["val_acc"]) for m in theirs if int(m["epoch"]) < int(start)), default=float("nan"))
         lines.append(f"| {r['id']} | {pct(ce['selected_val_acc'])} / {pct(r['selected_val_acc'])} | epoch {start} "
-                     f"| {pct(at['val_acc'])} ({pct(ce_at['val_acc']) if ce_at else '—'}) "
+                     f"| {pct(before)} ({pct(ce_before)}) | {pct(at['val_acc'])} ({pct(ce_at['val_acc']) if ce_at else '—'}) "
                      f"| {pct(at['flagged_share'])} / {pct(r['actual_noise_rate'])} | {pct(at['train_acc_noisy'])} "
-                     f"| {pct(max(after))} / {pct(after[-1])} | {float(at['lr']):g} |")
+                     f"| {pct(max(after))} / {pct(after[-1])} |")
     return "\n".join(lines) + "\n"
 
 
