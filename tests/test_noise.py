@@ -14,6 +14,8 @@ import torch
 
 from latentmix.errors import ConfigError
 from latentmix.noise import (
+    instance_dependent_noise,
+    most_confused_classes,
     CIFAR10_ASYMMETRIC_MAP,
     NoisyLabels,
     _choose_samples,
@@ -435,3 +437,61 @@ def test_asymmetric_noise_needs_a_class_map_of_the_data_set():
     with pytest.raises(ConfigError, match="noise_kind' 'asymmetric'.*mine.npz"):
         RunConfig(data="mine.npz", noise_kind="asymmetric", noise=0.2).validate()
     RunConfig(dataset="fashion-mnist", noise_kind="asymmetric", noise=0.2).validate()
+
+
+# --------------------------------------------------------------------------------------------
+# Noise from a clean model's probabilities (hand-worked cases)
+# --------------------------------------------------------------------------------------------
+
+# Six samples, three classes. Own-class probabilities: 0.7, 0.4, 0.5, 0.9, 0.2, 0.45.
+HAND_LABELS = np.array([0, 0, 1, 1, 2, 2])
+HAND_PROBS = np.array([
+    [0.7, 0.2, 0.1],   # class 0, sure
+    [0.4, 0.1, 0.5],   # class 0, leans to 2
+    [0.3, 0.5, 0.2],   # class 1, leans to 0
+    [0.05, 0.9, 0.05],  # class 1, sure (tie 0/2: the lower class)
+    [0.1, 0.7, 0.2],   # class 2, leans to 1 (least sure of all)
+    [0.35, 0.2, 0.45],  # class 2, leans to 0
+])
+
+
+def test_most_confused_classes_hand_worked():
+    # class 0: mean P over its rows = (0.55, 0.15, 0.30) -> 2; class 1: (0.175, 0.7, 0.125) -> 0;
+    # class 2: (0.225, 0.45, 0.325) -> 1
+    assert most_confused_classes(HAND_LABELS, HAND_PROBS) == {0: 2, 1: 0, 2: 1}
+
+
+def test_instance_dependent_noise_hand_worked():
+    # rate 0.5 of 6 -> the 3 least sure: rows 4 (0.2), 1 (0.4), 5 (0.45); each to its likeliest wrong class
+    noisy = instance_dependent_noise(torch.tensor(HAND_LABELS), HAND_PROBS, 0.5)
+    assert noisy.labels.tolist() == [0, 2, 1, 1, 1, 0]
+    assert noisy.is_noisy.tolist() == [False, True, False, False, True, True]
+    assert noisy.actual_rate == pytest.approx(0.5)
+
+
+def test_instance_dependent_noise_ties_take_lower_index_and_class():
+    # rows 0 and 1 equally unsure; rate 1/3 of 3 picks one: the lower index; its wrong classes tie: the lower
+    probs = np.array([[0.2, 0.4, 0.4], [0.3, 0.2, 0.5], [0.8, 0.1, 0.1]])
+    noisy = instance_dependent_noise(np.array([0, 1, 0]), probs, 1 / 3)  # own: 0.2, 0.2, 0.8
+    assert noisy.labels.tolist() == [1, 1, 0]
+
+
+def test_instance_dependent_noise_rate_zero_and_one():
+    assert instance_dependent_noise(HAND_LABELS, HAND_PROBS, 0.0).labels.tolist() == HAND_LABELS.tolist()
+    assert instance_dependent_noise(HAND_LABELS, HAND_PROBS, 1.0).is_noisy.all()
+
+
+@pytest.mark.parametrize("probs, match", [
+    (np.ones((5, 3)) / 3, r"shape \(N, C\) = \(6"),
+    (np.full((6, 3), np.nan), "finite"),
+])
+def test_model_noise_bad_probabilities(probs, match):
+    with pytest.raises(ConfigError, match=match):
+        instance_dependent_noise(HAND_LABELS, probs, 0.3)
+    with pytest.raises(ConfigError, match=match):
+        most_confused_classes(HAND_LABELS, probs)
+
+
+def test_model_noise_label_beyond_probability_columns():
+    with pytest.raises(ConfigError, match=r"labels must be in \[0, 3\)"):
+        most_confused_classes(np.array([0, 1, 2, 3, 0, 1]), HAND_PROBS)

@@ -12,6 +12,12 @@ Three kinds of noise are provided:
   `add_noise_cifar_wo`).
 * **Asymmetric** (`asymmetric_noise`): class-dependent flips, either through a class map
   (e.g. truck -> automobile, Patrini et al., CVPR 2017) or through a full noise transition matrix.
+* **Model-driven** noise, from a clean model's predicted probabilities (the robustness suite,
+  benchmarks/robustness_suite.py): `most_confused_classes` gives each class the class a clean model
+  confuses it with most (a class map for `asymmetric_noise`), and `instance_dependent_noise`
+  relabels the samples the clean model is least sure of to the wrong class it finds most likely,
+  the hard, plausible mistakes of a human annotator (the "instance-dependent" noise of Xia et al.,
+  "Part-dependent Label Noise", NeurIPS 2020, made deterministic here).
 * **Real** noisy labels read from a file (`labels_from_file`), e.g. human annotations.
 
 `make_noisy_labels` is a single entry point that dispatches on the kind of synthetic noise.
@@ -43,7 +49,9 @@ __all__ = [
     "SELECTION_MODES",
     "NoisyLabels",
     "asymmetric_noise",
+    "instance_dependent_noise",
     "labels_from_file",
+    "most_confused_classes",
     "make_noisy_labels",
     "symmetric_noise",
 ]
@@ -421,6 +429,79 @@ def asymmetric_noise(
         class_map = CIFAR10_ASYMMETRIC_MAP
     checked_map = _check_class_map(class_map, num_classes)
     return _result(_flip_by_map(clean, rate, checked_map, rng), clean)
+
+
+# --------------------------------------------------------------------------------------------
+# Noise driven by a clean model's predictions
+# --------------------------------------------------------------------------------------------
+
+
+def _check_probabilities(probabilities: Any, num_samples: int) -> np.ndarray:
+    """Return `probabilities` as a float64 (N, C) array, or raise naming what is wrong."""
+    if isinstance(probabilities, torch.Tensor):
+        probabilities = probabilities.detach().cpu().numpy()
+    matrix = np.asarray(probabilities, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != num_samples or matrix.shape[1] < 2:
+        raise ConfigError(f"probabilities must have shape (N, C) = ({num_samples}, C >= 2), one row per label, "
+                          f"got {matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        raise ConfigError("probabilities must be finite, got NaN or inf; pass a model's softmax outputs")
+    return matrix
+
+
+def most_confused_classes(labels: torch.Tensor | np.ndarray, probabilities: Any) -> dict[int, int]:
+    """Each class's most confused class: for class c, the other class j with the largest mean
+    predicted probability P(j | x) over the samples labelled c (ties: the lowest j). With a clean
+    model's out-of-fold probabilities this is the confusion matrix's largest off-diagonal entry of
+    row c, read from probabilities rather than arg-max counts so that a class the model never
+    mistakes still gets the class it leans to. Classes without samples are left out of the map.
+
+    Parameters:
+        labels: clean labels (N,), values in [0, C).
+        probabilities: (N, C) predicted class probabilities of a model trained on clean labels.
+
+    Returns:
+        {class: most confused other class}, the `class_map` of `asymmetric_noise`.
+    """
+    clean = _to_label_array(labels, None)
+    matrix = _check_probabilities(probabilities, clean.size)
+    _check_label_range(clean, matrix.shape[1], "labels")
+    mapping = {}
+    for source in np.unique(clean):
+        leaning = matrix[clean == source].mean(axis=0)
+        leaning[source] = -np.inf
+        mapping[int(source)] = int(np.argmax(leaning))
+    return mapping
+
+
+def instance_dependent_noise(labels: torch.Tensor | np.ndarray, probabilities: Any, rate: float) -> NoisyLabels:
+    """Instance-dependent noise: the round(rate * N) samples a clean model is least sure of (the
+    lowest predicted probability of their own class; ties: the lower index first) get the wrong
+    class that model finds most likely (ties: the lowest class id). Every chosen label changes,
+    so the changed fraction is exactly round(rate * N) / N. Deterministic: the probabilities
+    decide everything, as an annotator's mistakes follow the images, not a random draw.
+
+    Parameters:
+        labels: clean labels (N,), values in [0, C).
+        probabilities: (N, C) predicted class probabilities of a model trained on clean labels
+            (out-of-fold, so that the model has not memorised the sample).
+        rate: fraction of samples to relabel, in [0, 1].
+
+    Returns:
+        NoisyLabels with int64 labels of shape (N,) and the mask noisy != clean, both on CPU.
+    """
+    rate = _check_rate(rate)
+    clean = _to_label_array(labels, None)
+    matrix = _check_probabilities(probabilities, clean.size)
+    _check_label_range(clean, matrix.shape[1], "labels")
+    rows = np.arange(clean.size)
+    own = matrix[rows, clean]
+    chosen = np.argsort(own, kind="stable")[:int(round(rate * clean.size))]
+    others = matrix.copy()
+    others[rows, clean] = -np.inf
+    noisy = clean.copy()
+    noisy[chosen] = np.argmax(others[chosen], axis=1)
+    return _result(noisy, clean)
 
 
 # --------------------------------------------------------------------------------------------
