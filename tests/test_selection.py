@@ -53,16 +53,12 @@ def test_early_learning_ends_when_noisy_validation_stops_improving():
     assert "stopped improving (best 0.500 at epoch 3" in early_learning_end(rows).reason
 
 
-def test_early_learning_ends_when_training_labels_fit_better_than_held_out_ones():
-    # gaps train - held-out: 0, 0.02, 0.03, 0.04, 0.06, 0.06; twice the held-out standard error
-    # 2 sqrt(s (1 - s) / n) at epoch 5 (s = 0.64) is 0.096 on 100 samples, 0.048 on 400; at epoch 3
-    # (s = 0.6) 0.0245 on 1,600 (epoch 2: 0.02 < 0.025)
-    select = [0.3, 0.5, 0.6, 0.62, 0.64, 0.66]
-    rows = _rows(select, fit=[0.3, 0.52, 0.63, 0.66, 0.70, 0.72])
-    assert _end(rows, holdout_size=100) is None  # epoch 6: 0.06 < 2 sqrt(0.66 * 0.34 / 100) = 0.095 too
-    assert _end(rows, holdout_size=400) == 5
-    assert _end(rows, holdout_size=1600) == 3
-    assert "started to memorise" in early_learning_end(rows, holdout_size=1600).reason
+def test_a_training_fit_beyond_the_held_out_one_does_not_end_early_learning():
+    """A hard task opens a gap between training and held-out agreement before any label is
+    memorised (the suite's 1-D signal: 0.31 vs 0.25 at epoch 1): the gap is no end signal; only a
+    plateau of the held-out accuracy (or the first lr decay) is."""
+    rows = _rows([0.25, 0.30, 0.35, 0.40, 0.42, 0.44], fit=[0.31, 0.40, 0.50, 0.60, 0.70, 0.80])
+    assert _end(rows, holdout_size=400, chance=0.17) is None
 
 
 def test_a_barely_trained_network_cannot_end_early_learning():
@@ -228,8 +224,7 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     assert float(acc) == pytest.approx(summary["selected_val_acc"], abs=1e-6)
 
     # the automatic warm-up: bootstrapping switches on once, after the epoch whose signals ended early
-    # learning: a plateau of the held-out accuracy, training labels fit beyond held-out ones, or the
-    # first lr decay (epoch 6 of 12 in the scaled protocol); the run says which
+    # learning: a plateau of the held-out accuracy or the first lr decay (epoch 6 of 12 in the scaled protocol); the run says which
     flags = [r["bootstrapping"] == "True" for r in rows]
     start = flags.index(True) + 1
     assert flags == [False] * (start - 1) + [True] * (len(flags) - start + 1)
@@ -237,10 +232,9 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     end = start - 1
     best_before = max(select[:end])
     plateau = select.index(best_before) + 1 <= end - 3
-    gap = float(rows[end - 1]["train_acc_noisy"]) - select[end - 1]
     reason = summary["bootstrap_start_reason"]
     assert reason.startswith("early learning ended: ")
-    assert ("stopped improving" in reason and plateau) or ("memorise" in reason and gap > 0) or \
+    assert ("stopped improving" in reason and plateau) or \
         (reason.endswith("the first lr decay (epoch 6)") and end == 6)
     # the guard: the corrected phase is kept only if the selected epoch is in it
     assert summary["correction_kept"] == (summary["selected_epoch"] >= start)

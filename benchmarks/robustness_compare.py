@@ -1,0 +1,99 @@
+"""The robustness suite before and after a change of the defaults, cell by cell.
+
+    python benchmarks/robustness_compare.py BEFORE_OUT AFTER_OUT [--schedule default]
+
+Reads the job records both suite runs wrote (`benchmarks/robustness_suite.py --out DIR`, the
+sweep-store runs resumable) and, for each data set x noise cell the two share, prints and writes
+AFTER_OUT/compare.md: plain CE's and the default LR-M-DYR-H's selected accuracy, LR-M-DYR-H's
+detection AUC and its noise estimate beside the truth, before -> after (means over the seeds), and
+the issue's done-means checks on the after side. An estimate more than 5 points off counts as met
+when every LR-M-DYR-H run of the cell says it doubts it (`noise_estimate_doubt` in its
+result.json, issue 24 item 4), which the suite's own table does not know of.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+def load(out: Path, schedule: str) -> list[dict]:
+    records = [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
+    return [r for r in records if r.get("kind") == "cleanlab" or r.get("schedule") == schedule]
+
+
+def mean(records: list[dict], key: str, **match) -> Optional[float]:
+    values = [r[key] for r in records if all(r.get(k) == v for k, v in match.items()) and r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def doubted(out: Path, records: list[dict], **match) -> bool:
+    """Whether every run matching `match` flagged its noise estimate as unreliable."""
+    runs = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+    flags = []
+    for run in runs:
+        result = out / run["run_dir"] / "result.json"
+        flags.append(result.exists() and bool(json.loads(result.read_text()).get("noise_estimate_doubt")))
+    return bool(runs) and all(flags)
+
+
+def pct(value: Optional[float]) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def compare(before_out: Path, after_out: Path, schedule: str) -> str:
+    before, after = load(before_out, schedule), load(after_out, schedule)
+    cells = sorted({(r["data"], r["noise"]) for r in after if r.get("kind") == "latentmix"}
+                   & {(r["data"], r["noise"]) for r in before if r.get("kind") == "latentmix"})
+    lines = [f"Schedule `{schedule}`; means over the seeds; before -> after. Checks on the after side: `acc` "
+             "LR-M-DYR-H selected below CE's - 0.5; `auc` its AUC below CE's or cleanlab's - 0.5; `est` its estimate "
+             "more than 5 points off and not doubted by every run (`est?`: off, but doubted: met).", "",
+             "| data | noise (true %) | CE selected | LR-M-DYR-H selected | AUC LR-M-DYR-H | AUC CE / cleanlab "
+             "(after) | estimate | checks |", "|---|---|---|---|---|---|---|---|"]
+    counts = {"cells": 0, "acc": 0, "auc": 0, "est": 0}
+    for data, noise in cells:
+        cell = dict(kind="latentmix", data=data, noise=noise)
+
+        def pair(key: str, method: str) -> tuple[Optional[float], Optional[float]]:
+            return mean(before, key, method=method, **cell), mean(after, key, method=method, **cell)
+
+        ce, ours = pair("selected_val_acc", "ce"), pair("selected_val_acc", "lr-m-dyr-h")
+        auc, ce_auc = pair("ranking_auc", "lr-m-dyr-h"), pair("ranking_auc", "ce")
+        estimate, truth = pair("estimated_noise_rate", "lr-m-dyr-h"), mean(after, "actual_noise_rate", **cell)
+        cleanlab = mean(after, "ranking_auc", kind="cleanlab", data=data, noise=noise)
+        checks = []
+        if None not in (ours[1], ce[1]) and ours[1] < ce[1] - 0.005:
+            checks.append("acc")
+        if None not in (auc[1], ce_auc[1], cleanlab) and auc[1] < max(ce_auc[1], cleanlab) - 0.005:
+            checks.append("auc")
+        if None not in (estimate[1], truth) and abs(estimate[1] - truth) > 0.05:
+            checks.append("est?" if doubted(after_out, after, method="lr-m-dyr-h", **cell) else "est")
+        counts["cells"] += 1
+        for key in ("acc", "auc", "est"):
+            counts[key] += key in checks
+        lines.append(f"| {data} | {noise} ({pct(truth)}) | {pct(ce[0])} -> {pct(ce[1])} | {pct(ours[0])} -> "
+                     f"{pct(ours[1])} | {pct(auc[0])} -> {pct(auc[1])} | {pct(ce_auc[1])} / {pct(cleanlab)} | "
+                     f"{pct(estimate[0])} -> {pct(estimate[1])} | {' '.join(checks) or 'ok'} |")
+    lines += ["", f"{counts['cells']} cells: `acc` short in {counts['acc']}, `auc` in {counts['auc']}, `est` "
+                  f"(off and not doubted) in {counts['est']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--schedule", default="default", choices=("default", "3x"))
+    args = parser.parse_args(argv)
+    text = compare(args.before, args.after, args.schedule)
+    (args.after / f"compare-{args.schedule}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
