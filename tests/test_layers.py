@@ -18,7 +18,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module's layer is the longest prefix listed here (``data`` covers ``data.idx``).
 LAYERS: dict[str, tuple[str, ...]] = {
     "bottom": ("errors", "io", "summary", "table", "runtime"),
-    "math": ("noise", "mixing", "mixture_inputs", "beta_mixture", "gaussian_mixture", "noise_model", "losses",
+    "math": ("noise", "label_files", "mixing", "mixture_inputs", "beta_mixture", "gaussian_mixture", "noise_model", "losses",
              "robust_losses", "methods", "correction", "peer_losses", "selection", "distributed"),
     "data and models": ("data", "models"),
     "one run": ("config", "config_checks", "naming", "protocols", "run_setup", "tracking", "run_log", "result",

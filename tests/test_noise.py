@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from latentmix.errors import ConfigError
+from latentmix.label_files import labels_from_file
 from latentmix.noise import (
     instance_dependent_noise,
     most_confused_classes,
@@ -20,7 +21,6 @@ from latentmix.noise import (
     NoisyLabels,
     _choose_samples,
     asymmetric_noise,
-    labels_from_file,
     make_noisy_labels,
     symmetric_noise,
 )

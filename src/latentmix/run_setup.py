@@ -28,7 +28,8 @@ from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.models import build_model, model_kind
-from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, labels_from_file, make_noisy_labels
+from latentmix.label_files import labels_from_file
+from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, make_noisy_labels
 from latentmix.peer_losses import peer_loss_for
 from latentmix.protocols import Protocol, protocol_for, resolve_val_split, resolve_warmup
 from latentmix.selection import holdout_split
