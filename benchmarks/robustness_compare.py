@@ -22,8 +22,19 @@ import numpy as np
 
 
 def load(out: Path, schedule: str) -> list[dict]:
+    """The job records of one schedule (and cleanlab's). A run scored on a test set of its own
+    (an image folder's `test/` since issue 25.7, which the suite's records predate) reports the
+    test figures: its `*_val_acc` are then on a noisy split of `train/`, not on the clean images."""
     records = [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
-    return [r for r in records if r.get("kind") == "cleanlab" or r.get("schedule") == schedule]
+    records = [r for r in records if r.get("kind") == "cleanlab" or r.get("schedule") == schedule]
+    for record in records:
+        result = out / record.get("run_dir", "-") / "result.json"
+        if record.get("kind") == "latentmix" and result.exists():
+            summary = json.loads(result.read_text())
+            if summary.get("selected_test_acc") is not None:
+                for which in ("selected", "best", "last"):
+                    record[f"{which}_val_acc"] = summary[f"{which}_test_acc"]
+    return records
 
 
 def mean(records: list[dict], key: str, **match) -> Optional[float]:
