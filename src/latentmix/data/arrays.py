@@ -176,8 +176,10 @@ def _select_npz(path: Path, input_keys: Optional[Sequence[str]], label_key: Opti
     ckey = pick_key(keys, clean_label_key, DEFAULT_CLEAN_KEYS, "clean label array", False, where)
     in_keys = _npz_input_keys(keys, input_keys, lkey, ckey, where)
     ignored_keys = [k for k in keys if k not in in_keys and k not in (lkey, ckey) and not k.startswith(HELD_PREFIXES)]
-    val_inputs, val_labels = _npz_validation(arrays, in_keys, where)
-    test_inputs, test_labels = _npz_test(arrays, in_keys, where)
+    val_inputs, val_labels = _npz_paired_set(arrays, in_keys, where, "val", "validation",
+                                             "add val_labels or drop the val_* arrays to use a random split")
+    test_inputs, test_labels = _npz_paired_set(arrays, in_keys, where, "test", "test",
+                                               "add test_labels (the test set's class ids) or drop the test_* arrays")
     return SelectedArrays(where, lkey, ckey, in_keys, {k: arrays[k] for k in in_keys}, arrays[lkey],
                           arrays[ckey] if ckey is not None else None, val_inputs, val_labels, ignored_keys,
                           test_inputs=test_inputs, test_labels=test_labels)
@@ -205,38 +207,23 @@ def _npz_input_keys(keys: list[str], input_keys: Optional[Sequence[str]], lkey: 
     return in_keys
 
 
-def _npz_validation(arrays: dict[str, np.ndarray], in_keys: list[str],
-                    where: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
-    """The file's own validation set: ``val_labels`` and a ``val_<key>`` for every input, or
-    (None, None) when the file has no val_* array."""
-    val_keys = [k for k in arrays if k.startswith("val_")]
-    if not val_keys:
+def _npz_paired_set(arrays: dict[str, np.ndarray], in_keys: list[str], where: str, prefix: str, what: str,
+                    without_labels: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
+    """A set the file carries beside its training arrays (`prefix` "val": its validation set,
+    "test": its test set): ``PREFIX_labels`` and a ``PREFIX_<key>`` for every input, or
+    (None, None) when the file has no PREFIX_* array. `without_labels` is the fix named when the
+    labels are missing."""
+    keys = [k for k in arrays if k.startswith(f"{prefix}_")]
+    if not keys:
         return None, None
-    if "val_labels" not in arrays:
-        raise ConfigError(f"{where} has validation arrays {val_keys} but no 'val_labels'; "
-                          "add val_labels or drop the val_* arrays to use a random split")
-    missing = [f"val_{k}" for k in in_keys if f"val_{k}" not in arrays]
+    labels = f"{prefix}_labels"
+    if labels not in arrays:
+        raise ConfigError(f"{where} has {what} arrays {keys} but no '{labels}'; {without_labels}")
+    missing = [f"{prefix}_{k}" for k in in_keys if f"{prefix}_{k}" not in arrays]
     if missing:
-        raise ConfigError(f"{where} has 'val_labels' but lacks validation inputs {missing}; every input "
-                          f"array needs a val_<key> counterpart")
-    return {k: arrays[f"val_{k}"] for k in in_keys}, arrays["val_labels"]
-
-
-def _npz_test(arrays: dict[str, np.ndarray], in_keys: list[str],
-              where: str) -> tuple[Optional[dict[str, np.ndarray]], Optional[np.ndarray]]:
-    """The file's test set: ``test_labels`` and a ``test_<key>`` for every input, or (None, None)
-    when the file has no test_* array."""
-    test_keys = [k for k in arrays if k.startswith("test_")]
-    if not test_keys:
-        return None, None
-    if "test_labels" not in arrays:
-        raise ConfigError(f"{where} has test arrays {test_keys} but no 'test_labels'; add test_labels (the test "
-                          "set's class ids) or drop the test_* arrays")
-    missing = [f"test_{k}" for k in in_keys if f"test_{k}" not in arrays]
-    if missing:
-        raise ConfigError(f"{where} has 'test_labels' but lacks test inputs {missing}; every input array needs a "
-                          "test_<key> counterpart")
-    return {k: arrays[f"test_{k}"] for k in in_keys}, arrays["test_labels"]
+        raise ConfigError(f"{where} has '{labels}' but lacks {what} inputs {missing}; every input array needs a "
+                          f"{prefix}_<key> counterpart")
+    return {k: arrays[f"{prefix}_{k}"] for k in in_keys}, arrays[labels]
 
 
 def _select_csv(path: Path, input_keys: Optional[Sequence[str]], label_key: Optional[str],
