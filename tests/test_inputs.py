@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from cli_helpers import cli_error as _cli_error
 from latentmix import fit
 from latentmix.cli import main
 from latentmix.config import field_name, validate_run_config
@@ -24,16 +25,6 @@ from latentmix.errors import ConfigError
 from latentmix.config import RunConfig
 
 TRAIN = ["train", "--device", "cpu", "--epochs", "1", "--quiet"]
-
-
-def _cli_error(capsys, args) -> str:
-    """Run the CLI, expect exit 2 and one `latentmix: error:` line without a traceback."""
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("latentmix: error: "), err
-    return lines[0]
 
 
 def _features(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,20 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import cli_error as _cli_error
 from latentmix.cli import main
 
 TRAIN = ["train", "--device", "cpu", "--epochs", "1", "--quiet"]
-
-
-def _cli_error(capsys, args) -> str:
-    """Run the CLI, expect exit 2 and one `latentmix: error:` line without a traceback."""
-    capsys.readouterr()
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("latentmix: error: "), err
-    return lines[0]
 
 
 def _good_npz(path: Path, n: int = 120, seed: int = 0) -> Path:
