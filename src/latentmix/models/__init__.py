@@ -39,8 +39,11 @@ def model_kind(model: nn.Module) -> Optional[str]:
     """The factory name (`MODELS`) of a model `build_model` builds, None for any other module (a
     user's own model): a schedule may depend on the kind of model (`latentmix.protocols`)."""
     from latentmix.models import small
+    from latentmix.models.paired import PairedNetworks
     from latentmix.models.preact_resnet import PreActResNet18
 
+    if isinstance(model, PairedNetworks):  # two networks of one kind train on that kind's schedule
+        return model_kind(model.first)
     kinds = {small.SpiralMLP: "spiral-mlp", small.MLP: "mlp", small.SmallCNN: "small-cnn",
              PreActResNet18: "preact-resnet18", small.TextClassifier: "text", small.FusionNet: "fusion"}
     return kinds.get(type(model))
