@@ -58,3 +58,20 @@ def test_a_mix_plan_mixes_the_same_layer_in_both_networks():
 def test_two_architectures_are_refused():
     with pytest.raises(TypeError, match="one architecture"):
         PairedNetworks(MLP(5, 3), nn.Linear(5, 3))
+
+
+def test_the_number_of_networks_is_recorded_only_where_it_is_two():
+    from dataclasses import replace
+
+    from latentmix.config import RunConfig
+    from latentmix.methods import Method, method_record
+    from latentmix.run_setup import build_run
+
+    config = RunConfig(dataset="spiral", method="ce", epochs=1, seed=4)
+    one = build_run(config)
+    assert not isinstance(one.model, PairedNetworks)
+    assert "networks" not in method_record(one.method)  # the records of one-network methods are unchanged
+    two = Method("ce-pair", networks=2)
+    assert method_record(two)["networks"] == 2
+    with pytest.raises(Exception, match="networks must be 1 or 2"):
+        replace(two, networks=3)

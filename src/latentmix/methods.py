@@ -41,6 +41,8 @@ class Method:
             cross-entropy; a robust loss replaces the cross-entropy, so it takes no correction.
         loss_params: the robust loss's parameters as (name, value) pairs; the presets carry the
             paper's (`latentmix.robust_losses.PAPER_PARAMS`), a name left out takes the paper's.
+        networks: 1, or 2 for the peers that train two networks side by side (Co-teaching,
+            DivideMix): the run's model is then a `latentmix.models.paired.PairedNetworks`.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Method:
     soft_side_weighting: str = "lam"
     loss: str = "ce"
     loss_params: tuple[tuple[str, float], ...] = ()
+    networks: int = 1
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -71,6 +74,8 @@ class Method:
             raise ConfigError(f"method {self.name}: the {self.loss} loss replaces the cross-entropy whose targets "
                               f"{self.correction} bootstrapping corrects; use correction none with it, or a "
                               "cross-entropy method (lr-m-dyr-h) for bootstrapping")
+        if self.networks not in (1, 2):
+            raise ConfigError(f"method {self.name}: networks must be 1 or 2, got {self.networks!r}")
         known = PAPER_PARAMS.get(self.loss, {})
         unknown = [name for name, _ in self.loss_params if name not in known]
         if unknown:
@@ -106,9 +111,12 @@ class Method:
 
 def method_record(method: Method) -> dict:
     """The method as a run folder records it (config.json): its fields, the loss and its
-    parameters only for a robust loss, so that the cross-entropy methods' records are the ones
-    they always were (and their run folders still resume)."""
+    parameters only for a robust loss, the number of networks only where it is two, so that the
+    cross-entropy methods' records are the ones they always were (and their run folders still
+    resume)."""
     record = asdict(method)
+    if method.networks == 1:
+        del record["networks"]
     if not method.robust_loss:
         del record["loss"], record["loss_params"]
     else:

@@ -28,12 +28,16 @@ from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.models import build_model, model_kind
+from latentmix.models.paired import PairedNetworks
 from latentmix.label_files import labels_from_file
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, make_noisy_labels
 from latentmix.peer_losses import peer_loss_for
 from latentmix.protocols import Protocol, protocol_for, resolve_val_split, resolve_warmup
 from latentmix.selection import holdout_split
 from latentmix.tracking import fit_run_noise_model
+
+# the second network of a two-network method is initialised from the run's seed plus this
+SECOND_NETWORK_SEED_OFFSET = 10_000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -227,6 +231,9 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     labels = make_labels(config, dataset)
     if model is None:
         model = build_run_model(config, dataset)
+    if method.networks == 2 and not isinstance(model, PairedNetworks):
+        # the second network: the same architecture, drawn afresh from a seed of its own
+        model = PairedNetworks.from_model(model, seed=config.seed + SECOND_NETWORK_SEED_OFFSET)
     protocol = protocol_for(config, model_kind(model))  # a user's file: the schedule of the model's kind
     trained, holdout = run_holdout(config, protocol, dataset, labels)
     dataset, model = dataset.to(dist.device), model.to(dist.device)
