@@ -304,3 +304,26 @@ def test_where_dividemix_cannot_run_is_one_clear_error():
     # latent DivideMix on the hidden layers runs on tokens
     result = train(_config("lr-dividemix", layers="1-2"), dataset=tokens, progress=False)
     assert result.metrics[-1]["bootstrapping"] and math.isfinite(result.metrics[-1]["train_loss"])
+
+
+def test_fit_on_your_own_model_and_load_run_with_it(tmp_path):
+    import latentmix
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.head, self.mix_points = nn.Linear(16, 32), nn.Linear(32, 4), ("hidden",)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.hidden(x)))
+
+    data = _dataset()
+    x, y = data.train_inputs.numpy(), data.train_labels.numpy().copy()
+    y[::3] = (y[::3] + 1) % 4
+    result = latentmix.fit(Net(), x, y, val_inputs=x[:40], val_labels=data.train_labels.numpy()[:40],
+                           method="lr-dividemix", layers="0-1", epochs=5, run_dir=tmp_path / "fit", progress=False)
+    assert type(result.model).__name__ == "PairedNetworks" and result.summary()["bootstrap_start_epoch"] is not None
+    # your own (single) model class loads the pair's weights: the folder's run has two networks
+    loaded = latentmix.load_run(tmp_path / "fit", model=Net())
+    with torch.no_grad():
+        assert torch.equal(loaded(torch.from_numpy(x[:8])), result.model.eval()(torch.from_numpy(x[:8])))
