@@ -19,7 +19,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, tuple[str, ...]] = {
     "bottom": ("errors", "io", "summary", "table", "runtime"),
     "math": ("noise", "label_files", "mixing", "mixture_inputs", "beta_mixture", "gaussian_mixture", "noise_model", "losses",
-             "robust_losses", "methods", "correction", "peer_losses", "selection", "distributed"),
+             "robust_losses", "methods", "correction", "peer_losses", "dividemix", "selection", "distributed"),
     "data and models": ("data", "models"),
     "one run": ("config", "config_checks", "naming", "protocols", "run_setup", "tracking", "run_log", "result",
                 "run_folder", "label_issues", "progress", "training", "api", "detect", "predict", "lightning"),

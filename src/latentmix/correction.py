@@ -344,6 +344,12 @@ class LossCorrection:
         self._switch = None if value is None else bool(value)
 
     @property
+    def mixes_now(self) -> bool:
+        """Whether the step mixes now (the loop sets `LatentMixup.enabled` from it each epoch):
+        always here, the warm-up included (mixed cross-entropy); DivideMix's warm-up does not."""
+        return True
+
+    @property
     def bootstrapping(self) -> bool:
         """Whether batches are corrected now: past the warm-up and a noise model fitted."""
         return self.correction != "none" and self.enabled and self.noise_model is not None
@@ -381,6 +387,10 @@ class LossCorrection:
         self._target_table = None
         if for_fit:
             self._epoch_index.append(index)
+
+    def observe_networks(self, index: Any, losses: torch.Tensor, *, for_fit: bool = True) -> None:
+        """Each network's per-sample losses (2, n) of a two-network model's tracking pass; only a
+        two-network method (`latentmix.dividemix.DivideMix`) reads them."""
 
     def end_epoch(self) -> Any:
         """Fit a fresh noise model to the losses observed this epoch (in the order observed) and

@@ -21,6 +21,12 @@ from latentmix.robust_losses import PAPER_PARAMS, ROBUST_LOSSES
 CORRECTIONS = ("none", "soft", "hard")
 # M-DYR-S: how the two mixed samples' soft targets are weighted ([A]'s current code "lam", its 2019 release "half")
 SIDE_WEIGHTINGS = ("lam", "half")
+# DivideMix (Li et al. 2020, LiJunnan1992/DivideMix Train_cifar.py): the clean-probability threshold,
+# the sharpening temperature and Lu's rampup (epochs of the reference's 300); `latentmix.dividemix`
+DIVIDEMIX_PARAMS = {"p_threshold": 0.5, "T": 0.5, "rampup": 16.0}
+# a method's `loss`: the cross-entropy, a peer's robust loss, or DivideMix's semi-supervised step
+LOSSES = ROBUST_LOSSES + ("dividemix",)
+_SETTINGS = {**PAPER_PARAMS, "dividemix": DIVIDEMIX_PARAMS}
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Method:
         loss: "ce" (the cross-entropy, which `correction` may bootstrap) or a peer's robust loss,
             "gce", "sce" or "elr" (`latentmix.robust_losses`), mixed as mixup mixes the
             cross-entropy; a robust loss replaces the cross-entropy, so it takes no correction.
+            "dividemix": DivideMix's co-divided MixMatch step (`latentmix.dividemix`; two networks).
         loss_params: the robust loss's parameters as (name, value) pairs; the presets carry the
             paper's (`latentmix.robust_losses.PAPER_PARAMS`), a name left out takes the paper's.
         networks: 1, or 2 for the peers that train two networks side by side (Co-teaching,
@@ -68,15 +75,17 @@ class Method:
                               f"{self.soft_side_weighting!r}")
         if any(layer < 0 for layer in self.mix_layers):
             raise ConfigError(f"mix layers must be >= 0, got {format_layers(self.mix_layers)}")
-        if self.loss not in ROBUST_LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}: choose one of {', '.join(ROBUST_LOSSES)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.loss != "ce" and self.corrects:
             raise ConfigError(f"method {self.name}: the {self.loss} loss replaces the cross-entropy whose targets "
                               f"{self.correction} bootstrapping corrects; use correction none with it, or a "
                               "cross-entropy method (lr-m-dyr-h) for bootstrapping")
         if self.networks not in (1, 2):
             raise ConfigError(f"method {self.name}: networks must be 1 or 2, got {self.networks!r}")
-        known = PAPER_PARAMS.get(self.loss, {})
+        if self.loss == "dividemix" and self.networks != 2:
+            raise ConfigError(f"method {self.name}: DivideMix trains two networks; set networks=2")
+        known = _SETTINGS.get(self.loss, {})
         unknown = [name for name, _ in self.loss_params if name not in known]
         if unknown:
             raise ConfigError(f"method {self.name}: the {self.loss} loss has no parameter {unknown[0]!r}; its "
@@ -98,7 +107,13 @@ class Method:
     @property
     def loss_settings(self) -> dict[str, float]:
         """The robust loss's parameters: the paper's, with `loss_params` over them."""
-        return {**PAPER_PARAMS.get(self.loss, {}), **dict(self.loss_params)}
+        return {**_SETTINGS.get(self.loss, {}), **dict(self.loss_params)}
+
+    @property
+    def fits_every_epoch(self) -> bool:
+        """Whether every epoch ends with a tracking pass and a fit: bootstrapping needs a fresh noise
+        model, DivideMix fresh divisions."""
+        return self.corrects or self.loss == "dividemix"
 
     def describe(self) -> str:
         parts = [self.name, f"layers {format_layers(self.mix_layers)}" if self.mixes else "no mixing"]
@@ -139,6 +154,9 @@ PRESETS: dict[str, Method] = {
         # the peers (issue #27), each at its paper's parameters, alone and with latent mixup (lr-m's layers)
         *(Method(name, loss=name) for name in ("gce", "sce", "elr")),
         *(Method(f"lr-m-{name}", mix_layers=(0, 1, 2), loss=name) for name in ("gce", "sce", "elr")),
+        # DivideMix (Li et al. 2020): MixMatch on the inputs at the paper's alpha 4, and on latent layers
+        Method("dividemix", mix_layers=(0,), alpha=4.0, loss="dividemix", networks=2),
+        Method("lr-dividemix", mix_layers=(0, 1, 2), alpha=4.0, loss="dividemix", networks=2),
     ]
 }
 

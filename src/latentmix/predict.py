@@ -35,6 +35,7 @@ from torch import nn
 from latentmix.data.array_checks import classify_input, to_tensor
 from latentmix.data.array_files import read_csv_table, read_npz
 from latentmix.errors import ConfigError
+from latentmix.models.paired import PairedNetworks
 
 __all__ = ["TrainedModel", "Predictions", "load_run", "read_prediction_inputs", "write_predictions"]
 
@@ -181,6 +182,8 @@ def _from_folder(path: Path, model: Optional[nn.Module], weights: str, device: t
             raise ConfigError(f"{path} is a run of latentmix.fit on your own model, whose architecture the folder does "
                               "not hold: load it in Python with latentmix.load_run(RUN_DIR, model=YourModel(...))")
         network = copy.deepcopy(model)
+        if (record.get("method") or {}).get("networks") == 2 and not isinstance(network, PairedNetworks):
+            network = PairedNetworks.from_model(network, seed=0)  # a two-network run: your model, twice (weights below)
         _load_weights(network, state, str(folder.file(CHECKPOINT_NAME)))
         return TrainedModel(network.to(device), _identity, num_classes=_output_width(network), weights=chosen,
                             epoch=epoch, info=info)

@@ -24,6 +24,7 @@ from latentmix.correction import LossCorrection
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.data.checks import check_dataset
 from latentmix.distributed import DistContext, single_process
+from latentmix.dividemix import REFERENCE_EPOCHS, dividemix_step
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
@@ -274,7 +275,7 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
     augment, eval_transform = run_transforms(dataset, streams, channels_last)
     own_schedule = optimizer is not None or scheduler is not None  # the user's: the protocol's lr schedule is off
     optimizer, scheduler = build_optimizer(optimizer, scheduler, model, protocol)
-    correction = step_loss(config, method, num_samples, dist)
+    correction = step_loss(config, method, num_samples, dist, epochs=protocol.epochs)
     return Placement(
         dist=dist, amp=amp, channels_last=channels_last, autocast=autocast, augment=augment,
         eval_transform=eval_transform, track_transform=augment if config.track_transform == "train" else eval_transform,
@@ -284,11 +285,22 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
     )
 
 
-def step_loss(config: RunConfig, method: Method, num_samples: int, dist: DistContext) -> LossCorrection:
+def step_loss(config: RunConfig, method: Method, num_samples: int, dist: DistContext,
+              epochs: Optional[int] = None) -> LossCorrection:
     """The object that gives the step its targets and loss, chosen by the method's loss: the
-    cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), or a peer's robust loss
-    (`latentmix.peer_losses.peer_loss_for`). Both fit the run's noise model to the tracked losses."""
+    cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), a peer's robust loss
+    (`latentmix.peer_losses.peer_loss_for`), or DivideMix's step (`latentmix.dividemix`, its rampup
+    scaled to the run's `epochs`). All fit the run's noise model to the tracked losses."""
     fit = lambda losses: fit_run_noise_model(config, losses)  # noqa: E731 - the run's own fit
+    if method.loss == "dividemix":
+        if dist.world_size > 1:
+            raise ConfigError(f"method {method.name} keeps each sample's division on the process that trains it, and "
+                              "data-parallel runs spread the samples over processes: train it on one device")
+        # the paper's warm-up penalty for asymmetric noise: where the run's own noise is class-dependent
+        asymmetric = config.noise_kind == "asymmetric" and not config.noisy_labels_file
+        return dividemix_step(method.loss_settings, num_samples, epochs=epochs or REFERENCE_EPOCHS,
+                              confidence_penalty=asymmetric, noise_model=config.noise_model,
+                              lookup=config.posterior_lookup, fit=fit)
     if method.robust_loss:
         if method.loss == "elr" and dist.world_size > 1:
             raise ConfigError(f"method {method.name} keeps a target per sample on the process that trains it, and "

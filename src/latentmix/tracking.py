@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentmix.config import RunConfig
@@ -20,6 +21,7 @@ from latentmix.data.streamed import read_batches
 from latentmix.distributed import ONE_PROCESS, DistContext
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
+from latentmix.models.paired import PairedNetworks
 from latentmix.noise_model import fit_noise_model
 from latentmix.protocols import Protocol
 from latentmix.selection import flagged_share, separation
@@ -31,6 +33,7 @@ class Tracked:
 
     losses: torch.Tensor  # (N,) cross-entropy against the given (noisy) labels
     logits: torch.Tensor  # (N, C)
+    network_losses: Optional[torch.Tensor] = None  # (2, N) each network's, for a PairedNetworks
 
     @property
     def predictions(self) -> torch.Tensor:
@@ -48,10 +51,39 @@ def track_training_losses(
     put in sample order.
 
     Data-parallel (`dist`): each process forwards its shard of every batch and `track_losses`
-    gathers the shards of all processes, so every process holds all N values."""
+    gathers the shards of all processes, so every process holds all N values.
+
+    A `PairedNetworks` (a two-network method) is read as one model, its mean logits, and in the
+    same pass each network's own losses are kept (`Tracked.network_losses`: DivideMix fits a GMM
+    per network, Train_cifar.py ``eval_train``)."""
     n = labels.shape[0]
-    tracked = track_losses(model, tracking_batches(inputs, labels, transform, batch_size, dist), autocast=autocast)
-    return Tracked(in_sample_order(tracked.losses, tracked.index, n), in_sample_order(tracked.logits, tracked.index, n))
+    pair = _BothNetworks(model) if isinstance(getattr(model, "_orig_mod", model), PairedNetworks) else None
+    tracked = track_losses(pair or model, tracking_batches(inputs, labels, transform, batch_size, dist),
+                           autocast=autocast)
+    network_losses = None
+    if pair is not None:
+        if dist.world_size > 1:
+            raise ConfigError("a two-network method's per-network tracking runs on one device: train it without torchrun")
+        both = torch.cat(pair.kept, dim=1)  # (2, N, C) in the loader's order
+        per_network = torch.stack([F.cross_entropy(both[k], tracked.labels, reduction="none") for k in range(2)])
+        network_losses = in_sample_order(per_network.T, tracked.index, n).T
+    return Tracked(in_sample_order(tracked.losses, tracked.index, n), in_sample_order(tracked.logits, tracked.index, n),
+                   network_losses)
+
+
+class _BothNetworks(nn.Module):
+    """A pair as the tracking pass reads it: the mean of the two networks' logits (the pair's
+    eval-mode output), keeping each network's logits on the side."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.pair = getattr(model, "_orig_mod", model)
+        self.kept: list[torch.Tensor] = []
+
+    def forward(self, inputs: Inputs) -> torch.Tensor:
+        both = torch.stack((self.pair.first(inputs), self.pair.second(inputs))).float()
+        self.kept.append(both)
+        return both.mean(dim=0)
 
 
 def tracking_batches(inputs: Inputs, labels: torch.Tensor, transform: Callable[[Inputs], Inputs], batch_size: int,
@@ -118,11 +150,11 @@ def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_trac
 
 def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol) -> bool:
     """Whether epoch `epoch` ends with a pass over the training set: every epoch for
-    loss-correcting methods (the noise model needs fresh losses), else every `track_every`
-    epochs and always at the last one."""
+    loss-correcting methods and DivideMix (the noise model, the divisions need fresh losses), else
+    every `track_every` epochs and always at the last one."""
     if config.track_every < 1:
         raise ConfigError(f"track_every must be >= 1, got {config.track_every}")
-    return method.corrects or epoch % config.track_every == 0 or epoch == protocol.epochs
+    return method.fits_every_epoch or epoch % config.track_every == 0 or epoch == protocol.epochs
 
 
 def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):

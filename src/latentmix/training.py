@@ -101,6 +101,7 @@ def train(
         warmup_end = learning_end if run.warmup is None else run.warmup
         correction.enabled = warmup_end is not None and epoch > warmup_end
         bootstrapping = correction.bootstrapping
+        mixup.enabled = correction.mixes_now  # DivideMix's warm-up trains un-mixed; every other method mixes throughout
         if bootstrapping and run.tracking_logits and run.tracked is None:
             run.observe(run.track_training_set(), for_fit=False)  # resumed without the previous epoch's pass
 
@@ -278,6 +279,8 @@ class Run:
         """Hand a tracking pass of the samples trained on to the loss correction."""
         self.correction.observe(self.trained, *tracking_pass(tracked, self.noisy_labels, self.trained,
                                                              self.tracking_logits), for_fit=for_fit)
+        if tracked.network_losses is not None:  # a pair's networks, each on its own (DivideMix's GMMs)
+            self.correction.observe_networks(self.trained, tracked.network_losses[:, self.trained], for_fit=for_fit)
 
     def evaluate_epoch(self, epoch: int, lr: float, bootstrapping: bool, loss_sum: torch.Tensor,
                        num_seen: int) -> tuple[dict, Optional[Tracked]]:
