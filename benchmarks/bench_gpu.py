@@ -332,7 +332,9 @@ def expected_cost(config: Configuration, done: list[dict]) -> float:
 
 
 def run_all(chosen: list[Configuration], dataset, args: argparse.Namespace, device: torch.device,
-            started: float) -> list[dict]:
+            started: float, on_record: Callable[[list[dict]], None] = lambda records: None) -> list[dict]:
+    """Measure (or skip) each configuration in turn; `on_record` sees the records after each one
+    (the files are rewritten then, so a command stopped from outside keeps what was measured)."""
     records: list[dict] = []
     for config in chosen:
         left, needed = args.budget_s - (time.perf_counter() - started), expected_cost(config, records)
@@ -351,7 +353,8 @@ def run_all(chosen: list[Configuration], dataset, args: argparse.Namespace, devi
         figure = f"{entry['full']['total']:.2f} s/epoch" if entry["status"] == "ok" else entry.get(
             "error", entry.get("reason"))
         print(f"  {config.name:<28} {entry['status']:<8} {figure}  ({entry['cost_s']:.1f} s)", flush=True)
-    add_ratios(records)
+        add_ratios(records)
+        on_record(records)
     return records
 
 
@@ -438,7 +441,8 @@ def markdown(report: dict) -> str:
                      f"| {_fmt(r['x_plain_steps'])} | {_fmt(r['x_ce'])} | {_fmt(r['peak_memory_mib'], 0)} |")
     lines += ["", "## Done-means (issue #28)", "", "| check | goal | value | status |", "|---|---|---|---|"]
     lines += [f"| {c['check']} | {c['goal']} | {_fmt(c['value'])} | {c['status']} |" for c in report["checks"]]
-    lines += ["", f"Wall time of this script: {report['wall_s']:.0f} s."]
+    lines += ["", f"Wall time of this script: {report['wall_s']:.0f} s"
+              + ("." if report["complete"] else " (stopped before the last configuration: the figures so far).")]
     return "\n".join(lines) + "\n"
 
 
@@ -510,17 +514,22 @@ def main(argv=None) -> int:
     info = machine(device)
     print(f"bench_gpu: {info['card']}, torch {info['torch']}, {len(chosen)} configurations, "
           f"budget {args.budget_s:g} s", flush=True)
-    records = run_all(chosen, dataset, args, device, started)
-    report = {"machine": info, "settings": {
+    settings = {
         "width": args.width, "batch_size": args.batch_size, "train_size": args.train_size, "val_size": args.val_size,
         "timed_epochs": args.timed_epochs, "budget_s": args.budget_s, "smoke": args.smoke,
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "command": "python benchmarks/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv)},
-        "derivation": DERIVATION, "configurations": records, "checks": done_checks(records, device),
-        "wall_s": time.perf_counter() - started}
-    (out / "bench_gpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "bench_gpu.md").write_text(markdown(report))
-    print(markdown(report))
+        "command": "python benchmarks/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+
+    def write(records: list[dict]) -> str:
+        report = {"machine": info, "settings": settings, "derivation": DERIVATION, "configurations": records,
+                  "checks": done_checks(records, device), "wall_s": time.perf_counter() - started,
+                  "complete": len(records) == len(chosen)}
+        (out / "bench_gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+        text = markdown(report)
+        (out / "bench_gpu.md").write_text(text)
+        return text
+
+    print(write(run_all(chosen, dataset, args, device, started, on_record=write)))
     return 0
 
 

@@ -150,3 +150,81 @@ def test_bad_options_are_one_line(bench, capsys):
     if not torch.cuda.is_available():
         assert bench.main([]) == 2
         assert "--smoke" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# benchmarks/gpu_table_time.py and benchmarks/gpu_session.sh
+
+
+@pytest.fixture(scope="module")
+def table_time():
+    spec = importlib.util.spec_from_file_location("gpu_table_time", ROOT / "benchmarks" / "gpu_table_time.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_table_time"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_run(folder: Path, wall: float, finished: bool = True) -> None:
+    folder.mkdir(parents=True)
+    (folder / "timing.json").write_text(json.dumps({"wall_time_s": wall}))
+    if finished:
+        (folder / "result.json").write_text("{}")
+
+
+def test_a_stopped_table_is_estimated_from_its_finished_runs(table_time, tmp_path):
+    _fake_run(tmp_path / "runs" / "a", 10.0)
+    _fake_run(tmp_path / "runs" / "b", 14.0)
+    _fake_run(tmp_path / "runs" / "c", 3.0, finished=False)  # interrupted: no result.json
+    record = table_time.table_record("mlp", total=8, code=None, elapsed=30.0, work=tmp_path)
+    assert record["finished_runs"] == 2 and record["stopped_at_cap"] and not record["complete"]
+    assert record["table_s"] == pytest.approx(120.0) and record["mean_run_s"] == pytest.approx(12.0)
+    assert record["how"].startswith("estimated")
+    complete = table_time.table_record("mlp", total=2, code=0, elapsed=31.0, work=tmp_path)
+    assert complete["complete"] and complete["table_s"] == 31.0 and complete["how"].startswith("measured")
+    failed = table_time.table_record("mlp", total=2, code=1, elapsed=5.0, work=tmp_path / "empty")
+    assert failed["table_s"] is None and failed["finished_runs"] == 0
+    text = table_time.markdown({"card": "cpu", "settings": {"device": "cpu", "workers": 1, "seeds": 3, "cap_s": 60,
+                                                            "command": "x"}, "tables": [record, complete]})
+    assert "| mlp | 2 / 8 | 30 | 120 | estimated" in text and "stopped at its share of the cap" in text
+
+
+def test_the_cap_stops_the_table_command(table_time, tmp_path):
+    code, elapsed = table_time.run_capped([sys.executable, "-c", "import time; time.sleep(60)"], 1.0,
+                                          tmp_path / "log")
+    assert code is None and elapsed < 15
+
+
+def test_the_grid_size_is_the_tables(table_time):
+    """6 methods x (4 symmetric + 2 class-dependent noise settings) x 3 seeds = 108 runs per table."""
+    args = table_time.parse_args([])
+    assert table_time.grid_size("mlp", args) == 108 and table_time.grid_size("small-cnn", args) == 108
+    assert table_time.grid_size("mlp", table_time.parse_args(["--smoke"])) == 1
+
+
+def test_the_session_needs_only_tracked_or_carried_files():
+    """Everything gpu_session.sh runs is tracked here; what it reads besides (.whl, .gpu-data) is
+    ignored by git, so it travels only when carried, and the documented device command carries it."""
+    import subprocess
+
+    script = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split())
+    for path in ("benchmarks/bench_gpu.py", "benchmarks/gpu_table_time.py", "benchmarks/gpu_prepare.sh"):
+        assert path in script or path == "benchmarks/gpu_prepare.sh"
+        if tracked:  # a git checkout (the files are committed)
+            assert path in tracked, path
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/.whl/" in ignored and "/.gpu-data/" in ignored
+    command = 'run(command="bash benchmarks/gpu_session.sh", carry=[".whl", ".gpu-data"], timeout_s=480)'
+    assert command in script and command in (ROOT / "benchmarks" / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="no Fashion-MNIST IDX files here")
+def test_table_time_smoke_runs_one_table(table_time, tmp_path):
+    assert table_time.main(["--smoke", "--models", "mlp", "--out", str(tmp_path / "out"),
+                            "--work", str(tmp_path / "work")]) == 0
+    report = json.loads((tmp_path / "out" / "fashion_gpu.json").read_text())
+    (table,) = report["tables"]
+    assert table["complete"] and table["finished_runs"] == table["total_runs"] == 1 and report["card"] == "cpu"
+    assert (tmp_path / "out" / "fashion_mlp_table.md").exists()
