@@ -323,12 +323,13 @@ def measure(config: Configuration, dataset, args: argparse.Namespace, device: to
 
 
 def expected_cost(config: Configuration, done: list[dict]) -> float:
-    """What a configuration is expected to take, from those measured so far: the slowest
-    uncompiled one, and for a compiled one a minute of compilation on top (0 before the first)."""
-    costs = [r["cost_s"] for r in done if r["status"] == "ok" and not r["compile"]]
-    if not costs:
-        return 60.0 if config.compile else 0.0
-    return max(costs) + (60.0 if config.compile else 0.0)
+    """What a configuration is expected to take, from those measured so far: the slowest of its
+    kind (compiled or not); a compiled one before any was measured, the slowest uncompiled one plus
+    a minute of compilation (0 before the first measurement)."""
+    costs = {flag: [r["cost_s"] for r in done if r["status"] == "ok" and r["compile"] == flag] for flag in (False, True)}
+    if config.compile and costs[True]:
+        return max(costs[True])
+    return max(costs[False], default=0.0) + (60.0 if config.compile else 0.0)
 
 
 def run_all(chosen: list[Configuration], dataset, args: argparse.Namespace, device: torch.device,

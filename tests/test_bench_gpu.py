@@ -135,11 +135,19 @@ def test_wrappers_are_removed_after_the_run(bench, smoke):
         assert getattr(cls, name).__qualname__ == f"{cls.__name__}.{name}"
 
 
-def test_time_budget_skips_with_a_reason(bench):
+def test_time_budget_skips_with_a_reason(bench, tmp_path):
+    assert bench.main(["--smoke", "--only", "plain,ce", "--budget-s", "0", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert [r["status"] for r in report["configurations"]] == ["skipped", "skipped"]
+    assert all(r["reason"].startswith("time budget") for r in report["configurations"]) and report["complete"]
+    assert all(c["value"] is None for c in report["checks"])
     done = [{"status": "ok", "compile": False, "cost_s": 4.0}]
     assert bench.expected_cost(bench.Configuration("ce"), done) == 4.0
     assert bench.expected_cost(bench.Configuration("ce", compile=True), done) == 64.0
     assert math.isclose(bench.expected_cost(bench.Configuration("ce"), []), 0.0)
+    done.append({"status": "ok", "compile": True, "cost_s": 130.0})
+    assert bench.expected_cost(bench.Configuration("lr-m-dyr-h", "tracked", compile=True), done) == 130.0
+    assert bench.expected_cost(bench.Configuration("m"), done) == 4.0
 
 
 def test_bad_options_are_one_line(bench, capsys):
