@@ -25,6 +25,13 @@ def _load_bench():
     return module
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()  # --smoke sets one thread for the process
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def bench():
     return _load_bench()
