@@ -365,3 +365,45 @@ def test_normalize() -> None:
     assert torch.allclose(Normalize(CIFAR10_MEAN, CIFAR10_STD)(x), out)
     with pytest.raises(ValueError, match="channels"):
         normalize(torch.zeros(1, 2, 1, 1), CIFAR10_MEAN, CIFAR10_STD)
+
+
+def test_normalize_channel_stats_made_once_per_device() -> None:
+    """The per-channel mean and std of a tuple are made once per device and shape (a per-batch copy
+    from host memory is a host synchronisation on a GPU), and give the same values as a tensor of
+    the same numbers: x = 255 -> (1 - m_c) / s_c in float32, exactly as before the cache."""
+    from latentmix.data.augment import _channel_stats
+
+    x = torch.full((2, 3, 2, 2), 255, dtype=torch.uint8)
+    first, again = _channel_stats(CIFAR10_MEAN, x), _channel_stats(tuple(CIFAR10_MEAN), x)
+    assert first is again and first.shape == (1, 3, 1, 1)
+    assert _channel_stats(CIFAR10_MEAN, torch.zeros(2, 3)).shape == (1, 3)  # another shape: its own entry
+    as_tensor = _channel_stats(torch.tensor(CIFAR10_MEAN), x)  # a tensor is converted each time
+    assert as_tensor is not first and torch.equal(as_tensor, first)
+    out = normalize(x, CIFAR10_MEAN, CIFAR10_STD)
+    one, mean, std = torch.tensor(1.0), torch.tensor(CIFAR10_MEAN), torch.tensor(CIFAR10_STD)
+    assert torch.equal(out[0, :, 0, 0], (one - mean) / std)
+
+
+def test_per_epoch_perms_and_cached_stats_leave_a_run_unchanged(tmp_path: Path, monkeypatch) -> None:
+    """The two per-batch host synchronisations removed for the GPU (one copy of an epoch's mixing
+    permutations instead of one per step; the normalisation's mean and std made once) change no
+    number: a short LR-M-DYR-H run (a short last batch included, bootstrapping in epoch 2) ends with
+    bit-identical weights and metrics when both are forced back to the per-step construction."""
+    import latentmix.data.augment as augment
+    from latentmix.config import RunConfig
+    from latentmix.mixing import EpochMixDraws
+    from latentmix.training import train
+
+    write_fake_cifar10(tmp_path, num_train_per_batch=20, num_test=20)
+    config = RunConfig(dataset="cifar10", data_dir=str(tmp_path), method="lr-m-dyr-h", epochs=2, warmup_epochs=1,
+                       noise=0.5, width=0.0625, batch_size=32, checkpoint=False)
+    fast = train(config, progress=False)
+    monkeypatch.setattr(EpochMixDraws, "epoch_perms", lambda self, device=None: torch.stack(
+        [torch.from_numpy(np.argsort(keys, kind="stable")) for keys in self.perm_keys]).to(device))
+    monkeypatch.setattr(augment, "_cached_stats", lambda values, dims, device: torch.as_tensor(
+        values, dtype=torch.float32, device=device).reshape(1, -1, *([1] * (dims - 2))))
+    per_step = train(config, progress=False)
+    assert [(r["train_loss"], r["val_acc"]) for r in fast.metrics] == \
+        [(r["train_loss"], r["val_acc"]) for r in per_step.metrics]
+    for (name, a), (_, b) in zip(fast.model.state_dict().items(), per_step.model.state_dict().items()):
+        assert torch.equal(a, b), name

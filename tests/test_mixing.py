@@ -286,6 +286,30 @@ def test_sample_plan_lams_vary_and_alpha_zero_gives_one():
     assert LatentMixer.sample_plan((0,), 0.0, 4, rng).lam == 1.0
 
 
+def test_epoch_plans_sort_their_own_keys_and_copy_the_epoch_once():
+    """The full-width permutations come from one per-epoch tensor (one copy to the device per
+    epoch, not a blocking copy per step): each step's perm must still sort that step's own keys,
+    drawn here independently from the same seed (layer uniforms, lams, then the key block); a short
+    last batch and a data-parallel shard sort their own slice of the keys."""
+    from latentmix.mixing import LatentMixup
+
+    steps, width = 6, 8
+    mixup = LatentMixup(SpiralMLP(), layers="0-2", alpha=2.0, seed=7)
+    mixup.start_epoch(steps, width)
+    rng = np.random.default_rng(7)
+    rng.random(steps), rng.beta(2.0, 2.0, steps)
+    keys = rng.random((steps, width))
+    plans = [mixup.next_plan(width) for _ in range(steps - 1)] + [mixup.next_plan(5)]
+    for step, plan in enumerate(plans):
+        own = keys[step, :len(plan.perm)]
+        assert np.all(np.diff(own[plan.perm.numpy()]) > 0), f"step {step}: perm does not sort its keys"
+    block = mixup._block
+    assert block.epoch_perms("cpu") is block.epoch_perms("cpu")  # made once per device
+    assert plans[0].perm.data_ptr() == block.epoch_perms("cpu")[0].data_ptr()  # a row of it, not a copy
+    shard = block.plan(2, 4, offset=4)  # the second half of step 2's keys
+    assert np.all(np.diff(keys[2, 4:8][shard.perm.numpy()]) > 0)
+
+
 def test_empty_eligible_set_is_no_mix_and_draws_nothing():
     rng = np.random.default_rng(5)
     before = rng.bit_generator.state

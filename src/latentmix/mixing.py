@@ -23,7 +23,7 @@ cross-entropy; benchmarks/README.md has the measured per-step cost.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -148,17 +148,38 @@ class EpochMixDraws:
     layers: np.ndarray
     lams: np.ndarray
     perm_keys: np.ndarray
+    # every step's full-width permutation on a device, made at the first plan for that device
+    _device_perms: dict = field(default_factory=dict, compare=False, repr=False)
 
     def plan(self, step: int, batch_size: int, device: Union[torch.device, str, None] = None,
              offset: int = 0) -> MixPlan:
         """Step `step`'s plan for `batch_size` samples. `offset` > 0 plans a shard of a global
         batch (a data-parallel process's samples offset .. offset+batch_size-1): the step's layer
-        and lam, and a permutation within the shard from the shard's own keys."""
+        and lam, and a permutation within the shard from the shard's own keys.
+
+        A full-width step's permutation is a row of `epoch_perms`, which copies the whole epoch's
+        permutations to the device once: a copy from (unpinned) host memory per step would be
+        a host synchronisation per step on a GPU (PyTorch's blocking copy waits for the stream;
+        aten/src/ATen/native/cuda/Copy.cu, ``memcpy_and_sync``). The rows are the same stable
+        argsorts, so the permutations are identical."""
         layer = int(self.layers[step])
         if layer < 0:
             return NO_MIX
-        perm = np.argsort(self.perm_keys[step, offset:offset + batch_size], kind="stable")
-        return MixPlan(layer=layer, lam=float(self.lams[step]), perm=torch.from_numpy(perm).to(device))
+        if offset == 0 and batch_size == self.perm_keys.shape[1]:
+            perm = self.epoch_perms(device)[step]
+        else:  # a short last batch or a shard: its own keys' argsort
+            keys = self.perm_keys[step, offset:offset + batch_size]
+            perm = torch.from_numpy(np.argsort(keys, kind="stable")).to(device)
+        return MixPlan(layer=layer, lam=float(self.lams[step]), perm=perm)
+
+    def epoch_perms(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
+        """(steps, batch_size) int64 on `device`: row s is the stable argsort of step s's keys."""
+        key = str(torch.device(device)) if device is not None else "cpu"
+        perms = self._device_perms.get(key)
+        if perms is None:
+            perms = torch.from_numpy(np.argsort(self.perm_keys, axis=1, kind="stable")).to(device)
+            self._device_perms[key] = perms
+        return perms
 
 
 def draw_epoch_mixing(

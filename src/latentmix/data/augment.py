@@ -20,6 +20,7 @@ Sec. 4.2; the standard recipe of the Arazo et al. 2019 reference code):
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -96,8 +97,19 @@ def random_crop_flip(
 
 
 def _channel_stats(values: Sequence[float] | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-channel `values` as a (1, C, 1, ...) float32 tensor on `like`'s device. A tuple or list
+    of numbers is made once per device and shape (`_cached_stats`): building it from the numbers
+    every batch is a copy from host memory, which on a GPU waits for every queued kernel (a host
+    synchronisation per batch; PyTorch's aten/src/ATen/native/cuda/Copy.cu, ``memcpy_and_sync``)."""
+    if isinstance(values, (tuple, list)) and all(isinstance(v, (int, float)) for v in values):
+        return _cached_stats(tuple(float(v) for v in values), like.dim(), like.device)
     stats = torch.as_tensor(values, dtype=torch.float32, device=like.device)
     return stats.reshape(1, -1, *([1] * (like.dim() - 2)))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_stats(values: tuple[float, ...], dims: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).reshape(1, -1, *([1] * (dims - 2)))
 
 
 def normalize(
