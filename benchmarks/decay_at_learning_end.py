@@ -115,6 +115,7 @@ def summarise(out: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=",".join(FEATURE_SETS))
+    parser.add_argument("--noise", default="", help="noise kinds (default: the suite's five)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decay-at-learning-end"))
     parser.add_argument("--summary-only", action="store_true")
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
         import robustness_suite as suite
 
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        jobs = [(d, n, m, dec, s) for d in args.data.split(",") for n in suite.NOISES for m in METHODS
+        noises = args.noise.split(",") if args.noise else suite.NOISES
+        jobs = [(d, n, m, dec, s) for d in args.data.split(",") for n in noises for m in METHODS
                 for dec in DECAYS for s in SEEDS]
         with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(train_one, str(out), *job) for job in jobs]
