@@ -16,6 +16,8 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
   your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`).
 * `RobustLoss`, `ElrLoss` (latentmix.peer_losses): the peers' losses (GCE, SCE; ELR) in the
   `LossCorrection` role of your own loop (docs/peers.md).
+* `CoTeachingLoss` (latentmix.coteaching): Co-teaching's step on a `PairedNetworks` pair, in the
+  same role (docs/peers.md).
 * `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods and the peers as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
 * `BetaMixture` (latentmix.beta_mixture): the two-component loss mixture giving P(noisy).
@@ -40,6 +42,7 @@ _EXPORTS = {
     "track_losses": "latentmix.correction",
     "RobustLoss": "latentmix.peer_losses",
     "ElrLoss": "latentmix.peer_losses",
+    "CoTeachingLoss": "latentmix.coteaching",
     "Method": "latentmix.methods",
     "PRESETS": "latentmix.methods",
     "get_method": "latentmix.methods",

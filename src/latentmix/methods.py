@@ -21,6 +21,9 @@ from latentmix.robust_losses import PAPER_PARAMS, ROBUST_LOSSES
 CORRECTIONS = ("none", "soft", "hard")
 # M-DYR-S: how the two mixed samples' soft targets are weighted ([A]'s current code "lam", its 2019 release "half")
 SIDE_WEIGHTINGS = ("lam", "half")
+# which samples of a batch each network learns from: all, or (Co-teaching, two networks) the
+# small-loss share the other network kept (`latentmix.coteaching`)
+SELECTIONS = ("none", "small-loss")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Method:
             paper's (`latentmix.robust_losses.PAPER_PARAMS`), a name left out takes the paper's.
         networks: 1, or 2 for the peers that train two networks side by side (Co-teaching,
             DivideMix): the run's model is then a `latentmix.models.paired.PairedNetworks`.
+        selection: "none", or "small-loss" (Co-teaching, Han et al. 2018: each of the two networks
+            learns from the small-loss samples the other kept, `latentmix.coteaching`).
     """
 
     name: str
@@ -55,6 +60,7 @@ class Method:
     loss: str = "ce"
     loss_params: tuple[tuple[str, float], ...] = ()
     networks: int = 1
+    selection: str = "none"
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -76,6 +82,13 @@ class Method:
                               "cross-entropy method (lr-m-dyr-h) for bootstrapping")
         if self.networks not in (1, 2):
             raise ConfigError(f"method {self.name}: networks must be 1 or 2, got {self.networks!r}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"method {self.name}: unknown selection {self.selection!r}: choose one of "
+                              f"{', '.join(SELECTIONS)}")
+        if self.selects and (self.networks != 2 or self.loss != "ce" or self.corrects):
+            raise ConfigError(f"method {self.name}: small-loss selection (Co-teaching) exchanges the cross-entropy's "
+                              "small-loss samples between two networks: it needs networks=2, loss ce and correction "
+                              "none")
         known = PAPER_PARAMS.get(self.loss, {})
         unknown = [name for name, _ in self.loss_params if name not in known]
         if unknown:
@@ -89,6 +102,11 @@ class Method:
     @property
     def corrects(self) -> bool:
         return self.correction != "none"
+
+    @property
+    def selects(self) -> bool:
+        """Whether each network learns from the samples the other selected (Co-teaching)."""
+        return self.selection != "none"
 
     @property
     def robust_loss(self) -> bool:
@@ -106,17 +124,22 @@ class Method:
             parts.append(f"{self.correction} bootstrapping")
         if self.robust_loss:
             parts.append(f"{self.loss} loss ({', '.join(f'{k} {v:g}' for k, v in self.loss_settings.items())})")
+        if self.selects:
+            parts.append(f"two networks, {self.selection} selection")
         return ", ".join(parts)
 
 
 def method_record(method: Method) -> dict:
     """The method as a run folder records it (config.json): its fields, the loss and its
-    parameters only for a robust loss, the number of networks only where it is two, so that the
+    parameters only for a robust loss, the number of networks only where it is two, the selection
+    only where there is one, so that the
     cross-entropy methods' records are the ones they always were (and their run folders still
     resume)."""
     record = asdict(method)
     if method.networks == 1:
         del record["networks"]
+    if not method.selects:
+        del record["selection"]
     if not method.robust_loss:
         del record["loss"], record["loss_params"]
     else:
@@ -139,6 +162,9 @@ PRESETS: dict[str, Method] = {
         # the peers (issue #27), each at its paper's parameters, alone and with latent mixup (lr-m's layers)
         *(Method(name, loss=name) for name in ("gce", "sce", "elr")),
         *(Method(f"lr-m-{name}", mix_layers=(0, 1, 2), loss=name) for name in ("gce", "sce", "elr")),
+        # Co-teaching (issue #27): two networks, each trained on the other's small-loss samples
+        Method("coteaching", networks=2, selection="small-loss"),
+        Method("lr-m-coteaching", mix_layers=(0, 1, 2), networks=2, selection="small-loss"),
     ]
 }
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from latentmix.config import RunConfig
 from latentmix.correction import LossCorrection
+from latentmix.coteaching import CoTeachingLoss
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.data.checks import check_dataset
 from latentmix.distributed import DistContext, single_process
@@ -285,10 +286,18 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
 
 
 def step_loss(config: RunConfig, method: Method, num_samples: int, dist: DistContext) -> LossCorrection:
-    """The object that gives the step its targets and loss, chosen by the method's loss: the
-    cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), or a peer's robust loss
-    (`latentmix.peer_losses.peer_loss_for`). Both fit the run's noise model to the tracked losses."""
+    """The object that gives the step its targets and loss, chosen by the method's fields: the
+    cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), a peer's robust loss
+    (`latentmix.peer_losses.peer_loss_for`), or Co-teaching's small-loss exchange between the two
+    networks (`latentmix.coteaching.CoTeachingLoss`, for a method with a selection). All fit the
+    run's noise model to the tracked losses."""
     fit = lambda losses: fit_run_noise_model(config, losses)  # noqa: E731 - the run's own fit
+    if method.selects:  # Co-teaching: the pair's small-loss exchange, ranked on an un-mixed forward under mixup
+        if dist.world_size > 1:
+            raise ConfigError(f"method {method.name} ranks each batch's losses to select its small-loss share, and "
+                              "data-parallel runs would rank each process's shard instead: train it on one device")
+        return CoTeachingLoss(num_samples, select_from="unmixed" if method.mixes else "output",
+                              noise_model=config.noise_model, lookup=config.posterior_lookup, fit=fit)
     if method.robust_loss:
         if method.loss == "elr" and dist.world_size > 1:
             raise ConfigError(f"method {method.name} keeps a target per sample on the process that trains it, and "

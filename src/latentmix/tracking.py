@@ -118,11 +118,11 @@ def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_trac
 
 def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol) -> bool:
     """Whether epoch `epoch` ends with a pass over the training set: every epoch for
-    loss-correcting methods (the noise model needs fresh losses), else every `track_every`
-    epochs and always at the last one."""
+    loss-correcting and selecting methods (the noise model needs fresh losses; Co-teaching's
+    forget rate counts the fits), else every `track_every` epochs and always at the last one."""
     if config.track_every < 1:
         raise ConfigError(f"track_every must be >= 1, got {config.track_every}")
-    return method.corrects or epoch % config.track_every == 0 or epoch == protocol.epochs
+    return method.corrects or method.selects or epoch % config.track_every == 0 or epoch == protocol.epochs
 
 
 def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
