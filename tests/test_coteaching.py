@@ -256,3 +256,16 @@ def test_run_folder_is_read_by_detect_and_predict_and_resumes_byte_for_byte(tmp_
     comparable = lambda metrics: [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in metrics]  # noqa: E731
     assert comparable(resumed.metrics) == comparable(full.metrics)
     assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))
+
+
+def test_fit_with_the_users_own_mix_points_names_both_networks():
+    # a user's mix_points name one network's submodules; the pair mixes the same place in both
+    import latentmix
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 5)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    result = latentmix.fit(model, x[:150], y[:150], val_inputs=x[150:], val_labels=y[150:], method="lr-m-coteaching",
+                           mix_points=["1"], layers="0-1", epochs=2, noise=0.2, progress=False, device="cpu")
+    assert isinstance(result.model, PairedNetworks) and len(result.metrics) == 2

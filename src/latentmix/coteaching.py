@@ -120,7 +120,7 @@ def estimated_noise_share(p_noisy: np.ndarray) -> float:
 
     The mean rather than the flagged share (P > 0.5): both are read off the same fit, but the
     flagged share drops a sample at P = 0.45 entirely; on the tests' Gaussian clusters (a third
-    of the labels wrong) the flagged share read 0.10-0.20 from epoch 3 on, the mean 0.16-0.30."""
+    of the labels wrong) the flagged share read 0.10-0.22 from epoch 3 on, the mean 0.16-0.30."""
     values = np.asarray(p_noisy, dtype=np.float64)
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else 0.0

@@ -29,7 +29,7 @@ from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.models import build_model, model_kind
-from latentmix.models.paired import PairedNetworks
+from latentmix.models.paired import PairedNetworks, paired_mix_points
 from latentmix.label_files import labels_from_file
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, make_noisy_labels
 from latentmix.peer_losses import peer_loss_for
@@ -235,6 +235,8 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     if method.networks == 2 and not isinstance(model, PairedNetworks):
         # the second network: the same architecture, drawn afresh from a seed of its own
         model = PairedNetworks.from_model(model, seed=config.seed + SECOND_NETWORK_SEED_OFFSET)
+        if mix_points is not None:  # the caller's names are one network's: name both places
+            mix_points = paired_mix_points(mix_points)
     protocol = protocol_for(config, model_kind(model))  # a user's file: the schedule of the model's kind
     trained, holdout = run_holdout(config, protocol, dataset, labels)
     dataset, model = dataset.to(dist.device), model.to(dist.device)
