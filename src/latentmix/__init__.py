@@ -18,6 +18,8 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
   `LossCorrection` role of your own loop (docs/peers.md).
 * `DivideMix` (latentmix.dividemix): DivideMix's co-divided MixMatch step for a `PairedNetworks`
   (docs/peers.md).
+* `CoTeachingLoss` (latentmix.coteaching): Co-teaching's step on a `PairedNetworks` pair, in the
+  same role (docs/peers.md).
 * `Method`, `PRESETS`, `get_method` (latentmix.methods): the paper's methods and the peers as data.
 * `make_noisy_labels` (latentmix.noise): synthetic label noise.
 * `BetaMixture` (latentmix.beta_mixture): the two-component loss mixture giving P(noisy).
@@ -43,6 +45,7 @@ _EXPORTS = {
     "RobustLoss": "latentmix.peer_losses",
     "ElrLoss": "latentmix.peer_losses",
     "DivideMix": "latentmix.dividemix",
+    "CoTeachingLoss": "latentmix.coteaching",
     "Method": "latentmix.methods",
     "PRESETS": "latentmix.methods",
     "get_method": "latentmix.methods",

@@ -27,6 +27,9 @@ DIVIDEMIX_PARAMS = {"p_threshold": 0.5, "T": 0.5, "rampup": 16.0}
 # a method's `loss`: the cross-entropy, a peer's robust loss, or DivideMix's semi-supervised step
 LOSSES = ROBUST_LOSSES + ("dividemix",)
 _SETTINGS = {**PAPER_PARAMS, "dividemix": DIVIDEMIX_PARAMS}
+# which samples of a batch each network learns from: all, or (Co-teaching, two networks) the
+# small-loss share the other network kept (`latentmix.coteaching`)
+SELECTIONS = ("none", "small-loss")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Method:
             paper's (`latentmix.robust_losses.PAPER_PARAMS`), a name left out takes the paper's.
         networks: 1, or 2 for the peers that train two networks side by side (Co-teaching,
             DivideMix): the run's model is then a `latentmix.models.paired.PairedNetworks`.
+        selection: "none", or "small-loss" (Co-teaching, Han et al. 2018: each of the two networks
+            learns from the small-loss samples the other kept, `latentmix.coteaching`).
     """
 
     name: str
@@ -62,6 +67,7 @@ class Method:
     loss: str = "ce"
     loss_params: tuple[tuple[str, float], ...] = ()
     networks: int = 1
+    selection: str = "none"
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -85,6 +91,13 @@ class Method:
             raise ConfigError(f"method {self.name}: networks must be 1 or 2, got {self.networks!r}")
         if self.loss == "dividemix" and self.networks != 2:
             raise ConfigError(f"method {self.name}: DivideMix trains two networks; set networks=2")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"method {self.name}: unknown selection {self.selection!r}: choose one of "
+                              f"{', '.join(SELECTIONS)}")
+        if self.selects and (self.networks != 2 or self.loss != "ce" or self.corrects):
+            raise ConfigError(f"method {self.name}: small-loss selection (Co-teaching) exchanges the cross-entropy's "
+                              "small-loss samples between two networks: it needs networks=2, loss ce and correction "
+                              "none")
         known = _SETTINGS.get(self.loss, {})
         unknown = [name for name, _ in self.loss_params if name not in known]
         if unknown:
@@ -100,6 +113,11 @@ class Method:
         return self.correction != "none"
 
     @property
+    def selects(self) -> bool:
+        """Whether each network learns from the samples the other selected (Co-teaching)."""
+        return self.selection != "none"
+
+    @property
     def robust_loss(self) -> bool:
         """Whether it trains with a peer's robust loss instead of the cross-entropy."""
         return self.loss != "ce"
@@ -112,8 +130,8 @@ class Method:
     @property
     def fits_every_epoch(self) -> bool:
         """Whether every epoch ends with a tracking pass and a fit: bootstrapping needs a fresh noise
-        model, DivideMix fresh divisions."""
-        return self.corrects or self.loss == "dividemix"
+        model, DivideMix fresh divisions, Co-teaching's forget rate a noise estimate per epoch."""
+        return self.corrects or self.selects or self.loss == "dividemix"
 
     def describe(self) -> str:
         parts = [self.name, f"layers {format_layers(self.mix_layers)}" if self.mixes else "no mixing"]
@@ -121,17 +139,21 @@ class Method:
             parts.append(f"{self.correction} bootstrapping")
         if self.robust_loss:
             parts.append(f"{self.loss} loss ({', '.join(f'{k} {v:g}' for k, v in self.loss_settings.items())})")
+        if self.selects:
+            parts.append(f"two networks, {self.selection} selection")
         return ", ".join(parts)
 
 
 def method_record(method: Method) -> dict:
     """The method as a run folder records it (config.json): its fields, the loss and its
-    parameters only for a robust loss, the number of networks only where it is two, so that the
-    cross-entropy methods' records are the ones they always were (and their run folders still
-    resume)."""
+    parameters only for a robust loss, the number of networks only where it is two, the selection
+    only where there is one, so that the cross-entropy methods' records are the ones they always
+    were (and their run folders still resume)."""
     record = asdict(method)
     if method.networks == 1:
         del record["networks"]
+    if not method.selects:
+        del record["selection"]
     if not method.robust_loss:
         del record["loss"], record["loss_params"]
     else:
@@ -157,6 +179,9 @@ PRESETS: dict[str, Method] = {
         # DivideMix (Li et al. 2020): MixMatch on the inputs at the paper's alpha 4, and on latent layers
         Method("dividemix", mix_layers=(0,), alpha=4.0, loss="dividemix", networks=2),
         Method("lr-dividemix", mix_layers=(0, 1, 2), alpha=4.0, loss="dividemix", networks=2),
+        # Co-teaching (issue #27): two networks, each trained on the other's small-loss samples
+        Method("coteaching", networks=2, selection="small-loss"),
+        Method("lr-m-coteaching", mix_layers=(0, 1, 2), networks=2, selection="small-loss"),
     ]
 }
 

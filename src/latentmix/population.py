@@ -51,7 +51,7 @@ POPULATION_MODELS = (None, "spiral-mlp", "mlp")
 
 def supports_population(config: RunConfig) -> bool:
     """Whether `config` can be trained in a vectorized population (an MLP; the mixed cross-entropy,
-    the population's only step: no loss correction, no robust loss; no noisy-validation split: the population trains every run on every training sample; a fixed lr
+    the population's only step: no loss correction, no robust loss, one network; no noisy-validation split: the population trains every run on every training sample; a fixed lr
     schedule: the population steps every run with one lr, so a protocol whose first decay follows
     each run's own end of early learning, a --data file's, is trained run by run)."""
     try:
@@ -59,7 +59,7 @@ def supports_population(config: RunConfig) -> bool:
     except ConfigError:
         return False
     tabular = config.dataset == "spiral" or (config.data is not None and config.model in ("mlp", None))
-    return (not method.corrects and not method.robust_loss and config.model in POPULATION_MODELS and tabular
+    return (not method.corrects and not method.robust_loss and method.networks == 1 and config.model in POPULATION_MODELS and tabular
             and config.track_transform == "train" and not config.compile and not config.val_split
             and not base_protocol(config).decay_at_learning_end)
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from latentmix.config import RunConfig
 from latentmix.correction import LossCorrection
+from latentmix.coteaching import CoTeachingLoss
 from latentmix.data import Dataset, Inputs, index_inputs, load_dataset, map_inputs
 from latentmix.data.checks import check_dataset
 from latentmix.distributed import DistContext, single_process
@@ -29,7 +30,7 @@ from latentmix.errors import ConfigError
 from latentmix.methods import Method
 from latentmix.mixing import LatentMixer, LatentMixup
 from latentmix.models import build_model, model_kind
-from latentmix.models.paired import PairedNetworks
+from latentmix.models.paired import PairedNetworks, paired_mix_points
 from latentmix.label_files import labels_from_file
 from latentmix.noise import ASYMMETRIC_MAPS, NoisyLabels, make_noisy_labels
 from latentmix.peer_losses import peer_loss_for
@@ -235,6 +236,8 @@ def build_run(config: RunConfig, *, dataset: Optional[Dataset] = None, model: Op
     if method.networks == 2 and not isinstance(model, PairedNetworks):
         # the second network: the same architecture, drawn afresh from a seed of its own
         model = PairedNetworks.from_model(model, seed=config.seed + SECOND_NETWORK_SEED_OFFSET)
+        if mix_points is not None:  # the caller's names are one network's: name both places
+            mix_points = paired_mix_points(mix_points)
     protocol = protocol_for(config, model_kind(model))  # a user's file: the schedule of the model's kind
     trained, holdout = run_holdout(config, protocol, dataset, labels)
     dataset, model = dataset.to(dist.device), model.to(dist.device)
@@ -287,11 +290,19 @@ def place_run(config: RunConfig, method: Method, protocol: Protocol, dataset: Da
 
 def step_loss(config: RunConfig, method: Method, num_samples: int, dist: DistContext,
               epochs: Optional[int] = None) -> LossCorrection:
-    """The object that gives the step its targets and loss, chosen by the method's loss: the
+    """The object that gives the step its targets and loss, chosen by the method's fields: the
     cross-entropy's `LossCorrection` (bootstrapping, or plain mixed CE), a peer's robust loss
-    (`latentmix.peer_losses.peer_loss_for`), or DivideMix's step (`latentmix.dividemix`, its rampup
-    scaled to the run's `epochs`). All fit the run's noise model to the tracked losses."""
+    (`latentmix.peer_losses.peer_loss_for`), Co-teaching's small-loss exchange between the two
+    networks (`latentmix.coteaching.CoTeachingLoss`, for a method with a selection), or DivideMix's
+    step (`latentmix.dividemix`, its rampup scaled to the run's `epochs`). All fit the run's noise
+    model to the tracked losses."""
     fit = lambda losses: fit_run_noise_model(config, losses)  # noqa: E731 - the run's own fit
+    if method.selects:  # Co-teaching: the pair's small-loss exchange, ranked on an un-mixed forward under mixup
+        if dist.world_size > 1:
+            raise ConfigError(f"method {method.name} ranks each batch's losses to select its small-loss share, and "
+                              "data-parallel runs would rank each process's shard instead: train it on one device")
+        return CoTeachingLoss(num_samples, select_from="unmixed" if method.mixes else "output",
+                              noise_model=config.noise_model, lookup=config.posterior_lookup, fit=fit)
     if method.loss == "dividemix":
         if dist.world_size > 1:
             raise ConfigError(f"method {method.name} keeps each sample's division on the process that trains it, and "

@@ -150,7 +150,8 @@ def epoch_view(tracked: Tracked, noise_model: Any, trained: np.ndarray, val_trac
 
 def tracks_at(epoch: int, config: RunConfig, method: Method, protocol: Protocol) -> bool:
     """Whether epoch `epoch` ends with a pass over the training set: every epoch for
-    loss-correcting methods and DivideMix (the noise model, the divisions need fresh losses), else
+    loss-correcting methods, DivideMix and the selecting methods (the noise model, the divisions
+    and Co-teaching's forget rate need fresh losses), else
     every `track_every` epochs and always at the last one."""
     if config.track_every < 1:
         raise ConfigError(f"track_every must be >= 1, got {config.track_every}")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PairedNetworks", "pair_logits"]
+__all__ = ["PairedNetworks", "pair_logits", "paired_mix_points"]
 
 
 class PairedNetworks(nn.Module):
@@ -46,11 +46,7 @@ class PairedNetworks(nn.Module):
         self.second = second
         points = getattr(first, "mix_points", None)
         if points is not None:
-            # layer k of the pair is layer k of both networks: one mix point naming both places
-            self.mix_points = tuple(
-                tuple(f"{net}.{name}" for net in ("first", "second") for name in ((p,) if isinstance(p, str) else p))
-                for p in points
-            )
+            self.mix_points = paired_mix_points(points)
 
     @classmethod
     def from_model(cls, model: nn.Module, seed: int) -> PairedNetworks:
@@ -78,3 +74,13 @@ def pair_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"expected the stacked logits of two networks, shape (2, B, C), got {tuple(logits.shape)}: "
                          "is the model a PairedNetworks in training mode?")
     return logits[0], logits[1]
+
+
+def paired_mix_points(points) -> tuple:
+    """One network's mix points (submodule names, or tuples of them) as the pair's: layer k of the
+    pair is layer k of both networks, one mix point naming both places (``"fc1"`` ->
+    ``("first.fc1", "second.fc1")``), so that a user's own `mix_points` name the pair too."""
+    return tuple(
+        tuple(f"{net}.{name}" for net in ("first", "second") for name in ((p,) if isinstance(p, str) else p))
+        for p in points
+    )
