@@ -60,7 +60,7 @@ __all__ = [
     "FASHION_TRAIN_SIZE", "FASHION_WIDTH", "SUBSET_SEED", "FASHION_METHODS", "MULTIMODAL_METHODS", "FashionTable",
     "TABLE1",
     "MULTIMODAL_TRAIN_SIZE", "prepare_fashion_subset", "fashion_grid",
-    "multimodal_grid", "write_tables", "write_curves",
+    "multimodal_grid", "write_tables", "write_curves", "table_grid", "display_row",
     "reproduce_fashion_mnist", "reproduce_multimodal",
 ]
 
@@ -288,25 +288,33 @@ def _cost_line(results: Sequence[dict], totals: dict) -> str:
             f"{totals['cpu_time_s']:,.0f} s of CPU time in {totals['sessions']} session(s) (cost.csv).\n")
 
 
+def table_grid(args: argparse.Namespace, table: FashionTable, data_dir: str) -> Grid:
+    """The grid a `reproduce fashion-mnist` command line runs: `table`'s rows and noise columns,
+    unless --methods, --noise or --asym-noise name others, over the IDX folder `data_dir`."""
+    from latentmix.experiments.reproduce import _noise_list
+
+    width, device = _check_common(args)
+    return fashion_grid(data_dir, seeds=args.seeds, epochs=args.epochs, alpha=args.alpha,
+                        noise_rates=_noise_list(args.noise, table.noise_rates),
+                        methods=getattr(args, "methods", None), model=getattr(args, "model", None),
+                        width=FASHION_WIDTH if width is None else width, device=device,
+                        asymmetric_rates=_asymmetric_rates(args, table.asymmetric_rates), table=table)
+
+
 def reproduce_fashion_mnist(args: argparse.Namespace, table: FashionTable = TABLE1) -> int:
     """Run the CPU-sized Table 1 (or `table`, or the part named by --methods / --noise); write
     table.md, results.csv, runs.csv, summary.json, cost.csv and curves_noise<P>.png into --out."""
-    from latentmix.experiments.reproduce import _noise_list, default_out
+    from latentmix.experiments.reproduce import default_out
 
-    width, device = _check_common(args)
+    width = getattr(args, "width", None)
     width = FASHION_WIDTH if width is None else width
     model = getattr(args, "model", None)
-    noise_rates = _noise_list(args.noise, table.noise_rates)
-    asymmetric_rates = _asymmetric_rates(args, table.asymmetric_rates)
     out = Path(default_out(args))
     progress = not getattr(args, "quiet", False)
     workers = getattr(args, "workers", 1) or 1
-    # Validate the cheap arguments before touching the data.
-    fashion_grid(".", seeds=args.seeds, methods=getattr(args, "methods", None), model=model, table=table)
+    table_grid(args, table, ".")  # the cheap arguments, checked before the data are touched
     folder, n_train = prepare_fashion_subset(getattr(args, "data_dir", None), out)
-    grid = fashion_grid(str(folder), seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
-                        methods=getattr(args, "methods", None), model=model, width=width, device=device,
-                        asymmetric_rates=asymmetric_rates, table=table)
+    grid = table_grid(args, table, str(folder))
     started, started_cpu, started_at = time.perf_counter(), cpu_seconds(), time.time()
     results = run_grid(grid, out, vectorized=not getattr(args, "sequential", False), progress=progress,
                        workers=workers)

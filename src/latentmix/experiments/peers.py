@@ -52,7 +52,7 @@ def paired_rows(results: Sequence[dict], rows: Sequence[str], columns: Sequence,
                 key: str = PAIRED_KEY) -> list[dict]:
     """One line per (row, noise column) but the reference's: the per-seed differences row minus
     `reference` of `key` in points, their mean, min and max, and whether the row beats every
-    latentmix row beyond the seed spread (never for a latentmix row itself)."""
+    latentmix row beyond the seed spread (never true for a latentmix row: it does not beat itself)."""
     ours = latentmix_rows(results, rows)
     columns = [c if isinstance(c, tuple) else noise_column(c) for c in columns]
     lines = []
@@ -66,7 +66,8 @@ def paired_rows(results: Sequence[dict], rows: Sequence[str], columns: Sequence,
             if not per_seed:
                 continue
             values = list(per_seed.values())
-            beats = row not in ours and beats_beyond_spread(list(d.get(column, {}).values()) for d in against_ours)
+            # a latentmix row is among `ours`: its difference to itself is 0 on every seed, never a win
+            beats = beats_beyond_spread(list(d.get(column, {}).values()) for d in against_ours)
             kind, rate = column if isinstance(column, tuple) else ("symmetric", column)
             lines.append({"row": row, "reference": reference, "value": key, "noise": rate, "noise_kind": kind,
                           "n": len(values), "mean": sum(values) / len(values), "min": min(values), "max": max(values),
