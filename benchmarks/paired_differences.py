@@ -13,29 +13,24 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections import defaultdict
 
-from latentmix.summary_tables import column_label, column_order, mean_std, noise_column
+from latentmix.summary_tables import column_label, column_order, mean_std, noise_column, seed_differences
 
 KEYS = (("best_val_acc", "best"), ("last_val_acc", "last"), ("selected_val_acc", "selected"))
 
 
 def paired(rows: list[dict], first: str, second: str) -> str:
-    values: dict = defaultdict(dict)
-    for row in rows:
-        column = noise_column(float(row["noise"]), row.get("noise_kind") or "symmetric")
-        values[(column, int(row["seed"]))][row["row"]] = row
-    columns = sorted({column for column, _ in values}, key=column_order)
+    differences = {key: seed_differences(rows, first, second, key) for key, _ in KEYS}
+    columns = sorted({noise_column(float(row["noise"]), row.get("noise_kind") or "symmetric") for row in rows},
+                     key=column_order)
     lines = [f"**{first} minus {second}, points (mean ± std of the per-seed differences)**", "",
              "| | " + " | ".join(column_label(c) for c in columns) + " |", "|---|" + "---|" * len(columns)]
     for key, label in KEYS:
         cells = []
         for column in columns:
-            differences = [100 * (float(runs[first][key]) - float(runs[second][key]))
-                           for (c, _), runs in values.items() if c == column and first in runs and second in runs
-                           and runs[first].get(key) not in (None, "") and runs[second].get(key) not in (None, "")]
-            mean, std = mean_std(differences)
-            cells.append("—" if not differences else f"{mean:+.1f} ± {std:.1f} ({len(differences)})")
+            per_seed = list(differences[key].get(column, {}).values())
+            mean, std = mean_std(per_seed)
+            cells.append("—" if not per_seed else f"{mean:+.1f} ± {std:.1f} ({len(per_seed)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,11 @@ rebuilt from them, and the table is copied into docs/robustness-suite.md.
     python benchmarks/robustness_suite.py                       # the whole suite (resumes)
     python benchmarks/robustness_suite.py --data slow,tokens --noise sym40 --schedules default
     python benchmarks/robustness_suite.py --summary-only        # tables from the finished jobs
+    python benchmarks/robustness_suite.py --methods ce,lr-m-dyr-h,gce,sce,elr   # the peers too (not run yet)
+
+`--methods` adds rows to every cell (the default: CE and LR-M-DYR-H, the pair the table and its
+"done means" checks compare); a further method's runs get their own table of selected accuracy and
+ranking AUC (`methods_table`), and the finished runs of the pair are kept.
 
 Adding a data set is one `SuiteData(...)` entry in `DATASETS` with a builder returning
 (train inputs, clean train labels, test inputs, clean test labels) as numpy arrays.
@@ -51,6 +56,9 @@ FMNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "
 DEFAULT_EPOCHS = 50  # the `arrays` protocol's (latentmix.training.PROTOCOLS), every data file's schedule
 SCHEDULES = {"default": None, "3x": 3 * DEFAULT_EPOCHS}  # None: the protocol's, as a user gets it
 SEEDS = (0, 1)
+# the methods trained per cell (`--methods`): CE and the tool's default; the table's columns and the
+# "done means" checks compare these two, further methods get their own table (`methods_table`)
+DEFAULT_METHODS = ("ce", "lr-m-dyr-h")
 NOISE_SEED = 0  # the noisy labels are drawn once per cell: a user's data come with one set of labels
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train inputs, labels, test inputs, labels
 
@@ -363,32 +371,42 @@ def ranking_auc(run_dir: Path, path: Path, data: SuiteData) -> tuple[float, floa
     return detection_metrics(-np.arange(len(rows), dtype=float), truth.astype(bool))["auc"], float(truth.mean())
 
 
-def grid_for(data: SuiteData, noise: str, schedule: str, path: Path):
-    from latentmix.experiments import Grid, GridMethod
+def suite_methods(data: SuiteData, names=DEFAULT_METHODS) -> tuple:
+    """The grid rows of `names` on `data`: a preset that mixes a range of layers (lr-m-dyr-h,
+    lr-m-elr, ...) gets the data set's range where it has one (tokens: 1-3), as a user would pass
+    --layers; the others run as named. An unknown name is a ConfigError naming it."""
+    from latentmix.experiments import GridMethod
+    from latentmix.methods import get_method
+
+    return tuple(GridMethod(name, layers=data.layers if len(get_method(name).mix_layers) > 1 else None)
+                 for name in names)
+
+
+def grid_for(data: SuiteData, noise: str, schedule: str, path: Path, methods=DEFAULT_METHODS):
+    from latentmix.experiments import Grid
     from latentmix.config import RunConfig
 
     base = RunConfig(dataset=path.stem, data=str(path), epochs=SCHEDULES[schedule], val_split=0.1, model=data.model,
                      device="cpu")
     return Grid(name=f"suite-{data.name}-{noise}-{schedule}", dataset=path.stem,
-                methods=(GridMethod("ce"), GridMethod("lr-m-dyr-h", layers=data.layers)), noise_rates=(0.0,),
-                seeds=SEEDS, base=base)
+                methods=suite_methods(data, methods), noise_rates=(0.0,), seeds=SEEDS, base=base)
 
 
 def job_id(data: str, noise: str, method: str, schedule: str, seed: int) -> str:
     return f"{data}-{noise}-{method}-{schedule}-s{seed}"
 
 
-def run_cell(out: Path, data: SuiteData, noise: str, schedule: str) -> list[dict]:
+def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFAULT_METHODS) -> list[dict]:
     """Train the cell's runs not yet finished (the sweep store skips the finished ones) and write
     one job file per run."""
     from latentmix.naming import run_id
     from latentmix.experiments.runner import run_grid
 
-    wanted = {job_id(data.name, noise, m, schedule, s) for m in ("ce", "lr-m-dyr-h") for s in SEEDS}
+    wanted = {job_id(data.name, noise, m, schedule, s) for m in methods for s in SEEDS}
     if all((out / "jobs" / f"{j}.json").exists() for j in wanted):
         return [json.loads((out / "jobs" / f"{j}.json").read_text()) for j in sorted(wanted)]
     path = write_cell(out, data, noise)
-    grid = grid_for(data, noise, schedule, path)
+    grid = grid_for(data, noise, schedule, path, methods)
     store = out / "runs" / data.name / noise / schedule
     summaries = {s["run_id"]: s for s in run_grid(grid, store, workers=1, vectorized=False, progress=False)}
     records = []
@@ -505,6 +523,27 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def methods_table(records: list[dict]) -> str:
+    """Where --methods trained more than CE and LR-M-DYR-H: selected test accuracy and ranking AUC (%)
+    of every method per cell, means over the seeds, "default schedule / 3x"; "" otherwise."""
+    methods = sorted({r["method"] for r in records if r["kind"] == "latentmix"},
+                     key=lambda m: (DEFAULT_METHODS.index(m) if m in DEFAULT_METHODS else len(DEFAULT_METHODS), m))
+    if set(methods) <= set(DEFAULT_METHODS):
+        return ""
+    lines = ["| data | noise | " + " | ".join(f"{m} selected / AUC" for m in methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for data, noise in sorted({(r["data"], r["noise"]) for r in records if r["kind"] == "latentmix"}):
+        cells = []
+        for method in methods:
+            cell = dict(kind="latentmix", data=data, noise=noise, method=method)
+            pairs = [(mean_of(records, "selected_val_acc", schedule=s, **cell),
+                      mean_of(records, "ranking_auc", schedule=s, **cell)) for s in SCHEDULES]
+            cells.append(" / ".join("—" if acc is None else f"{100 * acc:.1f}" for acc, _ in pairs) + ", "
+                         + " / ".join("—" if auc is None else f"{100 * auc:.1f}" for _, auc in pairs))
+        lines.append(f"| {data} | {noise} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def read_metrics(out: Path, record: dict) -> list[dict]:
     path = out / record["run_dir"] / "metrics.csv"
     if not path.exists():
@@ -560,6 +599,9 @@ def summarise(out: Path) -> str:
         writer.writeheader()
         writer.writerows(records)
     text = table(records)
+    if methods_table(records):
+        text += "\nEvery method (--methods): selected test accuracy, default / 3x schedule, then ranking AUC, default / 3x\n\n"
+        text += methods_table(records)
     (out / "table.md").write_text(text)
     (out / "losses.md").write_text(diagnose(records, out))
     return text
@@ -577,6 +619,22 @@ def plan(args) -> list[tuple[SuiteData, str, str]]:
             if args.full or noise in (DATASETS[name].noises or NOISES)]
 
 
+def parse_methods(text: str) -> tuple[str, ...]:
+    """--methods as preset names, each known to `latentmix.methods` (else a one-line exit naming it)."""
+    from latentmix.errors import ConfigError
+    from latentmix.methods import get_method
+
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    if not names:
+        raise SystemExit(f"--methods must name methods like ce,lr-m-dyr-h, got {text!r}")
+    for name in names:
+        try:
+            get_method(name)
+        except ConfigError as error:
+            raise SystemExit(f"--methods: {error}") from None
+    return names
+
+
 def _cpu_seconds() -> float:
     """CPU seconds of this process and of its finished children (an image folder's DataLoader
     processes, which end with each pass over the folder)."""
@@ -586,7 +644,7 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def do_cell(out: str, name: str, noise: str, schedule: str, with_cleanlab: bool) -> dict:
+def do_cell(out: str, name: str, noise: str, schedule: str, with_cleanlab: bool, methods=DEFAULT_METHODS) -> dict:
     """One cell in a worker process (one torch thread): cleanlab with its first schedule, then the
     runs. Returns its cost: wall seconds and CPU seconds (user + system, `_cpu_seconds`), the
     latter the cost on a machine shared with other work, where wall time is inflated."""
@@ -597,7 +655,7 @@ def do_cell(out: str, name: str, noise: str, schedule: str, with_cleanlab: bool)
     data = DATASETS[name]
     if with_cleanlab:
         run_cleanlab(Path(out), data, noise)
-    records = run_cell(Path(out), data, noise, schedule)
+    records = run_cell(Path(out), data, noise, schedule, tuple(methods))
     return {"data": name, "noise": noise, "schedule": schedule, "runs": len(records),
             "wall_s": round(time.perf_counter() - started, 1), "cpu_s": round(_cpu_seconds() - cpu, 1),
             "load_average": round(os.getloadavg()[0], 2), "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -623,10 +681,14 @@ def main(argv=None) -> int:
                         help="every noise kind on every data set (default: the costly data sets at fewer, to fit the hour)")
     parser.add_argument("--workers", type=int, default=2, help="cells trained in parallel, one process and thread each")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "robustness-suite"))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"methods trained per cell, comma-separated (default {','.join(DEFAULT_METHODS)}; "
+                             "e.g. ce,lr-m-dyr-h,gce,sce,elr for the peers)")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the tables from finished jobs")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "robustness-suite.md"),
                         help="the page whose table marked as a copy of OUT/table.md is refreshed; '' for none")
     args = parser.parse_args(argv)
+    methods = parse_methods(args.methods)
     out = Path(args.out).resolve()
     if not args.summary_only:
         import multiprocessing
@@ -641,7 +703,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         first = {(d.name, n): s for d, n, s in reversed(cells)}
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(do_cell, str(out), d.name, n, s, first[(d.name, n)] == s) for d, n, s in cells]
+            futures = [pool.submit(do_cell, str(out), d.name, n, s, first[(d.name, n)] == s, methods)
+                       for d, n, s in cells]
             for done, future in enumerate(as_completed(futures), 1):
                 try:
                     cost = future.result()

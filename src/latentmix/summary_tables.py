@@ -68,6 +68,36 @@ def aggregate(results: Iterable[dict], value_key: str, scale: float = 100.0) -> 
     return {key: dict(zip(("mean", "std"), mean_std(values)), n=len(values)) for key, values in groups.items()}
 
 
+def seed_differences(results: Iterable[dict], row: str, reference: str, value_key: str,
+                     scale: float = 100.0) -> dict:
+    """Paired differences, seed by seed: {noise column: {seed: (row's value - reference's) x scale}}
+    for every (column, seed) where both rows have the value. The same seed has the same noisy labels,
+    data order and initial weights for every method, so the difference of one seed is free of the
+    spread those bring to each row (benchmarks/paired_differences.py, `reproduce fashion-mnist --peers`).
+    Reads run summaries or runs.csv rows (values may be strings; "" counts as missing)."""
+    values: dict = defaultdict(dict)
+    for result in results:
+        value = result.get(value_key)
+        if result.get("row") not in (row, reference) or value in (None, ""):
+            continue
+        column = noise_column(float(result["noise"]), result.get("noise_kind") or "symmetric")
+        values[(column, int(result["seed"]))][result["row"]] = float(value)
+    differences: dict = defaultdict(dict)
+    for (column, seed), pair in values.items():
+        if row in pair and reference in pair:
+            differences[column][seed] = scale * (pair[row] - pair[reference])
+    return {column: dict(sorted(seeds.items())) for column, seeds in differences.items()}
+
+
+def beats_beyond_spread(differences: Iterable[Sequence[float]]) -> bool:
+    """Whether a method beats each of several others beyond the seed spread: `differences` holds,
+    per other method, the paired per-seed differences (this method minus that one); every list must
+    have at least two seeds (one seed has no spread) and lie wholly above zero (its minimum > 0), i.e.
+    the method wins on every seed against every one of them. No lists: nothing to beat, False."""
+    lists = [list(d) for d in differences]
+    return bool(lists) and all(len(d) >= 2 and min(d) > 0 for d in lists)
+
+
 def format_cell(stats: Optional[dict], paper: Optional[float] = None, digits: int = 1) -> str:
     """"mean ± std (paper)"; one run (n = 1) has no spread to show: "mean (paper)"."""
     if not stats or math.isnan(stats["mean"]):

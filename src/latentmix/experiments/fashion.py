@@ -35,10 +35,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
+import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -54,9 +57,10 @@ from latentmix.experiments.runner import run_grid
 from latentmix.config import RunConfig
 
 __all__ = [
-    "FASHION_TRAIN_SIZE", "FASHION_WIDTH", "SUBSET_SEED", "FASHION_METHODS", "MULTIMODAL_METHODS",
+    "FASHION_TRAIN_SIZE", "FASHION_WIDTH", "SUBSET_SEED", "FASHION_METHODS", "MULTIMODAL_METHODS", "FashionTable",
+    "TABLE1",
     "MULTIMODAL_TRAIN_SIZE", "prepare_fashion_subset", "fashion_grid",
-    "multimodal_grid", "write_tables", "write_curves",
+    "multimodal_grid", "write_tables", "write_curves", "table_grid", "display_row",
     "reproduce_fashion_mnist", "reproduce_multimodal",
 ]
 
@@ -75,11 +79,30 @@ ASYMMETRIC_RATES = (0.2, 0.4)
 # deeper, input-free range) sized to the model: layers 1..(number of mix points).
 FASHION_METHODS: tuple[str, ...] = ("ce", "m", "m-dyr-s", "m-dyr-h", "lr-m-dyr-h", "dlr-m-dyr-h")
 MULTIMODAL_METHODS: tuple[str, ...] = ("ce", "lr-m", "lr-m-dyr-h")
+
+
+@dataclass(frozen=True)
+class FashionTable:
+    """What one `reproduce fashion-mnist` table runs by default: its rows, its noise columns, the
+    name of its sweep (grid) and of its default output folder, and `extra`, a writer of further
+    tables from the finished runs ((results, out folder, rows, columns) -> markdown appended to
+    table.md; the peer table's paired differences, `latentmix.experiments.peers`). --methods,
+    --noise and --asym-noise override the defaults as for every table."""
+
+    name: str
+    methods: tuple[str, ...]
+    noise_rates: tuple[float, ...]
+    asymmetric_rates: tuple[float, ...]
+    extra: Optional[Callable[[Sequence[dict], Path, Sequence[str], Sequence], str]] = None
+
+
+TABLE1 = FashionTable("fashion-mnist-table1", FASHION_METHODS, NOISE_RATES, ASYMMETRIC_RATES)
 MULTIMODAL_LAYERS = "1-3"
 
 DISPLAY = {
     "ce": "CE", "m": "M", "m-dyr-s": "M-DYR-S", "m-dyr-h": "M-DYR-H", "lr-m-dyr-h": "LR-M-DYR-H (0-2)",
     "lr-m": "LR-M", "lr-m-dyr-s": "LR-M-DYR-S (0-2)",
+    **{f"lr-m-{peer}": f"LR-M-{peer.upper()} (0-2)" for peer in ("gce", "sce", "elr")},
 }
 
 
@@ -114,7 +137,8 @@ def _grid_methods(text: Optional[str], default: Sequence[str], deep_layers: str,
     return tuple(rows)
 
 
-def _display(row: str) -> str:
+def display_row(row: str) -> str:
+    """A table row's name as the tables print it: "LR-M-DYR-H (0-2)", "DLR-M-DYR-H (1-2)", "GCE"."""
     if row in DISPLAY:
         return DISPLAY[row]
     match = re.match(r"^([a-z0-9-]+)\((.+)\)$", row)
@@ -171,26 +195,31 @@ def _mix_point_count(model: Optional[str]) -> int:
 def fashion_grid(data_dir: str, seeds: int = 3, epochs: Optional[int] = None, alpha: Optional[float] = None,
                  noise_rates: Sequence[float] = NOISE_RATES, methods: Optional[str] = None,
                  model: Optional[str] = None, width: float = FASHION_WIDTH, device: str = "auto",
-                 asymmetric_rates: Sequence[float] = ASYMMETRIC_RATES) -> Grid:
-    """The CPU-sized Table 1 grid over the IDX folder `data_dir` (see `prepare_fashion_subset`)."""
+                 asymmetric_rates: Sequence[float] = ASYMMETRIC_RATES, table: FashionTable = TABLE1) -> Grid:
+    """The CPU-sized Table 1 grid (or `table`'s methods) over the IDX folder `data_dir` (see
+    `prepare_fashion_subset`); the noise columns are the arguments'."""
     if model not in (None, "small-cnn", "mlp"):
         raise ConfigError(f"reproduce fashion-mnist --model must be small-cnn or mlp, got {model!r}")
-    rows = _grid_methods(methods, FASHION_METHODS, deep_layers=f"1-{_mix_point_count(model)}")
+    rows = _grid_methods(methods, table.methods, deep_layers=f"1-{_mix_point_count(model)}")
     base = RunConfig(dataset="fashion-mnist", data_dir=str(data_dir), epochs=epochs, alpha=alpha,
                      model=None if model in (None, "small-cnn") else model, width=float(width), device=device,
                      # channels-last: a ~35% faster CNN training step on the CPU (docs/fashion-mnist.md)
                      channels_last=model in (None, "small-cnn"), checkpoint=True, val_split=VAL_SPLIT)
-    name = "fashion-mnist-table1" + ("" if base.model is None else f"-{base.model}")
+    name = table.name + ("" if base.model is None else f"-{base.model}")
     return Grid(name=name, dataset="fashion-mnist", methods=rows, noise_rates=tuple(noise_rates),
                 seeds=tuple(range(seeds)), base=base, asymmetric_rates=tuple(asymmetric_rates))
 
 
 def _write_outputs(results: list[dict], out: Path, rows: list[str], columns: Sequence, title: str,
-                   setting: str, facts: dict) -> list[Path]:
+                   setting: str, facts: dict, extra: Optional[Callable] = None, cost: str = "") -> list[Path]:
     """table.md + results.csv, the curves, runs.csv and summary.json (`facts` plus the counts); prints
     the tables and returns the figure paths. `columns`: noise rates (symmetric) and
-    ("asymmetric", rate) keys, as `report.noise_column`."""
+    ("asymmetric", rate) keys, as `report.noise_column`. `extra` (a `FashionTable.extra`) writes
+    further tables, appended to table.md; `cost`, a line on what the table cost, ends it."""
     text = write_tables(results, out, columns, rows, title, setting)
+    if extra is not None or cost:
+        text = "\n".join(part for part in (text, extra(results, out, rows, columns) if extra else "", cost) if part)
+        atomic_write_text(out / "table.md", text)
     figures = write_curves(results, out, rows, columns, title)
     atomic_write_csv(out / "runs.csv", results)
     run_times = [r["wall_time_s"] for r in results if r.get("wall_time_s")]
@@ -203,16 +232,16 @@ def _write_outputs(results: list[dict], out: Path, rows: list[str], columns: Seq
     return figures
 
 
-def _asymmetric_rates(args: argparse.Namespace) -> tuple[float, ...]:
+def _asymmetric_rates(args: argparse.Namespace, default: Sequence[float] = ASYMMETRIC_RATES) -> tuple[float, ...]:
     """--asym-noise rates; by default the table's, unless --noise picked symmetric rates alone."""
     from latentmix.experiments.reproduce import _noise_list
 
     text = getattr(args, "asym_noise", None)
     if text is None:
-        return () if args.noise else ASYMMETRIC_RATES
+        return () if args.noise else tuple(default)
     if text.strip().lower() in ("", "none"):
         return ()
-    return _noise_list(text, ASYMMETRIC_RATES)
+    return _noise_list(text, tuple(default))
 
 
 def _check_common(args: argparse.Namespace) -> tuple[Optional[float], str]:
@@ -220,28 +249,80 @@ def _check_common(args: argparse.Namespace) -> tuple[Optional[float], str]:
     return width, getattr(args, "device", None) or "auto"
 
 
-def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
-    """Run the CPU-sized Table 1 (or the part named by --methods / --noise); write table.md,
-    results.csv, runs.csv, summary.json and curves_noise<P>.png into --out."""
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished, waited-for children: the
+    sweep's helper worker processes (`latentmix.sweep.launch`), which end before `run_grid` returns.
+    On a machine shared with other work this is the table's cost; its wall time is inflated."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+COST_FIELDS = ("when", "runs", "runs_trained", "wall_time_s", "cpu_time_s", "workers", "load_average")
+
+
+def record_cost(out: Path, entry: dict) -> dict:
+    """Append one command's cost to OUT/cost.csv (a table resumed over several sessions has one line
+    per session) and return the totals over its lines: sessions, wall_time_s, cpu_time_s."""
+    path = out / "cost.csv"
+    lines = []
+    if path.exists():
+        with path.open(newline="") as handle:
+            lines = list(csv.DictReader(handle))
+    lines.append({key: entry.get(key) for key in COST_FIELDS})
+    atomic_write_csv(path, lines)
+    return {"sessions": len(lines), "wall_time_s": sum(float(line["wall_time_s"]) for line in lines),
+            "cpu_time_s": sum(float(line["cpu_time_s"]) for line in lines)}
+
+
+def _trained_since(results: Sequence[dict], since: float) -> int:
+    """How many of the finished runs wrote their result.json after `since` (a time.time()): trained now."""
+    paths = [Path(r["run_dir"]) / "result.json" for r in results if r.get("run_dir")]
+    return sum(1 for path in paths if path.exists() and path.stat().st_mtime >= since)
+
+
+def _cost_line(results: Sequence[dict], totals: dict) -> str:
+    run_times = [float(r["wall_time_s"]) for r in results if r.get("wall_time_s")]
+    runs = f"{len(results)} runs" + (f" (run wall time {min(run_times):.0f}-{max(run_times):.0f} s, mean "
+                                     f"{np.mean(run_times):.0f} s)" if run_times else "")
+    return (f"Cost: {runs}; the commands that trained them took {totals['wall_time_s']:,.0f} s of wall time and "
+            f"{totals['cpu_time_s']:,.0f} s of CPU time in {totals['sessions']} session(s) (cost.csv).\n")
+
+
+def table_grid(args: argparse.Namespace, table: FashionTable, data_dir: str) -> Grid:
+    """The grid a `reproduce fashion-mnist` command line runs: `table`'s rows and noise columns,
+    unless --methods, --noise or --asym-noise name others, over the IDX folder `data_dir`."""
     from latentmix.experiments.reproduce import _noise_list
 
     width, device = _check_common(args)
+    return fashion_grid(data_dir, seeds=args.seeds, epochs=args.epochs, alpha=args.alpha,
+                        noise_rates=_noise_list(args.noise, table.noise_rates),
+                        methods=getattr(args, "methods", None), model=getattr(args, "model", None),
+                        width=FASHION_WIDTH if width is None else width, device=device,
+                        asymmetric_rates=_asymmetric_rates(args, table.asymmetric_rates), table=table)
+
+
+def reproduce_fashion_mnist(args: argparse.Namespace, table: FashionTable = TABLE1) -> int:
+    """Run the CPU-sized Table 1 (or `table`, or the part named by --methods / --noise); write
+    table.md, results.csv, runs.csv, summary.json, cost.csv and curves_noise<P>.png into --out."""
+    from latentmix.experiments.reproduce import default_out
+
+    width = getattr(args, "width", None)
     width = FASHION_WIDTH if width is None else width
     model = getattr(args, "model", None)
-    noise_rates = _noise_list(args.noise, NOISE_RATES)
-    asymmetric_rates = _asymmetric_rates(args)
-    out = Path(args.out or ("runs/reproduce-fashion-mnist" + ("-mlp" if model == "mlp" else "")))
+    out = Path(default_out(args))
     progress = not getattr(args, "quiet", False)
-    # Validate the cheap arguments before touching the data.
-    fashion_grid(".", seeds=args.seeds, methods=getattr(args, "methods", None), model=model)
+    workers = getattr(args, "workers", 1) or 1
+    table_grid(args, table, ".")  # the cheap arguments, checked before the data are touched
     folder, n_train = prepare_fashion_subset(getattr(args, "data_dir", None), out)
-    grid = fashion_grid(str(folder), seeds=args.seeds, epochs=args.epochs, alpha=args.alpha, noise_rates=noise_rates,
-                        methods=getattr(args, "methods", None), model=model, width=width, device=device,
-                        asymmetric_rates=asymmetric_rates)
-    started = time.perf_counter()
+    grid = table_grid(args, table, str(folder))
+    started, started_cpu, started_at = time.perf_counter(), cpu_seconds(), time.time()
     results = run_grid(grid, out, vectorized=not getattr(args, "sequential", False), progress=progress,
-                       workers=getattr(args, "workers", 1) or 1)
-    wall = time.perf_counter() - started
+                       workers=workers)
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
+    totals = record_cost(out, {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": len(results),
+                               "runs_trained": _trained_since(results, started_at), "wall_time_s": round(wall, 1),
+                               "cpu_time_s": round(cpu, 1), "workers": workers,
+                               "load_average": round(os.getloadavg()[0], 2)})
     rows = grid.rows()
     epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
     model_text = ("MLP 784-256-256-10" if model == "mlp"
@@ -249,9 +330,10 @@ def reproduce_fashion_mnist(args: argparse.Namespace) -> int:
     setting = (f"{n_train} training images ({VAL_SPLIT:.0%} held out with their noisy labels to select by), "
                f"10k-image test set, {model_text}, {epochs} epochs, {seeds_text(args.seeds)}")
     figures = _write_outputs(results, out, rows, _columns(grid), "Fashion-MNIST", setting, {
-        "wall_time_s": wall, "seeds": args.seeds, "epochs": epochs, "train_size": n_train,
-        "data_dir": str(folder), "model": model or "small-cnn", "width": width,
-        "workers": getattr(args, "workers", 1) or 1})
+        "wall_time_s": wall, "cpu_time_s": cpu, "total_wall_time_s": totals["wall_time_s"],
+        "total_cpu_time_s": totals["cpu_time_s"], "sessions": totals["sessions"], "seeds": args.seeds,
+        "epochs": epochs, "train_size": n_train, "data_dir": str(folder), "model": model or "small-cnn",
+        "width": width, "workers": workers, "table": table.name}, extra=table.extra, cost=_cost_line(results, totals))
     print(f"{len(results)} runs in {wall:.1f} s; tables in {out}/table.md and results.csv, per-run results in "
           f"{out}/runs.csv, curves in {', '.join(p.name for p in figures) or '(none)'}")
     return 0
@@ -286,8 +368,8 @@ def write_tables(results: Sequence[dict], out: Path, columns: Sequence, rows: Se
     """table.md: best, last and selected test accuracy (%), the label-issue detection AUC (x100)
     and the estimated and actual share of wrong labels (%), mean ± std over seeds; results.csv: one
     line per (row, noise) with mean/std/n of each. Returns the markdown."""
-    shown = [{**r, "row": _display(r["row"])} for r in results]
-    display_rows = [_display(r) for r in rows]
+    shown = [{**r, "row": display_row(r["row"])} for r in results]
+    display_rows = [display_row(r) for r in rows]
     columns = [c if isinstance(c, tuple) else noise_column(c) for c in columns]
     noisy_columns = [c for c in columns if (c[1] if isinstance(c, tuple) else c) > 0]
     parts = []
@@ -329,7 +411,7 @@ def write_curves(results: Sequence[dict], out: Path, rows: Sequence[str], column
                     if r["row"] == row and noise_column(r["noise"], r.get("noise_kind")) == column]
             runs = [run for run in runs if run]
             if runs:
-                series[_display(row)] = runs
+                series[display_row(row)] = runs
         if series:
             rate = column[1] if isinstance(column, tuple) else column
             prefix = "curves_asym_noise" if isinstance(column, tuple) else "curves_noise"

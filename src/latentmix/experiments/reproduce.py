@@ -22,6 +22,10 @@ TARGETS = {
     "fashion-mnist": "latentmix.experiments.fashion:reproduce_fashion_mnist",
     "multimodal": "latentmix.experiments.fashion:reproduce_multimodal",
 }
+# `--peers`: the target's peer table (issue 27), a preset of the same target
+PEER_TARGETS = {
+    "fashion-mnist": "latentmix.experiments.peers:reproduce_fashion_peers",
+}
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +43,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default runs/reproduce-TARGET)")
     parser.add_argument("--sequential", action="store_true", help="train runs one at a time (plain path)")
     parser.add_argument("--methods", help="comma-separated methods to run (default: the table's)")
+    parser.add_argument("--peers", action="store_true",
+                        help="fashion-mnist: the peer table (CE, the paper's methods and the peers GCE, SCE, ELR, "
+                             "...; 20/50/80%% symmetric and 20/40%% class-dependent noise; docs/peers.md)")
     add_override_argument(parser, "data_dir", "data folder (cifar10: the release; fashion-mnist: IDX files)")
     add_override_argument(parser, "width", "network width multiplier (CNN targets; default: the table's)")
     add_override_argument(parser, "model", "model of the table's runs where a target offers a choice "
@@ -74,13 +81,17 @@ def main(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1 (parallel run processes; 1 runs them in this process), got "
                           f"{args.workers}")
+    peers = getattr(args, "peers", False)
+    if peers and args.target not in PEER_TARGETS:
+        raise ConfigError(f"--peers is offered for {', '.join(PEER_TARGETS)} only, not {args.target!r}; "
+                          "leave --peers out or choose reproduce fashion-mnist --peers")
     check_run_arguments(args)
-    out = check_output_folder(args.out or f"runs/reproduce-{args.target}", "--out")
+    out = check_output_folder(default_out(args), "--out")
     from latentmix.runtime import set_threads
 
     # One thread suits one tiny run at a time; a vectorized population is real arithmetic.
     set_threads(args.threads, args.target if args.sequential else "population")
-    module_name, function_name = TARGETS[args.target].split(":")
+    module_name, function_name = (PEER_TARGETS if peers else TARGETS)[args.target].split(":")
     started = datetime.datetime.now()
     code = getattr(importlib.import_module(module_name), function_name)(args)
     failed = failed_since(out, started)
@@ -90,6 +101,17 @@ def main(args: argparse.Namespace) -> int:
         print_failed_runs(failed)
         return 1
     return code
+
+
+def default_out(args: argparse.Namespace) -> str:
+    """--out, or the target's default folder: runs/reproduce-TARGET, with -peers for the peer table
+    and -mlp for fashion-mnist's MLP (runs/reproduce-fashion-mnist-peers-mlp)."""
+    if args.out:
+        return args.out
+    suffix = "-peers" if getattr(args, "peers", False) else ""
+    if args.target == "fashion-mnist" and getattr(args, "model", None) == "mlp":
+        suffix += "-mlp"
+    return f"runs/reproduce-{args.target}{suffix}"
 
 
 def check_run_arguments(args: argparse.Namespace) -> None:

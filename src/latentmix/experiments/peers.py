@@ -1,0 +1,121 @@
+"""`latentmix reproduce fashion-mnist --peers`: the peer table of issue 27.
+
+CE, the paper's methods (M-DYR-H: input mixup with hard bootstrapping; LR-M-DYR-H: the tool's
+default, latent mixup over layers 0-2) and the peers the tool trains (GCE, SCE, ELR and ELR with
+latent mixup; docs/peers.md) on the CPU-sized Fashion-MNIST table of `latentmix.experiments.fashion`
+(the same subset, models, schedules and files: table.md, results.csv, runs.csv, summary.json,
+cost.csv, the curves), at the noise of the issue: 20/50/80% symmetric and 20/40% class-dependent,
+3 seeds. No 0% column: the peer table asks which method to pick when labels are noisy.
+
+Beside the mean ± std tables it writes the paired differences (`write_paired`): per seed, each
+method's selected test accuracy minus LR-M-DYR-H's (the same seed has the same noisy labels, data
+order and initial weights for every method, so a difference of one seed carries none of the spread
+those bring), their mean and min/max over seeds, and a marker (▲) where a method beats every
+latentmix method of the table on every seed (`summary_tables.beats_beyond_spread`): "beyond the seed
+spread" means that the whole range of its paired differences lies above zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from latentmix.experiments.fashion import FashionTable, display_row, reproduce_fashion_mnist
+from latentmix.io import atomic_write_csv
+from latentmix.summary_tables import beats_beyond_spread, column_label, noise_column, seed_differences
+
+__all__ = ["PEER_METHODS", "PEER_TABLE", "REFERENCE", "PAIRED_KEY", "MARK", "latentmix_rows", "paired_rows",
+           "paired_markdown", "write_paired", "reproduce_fashion_peers"]
+
+# The table's rows. LR-M-ELR is the one composed peer: ELR is the strongest peer of docs/peers.md's
+# one-seed cell, and LR-M-GCE / LR-M-SCE would add 30 MLP runs (~8 min) to a table that must leave
+# room for the two-network peers within its hour. Co-teaching and DivideMix join as one line here
+# each ("coteaching", "dividemix") once their presets are in `latentmix.methods`.
+PEER_METHODS: tuple[str, ...] = ("ce", "m-dyr-h", "lr-m-dyr-h", "gce", "sce", "elr", "lr-m-elr")
+PEER_NOISE_RATES: tuple[float, ...] = (0.2, 0.5, 0.8)
+PEER_ASYMMETRIC_RATES: tuple[float, ...] = (0.2, 0.4)
+REFERENCE = "lr-m-dyr-h"  # the tool's method: every paired difference is taken against it
+PAIRED_KEY = "selected_val_acc"  # what a user without clean labels gets: the checkpoint picked on noisy labels
+MARK = "▲"
+
+
+def latentmix_rows(results: Sequence[dict], rows: Sequence[str]) -> list[str]:
+    """The table's rows that are latentmix's own methods: those that correct the given labels with
+    the noise model (correction soft or hard: M-DYR-*, LR-M-DYR-*, DLR-M-DYR-H), in table order.
+    Read from the runs' records, so a row named with layers (lr-m-dyr-h(1-2)) counts too."""
+    correcting = {r["row"] for r in results if r.get("correction") not in (None, "", "none")}
+    return [row for row in rows if row in correcting]
+
+
+def paired_rows(results: Sequence[dict], rows: Sequence[str], columns: Sequence, reference: str = REFERENCE,
+                key: str = PAIRED_KEY) -> list[dict]:
+    """One line per (row, noise column) but the reference's: the per-seed differences row minus
+    `reference` of `key` in points, their mean, min and max, and whether the row beats every
+    latentmix row beyond the seed spread (never true for a latentmix row: it does not beat itself)."""
+    ours = latentmix_rows(results, rows)
+    columns = [c if isinstance(c, tuple) else noise_column(c) for c in columns]
+    lines = []
+    for row in rows:
+        if row == reference:
+            continue
+        against_reference = seed_differences(results, row, reference, key)
+        against_ours = [seed_differences(results, row, other, key) for other in ours]
+        for column in columns:
+            per_seed = against_reference.get(column, {})
+            if not per_seed:
+                continue
+            values = list(per_seed.values())
+            # a latentmix row is among `ours`: its difference to itself is 0 on every seed, never a win
+            beats = beats_beyond_spread(list(d.get(column, {}).values()) for d in against_ours)
+            kind, rate = column if isinstance(column, tuple) else ("symmetric", column)
+            lines.append({"row": row, "reference": reference, "value": key, "noise": rate, "noise_kind": kind,
+                          "n": len(values), "mean": sum(values) / len(values), "min": min(values), "max": max(values),
+                          "per_seed": " ".join(f"{seed}:{value:+.2f}" for seed, value in per_seed.items()),
+                          "beats_every_latentmix_method": beats})
+    return lines
+
+
+def paired_markdown(lines: Sequence[dict], rows: Sequence[str], columns: Sequence, ours: Sequence[str],
+                    reference: str = REFERENCE) -> str:
+    """The paired differences as markdown: "mean [min, max]" per cell, ▲ where it beats every
+    latentmix method on every seed."""
+    columns = [c if isinstance(c, tuple) else noise_column(c) for c in columns]
+    cells = {(line["row"], noise_column(line["noise"], line["noise_kind"])): line for line in lines}
+    header = (f"**Fashion-MNIST, selected test accuracy, each method minus {display_row(reference)}, points: mean "
+              f"[min, max] of the per-seed paired differences; {MARK}: beats every latentmix method of the table "
+              f"({', '.join(display_row(r) for r in ours) or 'none'}) on every seed**")
+    table = [header, "", "| method | " + " | ".join(column_label(c) for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for row in rows:
+        if row == reference:
+            continue
+        texts = []
+        for column in columns:
+            line = cells.get((row, column))
+            texts.append("–" if line is None else f"{line['mean']:+.1f} [{line['min']:+.1f}, {line['max']:+.1f}]"
+                         + (f" {MARK}" if line["beats_every_latentmix_method"] else ""))
+        table.append(f"| {display_row(row)} | " + " | ".join(texts) + " |")
+    return "\n".join(table) + "\n"
+
+
+def write_paired(results: Sequence[dict], out: Path, rows: Sequence[str], columns: Sequence) -> str:
+    """The peer table's `FashionTable.extra`: paired_differences.csv (one line per row and noise
+    column, the per-seed differences included) and the markdown for table.md; a note instead where
+    the reference row was not run (--methods without it)."""
+    if REFERENCE not in rows:
+        return (f"(No paired differences: the table has no {display_row(REFERENCE)} row to take them against; "
+                f"add {REFERENCE} to --methods.)\n")
+    lines = paired_rows(results, rows, columns)
+    atomic_write_csv(Path(out) / "paired_differences.csv", lines)
+    return paired_markdown(lines, rows, columns, latentmix_rows(results, rows))
+
+
+PEER_TABLE = FashionTable("fashion-mnist-peers", PEER_METHODS, PEER_NOISE_RATES, PEER_ASYMMETRIC_RATES,
+                          extra=write_paired)
+
+
+def reproduce_fashion_peers(args: argparse.Namespace) -> int:
+    """`reproduce fashion-mnist --peers`: the Fashion-MNIST table with the peer preset (rows, noise
+    columns, default folder runs/reproduce-fashion-mnist-peers[-mlp]) and its paired differences."""
+    return reproduce_fashion_mnist(args, PEER_TABLE)
