@@ -31,8 +31,9 @@ def test_peer_preset_makes_the_issues_cells_methods_and_seeds():
     grid = table_grid(args, PEER_TABLE, "/data")
     methods = [m.method for m in grid.methods]
     assert methods == list(PEER_METHODS)
-    # the issue's rows: CE, the paper's two, the three peers and ELR with latent mixup
-    assert {"ce", "m-dyr-h", "lr-m-dyr-h", "gce", "sce", "elr", "lr-m-elr"} <= set(methods)
+    # the issue's rows: CE, the paper's two, the five peers, and ELR, Co-teaching and DivideMix with latent mixing
+    assert {"ce", "m-dyr-h", "lr-m-dyr-h", "gce", "sce", "elr", "lr-m-elr", "coteaching", "lr-m-coteaching",
+            "dividemix", "lr-dividemix"} == set(methods)
     runs = grid.runs()
     cells = sorted({(r.noise_kind, r.noise) for r in runs})
     assert cells == [("asymmetric", 0.2), ("asymmetric", 0.4), ("symmetric", 0.2), ("symmetric", 0.5),

@@ -28,11 +28,12 @@ from latentmix.summary_tables import beats_beyond_spread, column_label, noise_co
 __all__ = ["PEER_METHODS", "PEER_TABLE", "REFERENCE", "PAIRED_KEY", "MARK", "latentmix_rows", "paired_rows",
            "paired_markdown", "write_paired", "reproduce_fashion_peers"]
 
-# The table's rows. LR-M-ELR is the one composed peer: ELR is the strongest peer of docs/peers.md's
-# one-seed cell, and LR-M-GCE / LR-M-SCE would add 30 MLP runs (~8 min) to a table that must leave
-# room for the two-network peers within its hour. Co-teaching and DivideMix join as one line here
-# each ("coteaching", "dividemix") once their presets are in `latentmix.methods`.
-PEER_METHODS: tuple[str, ...] = ("ce", "m-dyr-h", "lr-m-dyr-h", "gce", "sce", "elr", "lr-m-elr")
+# The table's rows. LR-M-ELR is the one composed one-network peer: ELR is the strongest peer of
+# docs/peers.md's one-seed cell, and LR-M-GCE / LR-M-SCE would add 30 MLP runs (~8 min) to a table
+# that must leave room for the two-network peers. Co-teaching and DivideMix come as the papers'
+# and with latent mixing (lr-m-coteaching, lr-dividemix).
+PEER_METHODS: tuple[str, ...] = ("ce", "m-dyr-h", "lr-m-dyr-h", "gce", "sce", "elr", "lr-m-elr", "coteaching",
+                                 "lr-m-coteaching", "dividemix", "lr-dividemix")
 PEER_NOISE_RATES: tuple[float, ...] = (0.2, 0.5, 0.8)
 PEER_ASYMMETRIC_RATES: tuple[float, ...] = (0.2, 0.4)
 REFERENCE = "lr-m-dyr-h"  # the tool's method: every paired difference is taken against it
