@@ -103,6 +103,8 @@ DISPLAY = {
     "ce": "CE", "m": "M", "m-dyr-s": "M-DYR-S", "m-dyr-h": "M-DYR-H", "lr-m-dyr-h": "LR-M-DYR-H (0-2)",
     "lr-m": "LR-M", "lr-m-dyr-s": "LR-M-DYR-S (0-2)",
     **{f"lr-m-{peer}": f"LR-M-{peer.upper()} (0-2)" for peer in ("gce", "sce", "elr")},
+    "coteaching": "Co-teaching", "lr-m-coteaching": "LR-M-Co-teaching (0-2)", "dividemix": "DivideMix",
+    "lr-dividemix": "LR-DivideMix (0-2)",
 }
 
 
