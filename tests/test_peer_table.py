@@ -10,7 +10,8 @@ import pytest
 from latentmix.cli import build_parser, main
 from latentmix.experiments.fashion import table_grid
 from latentmix.experiments.peers import (
-    MARK, PEER_METHODS, PEER_TABLE, latentmix_rows, paired_markdown, paired_rows,
+    MARK, PEER_METHODS, PEER_TABLE, cell_leaders, cell_leaders_markdown, latentmix_rows, mixes_latent_layers,
+    paired_markdown, paired_rows,
 )
 from latentmix.experiments.reproduce import default_out
 from latentmix.summary_tables import beats_beyond_spread, seed_differences
@@ -127,6 +128,51 @@ def test_paired_rows_mean_min_max_and_the_marker_by_hand():
     assert m["beats_every_latentmix_method"] is False  # a latentmix method is never marked
     ce = lines[("ce", "symmetric")]
     assert (ce["n"], ce["mean"]) == (2, pytest.approx(-8.0))
+
+
+def test_latent_mixing_is_read_from_the_layer_record():
+    assert mixes_latent_layers("0-2") and mixes_latent_layers("1-2") and mixes_latent_layers("2")
+    assert mixes_latent_layers("0,2")
+    assert not mixes_latent_layers("0-0") and not mixes_latent_layers("0")
+    assert not mixes_latent_layers("none") and not mixes_latent_layers("") and not mixes_latent_layers(None)
+
+
+def _with_compositions():
+    """_fabricated plus LR-M-ELR (latent mixup, no correction: one of ours) and DivideMix (input
+    MixMatch: a peer), 50% symmetric only."""
+    runs = _fabricated()
+    runs += [dict(_run("lr-m-elr", s, v), mix_layers="0-2") for s, v in enumerate((0.835, 0.825, 0.825))]
+    runs += [dict(_run("dividemix", s, v), mix_layers="0-0") for s, v in enumerate((0.84, 0.84, 0.83))]
+    return runs
+
+
+def test_a_latent_mixup_composition_is_ours_and_removes_the_marker():
+    results = _with_compositions()
+    rows = ROWS + ["lr-m-elr", "dividemix"]
+    assert latentmix_rows(results, rows) == ["m-dyr-h", "lr-m-dyr-h", "lr-m-elr"]
+    lines = {(line["row"], line["noise_kind"]): line for line in paired_rows(results, rows, COLUMNS)}
+    # ELR minus LR-M-ELR per seed: -0.5, +0.5, -0.5: no longer above every latentmix method on every seed
+    assert lines[("elr", "symmetric")]["beats_every_latentmix_method"] is False
+    # DivideMix minus LR-M-ELR: +0.5, +1.5, +0.5; minus LR-M-DYR-H: +4, +3, +4; minus M-DYR-H: +6, +4, +2.5
+    assert lines[("dividemix", "symmetric")]["beats_every_latentmix_method"] is True
+
+
+def test_cell_leaders_by_hand():
+    results = _with_compositions()
+    rows = ROWS + ["lr-m-elr", "dividemix"]
+    leaders = {line["column"]: line for line in cell_leaders(results, rows, COLUMNS)}
+    sym = leaders[0.5]
+    # ours: LR-M-ELR 82.83 > LR-M-DYR-H 80.0 > M-DYR-H 79.5; others: DivideMix 83.67 > ELR 82.67 > GCE
+    assert (sym["latentmix_row"], sym["other_row"]) == ("lr-m-elr", "dividemix")
+    assert sym["latentmix_mean"] == pytest.approx(248.5 / 3) and sym["other_mean"] == pytest.approx(251 / 3)
+    assert sym["gap"] == pytest.approx(-2.5 / 3) and sym["other_beats_every_latentmix_method"] is True
+    asym = leaders[("asymmetric", 0.5)]
+    # ours: LR-M-DYR-H 85 over M-DYR-H 84; the only other row there: ELR 84
+    assert (asym["latentmix_row"], asym["other_row"], asym["gap"]) == ("lr-m-dyr-h", "elr", pytest.approx(1.0))
+    assert asym["other_beats_every_latentmix_method"] is False
+    text = cell_leaders_markdown(list(leaders.values()))
+    assert f"| 50% | LR-M-ELR (0-2) 82.8 | DivideMix 83.7 | -0.8 {MARK} |" in text
+    assert "| asym. 50% | LR-M-DYR-H (0-2) 85.0 | ELR 84.0 | +1.0 |" in text
 
 
 def test_paired_markdown_cells_and_marker():

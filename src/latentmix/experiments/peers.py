@@ -23,10 +23,11 @@ from typing import Sequence
 
 from latentmix.experiments.fashion import FashionTable, display_row, reproduce_fashion_mnist
 from latentmix.io import atomic_write_csv
-from latentmix.summary_tables import beats_beyond_spread, column_label, noise_column, seed_differences
+from latentmix.summary_tables import aggregate, beats_beyond_spread, column_label, noise_column, seed_differences
 
 __all__ = ["PEER_METHODS", "PEER_TABLE", "REFERENCE", "PAIRED_KEY", "MARK", "latentmix_rows", "paired_rows",
-           "paired_markdown", "write_paired", "reproduce_fashion_peers"]
+           "paired_markdown", "write_paired", "reproduce_fashion_peers", "mixes_latent_layers", "cell_leaders",
+           "cell_leaders_markdown"]
 
 # The table's rows. LR-M-ELR is the one composed one-network peer: ELR is the strongest peer of
 # docs/peers.md's one-seed cell, and LR-M-GCE / LR-M-SCE would add 30 MLP runs (~8 min) to a table
@@ -41,12 +42,25 @@ PAIRED_KEY = "selected_val_acc"  # what a user without clean labels gets: the ch
 MARK = "▲"
 
 
+def mixes_latent_layers(mix_layers) -> bool:
+    """Whether a run's `mix_layers` record ("0-2", "1-2", "0-0", "none", "") mixes a hidden layer:
+    latent mixup, the paper's idea, as opposed to input mixup (layer 0 only) or none."""
+    text = str(mix_layers or "").strip()
+    if not text or text == "none":
+        return False
+    return max(int(part) for part in text.replace(",", "-").split("-") if part.strip().isdigit()) > 0
+
+
 def latentmix_rows(results: Sequence[dict], rows: Sequence[str]) -> list[str]:
-    """The table's rows that are latentmix's own methods: those that correct the given labels with
-    the noise model (correction soft or hard: M-DYR-*, LR-M-DYR-*, DLR-M-DYR-H), in table order.
-    Read from the runs' records, so a row named with layers (lr-m-dyr-h(1-2)) counts too."""
-    correcting = {r["row"] for r in results if r.get("correction") not in (None, "", "none")}
-    return [row for row in rows if row in correcting]
+    """The table's rows that are latentmix's own methods, in table order: those that correct the given
+    labels with the noise model (correction soft or hard: M-DYR-*, LR-M-DYR-*) and those that mix
+    hidden layers (latent mixup alone or composed with a peer's loss: LR-M, LR-M-ELR,
+    LR-M-Co-teaching, LR-DivideMix; issue 27 counts "a better combination, a latent-mixup DivideMix"
+    as the tool's answer). A peer as its paper has it (GCE, SCE, ELR, Co-teaching, DivideMix with input
+    MixMatch) is not one. Read from the runs' records, so a row named with layers counts too."""
+    ours = {r["row"] for r in results
+            if r.get("correction") not in (None, "", "none") or mixes_latent_layers(r.get("mix_layers"))}
+    return [row for row in rows if row in ours]
 
 
 def paired_rows(results: Sequence[dict], rows: Sequence[str], columns: Sequence, reference: str = REFERENCE,
@@ -100,6 +114,43 @@ def paired_markdown(lines: Sequence[dict], rows: Sequence[str], columns: Sequenc
     return "\n".join(table) + "\n"
 
 
+def cell_leaders(results: Sequence[dict], rows: Sequence[str], columns: Sequence, key: str = PAIRED_KEY) -> list[dict]:
+    """Per noise column, issue 27's question: the best latentmix method and the best other method
+    (CE or a peer as its paper has it) by mean `key` over seeds, the gap between them in points
+    (latentmix minus other: >= 0 means a latentmix method is at or above every other row), and
+    whether that other row beats every latentmix row on every seed (the table's marker)."""
+    ours = latentmix_rows(results, rows)
+    stats = aggregate(results, key)
+    lines = []
+    for column in [c if isinstance(c, tuple) else noise_column(c) for c in columns]:
+        def best(candidates):
+            scored = [(stats[(row, column)]["mean"], row) for row in candidates if (row, column) in stats]
+            return max(scored) if scored else None
+        ours_best, theirs_best = best(ours), best([row for row in rows if row not in ours])
+        if ours_best is None or theirs_best is None:
+            continue
+        theirs = theirs_best[1]
+        marked = beats_beyond_spread(list(seed_differences(results, theirs, row, key).get(column, {}).values())
+                                     for row in ours)
+        lines.append({"column": column, "latentmix_row": ours_best[1], "latentmix_mean": ours_best[0],
+                      "other_row": theirs, "other_mean": theirs_best[0], "gap": ours_best[0] - theirs_best[0],
+                      "other_beats_every_latentmix_method": marked})
+    return lines
+
+
+def cell_leaders_markdown(lines: Sequence[dict]) -> str:
+    """The leaders table: one line per noise column, the gap in points, ▲ as in the paired table."""
+    table = ["**Fashion-MNIST, selected test accuracy: the best latentmix method and the best other method "
+             f"of each column (mean over seeds), and the gap between them in points; {MARK}: the other method "
+             "beats every latentmix method on every seed**", "",
+             "| noise | best latentmix method | best other method | latentmix minus other |", "|---|---|---|---|"]
+    for line in lines:
+        table.append(f"| {column_label(line['column'])} | {display_row(line['latentmix_row'])} "
+                     f"{line['latentmix_mean']:.1f} | {display_row(line['other_row'])} {line['other_mean']:.1f} | "
+                     f"{line['gap']:+.1f}" + (f" {MARK}" if line["other_beats_every_latentmix_method"] else "") + " |")
+    return "\n".join(table) + "\n"
+
+
 def write_paired(results: Sequence[dict], out: Path, rows: Sequence[str], columns: Sequence) -> str:
     """The peer table's `FashionTable.extra`: paired_differences.csv (one line per row and noise
     column, the per-seed differences included) and the markdown for table.md; a note instead where
@@ -109,7 +160,9 @@ def write_paired(results: Sequence[dict], out: Path, rows: Sequence[str], column
                 f"add {REFERENCE} to --methods.)\n")
     lines = paired_rows(results, rows, columns)
     atomic_write_csv(Path(out) / "paired_differences.csv", lines)
-    return paired_markdown(lines, rows, columns, latentmix_rows(results, rows))
+    leaders = cell_leaders(results, rows, columns)
+    return (paired_markdown(lines, rows, columns, latentmix_rows(results, rows))
+            + ("\n" + cell_leaders_markdown(leaders) if leaders else ""))
 
 
 PEER_TABLE = FashionTable("fashion-mnist-peers", PEER_METHODS, PEER_NOISE_RATES, PEER_ASYMMETRIC_RATES,
