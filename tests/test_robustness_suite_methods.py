@@ -66,3 +66,38 @@ def test_methods_table_by_hand(suite):
     assert "| data | noise | ce selected / AUC | lr-m-dyr-h selected / AUC | gce selected / AUC |" in text
     # gce: default mean (0.81 + 0.84) / 2 = 82.5, 3x 75.0; AUC (0.93 + 0.96) / 2 = 94.5, 3x 90.0
     assert "| slow | sym40 | 70.0 / —, 90.0 / — | 80.0 / —, 95.0 / — | 82.5 / 75.0, 94.5 / 90.0 |" in text
+
+
+def test_the_tools_own_methods_are_read_from_the_presets(suite):
+    assert suite.is_latentmix_method("lr-m-dyr-h") and suite.is_latentmix_method("m-dyr-h")  # correct labels
+    assert suite.is_latentmix_method("lr-m-elr") and suite.is_latentmix_method("lr-m-coteaching")  # latent mixup
+    for peer in ("ce", "gce", "sce", "elr", "coteaching", "dividemix"):
+        assert not suite.is_latentmix_method(peer), peer
+
+
+def test_leaders_table_by_hand(suite):
+    # seeds 0, 1, 2; ours: lr-m-dyr-h 80/81/82 (mean 81), lr-m-elr 82/80/83 (81.67)
+    # others: ce 70/71/72, elr 83/82/84 (83): ELR minus lr-m-elr per seed +1/+2/+1, minus lr-m-dyr-h +3/+1/+2
+    records = []
+    for method, values in (("lr-m-dyr-h", (0.80, 0.81, 0.82)), ("lr-m-elr", (0.82, 0.80, 0.83)),
+                           ("ce", (0.70, 0.71, 0.72)), ("elr", (0.83, 0.82, 0.84))):
+        records += [_record(method, s, "default", v, 0.9) for s, v in enumerate(values)]
+    text = suite.leaders_table(records)
+    assert "| slow | sym40 | lr-m-elr 81.7 | elr 83.0 | -1.3 ▲ | 3-3 |" in text
+    # ELR loses to lr-m-elr on seed 1 (a tie is no win): no marker
+    records = [r for r in records if not (r["method"] == "elr" and r["seed"] == 1)]
+    records.append(_record("elr", 1, "default", 0.80, 0.9))
+    assert "| slow | sym40 | lr-m-elr 81.7 | elr 82.3 | -0.7 | 3-3 |" in suite.leaders_table(records)
+    # CE alone is no peer comparison: no line
+    alone = [r for r in records if r["method"] != "elr"]
+    assert "| slow |" not in suite.leaders_table(alone)
+
+
+def test_seeds_option(suite):
+    assert suite.parse_seeds("0,1,2") == (0, 1, 2) and suite.parse_seeds(" 2, 0 ") == (0, 2)
+    for bad in ("", "a,b", "-1"):
+        with pytest.raises(SystemExit) as error:
+            suite.parse_seeds(bad)
+        assert "--seeds" in str(error.value)
+    grid = suite.grid_for(suite.DATASETS["slow"], "sym40", "default", Path("/x/s.npz"), ("ce",), (0, 1, 2))
+    assert sorted(c.seed for c in grid.runs()) == [0, 1, 2]
