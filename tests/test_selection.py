@@ -224,20 +224,30 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     assert float(acc) == pytest.approx(summary["selected_val_acc"], abs=1e-6)
 
     # the automatic warm-up: bootstrapping switches on once, after the epoch whose signals ended early
-    # learning: a plateau of the held-out accuracy or the first lr decay (epoch 6 of 12 in the scaled protocol); the run says which
+    # learning: a plateau of the held-out accuracy or the first lr decay (epoch 6 of 12 in the scaled
+    # protocol), and only if by then the network agreed with its training labels more than with the
+    # held-out ones (it had begun to memorise); the run says which
     flags = [r["bootstrapping"] == "True" for r in rows]
-    start = flags.index(True) + 1
-    assert flags == [False] * (start - 1) + [True] * (len(flags) - start + 1)
-    assert summary["bootstrap_start_epoch"] == start and start <= 7
-    end = start - 1
+    reason = summary["bootstrap_start_reason"]
+    if True not in flags:  # it had not begun to memorise: never started, and the gap it read says why
+        assert summary["bootstrap_start_epoch"] is None and reason.startswith("not started: early learning ended: ")
+        end = int(reason.split("at the end of early learning (epoch ")[1].split(")")[0])
+        row = rows[end - 1]
+        assert float(row["train_acc_noisy"]) <= float(row["select_acc"])
+        assert f"{float(row['train_acc_noisy']):.3f} vs {float(row['select_acc']):.3f}" in reason
+        assert summary["correction_kept"] is None
+    else:
+        start = flags.index(True) + 1
+        assert flags == [False] * (start - 1) + [True] * (len(flags) - start + 1)
+        assert summary["bootstrap_start_epoch"] == start and start <= 7
+        end = start - 1
+        assert float(rows[end - 1]["train_acc_noisy"]) > float(rows[end - 1]["select_acc"])
+        assert reason.startswith("early learning ended: ") and "begun to memorise" in reason
+        # the guard: the corrected phase is kept only if the selected epoch is in it
+        assert summary["correction_kept"] == (summary["selected_epoch"] >= start)
     best_before = max(select[:end])
     plateau = select.index(best_before) + 1 <= end - 3
-    reason = summary["bootstrap_start_reason"]
-    assert reason.startswith("early learning ended: ")
-    assert ("stopped improving" in reason and plateau) or \
-        (reason.endswith("the first lr decay (epoch 6)") and end == 6)
-    # the guard: the corrected phase is kept only if the selected epoch is in it
-    assert summary["correction_kept"] == (summary["selected_epoch"] >= start)
+    assert ("stopped improving" in reason and plateau) or ("the first lr decay (epoch 6)" in reason and end == 6)
 
     # every training row of the file is scored; the estimate of the wrong-label share is near the truth,
     # or the run doubts it

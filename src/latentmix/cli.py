@@ -83,6 +83,8 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
         if summary.correction_kept is False:
             print(f"  the correction did not beat its own warm-up on the validation split: the selected model "
                   f"(epoch {summary.selected_epoch}) and the label issues are the warm-up's")
+    elif summary.bootstrap_start_reason:  # a correcting method whose correction never started, and why
+        print(f"  bootstrapping {summary.bootstrap_start_reason}")
     if summary.training_note:
         print(f"  note: {summary.training_note}")
     if summary.last_train_acc_clean is not None:

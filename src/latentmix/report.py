@@ -73,12 +73,14 @@ def _header(data: ReportData, generated: str) -> dict:
 
 def decision_counts(data: ReportData) -> str:
     """What the finished runs decided by themselves that a reader of the tables should know (issue
-    24): how many doubt their noise estimate, kept their warm-up over the correction, or were never
-    told apart from chance; each run's reason is in runs.csv. Empty when none did."""
+    24): how many doubt their noise estimate, kept their warm-up over the correction, never started
+    it (no memorisation to undo), or were never told apart from chance; each run's reason is in runs.csv. Empty when none did."""
     finished = [r.summary() for r in data.runs if r.finished]
     counts = [(sum(1 for s in finished if s.get("noise_estimate_doubt")), "doubt their estimated share of wrong labels"),
               (sum(1 for s in finished if s.get("correction_kept") is False),
                "kept their warm-up: the correction did not beat it on the validation split"),
+              (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith("not started")),
+               "never started the correction: the network had not begun to memorise by the end of early learning"),
               (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance")]
     said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]
     return "; ".join(said) + ("; the reasons are in runs.csv" if said else "")

@@ -63,10 +63,11 @@ RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, CHECKSUM_NAME, METRICS_NAME, RESULT_N
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "val_acc", "select_acc", "test_acc", "train_acc_noisy", "train_acc_clean",
     "bootstrapping", "flagged_share", "separation", "detection_auc", "detection_precision", "detection_recall",
+    "select_acc_given",
 ]
 # Columns only a run with such data measures, written only when its rows hold them: a run without a
 # test set writes the metrics.csv it always did.
-OPTIONAL_METRIC_FIELDS = frozenset({"test_acc"})
+OPTIONAL_METRIC_FIELDS = frozenset({"test_acc", "select_acc_given"})
 
 
 def metric_fields(rows: list[dict]) -> list[str]:

@@ -58,7 +58,8 @@ from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_mo
 from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
 from latentmix.selection import (
-    LearningEnd, early_learning_end, estimate_noise_rate, never_learnt, noise_estimate_doubt, selected_epoch,
+    LearningEnd, MemorisationCheck, early_learning_end, estimate_noise_rate, memorisation_check, never_learnt,
+    noise_estimate_doubt, selected_epoch,
 )
 from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
@@ -97,8 +98,9 @@ def train(
         # the end of early learning, read off the run's own signals so far (None: not yet)
         learning_end = run.learning_end(log.metrics)
         lr = run.set_lr(epoch, learning_end)
-        # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning ends
-        warmup_end = learning_end if run.warmup is None else run.warmup
+        # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning
+        # ends, and then only if the network had begun to memorise labels (else never: `Run.warmup_end`)
+        warmup_end = run.warmup_end(log.metrics, learning_end)
         correction.enabled = warmup_end is not None and epoch > warmup_end
         bootstrapping = correction.bootstrapping
         mixup.enabled = correction.mixes_now  # DivideMix's warm-up trains un-mixed; every other method mixes throughout
@@ -262,6 +264,28 @@ class Run:
         return early_learning_end(metrics, holdout_size=self.select_size, chance=self.chance,
                                   latest=first_milestone(self.protocol))
 
+    def memorisation(self, metrics: list[dict], learning_end: Optional[int]) -> Optional[MemorisationCheck]:
+        """With the automatic warm-up of a bootstrapping method: whether the network had begun to
+        memorise labels at the last epoch of early learning (`latentmix.selection.memorisation_check`);
+        None where that cannot be told (a fixed warm-up, a method without bootstrapping, early
+        learning not over, no held-out split with the given labels)."""
+        if self.warmup is not None or not self.method.corrects or learning_end is None:
+            return None
+        row = next((r for r in metrics if int(r["epoch"]) == int(learning_end)), None)
+        holdout = None if row is None else (row.get("select_acc") if self.select_is_noisy else row.get("select_acc_given"))
+        if row is None or row.get("train_acc_noisy") is None or holdout is None:
+            return None
+        return memorisation_check(row["train_acc_noisy"], holdout, train_size=len(self.trained_np),
+                                  holdout_size=self.select_size, epoch=int(learning_end))
+
+    def warmup_end(self, metrics: list[dict], learning_end: Optional[int]) -> Optional[int]:
+        """The last epoch before bootstrapping: the fixed warm-up, or the end of early learning when
+        the network had begun to memorise by then; None: not (yet) bootstrapping."""
+        if self.warmup is not None:
+            return self.warmup
+        check = self.memorisation(metrics, learning_end)
+        return None if check is not None and not check.memorising else learning_end
+
     def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
         """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
         if self.own_schedule:
@@ -305,6 +329,11 @@ class Run:
                                                self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist))
         elif dataset.val_selects:
             row["select_acc"] = row["val_acc"]
+            if val_tracked is not None and not self.select_is_noisy:
+                # the user's split scored against clean labels: its agreement with the labels the file
+                # gives those rows too, what the memorisation check compares training agreement with
+                given = dataset.val_given_labels.to(val_tracked.predictions.device)
+                row["select_acc_given"] = float((val_tracked.predictions == given).float().mean())
         if dataset.test_labels is not None:  # a key only then: a run without a test set keeps its rows
             row["test_acc"] = float(evaluate(self.forward_model, dataset.test_inputs, dataset.test_labels,
                                              self.eval_transform, protocol.eval_batch_size, self.autocast, dist=dist))
@@ -349,12 +378,13 @@ class Run:
         })
         folder.write_timing(self.timing)
 
-    def bootstrap_reason(self, decision: Optional[LearningEnd]) -> str:
+    def bootstrap_reason(self, decision: Optional[LearningEnd], check: Optional[MemorisationCheck]) -> str:
         """Why bootstrapping started when it did: the fixed warm-up, or the signal that ended early
-        learning."""
+        learning and the memorisation that had begun by then."""
         if self.warmup is not None:
             return f"after the fixed warm-up of {self.warmup} epochs"
-        return "early learning ended: " + (decision.reason if decision is not None else "at the first lr decay")
+        reason = "early learning ended: " + (decision.reason if decision is not None else "at the first lr decay")
+        return reason + (f"; {check.reason}" if check is not None else "")
 
     # ---- the end -----------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -371,6 +401,7 @@ class Run:
         decision = self.learning_end_decision(metrics)
         learning_end = metrics[-1]["epoch"] if decision is None else decision.epoch
         bootstrap_start = next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None)
+        check = self.memorisation(metrics, None if decision is None else decision.epoch)
         # the guard: a correction that does not beat its own warm-up on the selection signal is not
         # kept; the selected model is then a warm-up epoch's, and so are the label issues
         correction_kept = None
@@ -390,7 +421,10 @@ class Run:
             label_issues_epoch=int(log.snapshot["epoch"]),
             estimated_noise_rate=estimate,
             bootstrap_start_epoch=bootstrap_start,
-            bootstrap_start_reason=self.bootstrap_reason(decision) if bootstrap_start is not None else None,
+            bootstrap_start_reason=(self.bootstrap_reason(decision, check) if bootstrap_start is not None
+                                    else "not started: " + self.bootstrap_reason(decision, check)
+                                    if check is not None and not check.memorising
+                                    else None),
             correction_kept=correction_kept,
             noise_estimate_doubt=noise_estimate_doubt(
                 metrics, estimate, None if decision is None else decision.epoch, holdout_size=self.select_size,

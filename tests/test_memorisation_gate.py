@@ -1,0 +1,133 @@
+"""The correction starts only on a network that has begun to memorise (issue 24, items 2, 3 and 5):
+`latentmix.selection.memorisation_check` by hand, and end to end: a weak tanh network on easy 2-D
+data with 40% wrong labels, where the correction used to start on a network that memorised nothing
+and end 12 points lower, now trains exactly as its LR-M twin (same seed) and says why; a wide MLP
+that memorises quickly still corrects, and says why."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from latentmix.cli import main
+from latentmix.selection import memorisation_check
+
+
+def test_memorisation_check_by_hand():
+    check = memorisation_check(0.70, 0.65, train_size=900, holdout_size=100, epoch=7)
+    # g = 0.05; se = sqrt(0.7 * 0.3 / 900 + 0.65 * 0.35 / 100) = sqrt(0.000233 + 0.002275) = 0.05008
+    assert check.memorising and check.gap == pytest.approx(0.05)
+    assert check.standard_error == pytest.approx(0.050083, abs=1e-5)
+    assert "epoch 7" in check.reason and "begun to memorise" in check.reason
+    below = memorisation_check(0.60, 0.62, train_size=900, holdout_size=100, epoch=9)
+    assert not below.memorising and below.gap == pytest.approx(-0.02)
+    assert "epoch 9" in below.reason and "nothing to correct" in below.reason and "-0.020" in below.reason
+    # no gap is no sign of memorisation
+    assert not memorisation_check(0.5, 0.5, train_size=10, holdout_size=10, epoch=1).memorising
+
+
+def _blobs(path, seed=3):
+    """Six 2-D blobs (a weak tanh network's easy task), 1,200 training rows with 40% of the labels
+    moved to another class, a clean test set of 600 as val_*."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-8, 8, (6, 2))
+
+    def draw(n):
+        y = rng.integers(0, 6, n)
+        return (centers[y] + rng.normal(0, 1.2, (n, 2))).astype(np.float32), y
+
+    x, y = draw(1200)
+    xt, yt = draw(600)
+    noisy = y.copy()
+    flip = rng.random(1200) < 0.4
+    noisy[flip] = (y[flip] + rng.integers(1, 6, flip.sum())) % 6
+    np.savez(path, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
+    return path
+
+
+def _metrics(folder):
+    with open(folder / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_a_network_that_memorises_nothing_trains_as_its_warm_up_and_says_why(tmp_path, capsys):
+    data = _blobs(tmp_path / "blobs.npz")
+    common = ["--data", str(data), "--model", "spiral-mlp", "--epochs", "30", "--val-split", "0.1", "--seed", "0",
+              "--device", "cpu", "--quiet"]
+    assert main(["train", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "ours"), *common]) == 0
+    printed = capsys.readouterr().out
+    assert main(["train", "--method", "lr-m", "--out", str(tmp_path / "twin"), *common]) == 0
+    result = json.loads((tmp_path / "ours" / "result.json").read_text())
+    # the correction never started (before: from epoch 12, ending at 69.7% against the twin's 81.7%)
+    assert result["bootstrap_start_epoch"] is None
+    assert result["bootstrap_start_reason"].startswith("not started: early learning ended: ")
+    assert "at the end of early learning (epoch " in result["bootstrap_start_reason"]
+    assert "bootstrapping not started" in printed
+    ours, twin = _metrics(tmp_path / "ours"), _metrics(tmp_path / "twin")
+    # every epoch as the LR-M twin's: the same lr (decayed at the end of early learning), accuracies
+    assert [(r["lr"], r["val_acc"], r["select_acc"]) for r in ours] == [(r["lr"], r["val_acc"], r["select_acc"]) for r in twin]
+    assert all(r["bootstrapping"] == "False" for r in ours)
+    assert result["selected_val_acc"] > 0.78
+
+
+@pytest.mark.slow
+def test_a_network_that_memorises_is_corrected_and_says_why(tmp_path):
+    rng = np.random.default_rng(5)
+    means = rng.normal(0, 1.0, (4, 20))
+    y = rng.integers(0, 4, 1200)
+    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
+    noisy = y.copy()
+    flip = rng.random(800) < 0.4
+    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
+    path = tmp_path / "wide.npz"
+    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
+             val_labels=y[800:])
+    assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0.1",
+                 "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["bootstrap_start_epoch"] is not None
+    assert "begun to memorise" in result["bootstrap_start_reason"]
+    rows = _metrics(tmp_path / "run")
+    end = result["bootstrap_start_epoch"] - 1
+    row = next(r for r in rows if int(r["epoch"]) == end)
+    assert float(row["train_acc_noisy"]) > float(row["select_acc"])  # the gap the reason cites
+
+
+def test_the_report_counts_runs_that_never_corrected():
+    from types import SimpleNamespace
+
+    from latentmix.report import decision_counts
+
+    def run(**summary):
+        return SimpleNamespace(finished=True, summary=lambda: summary)
+
+    data = SimpleNamespace(runs=[run(bootstrap_start_reason="not started: early learning ended: ..."),
+                                 run(bootstrap_start_reason="early learning ended: ...", correction_kept=False),
+                                 run(bootstrap_start_reason=None), SimpleNamespace(finished=False, summary=dict)])
+    text = decision_counts(data)
+    assert "1 of 3 runs never started the correction" in text
+    assert "1 of 3 runs kept their warm-up" in text
+
+
+@pytest.mark.slow
+def test_a_split_scored_on_clean_labels_is_compared_on_its_given_ones(tmp_path):
+    """A file with clean labels and no val_* arrays: --val-split holds out rows that are scored (and
+    select) against their clean labels; the memorisation check must compare the training agreement
+    with the held-out rows' *given* labels (`select_acc_given`), as the training one is."""
+    stored = np.load(_blobs(tmp_path / "blobs.npz"))
+    path = tmp_path / "split.npz"
+    np.savez(path, features=stored["features"], labels=stored["labels"], clean_labels=stored["clean_labels"])
+    assert main(["train", "--data", str(path), "--model", "spiral-mlp", "--method", "lr-m-dyr-h", "--epochs", "20",
+                 "--val-split", "0.1", "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    rows = _metrics(tmp_path / "run")
+    given = [float(r["select_acc_given"]) for r in rows]
+    clean = [float(r["select_acc"]) for r in rows]
+    # 40% of the given labels are wrong: agreement with them is far below accuracy on the clean ones
+    assert all(g < c for g, c in zip(given[5:], clean[5:]))
+    reason = json.loads((tmp_path / "run" / "result.json").read_text())["bootstrap_start_reason"]
+    end = int(reason.split("(epoch ")[-1].split(")")[0]) if "at the end of early learning" in reason else \
+        int(reason.split("at epoch ")[-1].split(" ")[0])
+    row = rows[end - 1]
+    assert f"vs {float(row['select_acc_given']):.3f}" in reason
