@@ -20,6 +20,8 @@ from typing import Optional
 
 import numpy as np
 
+SUITE_SEEDS = (0, 1)  # robustness_suite.SEEDS: the seeds the issue's checks are made on
+
 
 def load(out: Path, schedule: str) -> list[dict]:
     """The job records of one schedule (and cleanlab's). A run scored on a test set of its own
@@ -27,6 +29,9 @@ def load(out: Path, schedule: str) -> list[dict]:
     test figures: its `*_val_acc` are then on a noisy split of `train/`, not on the clean images."""
     records = [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
     records = [r for r in records if r.get("kind") == "cleanlab" or r.get("schedule") == schedule]
+    # the checks are on the suite's two seeds; a further seed (robustness_suite.py --seeds) is not
+    # in the other folder's means
+    records = [r for r in records if r.get("seed") in (None, *SUITE_SEEDS)]
     for record in records:
         result = out / record.get("run_dir", "-") / "result.json"
         if record.get("kind") == "latentmix" and result.exists():
