@@ -546,12 +546,10 @@ def methods_table(records: list[dict]) -> str:
 
 
 def is_latentmix_method(name: str) -> bool:
-    """The tool's own methods (issue 27): those that correct labels with the noise model and those
-    that mix hidden layers (latent mixup alone or composed with a peer's loss), from the preset."""
+    """The tool's own methods (issue 27), from the preset: `latentmix.methods.Method.is_latentmix`."""
     from latentmix.methods import get_method
 
-    method = get_method(name)
-    return method.correction != "none" or any(layer > 0 for layer in method.mix_layers)
+    return get_method(name).is_latentmix
 
 
 def leaders_table(records: list[dict], schedule: str = "default") -> str:

@@ -10,7 +10,7 @@ import pytest
 from latentmix.cli import build_parser, main
 from latentmix.experiments.fashion import table_grid
 from latentmix.experiments.peers import (
-    MARK, PEER_METHODS, PEER_TABLE, cell_leaders, cell_leaders_markdown, latentmix_rows, mixes_latent_layers,
+    MARK, PEER_METHODS, PEER_TABLE, cell_leaders, cell_leaders_markdown, latentmix_rows, recorded_layers,
     paired_markdown, paired_rows,
 )
 from latentmix.experiments.reproduce import default_out
@@ -130,11 +130,10 @@ def test_paired_rows_mean_min_max_and_the_marker_by_hand():
     assert (ce["n"], ce["mean"]) == (2, pytest.approx(-8.0))
 
 
-def test_latent_mixing_is_read_from_the_layer_record():
-    assert mixes_latent_layers("0-2") and mixes_latent_layers("1-2") and mixes_latent_layers("2")
-    assert mixes_latent_layers("0,2")
-    assert not mixes_latent_layers("0-0") and not mixes_latent_layers("0")
-    assert not mixes_latent_layers("none") and not mixes_latent_layers("") and not mixes_latent_layers(None)
+def test_the_layer_record_is_read_back():
+    assert recorded_layers("0-2") == (0, 1, 2) and recorded_layers("1-2") == (1, 2) and recorded_layers("2") == (2,)
+    assert recorded_layers("0,2") == (0, 2) and recorded_layers("0-0") == (0,)
+    assert recorded_layers("none") == () and recorded_layers("") == () and recorded_layers(None) == ()
 
 
 def _with_compositions():
@@ -226,3 +225,13 @@ def test_reproduce_fashion_peers_cli(tmp_path):
     with (out / "cost.csv").open() as handle:
         cost = list(csv.DictReader(handle))
     assert [int(c["runs_trained"]) for c in cost] == [6, 0] and [int(c["runs"]) for c in cost] == [6, 6]
+
+
+def test_which_presets_are_the_tools_own():
+    from latentmix.methods import get_method, is_latentmix
+
+    for name in ("lr-m-dyr-h", "m-dyr-h", "m-dyr-s", "lr-m", "lr-m-elr", "lr-m-coteaching", "lr-dividemix"):
+        assert get_method(name).is_latentmix, name
+    for name in ("ce", "m", "gce", "sce", "elr", "coteaching", "dividemix"):  # input mixup alone is mixup's paper
+        assert not get_method(name).is_latentmix, name
+    assert is_latentmix("hard", ()) and is_latentmix("none", (0, 1)) and not is_latentmix("none", (0,))

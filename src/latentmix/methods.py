@@ -12,7 +12,7 @@ Layer sets use the mixing module's numbering: 0 = input, k >= 1 = output of the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from latentmix.errors import ConfigError
 from latentmix.mixing import format_layers, parse_layers
@@ -133,6 +133,14 @@ class Method:
         model, DivideMix fresh divisions, Co-teaching's forget rate a noise estimate per epoch."""
         return self.corrects or self.selects or self.loss == "dividemix"
 
+    @property
+    def is_latentmix(self) -> bool:
+        """Whether it is one of this tool's own methods rather than a peer as its paper has it: it
+        corrects labels with the noise model (M-DYR-*, LR-M-DYR-*) or mixes a hidden layer (latent
+        mixup, alone or with a peer's loss: LR-M, LR-M-ELR, LR-M-Co-teaching, LR-DivideMix). The
+        peer tables compare the two groups (`latentmix.experiments.peers`)."""
+        return is_latentmix(self.correction, self.mix_layers)
+
     def describe(self) -> str:
         parts = [self.name, f"layers {format_layers(self.mix_layers)}" if self.mixes else "no mixing"]
         if self.corrects:
@@ -142,6 +150,12 @@ class Method:
         if self.selects:
             parts.append(f"two networks, {self.selection} selection")
         return ", ".join(parts)
+
+
+def is_latentmix(correction: str, mix_layers: Sequence[int]) -> bool:
+    """`Method.is_latentmix` from a method's settings (as a run records them): a correction other
+    than "none", or a mix layer above 0 (the input)."""
+    return correction not in (None, "", "none") or any(int(layer) > 0 for layer in mix_layers)
 
 
 def method_record(method: Method) -> dict:

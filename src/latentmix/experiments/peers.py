@@ -23,10 +23,11 @@ from typing import Sequence
 
 from latentmix.experiments.fashion import FashionTable, display_row, reproduce_fashion_mnist
 from latentmix.io import atomic_write_csv
+from latentmix.methods import is_latentmix
 from latentmix.summary_tables import aggregate, beats_beyond_spread, column_label, noise_column, seed_differences
 
 __all__ = ["PEER_METHODS", "PEER_TABLE", "REFERENCE", "PAIRED_KEY", "MARK", "latentmix_rows", "paired_rows",
-           "paired_markdown", "write_paired", "reproduce_fashion_peers", "mixes_latent_layers", "cell_leaders",
+           "paired_markdown", "write_paired", "reproduce_fashion_peers", "recorded_layers", "cell_leaders",
            "cell_leaders_markdown"]
 
 # The table's rows. LR-M-ELR is the one composed one-network peer: ELR is the strongest peer of
@@ -42,24 +43,25 @@ PAIRED_KEY = "selected_val_acc"  # what a user without clean labels gets: the ch
 MARK = "▲"
 
 
-def mixes_latent_layers(mix_layers) -> bool:
-    """Whether a run's `mix_layers` record ("0-2", "1-2", "0-0", "none", "") mixes a hidden layer:
-    latent mixup, the paper's idea, as opposed to input mixup (layer 0 only) or none."""
+def recorded_layers(mix_layers) -> tuple[int, ...]:
+    """A run record's `mix_layers` ("0-2", "1-2", "0,2", "0-0", "none", "") as layer numbers."""
     text = str(mix_layers or "").strip()
     if not text or text == "none":
-        return False
-    return max(int(part) for part in text.replace(",", "-").split("-") if part.strip().isdigit()) > 0
+        return ()
+    layers: list[int] = []
+    for part in text.split(","):
+        ends = [int(p) for p in part.split("-") if p.strip().isdigit()]
+        layers += list(range(ends[0], ends[-1] + 1)) if ends else []
+    return tuple(layers)
 
 
 def latentmix_rows(results: Sequence[dict], rows: Sequence[str]) -> list[str]:
-    """The table's rows that are latentmix's own methods, in table order: those that correct the given
-    labels with the noise model (correction soft or hard: M-DYR-*, LR-M-DYR-*) and those that mix
-    hidden layers (latent mixup alone or composed with a peer's loss: LR-M, LR-M-ELR,
-    LR-M-Co-teaching, LR-DivideMix; issue 27 counts "a better combination, a latent-mixup DivideMix"
-    as the tool's answer). A peer as its paper has it (GCE, SCE, ELR, Co-teaching, DivideMix with input
-    MixMatch) is not one. Read from the runs' records, so a row named with layers counts too."""
-    ours = {r["row"] for r in results
-            if r.get("correction") not in (None, "", "none") or mixes_latent_layers(r.get("mix_layers"))}
+    """The table's rows that are latentmix's own methods (`latentmix.methods.is_latentmix`: a
+    correction with the noise model, or latent mixup alone or composed with a peer's loss; issue
+    27 counts "a better combination, a latent-mixup DivideMix" as the tool's answer), in table
+    order; a peer as its paper has it (GCE, SCE, ELR, Co-teaching, DivideMix with input MixMatch)
+    is not one. Read from the runs' records, so a row named with layers counts too."""
+    ours = {r["row"] for r in results if is_latentmix(r.get("correction") or "none", recorded_layers(r.get("mix_layers")))}
     return [row for row in rows if row in ours]
 
 
