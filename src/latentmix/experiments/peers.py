@@ -1,8 +1,9 @@
 """`latentmix reproduce fashion-mnist --peers`: the peer table of issue 27.
 
 CE, the paper's methods (M-DYR-H: input mixup with hard bootstrapping; LR-M-DYR-H: the tool's
-default, latent mixup over layers 0-2) and the peers the tool trains (GCE, SCE, ELR and ELR with
-latent mixup; docs/peers.md) on the CPU-sized Fashion-MNIST table of `latentmix.experiments.fashion`
+default, latent mixup over layers 0-2), the peers the tool trains (GCE, SCE, ELR, Co-teaching,
+DivideMix) and their latent-mixup compositions (LR-M-ELR, LR-M-Co-teaching, LR-DivideMix;
+docs/peers.md) on the CPU-sized Fashion-MNIST table of `latentmix.experiments.fashion`
 (the same subset, models, schedules and files: table.md, results.csv, runs.csv, summary.json,
 cost.csv, the curves), at the noise of the issue: 20/50/80% symmetric and 20/40% class-dependent,
 3 seeds. No 0% column: the peer table asks which method to pick when labels are noisy.
@@ -12,7 +13,8 @@ method's selected test accuracy minus LR-M-DYR-H's (the same seed has the same n
 order and initial weights for every method, so a difference of one seed carries none of the spread
 those bring), their mean and min/max over seeds, and a marker (▲) where a method beats every
 latentmix method of the table on every seed (`summary_tables.beats_beyond_spread`): "beyond the seed
-spread" means that the whole range of its paired differences lies above zero.
+spread" means that the whole range of its paired differences lies above zero. Then who leads each
+noise column (`cell_leaders`): the best latentmix row against the best other row.
 """
 
 from __future__ import annotations
