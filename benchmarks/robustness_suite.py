@@ -555,35 +555,35 @@ def is_latentmix_method(name: str) -> bool:
 def leaders_table(records: list[dict], schedule: str = "default") -> str:
     """Per cell (data set, noise) where peers ran: the best latentmix method and the best other
     method by mean selected test accuracy over their seeds, the gap in points, and ▲ where that
-    other method beats every latentmix method on every shared seed (paired by seed:
-    `latentmix.summary_tables.beats_beyond_spread`)."""
-    from latentmix.summary_tables import beats_beyond_spread
+    other method beats every latentmix method on every shared seed: the peer table's
+    `latentmix.experiments.peers.cell_leaders`, each cell one column."""
+    from latentmix.experiments.peers import cell_leaders
 
     runs = [r for r in records if r["kind"] == "latentmix" and r.get("schedule") == schedule]
     seeds_of = sorted({r["seed"] for r in runs})
+    methods = sorted({r["method"] for r in runs})
+    # each (data, noise) cell as one column of the peer table: kind "DATA NOISE", rate 0
+    as_rows = [{"row": r["method"], "seed": r["seed"], "noise": 0.0, "noise_kind": f"{r['data']} {r['noise']}",
+                "selected_val_acc": r["selected_val_acc"]} for r in runs]
+    seeds = {}  # per cell, the seed count of each method
+    for r in runs:
+        seeds.setdefault((r["data"], r["noise"]), {}).setdefault(r["method"], set()).add(r["seed"])
+    # CE alone is no peer comparison: only cells with two methods that are not the tool's own
+    cells = sorted(cell for cell, by in seeds.items() if sum(not is_latentmix_method(m) for m in by) >= 2)
+    leaders = cell_leaders(as_rows, methods, [(f"{d} {n}", 0.0) for d, n in cells], key="selected_val_acc",
+                           ours=[m for m in methods if is_latentmix_method(m)])
     lines = [f"Who leads each cell, {schedule} schedule: the best latentmix method and the best other method by "
              f"selected test accuracy (%, mean over seeds {', '.join(map(str, seeds_of))}), latentmix minus other in "
              "points; ▲: the other beats every latentmix method on every seed", "",
              "| data | noise | best latentmix method | best other method | latentmix minus other | seeds |",
              "|---|---|---|---|---|---|"]
-    for data, noise in sorted({(r["data"], r["noise"]) for r in runs}):
-        cell = [r for r in runs if r["data"] == data and r["noise"] == noise]
-        by_method: dict = {}
-        for r in cell:
-            by_method.setdefault(r["method"], {})[r["seed"]] = 100 * r["selected_val_acc"]
-        ours = {m: v for m, v in by_method.items() if is_latentmix_method(m)}
-        theirs = {m: v for m, v in by_method.items() if not is_latentmix_method(m)}
-        if not ours or len(theirs) < 2:  # CE alone is no peer comparison
-            continue
-        best_ours = max(ours, key=lambda m: np.mean(list(ours[m].values())))
-        best_theirs = max(theirs, key=lambda m: np.mean(list(theirs[m].values())))
-        mean_ours, mean_theirs = (np.mean(list(ours[best_ours].values())),
-                                  np.mean(list(theirs[best_theirs].values())))
-        marked = beats_beyond_spread([theirs[best_theirs][s] - values[s] for s in theirs[best_theirs] if s in values]
-                                     for values in ours.values())
-        lines.append(f"| {data} | {noise} | {best_ours} {mean_ours:.1f} | {best_theirs} {mean_theirs:.1f} "
-                     f"| {mean_ours - mean_theirs:+.1f}{' ▲' if marked else ''} "
-                     f"| {min(len(v) for v in by_method.values())}-{max(len(v) for v in by_method.values())} |")
+    for line in leaders:
+        data, noise = line["column"][0].split(" ")
+        counts = [len(s) for s in seeds[(data, noise)].values()]
+        lines.append(f"| {data} | {noise} | {line['latentmix_row']} {line['latentmix_mean']:.1f} "
+                     f"| {line['other_row']} {line['other_mean']:.1f} "
+                     f"| {line['gap']:+.1f}{' ▲' if line['other_beats_every_latentmix_method'] else ''} "
+                     f"| {min(counts)}-{max(counts)} |")
     return "\n".join(lines) + "\n"
 
 

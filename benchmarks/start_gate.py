@@ -31,12 +31,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentmix.selection import memorisation_check  # noqa: E402
 
 
 def metrics(out: Path, record: dict) -> list[dict]:
@@ -60,10 +64,10 @@ def signals(out: Path, record: dict) -> dict:
     if not start or start < 2:
         return {"start": start}
     row = rows[int(start) - 2]
-    train, held = float(row["train_acc_noisy"]), float(row["select_acc"])
     n_train, n_held = split_sizes(out, record)
-    se = math.sqrt(train * (1 - train) / n_train + held * (1 - held) / n_held)  # of the difference
-    return {"start": start, "gap": train - held, "se": se}
+    check = memorisation_check(float(row["train_acc_noisy"]), float(row["select_acc"]), train_size=n_train,
+                               holdout_size=n_held, epoch=int(start) - 1)  # the gap and its standard error
+    return {"start": start, "gap": check.gap, "se": check.standard_error}
 
 
 RULES = {

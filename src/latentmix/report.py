@@ -21,6 +21,7 @@ from latentmix.report_data import ACTUAL_NOISE, AUC, BEST, EST_NOISE, LAST, SELE
 from latentmix.report_figures import dataset_figures
 from latentmix.report_tables import CSV_FIELDS, DatasetTables, dataset_tables
 from latentmix.summary_tables import UNKNOWN_RATE, column_label, column_order, noise_column, row_order
+from latentmix.selection import NOT_STARTED
 
 
 @dataclass
@@ -79,7 +80,7 @@ def decision_counts(data: ReportData) -> str:
     counts = [(sum(1 for s in finished if s.get("noise_estimate_doubt")), "doubt their estimated share of wrong labels"),
               (sum(1 for s in finished if s.get("correction_kept") is False),
                "kept their warm-up: the correction did not beat it on the validation split"),
-              (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith("not started")),
+              (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith(NOT_STARTED)),
                "never started the correction: the network had not begun to memorise by the end of early learning"),
               (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance")]
     said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]

@@ -25,6 +25,7 @@ from latentmix.errors import ConfigError
 __all__ = [
     "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
     "flagged_confusion", "ranking_order", "memorisation_check", "MemorisationCheck",
+    "NOT_STARTED",
 ]
 
 
@@ -104,6 +105,10 @@ def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = No
         if latest is not None and epoch >= latest and (learnt or select is None):
             return LearningEnd(epoch, f"the first lr decay (epoch {latest})")
     return None
+
+
+# How `bootstrap_start_reason` begins for a run whose correction never started (the memorisation check)
+NOT_STARTED = "not started: "
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_mo
 from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
 from latentmix.selection import (
-    LearningEnd, MemorisationCheck, early_learning_end, estimate_noise_rate, memorisation_check, never_learnt,
+    NOT_STARTED, LearningEnd, MemorisationCheck, early_learning_end, estimate_noise_rate, memorisation_check, never_learnt,
     noise_estimate_doubt, selected_epoch,
 )
 from latentmix.tracking import (
@@ -378,13 +378,18 @@ class Run:
         })
         folder.write_timing(self.timing)
 
-    def bootstrap_reason(self, decision: Optional[LearningEnd], check: Optional[MemorisationCheck]) -> str:
-        """Why bootstrapping started when it did: the fixed warm-up, or the signal that ended early
-        learning and the memorisation that had begun by then."""
-        if self.warmup is not None:
+    def bootstrap_reason(self, decision: Optional[LearningEnd], check: Optional[MemorisationCheck],
+                         started: bool) -> Optional[str]:
+        """Why bootstrapping started when it did (the fixed warm-up, or the signal that ended early
+        learning and the memorisation that had begun by then), or why it never did (`NOT_STARTED`
+        and the memorisation check); None for a run that had no decision to make."""
+        if started and self.warmup is not None:
             return f"after the fixed warm-up of {self.warmup} epochs"
+        if not started and (check is None or check.memorising):
+            return None
         reason = "early learning ended: " + (decision.reason if decision is not None else "at the first lr decay")
-        return reason + (f"; {check.reason}" if check is not None else "")
+        reason += f"; {check.reason}" if check is not None else ""
+        return reason if started else NOT_STARTED + reason
 
     # ---- the end -----------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -421,10 +426,7 @@ class Run:
             label_issues_epoch=int(log.snapshot["epoch"]),
             estimated_noise_rate=estimate,
             bootstrap_start_epoch=bootstrap_start,
-            bootstrap_start_reason=(self.bootstrap_reason(decision, check) if bootstrap_start is not None
-                                    else "not started: " + self.bootstrap_reason(decision, check)
-                                    if check is not None and not check.memorising
-                                    else None),
+            bootstrap_start_reason=self.bootstrap_reason(decision, check, started=bootstrap_start is not None),
             correction_kept=correction_kept,
             noise_estimate_doubt=noise_estimate_doubt(
                 metrics, estimate, None if decision is None else decision.epoch, holdout_size=self.select_size,

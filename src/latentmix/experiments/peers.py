@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from latentmix.experiments.fashion import FashionTable, display_row, reproduce_fashion_mnist
 from latentmix.io import atomic_write_csv
@@ -118,12 +118,14 @@ def paired_markdown(lines: Sequence[dict], rows: Sequence[str], columns: Sequenc
     return "\n".join(table) + "\n"
 
 
-def cell_leaders(results: Sequence[dict], rows: Sequence[str], columns: Sequence, key: str = PAIRED_KEY) -> list[dict]:
+def cell_leaders(results: Sequence[dict], rows: Sequence[str], columns: Sequence, key: str = PAIRED_KEY,
+                 ours: Optional[Sequence[str]] = None) -> list[dict]:
     """Per noise column, issue 27's question: the best latentmix method and the best other method
     (CE or a peer as its paper has it) by mean `key` over seeds, the gap between them in points
     (latentmix minus other: >= 0 means a latentmix method is at or above every other row), and
-    whether that other row beats every latentmix row on every seed (the table's marker)."""
-    ours = latentmix_rows(results, rows)
+    whether that other row beats every latentmix row on every seed (the table's marker). `ours`:
+    the latentmix rows, where the records do not say (default: `latentmix_rows`)."""
+    ours = latentmix_rows(results, rows) if ours is None else list(ours)
     stats = aggregate(results, key)
     lines = []
     for column in [c if isinstance(c, tuple) else noise_column(c) for c in columns]:
