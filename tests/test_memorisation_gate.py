@@ -131,3 +131,26 @@ def test_a_split_scored_on_clean_labels_is_compared_on_its_given_ones(tmp_path):
         int(reason.split("at epoch ")[-1].split(" ")[0])
     row = rows[end - 1]
     assert f"vs {float(row['select_acc_given']):.3f}" in reason
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_check_says_so(tmp_path):
+    """Selecting by the file's own clean validation set with no held-out training rows (--val-split 0):
+    there are no given labels outside training to compare with, so the check cannot be made; the
+    correction starts as before and the reason says that memorisation was not checked."""
+    rng = np.random.default_rng(5)
+    means = rng.normal(0, 1.0, (4, 20))
+    y = rng.integers(0, 4, 1200)
+    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
+    noisy = y.copy()
+    flip = rng.random(800) < 0.4
+    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
+    path = tmp_path / "clean-val.npz"
+    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
+             val_labels=y[800:])
+    assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0",
+                 "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["bootstrap_start_epoch"] is not None
+    assert "was not checked" in result["bootstrap_start_reason"]
+    assert "agreed with its training labels" not in result["bootstrap_start_reason"]  # no check was made

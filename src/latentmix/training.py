@@ -388,7 +388,11 @@ class Run:
         if not started and (check is None or check.memorising):
             return None
         reason = "early learning ended: " + (decision.reason if decision is not None else "at the first lr decay")
-        reason += f"; {check.reason}" if check is not None else ""
+        if check is not None:
+            reason += f"; {check.reason}"
+        elif self.method.corrects:  # it could not tell: say so rather than imply it looked
+            reason += ("; whether the network had begun to memorise was not checked: no held-out rows with "
+                       "their given labels to compare its training agreement with")
         return reason if started else NOT_STARTED + reason
 
     # ---- the end -----------------------------------------------------------------------------
