@@ -424,7 +424,7 @@ def _fmt(value, digits: int = 2) -> str:
 
 def markdown(report: dict) -> str:
     m, s = report["machine"], report["settings"]
-    lines = [f"# GPU measurement (issue #28): PreAct ResNet-18, CIFAR-10-shaped data", "",
+    lines = ["# GPU measurement (issue #28): PreAct ResNet-18, CIFAR-10-shaped data", "",
              f"card **{m['card']}**, torch {m['torch']}, CUDA {m['cuda']}, cuDNN {m['cudnn']}, {m['date_utc']} UTC; "
              f"width {s['width']:g}, batch {s['batch_size']}, {s['train_size']} + {s['val_size']} images per measured "
              f"epoch, best of {s['timed_epochs']} timed epoch(s) after one warm-up; `{s['command']}`", "",

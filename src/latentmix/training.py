@@ -95,15 +95,20 @@ def train(
     run.model.train()
     for epoch in bar:
         epoch_started = time.perf_counter()
-        # the end of early learning, read off the run's own signals so far (None: not yet)
+        # the end of early learning, read off the run's own signals so far (None: not yet), and (auto
+        # warm-up) whether the network had begun to memorise labels by then (None: not known)
         learning_end = run.learning_end(log.metrics)
-        lr = run.set_lr(epoch, learning_end)
+        check = run.memorisation(log.metrics, learning_end)
+        # a network that memorised nothing trains on plainly: no mixing, no early lr decay (`Run.trains_plainly`)
+        plainly = run.trains_plainly(check)
+        lr = run.set_lr(epoch, None if plainly else learning_end)
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning
         # ends, and then only if the network had begun to memorise labels (else never: `Run.warmup_end`)
-        warmup_end = run.warmup_end(log.metrics, learning_end)
+        warmup_end = run.warmup_end(learning_end, check)
         correction.enabled = warmup_end is not None and epoch > warmup_end
         bootstrapping = correction.bootstrapping
-        mixup.enabled = correction.mixes_now  # DivideMix's warm-up trains un-mixed; every other method mixes throughout
+        # DivideMix's warm-up trains un-mixed, and so does a network that memorised nothing; every other run mixes
+        mixup.enabled = correction.mixes_now and not plainly
         if bootstrapping and run.tracking_logits and run.tracked is None:
             run.observe(run.track_training_set(), for_fit=False)  # resumed without the previous epoch's pass
 
@@ -278,13 +283,25 @@ class Run:
         return memorisation_check(row["train_acc_noisy"], holdout, train_size=len(self.trained_np),
                                   holdout_size=self.select_size, epoch=int(learning_end))
 
-    def warmup_end(self, metrics: list[dict], learning_end: Optional[int]) -> Optional[int]:
+    def warmup_end(self, learning_end: Optional[int], check: Optional[MemorisationCheck]) -> Optional[int]:
         """The last epoch before bootstrapping: the fixed warm-up, or the end of early learning when
-        the network had begun to memorise by then; None: not (yet) bootstrapping."""
+        the network had begun to memorise by then (`check`, `memorisation`); None: not (yet)
+        bootstrapping."""
         if self.warmup is not None:
             return self.warmup
-        check = self.memorisation(metrics, learning_end)
-        return None if check is not None and not check.memorising else learning_end
+        return None if self.trains_plainly(check) else learning_end
+
+    @staticmethod
+    def trains_plainly(check: Optional[MemorisationCheck]) -> bool:
+        """Whether the run trains on as plain training from the end of early learning: the network
+        had memorised no label by then (`check`), so the three defences against memorising wrong
+        labels have nothing to defend against, and each costs a network that cannot fit its labels
+        any better: no correction (nothing to undo), no latent mixup (a regulariser against
+        memorising, which costs a network limited by its capacity: measured on the robustness
+        suite's weak tanh network, LR-M 2-25 points below CE), and no lr decay at the end of early
+        learning (it is there to stop memorising at the high rate; the protocol's milestones
+        still apply). The noisy-validation selection still guards the run as it guards CE."""
+        return check is not None and not check.memorising
 
     def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
         """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
