@@ -2,7 +2,7 @@
 `latentmix.selection.memorisation_check` by hand, and end to end: a weak tanh network on easy 2-D
 data with 40% wrong labels, where the correction used to start on a network that memorised nothing
 and end 12 points lower, now trains as its LR-M twin (same seed) up to the end of early learning,
-then plainly (no mixing, no early lr decay), ends level with plain CE, and says why; a wide MLP
+then plainly (no mixing), ends well above that twin, and says why; a wide MLP
 that memorises quickly still corrects, and says why."""
 
 import csv
@@ -71,7 +71,6 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
     printed = capsys.readouterr().out
     ours_mixing, mixing[:] = list(mixing), []
     assert main(["train", "--method", "lr-m", "--out", str(tmp_path / "twin"), *common]) == 0
-    assert main(["train", "--method", "ce", "--out", str(tmp_path / "ce"), *common]) == 0
     result = json.loads((tmp_path / "ours" / "result.json").read_text())
     # the correction never started (before the check: from epoch 12, ending at 69.7% against the twin's 81.7%)
     assert result["bootstrap_start_epoch"] is None
@@ -83,20 +82,16 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
     # up to the end of early learning the run is its LR-M twin, epoch for epoch
     same = [(r["lr"], r["val_acc"], r["select_acc"]) for r in ours[:end]]
     assert same == [(r["lr"], r["val_acc"], r["select_acc"]) for r in twin[:end]]
-    # then it trains plainly: no mixing, and the lr of the protocol's milestones (no decay at the end
-    # of early learning, which the twin takes in the epoch after it)
+    # then it trains plainly: no mixing, at the lr of the twin (decayed tenfold in the epoch after)
     assert ours_mixing == [True] * end + [False] * (30 - end)
     protocol = json.loads((tmp_path / "ours" / "config.json").read_text())["protocol"]
-    first = protocol["milestones"][0]
-    assert end + 1 < first and float(twin[end]["lr"]) == pytest.approx(protocol["lr"] * protocol["lr_decay"])
-    assert [float(r["lr"]) for r in ours[end:first - 1]] == [protocol["lr"]] * (first - 1 - end)
+    assert float(ours[end]["lr"]) == pytest.approx(protocol["lr"] * protocol["lr_decay"])
+    assert [r["lr"] for r in ours] == [r["lr"] for r in twin]
     assert all(r["bootstrapping"] == "False" for r in ours)
-    # and ends far above its twin, near plain CE (measured: 93.3% against 81.3% and 95.0%; the LR-M
-    # twin's lr decay and mixing keep that weak network from learning further)
-    ce = json.loads((tmp_path / "ce" / "result.json").read_text())
+    # and ends well above its twin (measured: 89.2% against 81.3%; plain CE 95.0%: early learning
+    # ended at epoch 10 on a network still learning slowly under mixup, docs/robustness-suite.md)
     twin_result = json.loads((tmp_path / "twin" / "result.json").read_text())
-    assert result["selected_val_acc"] > twin_result["selected_val_acc"] + 0.08
-    assert result["selected_val_acc"] > ce["selected_val_acc"] - 0.03
+    assert result["selected_val_acc"] > twin_result["selected_val_acc"] + 0.05
 
 
 @pytest.mark.slow

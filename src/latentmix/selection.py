@@ -136,9 +136,8 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
     is the sign of memorisation, and the loss correction starts only when g > 0. Where g <= 0 the
     network fits its training labels no better than labels it never saw: it memorised no wrong
     label, so bootstrapping has nothing to undo, while the predictions it would put in place of
-    the flagged labels are no better than those labels; the run then trains on plainly (no mixing,
-    no correction, the lr decayed at the protocol's milestones: `latentmix.training.Run.trains_plainly`)
-    and says so.
+    the flagged labels are no better than those labels; the run then trains on plainly, as CE (no
+    correction, no mixing: `latentmix.training.Run.trains_plainly`), and says so.
 
     Judged on the robustness suite without new training (`benchmarks/start_gate.py`: up to its
     start an LR-M-DYR-H run is its LR-M twin, so a run that does not correct *is* that twin): the
@@ -164,7 +163,7 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
         reason = (f"at the end of early learning (epoch {epoch}) the network agreed with its training labels no more "
                   f"than with held-out ones ({t:.3f} vs {h:.3f}, gap {gap:+.3f}): it had memorised no wrong label, "
                   "so there was nothing to correct, and its predictions were no better than the given labels; "
-                  "the run trained on plainly: no correction, no mixing, the lr decayed at the protocol's milestones")
+                  "the run trained on plainly, as CE: no correction, no mixing")
     return MemorisationCheck(memorising, gap, se, reason)
 
 
