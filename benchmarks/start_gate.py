@@ -5,7 +5,9 @@ network"; item 3: "correction never ends below the uncorrected run").
 LR-M-DYR-H trains as LR-M (latent mixup, no correction) until early learning ends, then bootstraps.
 Both presets draw the same data order, mixing and initial weights from one seed, so up to the start
 epoch an LR-M-DYR-H run *is* its LR-M twin (checked below, row by row), and a rule that decides at
-that epoch not to correct turns the run into its LR-M twin. So with the suite's CE, LR-M and
+that epoch not to correct turned the run into its LR-M twin (as the code did when the rule was
+chosen; since then such a run trains on as plain CE instead, `latentmix.training.Run.trains_plainly`,
+measured by retraining: benchmarks/results/robustness-suite-plain). So with the suite's CE, LR-M and
 LR-M-DYR-H runs finished (`robustness_suite.py --methods ce,lr-m,lr-m-dyr-h`), every rule that reads
 only the metrics up to the start epoch can be judged exactly: per run, LR-M-DYR-H's result where the
 rule lets it correct, LR-M's where it does not; per cell, the mean over the seeds against CE's

@@ -139,8 +139,9 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
     the flagged labels are no better than those labels; the run then trains on plainly, as CE (no
     correction, no mixing: `latentmix.training.Run.trains_plainly`), and says so.
 
-    Judged on the robustness suite without new training (`benchmarks/start_gate.py`: up to its
-    start an LR-M-DYR-H run is its LR-M twin, so a run that does not correct *is* that twin): the
+    Chosen on the robustness suite without new training (`benchmarks/start_gate.py`: up to its
+    start an LR-M-DYR-H run is its LR-M twin, so a run that did not correct was that twin), then
+    measured by retraining (benchmarks/results/robustness-suite-gate, -plain): the
     runs it stops are those of a weak tanh network and of a binary tabular task, where the
     correction replaced labels with the predictions of a 47-89%-accurate network and ended 1.7-31
     points below plain CE. The paper's protocols (CIFAR-10, the spirals, the Fashion-MNIST tables)
