@@ -47,6 +47,21 @@ def _blobs(path, seed=3):
     return path
 
 
+def _wide(path):
+    """Four Gaussian classes in 20 dimensions (a default MLP memorises them quickly), 800 training
+    rows with 40% of the labels moved to another class, a clean test set of 400 as val_*."""
+    rng = np.random.default_rng(5)
+    means = rng.normal(0, 1.0, (4, 20))
+    y = rng.integers(0, 4, 1200)
+    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
+    noisy = y.copy()
+    flip = rng.random(800) < 0.4
+    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
+    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
+             val_labels=y[800:])
+    return path
+
+
 def _metrics(folder):
     with open(folder / "metrics.csv") as handle:
         return list(csv.DictReader(handle))
@@ -96,16 +111,7 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
 
 @pytest.mark.slow
 def test_a_network_that_memorises_is_corrected_and_says_why(tmp_path):
-    rng = np.random.default_rng(5)
-    means = rng.normal(0, 1.0, (4, 20))
-    y = rng.integers(0, 4, 1200)
-    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
-    noisy = y.copy()
-    flip = rng.random(800) < 0.4
-    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
-    path = tmp_path / "wide.npz"
-    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
-             val_labels=y[800:])
+    path = _wide(tmp_path / "wide.npz")
     assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0.1",
                  "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -160,16 +166,7 @@ def test_a_run_that_cannot_check_says_so(tmp_path):
     """Selecting by the file's own clean validation set with no held-out training rows (--val-split 0):
     there are no given labels outside training to compare with, so the check cannot be made; the
     correction starts as before and the reason says that memorisation was not checked."""
-    rng = np.random.default_rng(5)
-    means = rng.normal(0, 1.0, (4, 20))
-    y = rng.integers(0, 4, 1200)
-    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
-    noisy = y.copy()
-    flip = rng.random(800) < 0.4
-    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
-    path = tmp_path / "clean-val.npz"
-    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
-             val_labels=y[800:])
+    path = _wide(tmp_path / "clean-val.npz")
     assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0",
                  "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
