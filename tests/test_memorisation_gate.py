@@ -17,10 +17,15 @@ from latentmix.selection import memorisation_check
 
 def test_memorisation_check_by_hand():
     check = memorisation_check(0.70, 0.65, train_size=900, holdout_size=100, epoch=7)
-    # g = 0.05; se = sqrt(0.7 * 0.3 / 900 + 0.65 * 0.35 / 100) = sqrt(0.000233 + 0.002275) = 0.05008
-    assert check.memorising and check.gap == pytest.approx(0.05)
+    # g = 0.05; se = sqrt(0.7 * 0.3 / 900 + 0.65 * 0.35 / 100) = sqrt(0.000233 + 0.002275) = 0.05008:
+    # a gap just inside its standard error is no evidence of memorisation
+    assert not check.memorising and check.gap == pytest.approx(0.05)
     assert check.standard_error == pytest.approx(0.050083, abs=1e-5)
-    assert "epoch 7" in check.reason and "begun to memorise" in check.reason
+    assert "epoch 7" in check.reason and "nothing to correct" in check.reason and "0.050" in check.reason
+    # g = 0.08; se = sqrt(0.75 * 0.25 / 900 + 0.67 * 0.33 / 400) = sqrt(0.000208 + 0.000553) = 0.027588
+    above = memorisation_check(0.75, 0.67, train_size=900, holdout_size=400, epoch=7)
+    assert above.memorising and above.standard_error == pytest.approx(0.027588, abs=1e-5)
+    assert "begun to memorise" in above.reason and "+0.080" in above.reason
     below = memorisation_check(0.60, 0.62, train_size=900, holdout_size=100, epoch=9)
     assert not below.memorising and below.gap == pytest.approx(-0.02)
     assert "epoch 9" in below.reason and "nothing to correct" in below.reason and "-0.020" in below.reason

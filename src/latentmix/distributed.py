@@ -183,8 +183,16 @@ def distributed_run(device_name: str = "auto") -> Iterator[Optional[DistContext]
     context = init_distributed(device_name)
     try:
         yield context
-    finally:
-        cleanup_distributed()
+    except BaseException:
+        cleanup_distributed()  # a failed rank leaves at once: waiting for the others could hang
+        raise
+    # every rank finished: meet before the group is torn down, so that no rank leaves while a peer's
+    # gloo worker still waits on it (seen once under load: a rank aborted at exit, "terminate called
+    # without an active exception", after its run had finished)
+    import torch.distributed as dist
+
+    dist.barrier()
+    cleanup_distributed()
 
 
 def _rank_device(name: str, local_rank: int) -> torch.device:
