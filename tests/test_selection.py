@@ -347,3 +347,23 @@ def test_run_log_keeps_the_weights_of_the_selected_epoch_and_the_label_view_of_t
     assert float(log.selected_state["weight"]) == 7.0
     # the label view is epoch 6's, its P(noisy) the mean over epochs 1..6: (1 + ... + 6) / 6
     assert log.snapshot["epoch"] == 6 and float(log.snapshot["p_noisy"][0]) == pytest.approx(3.5)
+
+
+def test_a_run_that_trains_plainly_averages_the_plain_epochs_posteriors_only():
+    """After `restart_posterior_mean` (a run that trains plainly from the end of early learning),
+    the label view's P(noisy) is the mean over the epochs from the restart on, by hand."""
+    from latentmix.run_log import RunLog
+
+    model = torch.nn.Linear(1, 1)
+    log = RunLog()
+    # epochs 1-3 with mixing (P(noisy) 1, 2, 3), then plain training from epoch 4 (P(noisy) 4..6);
+    # noisy-validation accuracy rises throughout, so each epoch's view is kept in turn
+    for epoch in range(1, 7):
+        if epoch == 4:
+            log.restart_posterior_mean()
+        view = {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)), "val_p_noisy": None}
+        log.add({"epoch": epoch, "select_acc": 0.1 * epoch}, view, model)
+        if epoch == 3:
+            assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.0)  # (1 + 2 + 3) / 3
+    assert log.snapshot["epoch"] == 6
+    assert float(log.snapshot["p_noisy"][0]) == pytest.approx(5.0)  # (4 + 5 + 6) / 3, not 3.5

@@ -104,6 +104,8 @@ def train(
         lr = run.set_lr(epoch, learning_end)
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning
         # ends, and then only if the network had begun to memorise labels (else never: `Run.warmup_end`)
+        if plainly and epoch == learning_end + 1:
+            log.restart_posterior_mean()  # the label issues average the plain epochs' P(noisy) only
         warmup_end = run.warmup_end(learning_end, check)
         correction.enabled = warmup_end is not None and epoch > warmup_end
         bootstrapping = correction.bootstrapping
