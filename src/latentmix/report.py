@@ -81,7 +81,8 @@ def decision_counts(data: ReportData) -> str:
               (sum(1 for s in finished if s.get("correction_kept") is False),
                "kept their warm-up: the correction did not beat it on the validation split"),
               (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith(NOT_STARTED)),
-               "never started the correction: the network had not begun to memorise by the end of early learning"),
+               "never started the correction and trained on as plain CE: the network had not measurably begun to "
+               "memorise by the end of early learning"),
               (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance")]
     said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]
     return "; ".join(said) + ("; the reasons are in runs.csv" if said else "")
