@@ -152,7 +152,7 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
     against CE goes from -22.6 to -12.1 points at 50 epochs and from -15.6 to -2.0 at 150, and the
     mean gain over CE rises (+1.78 -> +2.18, +2.57 -> +2.83). Its cost: on 500 samples (a 50-row
     split, se ~0.07) some corrections that gained no longer start (`few` 0.7-3.9 points lower,
-    still 2-7 above CE). The paper's protocols (CIFAR-10, the spirals, the Fashion-MNIST tables)
+    still level with or above CE). The paper's protocols (CIFAR-10, the spirals, the Fashion-MNIST tables)
     keep their fixed warm-ups, which this check leaves alone. How the rule came about:
     `benchmarks/start_gate.py` chose between rules on the suite's LR-M twins without training;
     the sign won there while a run that did not correct trained on as LR-M, and lost once such a
