@@ -67,6 +67,14 @@ def _wide(path):
     return path
 
 
+def _train_wide(tmp_path, val_split):
+    """LR-M-DYR-H on `_wide`'s data for 30 epochs into tmp_path/run; its result.json."""
+    path = _wide(tmp_path / "wide.npz")
+    assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", val_split,
+                 "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    return json.loads((tmp_path / "run" / "result.json").read_text())
+
+
 def _metrics(folder):
     with open(folder / "metrics.csv") as handle:
         return list(csv.DictReader(handle))
@@ -116,10 +124,7 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
 
 @pytest.mark.slow
 def test_a_network_that_memorises_is_corrected_and_says_why(tmp_path):
-    path = _wide(tmp_path / "wide.npz")
-    assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0.1",
-                 "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result = _train_wide(tmp_path, val_split="0.1")
     assert result["bootstrap_start_epoch"] is not None
     assert "begun to memorise" in result["bootstrap_start_reason"]
     rows = _metrics(tmp_path / "run")
@@ -171,10 +176,7 @@ def test_a_run_that_cannot_check_says_so(tmp_path):
     """Selecting by the file's own clean validation set with no held-out training rows (--val-split 0):
     there are no given labels outside training to compare with, so the check cannot be made; the
     correction starts as before and the reason says that memorisation was not checked."""
-    path = _wide(tmp_path / "clean-val.npz")
-    assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", "0",
-                 "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result = _train_wide(tmp_path, val_split="0")
     assert result["bootstrap_start_epoch"] is not None
     assert "was not checked" in result["bootstrap_start_reason"]
     assert "agreed with its training labels" not in result["bootstrap_start_reason"]  # no check was made
