@@ -5,6 +5,7 @@ from torch import nn
 
 from latentmix.errors import ConfigError
 from latentmix.models.small import (
+    SequenceEncoder,
     MLP,
     FusionNet,
     SmallCNN,
@@ -196,3 +197,23 @@ def test_the_default_fusion_model_flattens_the_image_map_as_the_default_image_mo
     assert linear.in_features == 64 * 7 * 7
     small = model_for_inputs({"image": torch.zeros(8, 1, 3, 3), "tokens": tokens}, num_classes=10)
     assert any(isinstance(layer, nn.AdaptiveAvgPool2d) for layer in small.encoders["image"].net)
+
+
+def test_sequence_encoder_widths():
+    """Width 1 sees each token alone: with max pooling its output cannot depend on the order of the
+    tokens. Width 3 sees neighbours, so it does. Several widths share `hidden` between them."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 5)
+    shuffled = x[:, torch.randperm(9)]
+    bag = SequenceEncoder(5, 12, kernel_sizes=(1,)).eval()
+    assert torch.allclose(bag(x), bag(shuffled), atol=1e-6)
+    ordered = SequenceEncoder(5, 12, kernel_sizes=(3,)).eval()
+    assert not torch.allclose(ordered(x), ordered(shuffled), atol=1e-3)
+    both = SequenceEncoder(5, 13, kernel_sizes=(1, 3, 4)).eval()
+    assert [conv.out_channels for conv in both.convs] == [5, 4, 4]
+    assert both(x).shape == (2, 13)
+    # the width-1 channels of the mixed encoder are the bag part: order-free on their own
+    assert torch.allclose(both(x)[:, :5], both(shuffled)[:, :5], atol=1e-6)
+    assert TextClassifier(vocab_size=30, num_classes=5).encoder.kernel_sizes == (1, 3)
+    with pytest.raises(ConfigError, match="kernel_sizes"):
+        SequenceEncoder(5, 12, kernel_sizes=())
