@@ -6,6 +6,7 @@ from torch import nn
 from latentmix.errors import ConfigError
 from latentmix.models.small import (
     SequenceEncoder,
+    match_saved_widths,
     MLP,
     FusionNet,
     SmallCNN,
@@ -217,3 +218,25 @@ def test_sequence_encoder_widths():
     assert TextClassifier(vocab_size=30, num_classes=5).encoder.kernel_sizes == (1, 3)
     with pytest.raises(ConfigError, match="kernel_sizes"):
         SequenceEncoder(5, 12, kernel_sizes=())
+
+
+def test_a_width_3_token_model_saved_before_loads_into_todays_default():
+    """A run folder of the token model before it had widths 1 and 3 holds `encoder.conv.*` of
+    width 3: `match_saved_widths` gives today's default model that encoder back, and the loaded
+    model computes what the saved one did."""
+    torch.manual_seed(0)
+    saved = TextClassifier(vocab_size=30, num_classes=5, embed_dim=8, hidden=16, kernel_sizes=(3,)).eval()
+    state = saved.state_dict()
+    assert "encoder.conv.weight" in state and tuple(state["encoder.conv.weight"].shape) == (16, 8, 3)
+    today = TextClassifier(vocab_size=30, num_classes=5, embed_dim=8, hidden=16).eval()
+    with pytest.raises(RuntimeError):
+        today.load_state_dict(state)
+    match_saved_widths(today, state)
+    today.load_state_dict(state)
+    tokens = torch.randint(0, 30, (4, 11))
+    assert torch.equal(today(tokens), saved(tokens))
+    assert today.encoder.kernel_sizes == (3,)
+    # already matching: nothing is rebuilt
+    encoder = today.encoder
+    match_saved_widths(today, state)
+    assert today.encoder is encoder

@@ -133,6 +133,9 @@ def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> 
     rebuilt byte for byte), else one eval-mode pass of the checkpoint's model."""
     if state.get("tracked") is not None:
         return Tracked(state["tracked"]["losses"].float(), state["tracked"]["logits"].float())
+    from latentmix.models.small import match_saved_widths
+
+    match_saved_widths(setup.model, state["model"])  # a token model saved before it had widths 1 and 3
     try:
         setup.model.load_state_dict(state["model"])
     except RuntimeError:

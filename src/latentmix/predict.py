@@ -231,6 +231,9 @@ def _check_data_reachable(config: Any, run_dir: Path) -> None:
 
 
 def _load_weights(network: nn.Module, state: dict, where: str) -> None:
+    from latentmix.models.small import match_saved_widths
+
+    match_saved_widths(network, state)  # a token model saved before it had widths 1 and 3
     try:
         network.load_state_dict(state)
     except (RuntimeError, KeyError) as error:

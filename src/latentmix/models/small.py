@@ -22,6 +22,7 @@ __all__ = [
     "SpiralMLP",
     "SmallCNN",
     "SequenceEncoder",
+    "match_saved_widths",
     "TokenEncoder",
     "TextClassifier",
     "ImageEncoder",
@@ -187,6 +188,27 @@ class SequenceEncoder(nn.Module):
         # an even width pads one step more than it needs: keep T positions for every width
         h = self.act(torch.cat([conv(x)[:, :, :length] for conv in convs], dim=1))  # (N, hidden, T)
         return h.amax(dim=2) if self.pooling == "max" else h.mean(dim=2)
+
+
+def match_saved_widths(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Give each `SequenceEncoder` of `model` the convolution widths its saved weights in `state`
+    have, in place, so a run folder written before the default token model had widths 1 and 3 (one
+    width-3 convolution, ``encoder.conv.*``) still loads for `predict` and `detect`. Encoders whose
+    saved widths are already theirs, or that `state` does not hold, are left as they are."""
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, SequenceEncoder):
+            continue
+        prefix = f"{name}." if name else ""
+        weights = [state[f"{prefix}conv.weight"]] if f"{prefix}conv.weight" in state else []
+        while f"{prefix}convs.{len(weights)}.weight" in state:
+            weights.append(state[f"{prefix}convs.{len(weights)}.weight"])
+        saved = tuple(int(weight.shape[2]) for weight in weights)
+        if not saved or saved == module.kernel_sizes:
+            continue
+        hidden, embed_dim = sum(int(weight.shape[0]) for weight in weights), int(weights[0].shape[1])
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        setattr(parent, name.rpartition(".")[2],
+                SequenceEncoder(embed_dim, hidden, kernel_sizes=saved, pooling=module.pooling))
 
 
 class TokenEncoder(nn.Module):
