@@ -218,6 +218,8 @@ def test_sequence_encoder_widths():
     assert TextClassifier(vocab_size=30, num_classes=5).encoder.kernel_sizes == (1, 3)
     with pytest.raises(ConfigError, match="kernel_sizes"):
         SequenceEncoder(5, 12, kernel_sizes=())
+    assert SequenceEncoder(5, 12, 5).kernel_sizes == (5,)  # one width as an int, as before
+    assert SequenceEncoder(5, 12, 4)(x).shape == (2, 12)  # an even width keeps the T positions
 
 
 def test_a_width_3_token_model_saved_before_loads_into_todays_default():

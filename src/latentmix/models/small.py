@@ -164,11 +164,13 @@ class SequenceEncoder(nn.Module):
     while width 1 alone fell to 24% on order-dependent tokens where (1, 3) kept width 3's 66%
     (docs/robust-defaults.md, "The token model")."""
 
-    def __init__(self, embed_dim: int, hidden: int, kernel_sizes: Sequence[int] = (3,), pooling: str = "max") -> None:
+    def __init__(self, embed_dim: int, hidden: int, kernel_sizes: Union[int, Sequence[int]] = (3,),
+                 pooling: str = "max") -> None:
         super().__init__()
         if pooling not in ("max", "mean"):
             raise ConfigError(f"pooling must be 'max' or 'mean', got {pooling!r}")
-        kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        # one width as an int too (the encoder's `kernel_size` before it took several)
+        kernel_sizes = (int(kernel_sizes),) if isinstance(kernel_sizes, int) else tuple(int(k) for k in kernel_sizes)
         if not kernel_sizes or min(kernel_sizes) < 1 or len(kernel_sizes) > hidden:
             raise ConfigError(f"kernel_sizes must be 1 to {hidden} widths >= 1, got {kernel_sizes}")
         widths = [hidden // len(kernel_sizes) + (i < hidden % len(kernel_sizes)) for i in range(len(kernel_sizes))]
