@@ -80,7 +80,9 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
     if summary.bootstrap_start_epoch is not None:
         reason = f" ({summary.bootstrap_start_reason})" if summary.bootstrap_start_reason else ""
         print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}{reason}")
-        if summary.correction_kept is False:
+        if summary.correction_stopped:
+            print(f"  the correction stopped: {summary.correction_stopped}")
+        elif summary.correction_kept is False:
             print(f"  the correction did not beat its own warm-up on the validation split: the selected model "
                   f"(epoch {summary.selected_epoch}) and the label issues are the warm-up's")
     elif summary.bootstrap_start_reason:  # a correcting method whose correction never started, and why

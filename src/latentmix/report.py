@@ -36,7 +36,7 @@ class ReportFiles:
 
 RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", "val_labels", BEST, "best_epoch", LAST,
               SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
-              "bootstrap_start_epoch", "bootstrap_start_reason", "correction_kept", "noise_estimate_doubt",
+              "bootstrap_start_epoch", "bootstrap_start_reason", "correction_kept", "correction_stopped", "noise_estimate_doubt",
               "training_note", "wall_time_s", "run_dir")
 
 
@@ -74,12 +74,15 @@ def _header(data: ReportData, generated: str) -> dict:
 
 def decision_counts(data: ReportData) -> str:
     """What the finished runs decided by themselves that a reader of the tables should know (issue
-    24): how many doubt their noise estimate, kept their warm-up over the correction, never started
+    24): how many doubt their noise estimate, kept their warm-up over the correction, stopped a
+    correction that collapsed the network, never started
     it (no memorisation to undo), or were never told apart from chance; each run's reason is in runs.csv. Empty when none did."""
     finished = [r.summary() for r in data.runs if r.finished]
     counts = [(sum(1 for s in finished if s.get("noise_estimate_doubt")), "doubt their estimated share of wrong labels"),
-              (sum(1 for s in finished if s.get("correction_kept") is False),
+              (sum(1 for s in finished if s.get("correction_kept") is False and not s.get("correction_stopped")),
                "kept their warm-up: the correction did not beat it on the validation split"),
+              (sum(1 for s in finished if s.get("correction_stopped")),
+               "stopped the correction when it collapsed the network, and trained on as plain CE"),
               (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith(NOT_STARTED)),
                "never started the correction and trained on as plain CE: the network had not measurably begun to "
                "memorise by the end of early learning"),

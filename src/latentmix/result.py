@@ -65,6 +65,7 @@ class RunResult:
     trained_as: Optional[str] = None  # "population of N" for a run of the vectorized population, else None
     bootstrap_start_reason: Optional[str] = None  # why bootstrapping started when it did
     correction_kept: Optional[bool] = None  # False: the correction did not beat its warm-up (the guard)
+    correction_stopped: Optional[str] = None  # why the correction stopped before the end (it collapsed its network)
     noise_estimate_doubt: Optional[str] = None  # why the estimated noise rate cannot be trusted; None: no doubt
     training_note: Optional[str] = None  # a run that never learnt (accuracy at chance), and the likely cause
     # accuracy on the data's test set (None: it has none), which selects nothing: at `selected_epoch`,
@@ -100,6 +101,7 @@ class RunResult:
             noise_model_collapsed_epochs=sum(1 for row in self.metrics if row.get("separation") == 0.0),
             actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,
             bootstrap_start_reason=self.bootstrap_start_reason, correction_kept=self.correction_kept,
+            correction_stopped=self.correction_stopped,
             noise_estimate_doubt=self.noise_estimate_doubt, training_note=self.training_note,
             trained_as=self.trained_as, selected_test_acc=self.selected_test_acc, best_test_acc=self.best_test_acc,
             last_test_acc=self.last_test_acc, **confusion,

@@ -175,6 +175,53 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
     return MemorisationCheck(memorising, gap, se, reason)
 
 
+@dataclass(frozen=True)
+class Collapse:
+    """A correction that left its network no better than a constant prediction (`correction_collapse`):
+    the epoch, the figures read, and the verdict in words."""
+
+    epoch: int
+    agreement: float
+    chance: float
+    reason: str
+
+
+def correction_collapse(rows: Sequence[dict], *, chance: float, train_size: int) -> Optional[Collapse]:
+    """The first bootstrapping epoch at which the network agreed with the given labels of the
+    samples it trains on no better than a constant prediction, or None.
+
+    Hard bootstrapping trains each flagged sample on the network's own prediction. On a network
+    that knows little, those targets pile up on a few classes, training on them pulls its
+    predictions further there, and the loop can end with one class predicted for almost every
+    sample. Its sign needs no clean label: the training agreement with the given labels,
+    `train_acc_noisy` = t, falls to what the most common class alone scores, `chance` = c (its
+    share among the `train_size` samples trained on). A network that still knows something of the
+    labels agrees with them beyond that: whatever the noise, its predictions follow the right
+    labels, which are the given ones more often than any one class is. So the correction has
+    collapsed its network when
+
+        t <= c + 2 se,  se = sqrt(c (1 - c) / n_train),
+
+    twice the sampling error of a constant prediction's agreement on n_train samples. Its
+    predictions then carry nothing to put in place of a label, and the run stops correcting
+    (`latentmix.training.Run.collapse`). Measured on the robustness suite (docs/robustness-suite.md,
+    "A correction that collapses its network"): it fires on one run of the 344, the token cell
+    whose warm-up ended on a one-epoch spike of a barely trained network."""
+    se = standard_error(chance, train_size)
+    for row in rows:
+        if not row.get("bootstrapping") or row.get("train_acc_noisy") is None:
+            continue
+        agreement = float(row["train_acc_noisy"])
+        if agreement <= chance + 2 * se:
+            epoch = int(row["epoch"])
+            return Collapse(epoch, agreement, chance, (
+                f"at epoch {epoch} the correction had collapsed the network: it agreed with {agreement:.3f} of its "
+                f"training labels, no more than the most common class alone ({chance:.3f} + twice its standard "
+                f"error {se:.3f}), so its predictions could not stand in for any label; the correction stopped and "
+                "the run trained on plainly, as CE: no correction, no mixing, the lr schedule's own milestones"))
+    return None
+
+
 def never_learnt(rows: Sequence[dict], *, holdout_size: Optional[int], chance: Optional[float]) -> Optional[str]:
     """Why a run's network was never told apart from chance on its noisy held-out split (its best
     held-out accuracy within twice its standard error of the best constant prediction's), in words,

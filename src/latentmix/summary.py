@@ -27,7 +27,7 @@ TRAINER_KEYS = (
     "best_val_acc", "last_val_acc", "best_epoch", "selected_val_acc", "selected_epoch", "bootstrap_start_epoch",
     "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "detection_auc", "detection_precision",
     "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
-    "bootstrap_start_reason", "correction_kept", "noise_estimate_doubt", "training_note",
+    "bootstrap_start_reason", "correction_kept", "correction_stopped", "noise_estimate_doubt", "training_note",
 )
 NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
 # The keys a run with a test set adds (a file's test_* arrays, an image folder's test/): its accuracy
@@ -80,6 +80,7 @@ class RunSummary:
     # what the run decided by itself, and why (docs/robust-defaults.md)
     bootstrap_start_reason: Optional[str] = None  # the fixed warm-up, or the signal that ended early learning
     correction_kept: Optional[bool] = None  # False: the correction did not beat its own warm-up, which is kept
+    correction_stopped: Optional[str] = None  # why the correction stopped before the end (it collapsed the network)
     noise_estimate_doubt: Optional[str] = None  # why `estimated_noise_rate` cannot be trusted (None: no doubt)
     training_note: Optional[str] = None  # the model never learnt (accuracy at chance) and the likely cause
     # accuracy on the user's test set, which never selects: at the selected epoch (an unbiased figure,

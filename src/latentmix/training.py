@@ -58,8 +58,8 @@ from latentmix.run_folder import CHECKPOINT_NAME, RunFolder, RunTiming, noise_mo
 from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
 from latentmix.selection import (
-    NOT_STARTED, LearningEnd, MemorisationCheck, early_learning_end, estimate_noise_rate, memorisation_check, never_learnt,
-    noise_estimate_doubt, selected_epoch,
+    NOT_STARTED, Collapse, LearningEnd, MemorisationCheck, correction_collapse, early_learning_end, estimate_noise_rate,
+    memorisation_check, never_learnt, noise_estimate_doubt, selected_epoch,
 )
 from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
@@ -99,15 +99,21 @@ def train(
         # warm-up) whether the network had begun to memorise labels by then (None: not known)
         learning_end = run.learning_end(log.metrics)
         check = run.memorisation(log.metrics, learning_end)
-        # a network that memorised nothing trains on plainly, as CE would: no mixing (`Run.trains_plainly`)
-        plainly = run.trains_plainly(check)
-        lr = run.set_lr(epoch, learning_end)
+        # (auto warm-up) a correction that left its network no better than a constant prediction is
+        # stopped for good (None: it did not)
+        collapse = run.collapse(log.metrics)
+        # a network that memorised nothing, or that its correction collapsed, trains on plainly, as CE
+        # would: no mixing, no correction (`Run.trains_plainly`)
+        plainly = run.trains_plainly(check) or collapse is not None
+        # the lr decays at the end of early learning; a collapse shows that end came too early, and the
+        # schedule's own milestones apply again
+        lr = run.set_lr(epoch, learning_end if collapse is None else None)
+        if plainly and epoch == (learning_end if collapse is None else collapse.epoch) + 1:
+            log.restart_posterior_mean()  # the label issues average the plain epochs' P(noisy) only
         # bootstrapping waits for the warm-up: a fixed number of epochs, or (auto) until early learning
         # ends, and then only if the network had begun to memorise labels (else never: `Run.warmup_end`)
-        if plainly and epoch == learning_end + 1:
-            log.restart_posterior_mean()  # the label issues average the plain epochs' P(noisy) only
         warmup_end = run.warmup_end(learning_end, check)
-        correction.enabled = warmup_end is not None and epoch > warmup_end
+        correction.enabled = warmup_end is not None and epoch > warmup_end and collapse is None
         bootstrapping = correction.bootstrapping
         # DivideMix's warm-up trains un-mixed, and so does a network that memorised nothing; every other run mixes
         mixup.enabled = correction.mixes_now and not plainly
@@ -221,6 +227,8 @@ class Run:
         self.holdout_inputs = subset_inputs(self.dataset.train_inputs, self.holdout) if len(self.holdout_np) else None
         # the selection signal's sample size, its chance level, and whether its labels are the given ones
         self.select_size, self.chance, self.select_is_noisy = selection_signal(setup)
+        # what the most common given label alone scores on the samples trained on (`collapse`)
+        self.train_chance = chance_level(noisy_labels[self.trained])
         self.run_path = Path(run_dir) if run_dir is not None else None
         self.start_epoch = 1
         self.tracked: Optional[Tracked] = None
@@ -305,6 +313,19 @@ class Run:
         tabular data sets: 1-7 points below CE), since under class-dependent noise the noisy
         validation split rewards learning the flips and cannot guard the run."""
         return check is not None and not check.memorising
+
+    def collapse(self, metrics: list[dict]) -> Optional[Collapse]:
+        """With the automatic warm-up of a bootstrapping method: the epoch at which the correction
+        left its network agreeing with its training labels no better than a constant prediction
+        (`latentmix.selection.correction_collapse`), or None. From the next epoch on the run stops
+        correcting and trains on plainly, as CE: the network's predictions can stand in for no label,
+        and the end of early learning that started the correction came too early to be trusted, so
+        the lr is back on the schedule's own milestones. The guard (`finish`) then picks the
+        selected model among the warm-up and the plain epochs. The paper's protocols, with their
+        fixed warm-ups, are left as the references run them."""
+        if self.warmup is not None or not self.method.corrects:
+            return None
+        return correction_collapse(metrics, chance=self.train_chance, train_size=len(self.trained_np))
 
     def set_lr(self, epoch: int, learning_end: Optional[int]) -> float:
         """The epoch's learning rate: the user's optimizer's own, or the protocol's step schedule."""
@@ -431,12 +452,14 @@ class Run:
         learning_end = metrics[-1]["epoch"] if decision is None else decision.epoch
         bootstrap_start = next((int(r["epoch"]) for r in metrics if r["bootstrapping"]), None)
         check = self.memorisation(metrics, None if decision is None else decision.epoch)
+        collapse = self.collapse(metrics)
         # the guard: a correction that does not beat its own warm-up on the selection signal is not
-        # kept; the selected model is then a warm-up epoch's, and so are the label issues
+        # kept; the selected model is then a warm-up epoch's, and so are the label issues. A collapsed
+        # correction is not kept either: the selected model is a warm-up or a plain epoch's after it.
         correction_kept = None
         if bootstrap_start is not None and chosen is not None:
-            correction_kept = chosen >= bootstrap_start
-            if not correction_kept and log.warmup_snapshot is not None:
+            correction_kept = bootstrap_start <= chosen and (collapse is None or chosen < collapse.epoch)
+            if chosen < bootstrap_start and log.warmup_snapshot is not None:
                 log.snapshot = log.warmup_snapshot
         estimate = estimate_noise_rate(metrics, learning_end)
         self.timing.stop()
@@ -451,7 +474,7 @@ class Run:
             estimated_noise_rate=estimate,
             bootstrap_start_epoch=bootstrap_start,
             bootstrap_start_reason=self.bootstrap_reason(decision, check, started=bootstrap_start is not None),
-            correction_kept=correction_kept,
+            correction_kept=correction_kept, correction_stopped=None if collapse is None else collapse.reason,
             noise_estimate_doubt=noise_estimate_doubt(
                 metrics, estimate, None if decision is None else decision.epoch, holdout_size=self.select_size,
                 holdout_is_noisy=self.select_is_noisy),
@@ -480,8 +503,13 @@ def selection_signal(setup: RunSetup) -> tuple[Optional[int], Optional[float], b
         noisy = dataset.val_given_labels is not None and torch.equal(dataset.val_given_labels.cpu(), labels)
     else:
         return None, None, False
+    return int(labels.numel()), chance_level(labels), noisy
+
+
+def chance_level(labels: torch.Tensor) -> float:
+    """What the best constant prediction scores against `labels`: the largest class share."""
     counts = torch.bincount(labels.long().cpu())
-    return int(labels.numel()), float(counts.max()) / max(int(labels.numel()), 1), noisy
+    return float(counts.max()) / max(int(labels.numel()), 1)
 
 
 def run_record(setup: RunSetup) -> dict:
