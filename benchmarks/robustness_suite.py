@@ -392,6 +392,10 @@ def grid_for(data: SuiteData, noise: str, schedule: str, path: Path, methods=DEF
                 methods=suite_methods(data, methods), noise_rates=(0.0,), seeds=tuple(seeds), base=base)
 
 
+# a run's accuracies on a test set of its own, which selects nothing (`latentmix.summary.TEST_KEYS`)
+TEST_FIGURES = ("selected_test_acc", "best_test_acc", "last_test_acc")
+
+
 def job_id(data: str, noise: str, method: str, schedule: str, seed: int) -> str:
     return f"{data}-{noise}-{method}-{schedule}-s{seed}"
 
@@ -423,6 +427,10 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
                   **{k: summary.get(k) for k in ("best_val_acc", "last_val_acc", "selected_val_acc", "selected_epoch",
                                                  "bootstrap_start_epoch", "label_issues_epoch",
                                                  "estimated_noise_rate", "wall_time_s")},
+                  # what the run decided and doubted, and a test set's figures (an image folder's
+                  # test/), so that the records alone rebuild every check (runs/ is not kept)
+                  **{k: summary.get(k) for k in ("noise_estimate_doubt", "correction_kept", "correction_stopped",
+                                                 *TEST_FIGURES) if k in summary},
                   "code": code_version()}
         (out / "jobs").mkdir(parents=True, exist_ok=True)
         (out / "jobs" / f"{record['id']}.json").write_text(json.dumps(record, indent=1))
@@ -476,7 +484,10 @@ def shortfalls(records: list[dict], data: str, noise: str) -> list[str]:
     """The issue's "done means" not met in one cell (means over seeds; each schedule checked):
     `acc` LR-M-DYR-H selected below CE selected - 0.5 points; `auc` its detection AUC below CE's
     own ranking's or cleanlab's - 0.5; `est` its noise estimate more than 5 points off the truth
-    (no run flags an estimate unreliable yet: issue item 4). `?` part of the cell not measured."""
+    and not doubted by every run of the cell (`est?`: off but doubted, which meets the check;
+    issue item 4; a record from before the doubt was kept counts as not doubted, and
+    benchmarks/robustness_compare.py reads those from their run folders). `?` part of the cell
+    not measured."""
     failed = []
     cleanlab = mean_of(records, "ranking_auc", kind="cleanlab", data=data, noise=noise)
     for schedule in SCHEDULES:
@@ -494,8 +505,17 @@ def shortfalls(records: list[dict], data: str, noise: str) -> list[str]:
         if ours_auc < max(ce_auc, cleanlab) - 0.005:
             failed.append("auc" + tag)
         if abs(estimate - truth) > 0.05:
-            failed.append("est" + tag)
+            runs = [r for r in records if r.get("method") == "lr-m-dyr-h" and all(r.get(k) == v for k, v in cell.items())]
+            failed.append(("est?" if all(r.get("noise_estimate_doubt") for r in runs) else "est") + tag)
     return failed
+
+
+def with_test_figures(records: list[dict]) -> list[dict]:
+    """The records with a test set's figures in place of the `*_val_acc` ones where a run has a test
+    set of its own (an image folder's `test/`: its validation split is then a noisy part of
+    `train/`, not the clean images the other data sets are scored on)."""
+    return [{**r, **{f"{w}_val_acc": r[f"{w}_test_acc"] for w in ("selected", "best", "last")}}
+            if r.get("selected_test_acc") is not None else r for r in records]
 
 
 def table(records: list[dict]) -> str:
@@ -638,17 +658,18 @@ def summarise(out: Path) -> str:
     records = [json.loads(p.read_text()) for p in sorted((out / "jobs").glob("*.json"))]
     # the checks of issue 24 are on the suite's two seeds; a further seed (--seeds) counts in the
     # tables of every method only
-    suite_records = [r for r in records if r.get("seed") in (None, *SEEDS)]
+    suite_records = with_test_figures([r for r in records if r.get("seed") in (None, *SEEDS)])
     fields = sorted({k for r in records for k in r})
     with (out / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)
     text = table(suite_records)
-    if methods_table(records):
+    scored = with_test_figures(records)
+    if methods_table(scored):
         text += "\nEvery method (--methods): selected test accuracy, default / 3x schedule, then ranking AUC, default / 3x\n\n"
-        text += methods_table(records)
-        text += "\n" + leaders_table(records)
+        text += methods_table(scored)
+        text += "\n" + leaders_table(scored)
     (out / "table.md").write_text(text)
     (out / "losses.md").write_text(diagnose(suite_records, out))
     return text

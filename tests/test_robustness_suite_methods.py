@@ -101,3 +101,23 @@ def test_seeds_option(suite):
         assert "--seeds" in str(error.value)
     grid = suite.grid_for(suite.DATASETS["slow"], "sym40", "default", Path("/x/s.npz"), ("ce",), (0, 1, 2))
     assert sorted(c.seed for c in grid.runs()) == [0, 1, 2]
+
+
+def test_checks_read_the_doubt_and_test_figures_from_the_records(suite):
+    def run(method, seed, selected, estimate=0.45, **extra):
+        return {"kind": "latentmix", "data": "d", "noise": "sym40", "method": method, "schedule": "default",
+                "seed": seed, "selected_val_acc": selected, "ranking_auc": 0.9, "estimated_noise_rate": estimate,
+                "actual_noise_rate": 0.3, **extra}
+
+    cleanlab = {"kind": "cleanlab", "data": "d", "noise": "sym40", "ranking_auc": 0.8}
+    doubt = {"noise_estimate_doubt": "the shares moved"}
+    both = [run("ce", 0, 0.7), run("ce", 1, 0.7), run("lr-m-dyr-h", 0, 0.7, **doubt), run("lr-m-dyr-h", 1, 0.7, **doubt),
+            cleanlab]
+    # the estimate 0.45 is 15 points off 0.30: met when every run doubts it, not when one does not
+    assert suite.shortfalls(both, "d", "sym40")[0] == "est?"
+    one = both[:3] + [run("lr-m-dyr-h", 1, 0.7), cleanlab]
+    assert suite.shortfalls(one, "d", "sym40")[0] == "est"
+    # a run scored on a test set of its own reports those figures (an image folder's test/)
+    tested = suite.with_test_figures([run("ce", 0, 0.9, selected_test_acc=0.6, best_test_acc=0.65, last_test_acc=0.5)])
+    assert (tested[0]["selected_val_acc"], tested[0]["best_val_acc"], tested[0]["last_val_acc"]) == (0.6, 0.65, 0.5)
+    assert suite.with_test_figures([run("ce", 0, 0.9)])[0]["selected_val_acc"] == 0.9
