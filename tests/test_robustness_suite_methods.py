@@ -121,3 +121,16 @@ def test_checks_read_the_doubt_and_test_figures_from_the_records(suite):
     tested = suite.with_test_figures([run("ce", 0, 0.9, selected_test_acc=0.6, best_test_acc=0.65, last_test_acc=0.5)])
     assert (tested[0]["selected_val_acc"], tested[0]["best_val_acc"], tested[0]["last_val_acc"]) == (0.6, 0.65, 0.5)
     assert suite.with_test_figures([run("ce", 0, 0.9)])[0]["selected_val_acc"] == 0.9
+
+
+def test_plan_runs_the_default_schedule_first_and_the_costliest_cells_first(suite):
+    import argparse
+
+    args = argparse.Namespace(data="few,images-npz,tokens", noise="sym40,inst30", schedules="default,3x", full=False)
+    cells = [(data.name, noise, schedule) for data, noise, schedule in suite.plan(args)]
+    assert cells == [("images-npz", "sym40", "default"), ("images-npz", "inst30", "default"),
+                     ("tokens", "sym40", "default"), ("tokens", "inst30", "default"),
+                     ("few", "sym40", "default"), ("few", "inst30", "default"),
+                     ("images-npz", "sym40", "3x"), ("images-npz", "inst30", "3x"),
+                     ("tokens", "sym40", "3x"), ("tokens", "inst30", "3x"),
+                     ("few", "sym40", "3x"), ("few", "inst30", "3x")]
