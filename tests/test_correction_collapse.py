@@ -109,3 +109,54 @@ def test_a_collapsed_correction_stops_and_the_run_trains_on_as_ce(tmp_path, caps
     # and says so: the correction is not kept, and the summary names the collapse
     assert result["correction_kept"] is False
     assert "collapsed the network" in stopped and "collapsed the network" in printed
+
+
+def test_the_report_counts_stopped_corrections_apart_from_kept_warm_ups():
+    from types import SimpleNamespace
+
+    from latentmix.report import decision_counts
+
+    def run(**summary):
+        return SimpleNamespace(finished=True, summary=lambda: summary)
+
+    data = SimpleNamespace(runs=[run(correction_kept=False, correction_stopped="at epoch 12 the correction had ..."),
+                                 run(correction_kept=False, correction_stopped=None),
+                                 run(correction_kept=True), run(correction_kept=False, correction_stopped="at epoch 9")])
+    text = decision_counts(data)
+    assert "2 of 4 runs stopped the correction when it collapsed the network" in text
+    # a stopped correction is not also counted as a warm-up kept over the correction
+    assert "1 of 4 runs kept their warm-up" in text
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_at_the_collapse_resumes_to_the_same_files(tmp_path, monkeypatch):
+    """The stop is read off the metrics rows, not kept in memory: a run interrupted in the epoch the
+    correction collapsed resumes as plain training, byte for byte as the run that went straight on."""
+    from latentmix.config import RunConfig
+    from latentmix.correction import LossCorrection
+    from latentmix.training import train
+
+    targets = LossCorrection.batch_targets
+
+    def onto_one_class(self, *args, **kwargs):
+        rows = targets(self, *args, **kwargs)
+        return None if rows is None else torch.nn.functional.one_hot(torch.zeros_like(rows[:, 0]).long(),
+                                                                     rows.shape[1]).to(rows.dtype)
+
+    monkeypatch.setattr(LossCorrection, "batch_targets", onto_one_class)
+    data = _wide(tmp_path / "wide.npz")
+    config = RunConfig(dataset="wide", data=str(data), method="lr-m-dyr-h", epochs=16, val_split=0.1, seed=0,
+                       device="cpu")
+    straight = train(config, run_dir=tmp_path / "straight", progress=False)
+    collapse = int(straight.correction_stopped.split("at epoch ")[1].split(" ")[0])
+    assert collapse < 16
+
+    def stop_at_collapse(row):
+        if row["epoch"] == collapse:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "resumed", progress=False, on_epoch_end=stop_at_collapse)
+    train(config, run_dir=tmp_path / "resumed", resume=True, progress=False)
+    for name in ("metrics.csv", "result.json", "label_issues.csv"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
