@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_helpers import write_wide_gaussians
 from latentmix.cli import main
 from latentmix.selection import correction_collapse
 
@@ -38,21 +39,6 @@ def test_correction_collapse_by_hand():
     assert correction_collapse(after, chance=0.15, train_size=900).epoch == 5
 
 
-def _wide(path):
-    """Four Gaussian classes in 20 dimensions (a default MLP memorises them quickly), 800 training
-    rows with 40% of the labels moved to another class, a clean test set of 400 as val_*."""
-    rng = np.random.default_rng(5)
-    means = rng.normal(0, 1.0, (4, 20))
-    y = rng.integers(0, 4, 1200)
-    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
-    noisy = y.copy()
-    flip = rng.random(800) < 0.4
-    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
-    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
-             val_labels=y[800:])
-    return path
-
-
 @pytest.mark.slow
 def test_a_collapsed_correction_stops_and_the_run_trains_on_as_ce(tmp_path, capsys, monkeypatch):
     from latentmix.correction import LossCorrection
@@ -74,7 +60,7 @@ def test_a_collapsed_correction_stops_and_the_run_trains_on_as_ce(tmp_path, caps
 
     monkeypatch.setattr(LossCorrection, "batch_targets", onto_one_class)
     monkeypatch.setattr(LatentMixup, "start_epoch", spy)
-    data = _wide(tmp_path / "wide.npz")
+    data = write_wide_gaussians(tmp_path / "wide.npz")
     common = ["--data", str(data), "--epochs", "30", "--val-split", "0.1", "--seed", "0", "--device", "cpu", "--quiet"]
     assert main(["train", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "ours"), *common]) == 0
     printed = capsys.readouterr().out
@@ -144,7 +130,7 @@ def test_a_run_interrupted_at_the_collapse_resumes_to_the_same_files(tmp_path, m
                                                                      rows.shape[1]).to(rows.dtype)
 
     monkeypatch.setattr(LossCorrection, "batch_targets", onto_one_class)
-    data = _wide(tmp_path / "wide.npz")
+    data = write_wide_gaussians(tmp_path / "wide.npz")
     config = RunConfig(dataset="wide", data=str(data), method="lr-m-dyr-h", epochs=16, val_split=0.1, seed=0,
                        device="cpu")
     straight = train(config, run_dir=tmp_path / "straight", progress=False)

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from data_helpers import write_wide_gaussians
 from latentmix.cli import main
 from latentmix.selection import memorisation_check
 
@@ -52,24 +53,9 @@ def _blobs(path, seed=3):
     return path
 
 
-def _wide(path):
-    """Four Gaussian classes in 20 dimensions (a default MLP memorises them quickly), 800 training
-    rows with 40% of the labels moved to another class, a clean test set of 400 as val_*."""
-    rng = np.random.default_rng(5)
-    means = rng.normal(0, 1.0, (4, 20))
-    y = rng.integers(0, 4, 1200)
-    x = (means[y] + rng.normal(0, 1.0, (1200, 20))).astype(np.float32)
-    noisy = y.copy()
-    flip = rng.random(800) < 0.4
-    noisy[:800][flip] = (y[:800][flip] + rng.integers(1, 4, flip.sum())) % 4
-    np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
-             val_labels=y[800:])
-    return path
-
-
 def _train_wide(tmp_path, val_split):
-    """LR-M-DYR-H on `_wide`'s data for 30 epochs into tmp_path/run; its result.json."""
-    path = _wide(tmp_path / "wide.npz")
+    """LR-M-DYR-H on `write_wide_gaussians`'s data for 30 epochs into tmp_path/run; its result.json."""
+    path = write_wide_gaussians(tmp_path / "wide.npz")
     assert main(["train", "--data", str(path), "--method", "lr-m-dyr-h", "--epochs", "30", "--val-split", val_split,
                  "--seed", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
     return json.loads((tmp_path / "run" / "result.json").read_text())
