@@ -95,6 +95,12 @@ def test_a_collapsed_correction_stops_and_the_run_trains_on_as_ce(tmp_path, caps
     # and says so: the correction is not kept, and the summary names the collapse
     assert result["correction_kept"] is False
     assert "collapsed the network" in stopped and "collapsed the network" in printed
+    # and `detect` says where its label issues come from
+    capsys.readouterr()
+    assert main(["detect", str(tmp_path / "ours"), "--top", "3"]) == 0
+    detected = capsys.readouterr().out
+    assert f"the correction stopped: at epoch {collapse}" in detected
+    assert f"the label issues are of epoch {result['label_issues_epoch']}" in detected
 
 
 def test_the_report_counts_stopped_corrections_apart_from_kept_warm_ups():
@@ -146,3 +152,19 @@ def test_a_run_interrupted_at_the_collapse_resumes_to_the_same_files(tmp_path, m
     train(config, run_dir=tmp_path / "resumed", resume=True, progress=False)
     for name in ("metrics.csv", "result.json", "label_issues.csv"):
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+
+
+def test_detect_says_when_its_label_issues_are_the_warm_ups(tmp_path, capsys):
+    from latentmix.cli import _print_noise_estimate
+
+    record = {"method": "lr-m-dyr-h", "estimated_noise_rate": 0.3, "label_issues_epoch": 7, "correction_kept": False,
+              "correction_stopped": None}
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    _print_noise_estimate(tmp_path, 100)
+    printed = capsys.readouterr().out
+    assert "did not beat its own warm-up: the label issues are the warm-up's (epoch 7)" in printed
+    assert "estimated share of wrong labels: 0.300" in printed
+    record.update(correction_kept=True)
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    _print_noise_estimate(tmp_path, 100)
+    assert "warm-up" not in capsys.readouterr().out

@@ -191,7 +191,15 @@ def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
         summary = RunSummary.from_dict(record) if record is not None else None
     except (ValueError, TypeError, AttributeError):  # not a summary document
         return
-    if summary is None or summary.estimated_noise_rate is None:
+    if summary is None:
+        return
+    if summary.correction_stopped:  # where the label issues come from, when the run changed course
+        print(f"the correction stopped: {summary.correction_stopped}; the label issues are of epoch "
+              f"{summary.label_issues_epoch}")
+    elif summary.correction_kept is False:
+        print(f"the correction did not beat its own warm-up: the label issues are the warm-up's (epoch "
+              f"{summary.label_issues_epoch})")
+    if summary.estimated_noise_rate is None:
         return
     actual = summary.actual_noise_rate
     print(f"estimated share of wrong labels: {summary.estimated_noise_rate:.3f}"
