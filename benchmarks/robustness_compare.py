@@ -15,41 +15,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-SUITE_SEEDS = (0, 1)  # robustness_suite.SEEDS: the seeds the issue's checks are made on
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from robustness_suite import SEEDS, with_test_figures  # noqa: E402  (the suite's seeds and scoring)
+
+# what a record written before the suite kept them lacks, read from its run folder's result.json
+FROM_RUN_FOLDER = ("noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
 
 
 def load(out: Path, schedule: str) -> list[dict]:
-    """The job records of one schedule (and cleanlab's). A run scored on a test set of its own
-    (an image folder's `test/` since issue 25.7, which the suite's records predate) reports the
-    test figures: its `*_val_acc` are then on a noisy split of `train/`, not on the clean images."""
+    """The job records of one schedule (and cleanlab's), a run scored on a test set of its own (an
+    image folder's `test/`) with those figures as its `*_val_acc` (`with_test_figures`)."""
     records = [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
     records = [r for r in records if r.get("kind") == "cleanlab" or r.get("schedule") == schedule]
     # the checks are on the suite's two seeds; a further seed (robustness_suite.py --seeds) is not
     # in the other folder's means
-    records = [r for r in records if r.get("seed") in (None, *SUITE_SEEDS)]
-    for record in records:
-        if record.get("kind") != "latentmix":
-            continue
-        summary = run_summary(out, record)
-        if summary.get("selected_test_acc") is not None:
-            for which in ("selected", "best", "last"):
-                record[f"{which}_val_acc"] = summary[f"{which}_test_acc"]
-    return records
+    records = [r for r in records if r.get("seed") in (None, *SEEDS)]
+    return with_test_figures([completed(out, r) for r in records])
 
 
-def run_summary(out: Path, record: dict) -> dict:
-    """What a run's record does not hold from its result.json: the record itself where it has the
-    keys (records written since the collapse guard carry them, `robustness_suite.run_cell`), else
-    the run folder's result.json where it is still there, else nothing."""
-    if "noise_estimate_doubt" in record:
+def completed(out: Path, record: dict) -> dict:
+    """A record with the run's doubt and test figures: its own where it keeps them (records written
+    since 2026-12-07, `robustness_suite.run_cell`), else those of its run folder's result.json
+    where that is still there (runs/ is not kept in the repository), else the record as it is."""
+    if record.get("kind") != "latentmix" or "noise_estimate_doubt" in record:
         return record
     result = out / record.get("run_dir", "-") / "result.json"
-    return json.loads(result.read_text()) if result.exists() else {}
+    if not result.exists():
+        return record
+    summary = json.loads(result.read_text())
+    return {**record, **{key: summary[key] for key in FROM_RUN_FOLDER if key in summary}}
 
 
 def mean(records: list[dict], key: str, **match) -> Optional[float]:
@@ -57,10 +57,10 @@ def mean(records: list[dict], key: str, **match) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
-def doubted(out: Path, records: list[dict], **match) -> bool:
+def doubted(records: list[dict], **match) -> bool:
     """Whether every run matching `match` flagged its noise estimate as unreliable."""
     runs = [r for r in records if all(r.get(k) == v for k, v in match.items())]
-    return bool(runs) and all(bool(run_summary(out, run).get("noise_estimate_doubt")) for run in runs)
+    return bool(runs) and all(r.get("noise_estimate_doubt") for r in runs)
 
 
 def pct(value: Optional[float]) -> str:
@@ -94,7 +94,7 @@ def compare(before_out: Path, after_out: Path, schedule: str) -> str:
         if None not in (auc[1], ce_auc[1], cleanlab) and auc[1] < max(ce_auc[1], cleanlab) - 0.005:
             checks.append("auc")
         if None not in (estimate[1], truth) and abs(estimate[1] - truth) > 0.05:
-            checks.append("est?" if doubted(after_out, after, method="lr-m-dyr-h", **cell) else "est")
+            checks.append("est?" if doubted(after, method="lr-m-dyr-h", **cell) else "est")
         counts["cells"] += 1
         if None not in (ours[1], ce[1]):
             gains[f"`{data}` {noise}"] = ours[1] - ce[1]

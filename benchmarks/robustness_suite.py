@@ -395,10 +395,6 @@ def grid_for(data: SuiteData, noise: str, schedule: str, path: Path, methods=DEF
                 methods=suite_methods(data, methods), noise_rates=(0.0,), seeds=tuple(seeds), base=base)
 
 
-# a run's accuracies on a test set of its own, which selects nothing (`latentmix.summary.TEST_KEYS`)
-TEST_FIGURES = ("selected_test_acc", "best_test_acc", "last_test_acc")
-
-
 def job_id(data: str, noise: str, method: str, schedule: str, seed: int) -> str:
     return f"{data}-{noise}-{method}-{schedule}-s{seed}"
 
@@ -409,6 +405,7 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
     one job file per run."""
     from latentmix.naming import run_id
     from latentmix.experiments.runner import run_grid
+    from latentmix.summary import TEST_KEYS
 
     wanted = {job_id(data.name, noise, m, schedule, s) for m in methods for s in seeds}
     if all((out / "jobs" / f"{j}.json").exists() for j in wanted):
@@ -433,7 +430,7 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
                   # what the run decided and doubted, and a test set's figures (an image folder's
                   # test/), so that the records alone rebuild every check (runs/ is not kept)
                   **{k: summary.get(k) for k in ("noise_estimate_doubt", "correction_kept", "correction_stopped",
-                                                 *TEST_FIGURES) if k in summary},
+                                                 *TEST_KEYS) if k in summary},
                   "code": code_version()}
         (out / "jobs").mkdir(parents=True, exist_ok=True)
         (out / "jobs" / f"{record['id']}.json").write_text(json.dumps(record, indent=1))

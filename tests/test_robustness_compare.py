@@ -75,8 +75,7 @@ def test_an_older_record_reads_its_run_folder(tmp_path, compare_module):
     loaded = compare_module.load(tmp_path / "after", "default")
     ours = next(r for r in loaded if r["method"] == "lr-m-dyr-h")
     assert (ours["selected_val_acc"], ours["best_val_acc"], ours["last_val_acc"]) == (0.5, 0.6, 0.4)
-    assert compare_module.doubted(tmp_path / "after", loaded, method="lr-m-dyr-h")
+    assert compare_module.doubted(loaded, method="lr-m-dyr-h")
     # without its run folder nothing says it was doubted
     (run_dir / "result.json").unlink()
-    assert not compare_module.doubted(tmp_path / "after", compare_module.load(tmp_path / "after", "default"),
-                                      method="lr-m-dyr-h")
+    assert not compare_module.doubted(compare_module.load(tmp_path / "after", "default"), method="lr-m-dyr-h")

@@ -181,7 +181,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
-    """How noisy the labels are, from a finished run's result.json: the estimated share of wrong
+    """Where the label issues come from when the run changed course (a correction stopped, or a
+    warm-up kept over it), and how noisy the labels are, from a finished run's result.json: the estimated share of wrong
     labels (beside the actual one when known) and the most frequent given -> predicted class pairs
     of the flagged labels (beside the true given -> clean pairs when known)."""
     from latentmix.run_folder import RunFolder
