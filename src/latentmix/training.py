@@ -322,7 +322,8 @@ class Run:
         plain phase at the schedule's rate"): each repairs `weak-easy` (sym60 67.8 -> 80.1) and costs
         where the plain network memorises class-dependent flips, which the held-out labels share and
         no check can see (`imbalanced` class30 86.4 -> 83.1 in every variant, `images-npz` sym40 72.7 ->
-        68.5-71.0); the best of them: `acc` short 8 -> 7, worst cell -12.2 -> -3.3, `auc` short 13 -> 16."""
+        68.5-71.0); the best of them, `acc` short 8 -> 7 and worst cell -12.2 -> -3.3 at 50 epochs
+        (`auc` short 13 -> 16), is worse on every check at 150 (`acc` short 7 -> 9, worst -2.0 -> -4.4)."""
         return check is not None and not check.memorising
 
     def collapse(self, metrics: list[dict]) -> Optional[Collapse]:
