@@ -10,8 +10,8 @@ import torch
 
 from latentmix.errors import ConfigError
 from latentmix.selection import (
-    early_learning_end, estimate_noise_rate, flagged_confusion, flagged_share, holdout_split, never_learnt,
-    noise_estimate_doubt, ranking_order, selected_epoch, separation,
+    early_learning_end, estimate_noise_rate, estimate_rows, flagged_confusion, flagged_share, holdout_split,
+    never_learnt, noise_estimate_doubt, ranking_order, selected_epoch, separation,
 )
 
 
@@ -96,6 +96,22 @@ def test_noise_estimate_doubts_follow_from_what_the_estimate_claims():
     collapsed = [{**row, "separation": 0.0} for row in rows]
     assert "no two groups" in noise_estimate_doubt(collapsed, 0.6, 5, holdout_size=400)
     assert noise_estimate_doubt(rows, None, 5) is None
+
+
+def test_an_estimate_from_fewer_than_three_epochs_is_doubted():
+    """The median over the early-learning epochs is there to shrug off one odd epoch; of two or one
+    epochs it cannot (`MEDIAN_EPOCHS`). Epochs 1-2 never count, so early learning that ends at
+    epoch 4 leaves two; a fit that found no two groups leaves one fewer."""
+    rows = [{"epoch": e, "select_acc": 0.3, "flagged_share": f, "separation": 0.3}
+            for e, f in [(1, 0.9), (2, 0.5), (3, 0.24), (4, 0.23), (5, 0.25)]]
+    doubt = noise_estimate_doubt(rows, 0.235, 4, holdout_size=400)
+    assert doubt is not None and "rests on 2 epochs (3, 4)" in doubt and "fewer than the 3" in doubt
+    assert noise_estimate_doubt(rows, 0.24, 5, holdout_size=400) is None  # 3 epochs that agree: no doubt
+    one_fit = [{**row, "separation": 0.0} if row["epoch"] in (3, 4) else row for row in rows]
+    assert "rests on 1 epoch (5)" in noise_estimate_doubt(one_fit, 0.25, 5, holdout_size=400)
+    # the rows it rests on are the estimate's own
+    assert [int(r["epoch"]) for r in estimate_rows(one_fit, 5)] == [5]
+    assert estimate_noise_rate(rows, 4) == pytest.approx(0.235)
 
 
 def test_selected_epoch_is_the_first_of_equal_maxima():

@@ -318,6 +318,14 @@ def estimate_noise_rate(rows: Sequence[dict], learning_end: int) -> Optional[flo
     estimate taken from the collapsed fits (0: no wrong labels found). Without this, class-dependent
     noise on Fashion-MNIST, whose fits collapse in 3 of the first 5 epochs, read 0.0 for 25% wrong
     labels (docs/fashion-mnist.md)."""
+    shares = [row["flagged_share"] for row in estimate_rows(rows, learning_end)]
+    return float(np.median(shares)) if shares else None
+
+
+def estimate_rows(rows: Sequence[dict], learning_end: int) -> list[dict]:
+    """The epoch rows `estimate_noise_rate` takes the median of: the tracked early-learning
+    epochs 3..`learning_end` whose mixture separated, else the first separating one after them,
+    else (nothing separated) the early-learning epochs as they are, or the last tracked one."""
     tracked = [row for row in rows if row.get("flagged_share") is not None]
     separating = [row for row in tracked if row.get("separation") != 0.0]  # None: a row from before `separation`
     in_window = [row for row in separating if 3 <= int(row["epoch"]) <= learning_end]
@@ -326,14 +334,16 @@ def estimate_noise_rate(rows: Sequence[dict], learning_end: int) -> Optional[flo
         in_window = later[:1]
     if not in_window:  # nothing separated (or nothing was tracked early): the old window, or the last epoch
         in_window = [row for row in tracked if 3 <= int(row["epoch"]) <= learning_end] or tracked[-1:]
-    shares = [row["flagged_share"] for row in in_window]
-    return float(np.median(shares)) if shares else None
+    return in_window
 
 
 # How close an estimated share of wrong labels should be to the truth to be reported without a
 # doubt (issue 24's bar: within 5 points, or flagged); the epochs it is a median of must agree to
 # twice that.
 ESTIMATE_TOLERANCE = 0.05
+# The fewest epochs an estimate is a median of before it can be trusted: of two or one, one odd
+# epoch decides the median, which is there to shrug such an epoch off (`estimate_noise_rate`).
+MEDIAN_EPOCHS = 3
 
 
 def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learning_end: Optional[int], *,
@@ -347,6 +357,9 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
       losses to tell the wrong labels from the hard ones;
     * the epochs it is the median of disagree: their flagged shares span more than twice
       `ESTIMATE_TOLERANCE`, so no one of them can be trusted to that tolerance;
+    * it is the median of fewer than `MEDIAN_EPOCHS` epochs (`estimate_rows`: early learning ended
+      at epoch 4, or all its fits but one found no two groups): the median, there to shrug off one
+      odd epoch, is then decided by one, and the spread has too little to compare;
     * the held-out given labels contradict it: if a share r of the labels is wrong, a model agrees
       with at most 1 - r of them (all the right ones), so a best noisy-validation accuracy s above
       1 - r + 2 se is impossible for that r (`holdout_is_noisy`: the split keeps its given labels;
@@ -364,6 +377,11 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
     if len(shares) >= 2 and max(shares) - min(shares) > 2 * ESTIMATE_TOLERANCE:
         return (f"the share the noise model flags moved between {min(shares):.3f} and {max(shares):.3f} over the "
                 f"early-learning epochs, more than twice the {ESTIMATE_TOLERANCE:.2f} an estimate should be good to")
+    used = estimate_rows(rows, learning_end)
+    if len(used) < MEDIAN_EPOCHS:
+        epochs = ", ".join(str(int(row["epoch"])) for row in used)
+        return (f"the estimate rests on {len(used)} epoch{'s' if len(used) != 1 else ''} ({epochs}), fewer than the "
+                f"{MEDIAN_EPOCHS} a median needs to shrug off one odd epoch")
     scored = [float(row["select_acc"]) for row in rows if row.get("select_acc") is not None]
     if holdout_is_noisy and scored:
         best = max(scored)
