@@ -62,6 +62,8 @@ def test_checks_from_the_records_alone(tmp_path, compare_module):
     assert "2 cells: `acc` short in 1, `auc` in 1, `est` (off and not doubted) in 1." in text
     # gains: a (0.70 + 0.72) / 2 - 0.80 = -0.09, b +0.06; mean -0.015
     assert "worst cell `a` sym40 -9.0 points, mean over the 2 cells -1.50." in text
+    # the short cell seed by seed: 0.70 - 0.80 and 0.72 - 0.80
+    assert "seed by seed (points): `a` sym40 -10.0, -8.0." in text
 
 
 def test_an_older_record_reads_its_run_folder(tmp_path, compare_module):
