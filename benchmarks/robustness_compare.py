@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robustness_suite import SEEDS, with_test_figures  # noqa: E402  (the suite's seeds and scoring)
+from robustness_suite import SEEDS, doubted, mean_of, with_test_figures  # noqa: E402  (the suite's own)
 
 # what a record written before the suite kept them lacks, read from its run folder's result.json
 FROM_RUN_FOLDER = ("noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
@@ -52,17 +52,6 @@ def completed(out: Path, record: dict) -> dict:
         return record
     summary = json.loads(result.read_text())
     return {**record, **{key: summary[key] for key in FROM_RUN_FOLDER if key in summary}}
-
-
-def mean(records: list[dict], key: str, **match) -> Optional[float]:
-    values = [r[key] for r in records if all(r.get(k) == v for k, v in match.items()) and r.get(key) is not None]
-    return float(np.mean(values)) if values else None
-
-
-def doubted(records: list[dict], **match) -> bool:
-    """Whether every run matching `match` flagged its noise estimate as unreliable."""
-    runs = [r for r in records if all(r.get(k) == v for k, v in match.items())]
-    return bool(runs) and all(r.get("noise_estimate_doubt") for r in runs)
 
 
 def seed_differences(records: list[dict], **cell) -> list[float]:
@@ -95,12 +84,12 @@ def compare(before_out: Path, after_out: Path, schedule: str) -> str:
         cell = dict(kind="latentmix", data=data, noise=noise)
 
         def pair(key: str, method: str) -> tuple[Optional[float], Optional[float]]:
-            return mean(before, key, method=method, **cell), mean(after, key, method=method, **cell)
+            return mean_of(before, key, method=method, **cell), mean_of(after, key, method=method, **cell)
 
         ce, ours = pair("selected_val_acc", "ce"), pair("selected_val_acc", "lr-m-dyr-h")
         auc, ce_auc = pair("ranking_auc", "lr-m-dyr-h"), pair("ranking_auc", "ce")
-        estimate, truth = pair("estimated_noise_rate", "lr-m-dyr-h"), mean(after, "actual_noise_rate", **cell)
-        cleanlab = mean(after, "ranking_auc", kind="cleanlab", data=data, noise=noise)
+        estimate, truth = pair("estimated_noise_rate", "lr-m-dyr-h"), mean_of(after, "actual_noise_rate", **cell)
+        cleanlab = mean_of(after, "ranking_auc", kind="cleanlab", data=data, noise=noise)
         checks = []
         if None not in (ours[1], ce[1]) and ours[1] < ce[1] - 0.005:
             checks.append("acc")

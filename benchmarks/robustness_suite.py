@@ -480,6 +480,12 @@ def mean_of(records: list[dict], key: str, **match) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
+def doubted(records: list[dict], **match) -> bool:
+    """Whether every run matching `match` flagged its noise estimate as unreliable."""
+    runs = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+    return bool(runs) and all(r.get("noise_estimate_doubt") for r in runs)
+
+
 def shortfalls(records: list[dict], data: str, noise: str) -> list[str]:
     """The issue's "done means" not met in one cell (means over seeds; each schedule checked):
     `acc` LR-M-DYR-H selected below CE selected - 0.5 points; `auc` its detection AUC below CE's
@@ -505,8 +511,7 @@ def shortfalls(records: list[dict], data: str, noise: str) -> list[str]:
         if ours_auc < max(ce_auc, cleanlab) - 0.005:
             failed.append("auc" + tag)
         if abs(estimate - truth) > 0.05:
-            runs = [r for r in records if r.get("method") == "lr-m-dyr-h" and all(r.get(k) == v for k, v in cell.items())]
-            failed.append(("est?" if all(r.get("noise_estimate_doubt") for r in runs) else "est") + tag)
+            failed.append(("est?" if doubted(records, method="lr-m-dyr-h", **cell) else "est") + tag)
     return failed
 
 

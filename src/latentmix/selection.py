@@ -373,11 +373,11 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
     window = [row for row in rows if row.get("flagged_share") is not None and 3 <= int(row["epoch"]) <= learning_end]
     if window and all(row.get("separation") == 0.0 for row in window):
         return "the noise model found no two groups of losses in the early-learning epochs"
-    shares = [float(row["flagged_share"]) for row in window if row.get("separation") != 0.0]
+    used = estimate_rows(rows, learning_end)  # past the test above, the separating early epochs when there are any
+    shares = [float(row["flagged_share"]) for row in used]
     if len(shares) >= 2 and max(shares) - min(shares) > 2 * ESTIMATE_TOLERANCE:
         return (f"the share the noise model flags moved between {min(shares):.3f} and {max(shares):.3f} over the "
                 f"early-learning epochs, more than twice the {ESTIMATE_TOLERANCE:.2f} an estimate should be good to")
-    used = estimate_rows(rows, learning_end)
     if len(used) < MEDIAN_EPOCHS:
         epochs = ", ".join(str(int(row["epoch"])) for row in used)
         return (f"the estimate rests on {len(used)} epoch{'s' if len(used) != 1 else ''} ({epochs}), fewer than the "
