@@ -31,7 +31,7 @@ from latentmix.tune import train_command
 # `test_every_field_has_an_example`: wire the new field up, then add it.
 EXAMPLES = {
     "dataset": "cifar10", "method": "m-dyr-h", "layers": "1-3", "alpha": 2.5, "correction": "soft",
-    "warmup_epochs": "auto", "reg_weight": 0.5, "soft_side_weighting": "half", "bootstrap_forward": "tracked",
+    "warmup_epochs": "auto", "reg_weight": 0.5, "class_prior": "uniform", "soft_side_weighting": "half", "bootstrap_forward": "tracked",
     "noise": 0.3, "noise_kind": "asymmetric", "noise_selection": "bernoulli", "noise_include_true_label": False,
     "noise_seed": 7, "noisy_labels_file": "my labels/noisy.npy", "seed": 3, "val_split": 0.2, "epochs": 12,
     "batch_size": 32, "lr": 0.01, "weight_decay": 0.0005, "model": "mlp", "width": 0.5, "data_dir": "data/cifar",
@@ -74,7 +74,7 @@ def test_the_train_flags_are_the_ones_users_type():
     assert flags == {
         "-h", "--help", "--dataset", "--data", "--loader-workers", "--data-dir", "--download", "--noise",
         "--noise-kind", "--noise-selection", "--noise-exclude-true-label", "--noise-seed", "--noisy-labels",
-        "--method", "--layers", "--alpha", "--correction", "--warmup-epochs", "--reg-weight",
+        "--method", "--layers", "--alpha", "--correction", "--warmup-epochs", "--reg-weight", "--class-prior",
         "--soft-side-weighting", "--bootstrap-forward", "--noise-model", "--posterior-lookup", "--track-transform",
         "--seed", "--val-split", "--epochs", "--batch-size", "--lr", "--weight-decay", "--model", "--width",
         "--device", "--amp", "--no-amp", "--channels-last", "--no-channels-last", "--compile", "--threads",
@@ -230,6 +230,7 @@ CLI_STRATEGIES = {
     "download": st.booleans(),
     "noise_model": st.sampled_from(["beta", "gaussian"]),
     "posterior_lookup": st.sampled_from(["monotone", "reference"]),
+    "class_prior": st.sampled_from(["labels", "uniform"]),
     "track_transform": st.sampled_from(["train", "eval"]),
     "device": st.sampled_from(["auto", "cpu", "cuda", "cuda:1"]),
     "amp": _maybe(st.booleans()),

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from latentmix.correction import P_NOISY_CLAMP, LossCorrection, track_losses
 from latentmix.errors import ConfigError
-from latentmix.mixing import MixPlan
+from latentmix.mixing import NO_MIX, MixPlan
 from latentmix.beta_mixture import BetaMixture
 
 
@@ -32,15 +32,18 @@ def _fitted(n=400, **kwargs):
     return correction, losses, noisy
 
 
-def _hand_hard_loss(out, y, z, w, lam, perm, reg_weight):
-    """[A] train_mixUp_HardBootBeta + reg_loss_class, term by term."""
+def _hand_hard_loss(out, y, z, w, lam, perm, reg_weight, prior=None):
+    """[A] train_mixUp_HardBootBeta + reg_loss_class, term by term (`prior`: a list of class shares
+    in place of [A]'s uniform one, a share of 0 adding nothing)."""
     def side(yy, zz, ww):
         return ((1 - ww) * F.cross_entropy(out, yy, reduction="none") + ww * F.cross_entropy(out, zz, reduction="none")).mean()
 
     loss = lam * side(y, z, w) + (1 - lam) * side(y[perm], z[perm], w[perm])
     pbar = F.softmax(out, dim=1).mean(dim=0)
-    prior = 1.0 / out.shape[1]
-    return loss + reg_weight * (prior * torch.log(prior / pbar)).sum()
+    if prior is None:
+        prior = 1.0 / out.shape[1]
+        return loss + reg_weight * (prior * torch.log(prior / pbar)).sum()
+    return loss + reg_weight * sum(p * torch.log(p / pbar[c]) for c, p in enumerate(prior) if p > 0)
 
 
 def _hand_soft_loss(out, y, clean, w, lam, perm, reg_weight, side_weight):
@@ -84,6 +87,42 @@ def test_hard_loss_is_the_reference_formula_term_by_term():
     grad_got, = torch.autograd.grad(got, out)
     grad_expected, = torch.autograd.grad(expected, out)
     torch.testing.assert_close(grad_got, grad_expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("given, shares", [([2, 1, 1], [0.5, 0.25, 0.25]), ([0.7, 0.3, 0.0], [0.7, 0.3, 0.0])])
+def test_hard_loss_with_a_class_prior_is_the_formula_term_by_term(given, shares):
+    # the regularizer's prior from the labels' class shares (counts are normalised; a class no label
+    # names adds nothing): KL(p || pbar) = sum_c p_c log(p_c / pbar_c), by hand
+    out, y, clean, w = _batch(3)
+    out.requires_grad_(True)
+    perm = torch.tensor([2, 3, 0, 1, 6, 7, 4, 5])
+    plan = MixPlan(layer=1, lam=0.4, perm=perm)
+    z = clean.argmax(1)
+    targets = (1 - w[:, None]) * F.one_hot(y, 3).float() + w[:, None] * F.one_hot(z, 3).float()
+    correction = LossCorrection(100, correction="hard", reg_weight=1.5, class_prior=given)
+    got = correction.loss(out, y, plan, targets)
+    expected = _hand_hard_loss(out, y, z, w, 0.4, perm, 1.5, prior=shares)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    grad_got, = torch.autograd.grad(got, out)
+    grad_expected, = torch.autograd.grad(expected, out)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-5, atol=1e-6)
+    # the uniform shares give [A]'s loss
+    uniform = LossCorrection(100, correction="hard", reg_weight=1.5, class_prior=[1, 1, 1])
+    assert uniform.loss(out, y, plan, targets).item() == pytest.approx(
+        _hand_hard_loss(out, y, z, w, 0.4, perm, 1.5).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("given", [[-1.0, 2.0], [1.0], [float("nan"), 1.0], [0, 0, 0], "abc", [[1, 2], [3]]])
+def test_a_bad_class_prior_is_refused_naming_it(given):
+    with pytest.raises(ConfigError, match="class_prior"):
+        LossCorrection(10, class_prior=given)
+
+
+def test_a_class_prior_of_other_classes_than_the_logits_is_refused_at_the_loss():
+    out, y, _, w = _batch(4)
+    correction = LossCorrection(100, class_prior=[0.7, 0.3])
+    with pytest.raises(ConfigError, match="class_prior has 2 classes but the logits have 3"):
+        correction.loss(out, y, NO_MIX, F.one_hot(y, 3).float())
 
 
 @pytest.mark.parametrize("side_weight", ["lam", "half"])

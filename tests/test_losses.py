@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from latentmix.errors import ConfigError
 from latentmix.losses import (
-    bootstrap_targets, bootstrapping_objective, hard_bootstrapping_loss, prior_regularizer, soft_bootstrapping_loss,
+    bootstrap_targets, bootstrapping_objective, class_shares, hard_bootstrapping_loss, prior_regularizer,
+    soft_bootstrapping_loss,
 )
 from latentmix.methods import CORRECTIONS, PRESETS, Method, get_method
 from latentmix.mixing import NO_MIX, MixPlan, mixed_cross_entropy
@@ -190,6 +191,24 @@ def test_prior_regularizer_zero_for_uniform_mean_prediction():
     assert prior_regularizer(balanced).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_prior_regularizer_with_class_shares_is_kl_by_hand():
+    rows = [_softmax_row(r) for r in LOGITS]
+    pbar = [sum(r[c] for r in rows) / 3 for c in range(3)]
+    shares = [0.6, 0.3, 0.1]
+    expected = sum(p * math.log(p / pbar[c]) for c, p in enumerate(shares))
+    assert prior_regularizer(torch.tensor(LOGITS), torch.tensor(shares)).item() == pytest.approx(expected, rel=1e-5)
+    # a class of share 0 adds nothing (0 log 0 = 0), not a NaN
+    expected = sum(p * math.log(p / pbar[c]) for c, p in enumerate([0.75, 0.25]))
+    assert prior_regularizer(torch.tensor(LOGITS), torch.tensor([0.75, 0.25, 0.0])).item() == pytest.approx(expected, rel=1e-5)
+    # zero where the mean prediction is the prior itself
+    mean_is_prior = torch.log(torch.tensor([[0.6, 0.3, 0.1]] * 4))
+    assert prior_regularizer(mean_is_prior, torch.tensor(shares)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_class_shares_count_the_labels():
+    assert class_shares(torch.tensor([0, 0, 1, 3, 0, 3, 0, 1]), 5).tolist() == [0.5, 0.25, 0.0, 0.25, 0.0]
+
+
 def test_prior_regularizer_is_kl_by_hand():
     rows = [_softmax_row(r) for r in LOGITS]
     pbar = [sum(r[c] for r in rows) / 3 for c in range(3)]
@@ -332,6 +351,19 @@ def test_bootstrapping_objective_is_loss_plus_weighted_regularizer(reg_weight):
     targets = torch.softmax(torch.randn(5, 4), dim=1)
     value = bootstrapping_objective(logits, targets, reg_weight)
     expected = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean() + reg_weight * prior_regularizer(logits)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
+
+
+@pytest.mark.parametrize("shares", [[0.4, 0.3, 0.2, 0.1], [0.5, 0.5, 0.0, 0.0], [0.25] * 4])
+def test_bootstrapping_objective_with_class_shares_is_loss_plus_their_regularizer(shares):
+    # the fused form against the regularizer written from softmax means
+    torch.manual_seed(5)
+    logits = torch.randn(6, 4, requires_grad=True)
+    targets = torch.softmax(torch.randn(6, 4), dim=1)
+    prior = torch.tensor(shares)
+    value = bootstrapping_objective(logits, targets, 1.3, prior)
+    expected = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean() + 1.3 * prior_regularizer(logits, prior)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
 

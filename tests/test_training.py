@@ -453,6 +453,7 @@ def test_train_is_the_own_loop_of_the_readme(bootstrap_forward):
     mixup = latentmix.LatentMixup(model, layers=config.resolved_method().mix_layers, alpha=protocol.alpha,
                                   seed=streams.mixing)
     correction = latentmix.LossCorrection(len(labels), correction="hard", warmup_epochs=1,
+                                          class_prior=latentmix.class_shares(dataset.train_labels, dataset.num_classes),
                                           bootstrap_forward=bootstrap_forward)
     tracking_loader = DataLoader(TensorDataset(inputs, labels, everyone), batch_size=protocol.eval_batch_size)
     for epoch in range(1, protocol.epochs + 1):

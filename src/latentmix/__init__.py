@@ -13,7 +13,8 @@ The Python API (imported on first use, so ``import latentmix`` stays cheap)::
 * `LatentMixup` (latentmix.mixing): latent mixup as one object your own loop calls (its own
   random stream, eligible layers, alpha, `state_dict`); `LatentMixer`, `mixed_cross_entropy` below it.
 * `LossCorrection`, `track_losses` (latentmix.correction): the Beta-mixture loss correction for
-  your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`).
+  your own loop and DataLoader (P(noisy) per sample index, bootstrapped loss, `state_dict`);
+  `class_shares` (latentmix.losses) the prior of its regularizer from your labels.
 * `RobustLoss`, `ElrLoss` (latentmix.peer_losses): the peers' losses (GCE, SCE; ELR) in the
   `LossCorrection` role of your own loop (docs/peers.md).
 * `DivideMix` (latentmix.dividemix): DivideMix's co-divided MixMatch step for a `PairedNetworks`
@@ -42,6 +43,7 @@ _EXPORTS = {
     "mixed_cross_entropy": "latentmix.mixing",
     "LossCorrection": "latentmix.correction",
     "track_losses": "latentmix.correction",
+    "class_shares": "latentmix.losses",
     "RobustLoss": "latentmix.peer_losses",
     "ElrLoss": "latentmix.peer_losses",
     "DivideMix": "latentmix.dividemix",

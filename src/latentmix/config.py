@@ -27,7 +27,7 @@ from latentmix.config_checks import (
 )
 from latentmix.errors import ConfigError
 from latentmix.correction import BOOTSTRAP_FORWARDS, TRACK_TRANSFORMS
-from latentmix.methods import CORRECTIONS, PRESETS, SIDE_WEIGHTINGS, Method, get_method
+from latentmix.methods import CLASS_PRIORS, CORRECTIONS, PRESETS, SIDE_WEIGHTINGS, Method, get_method
 from latentmix.models import mix_layer_count
 from latentmix.noise import ASYMMETRIC_MAPS, NOISE_KINDS, SELECTION_MODES
 from latentmix.beta_mixture import LOOKUP_MODES
@@ -134,8 +134,15 @@ class RunConfig:
                       "is over (default: auto for your own data, the protocol's otherwise, scaled with --epochs)",
         parse=_warmup_epochs, check=warmup)
     reg_weight: Optional[float] = option(
-        None, METHOD, "weight of the uniform-prior regularizer, >= 0 (default 1)",
+        None, METHOD, "weight of the prior regularizer, >= 0 (default 1)",
         parse=float, check=number(0.0, strict=False))
+    # the regularizer's prior: "labels" = the class shares of the trained samples' given labels
+    # (imbalanced data stays imbalanced); "uniform" = [A]'s, made for balanced data sets
+    class_prior: str = option(
+        "labels", METHOD, "prior of the regularizer: labels (the class shares of the training labels: the data set's "
+                          "own when --noise draws the noise, else the labels as given) or uniform (as the reference; "
+                          "for classes you know are balanced) (default {default})",
+        choices=CLASS_PRIORS)
     soft_side_weighting: Optional[str] = option(
         None, METHOD, "M-DYR-S side weights (default lam)", choices=SIDE_WEIGHTINGS)
     # Where the per-batch bootstrapping inputs come from: "reference" = [A]'s two extra forwards

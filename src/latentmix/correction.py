@@ -9,7 +9,7 @@ The method, as the reference's ``train.py`` runs it and `latentmix.training.trai
     per batch, once the warm-up is over:
         the model's own prediction on the un-mixed batch, and each sample's P(noisy) from its loss
         now, give target rows t_i = (1 - w_i) onehot(y_i) + w_i b_i          (`LossCorrection.batch_targets`)
-        loss = CE(mixed logits, t mixed like the hidden state) + reg_weight * KL(uniform || mean prediction)
+        loss = CE(mixed logits, t mixed like the hidden state) + reg_weight * KL(prior || mean prediction)
                                                                               (`LossCorrection.loss`)
     during the warm-up the loss is plain mixed cross-entropy.
 
@@ -262,6 +262,10 @@ class LossCorrection:
         correction: "hard" (M-DYR-H: the model's own argmax as the target), "soft" (M-DYR-S:
             its softmax), or "none" (never bootstraps: only P(noisy) per sample, for plain mixup).
         reg_weight: weight of the prior regularizer added to the bootstrapping loss ([A]: 1.0).
+        class_prior: the regularizer's prior, C class shares (or counts, normalised here), e.g.
+            ``class_shares(train_labels, C)`` (`latentmix.losses`), what ``latentmix train`` uses;
+            None: uniform, as [A] (right for balanced classes only: on 10:1 imbalanced data it
+            pulls the predictions toward the rare classes, docs/robust-defaults.md).
         warmup_epochs: bootstrapping starts after this many `end_epoch` calls ([A]: 105 of 300).
             None: the caller's switch, ``correction.enabled = True``, decides (off until set).
             Setting `enabled` overrides the warm-up either way.
@@ -286,7 +290,7 @@ class LossCorrection:
     """
 
     def __init__(
-        self, num_samples: int, *, correction: str = "hard", reg_weight: float = 1.0,
+        self, num_samples: int, *, correction: str = "hard", reg_weight: float = 1.0, class_prior: Any = None,
         warmup_epochs: Optional[int] = None, bootstrap_forward: str = "reference", soft_side_weighting: str = "lam",
         noise_model: str = "beta", lookup: str = "monotone", fit: Optional[Callable[[torch.Tensor], Any]] = None,
     ):
@@ -306,6 +310,7 @@ class LossCorrection:
         self.num_samples = int(num_samples)
         self.correction = correction
         self.reg_weight = float(reg_weight)
+        self.class_prior = _class_prior(class_prior)
         self.warmup_epochs = None if warmup_epochs is None else int(warmup_epochs)
         self.bootstrap_forward = bootstrap_forward
         self.soft_side_weighting = soft_side_weighting
@@ -487,14 +492,23 @@ class LossCorrection:
 
         [A] ``train_mixUp_HardBootBeta`` / ``mixup_criterion_mixSoft`` + ``reg_loss_class``.
         """
+        prior = self.class_prior
+        if prior is not None:
+            if prior.numel() != logits.shape[1]:
+                raise ConfigError(f"LossCorrection class_prior has {prior.numel()} classes but the logits have "
+                                  f"{logits.shape[1]}; give one share per class, e.g. class_shares(labels, "
+                                  f"{logits.shape[1]})")
+            if prior.device != logits.device:  # moved once, not every batch
+                prior = self.class_prior = prior.to(logits.device)
         return bootstrapped_mixup_loss(logits, labels, plan, targets, self.correction, self.reg_weight,
-                                       self.soft_side_weighting)
+                                       self.soft_side_weighting, prior)
 
     @staticmethod
-    def regularizer(logits: torch.Tensor) -> torch.Tensor:
-        """The prior regularizer alone, ``sum_c (1/C) log((1/C) / pbar_c)`` with pbar the batch-mean
-        softmax ([A] ``reg_loss_class``); `loss` already adds it with `reg_weight`."""
-        return prior_regularizer(logits.float())
+    def regularizer(logits: torch.Tensor, prior: Any = None) -> torch.Tensor:
+        """The prior regularizer alone, ``sum_c p_c log(p_c / pbar_c)`` with pbar the batch-mean
+        softmax and p the class shares `prior` (None: uniform, [A] ``reg_loss_class``); `loss`
+        already adds it with `reg_weight` and the object's `class_prior`."""
+        return prior_regularizer(logits.float(), _class_prior(prior))
 
     # -- checkpointing --------------------------------------------------------------------------
     def _settings(self) -> dict:
@@ -537,6 +551,25 @@ class LossCorrection:
         self._losses, self._logits, self._labels = move(state["losses"]), move(state["logits"]), move(state.get("labels"))
         self._target_table = None
         self._epoch_index = [move(index) for index in state.get("epoch_index", [])]
+
+
+def _class_prior(given: Any) -> Optional[torch.Tensor]:
+    """`LossCorrection`'s class_prior checked: None, or C >= 2 finite non-negative shares (or
+    counts) with a positive sum, returned normalised (float32); None for equal shares."""
+    if given is None:
+        return None
+    try:
+        values = given.detach().cpu() if torch.is_tensor(given) else np.asarray(given, dtype=np.float64)
+        prior = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        prior = None
+    if prior is None or prior.numel() < 2 or not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()) \
+            or float(prior.sum()) <= 0:
+        raise ConfigError(f"LossCorrection class_prior must be one non-negative share per class (at least 2) with a "
+                          f"positive sum, e.g. class_shares(train_labels, num_classes), or None for uniform; got {given!r}")
+    prior = (prior / prior.sum()).float()
+    # equal shares are [A]'s uniform prior: computed as [A] computes it, to the last bit
+    return None if bool((prior == prior[0]).all()) else prior
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:

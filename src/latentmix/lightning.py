@@ -64,7 +64,8 @@ class LatentMixupCallback(Callback):
         correction: "hard", "soft" or "none" (mixup only; P(noisy) is still tracked).
         warmup_epochs: epochs of plain mixup before bootstrapping (None: set
             ``callback.correction.enabled = True`` yourself).
-        reg_weight, bootstrap_forward, noise_model: as `LossCorrection`.
+        reg_weight, class_prior, bootstrap_forward, noise_model: as `LossCorrection` (class_prior:
+            your training labels' class shares, ``class_shares(labels, C)``, on imbalanced data).
         seed: the mixing stream's seed (the same on every process under DDP).
         tracking_loader: the loader of the tracking pass (default: the trainer's training loader).
     """
@@ -72,13 +73,14 @@ class LatentMixupCallback(Callback):
     def __init__(
         self, mix_points: Optional[Sequence] = None, *, layers: Union[str, Sequence[int], None] = None,
         alpha: float = 1.0, correction: str = "hard", warmup_epochs: Optional[int] = 10, reg_weight: float = 1.0,
-        bootstrap_forward: str = "reference", noise_model: str = "beta", seed: int = 0,
+        class_prior: Any = None, bootstrap_forward: str = "reference", noise_model: str = "beta", seed: int = 0,
         tracking_loader: Optional[Iterable] = None,
     ):
         super().__init__()
         self.mix_points, self.layers, self.alpha, self.seed = mix_points, layers, alpha, seed
         self.correction_options = dict(correction=correction, warmup_epochs=warmup_epochs, reg_weight=reg_weight,
-                                       bootstrap_forward=bootstrap_forward, noise_model=noise_model)
+                                       class_prior=class_prior, bootstrap_forward=bootstrap_forward,
+                                       noise_model=noise_model)
         LossCorrection(2, **self.correction_options)  # every setting checked now, not at the first epoch
         self.tracking_loader = tracking_loader
         self.mixup: Optional[LatentMixup] = None

@@ -35,6 +35,7 @@ __all__ = [
     "hard_bootstrapping_loss",
     "soft_bootstrapping_loss",
     "prior_regularizer",
+    "class_shares",
     "bootstrap_targets",
     "bootstrapping_objective",
     "bootstrapped_mixup_loss",
@@ -107,28 +108,45 @@ def side_lam(plan: MixPlan, side_weighting: str) -> float:
     raise ValueError(f"side_weighting must be 'lam' or 'half', got {side_weighting!r}")
 
 
-def prior_regularizer(logits: torch.Tensor) -> torch.Tensor:
-    """KL from a uniform prior to the batch-mean prediction ([A] ``reg_loss_class``).
+def prior_regularizer(logits: torch.Tensor, prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """KL from a class prior to the batch-mean prediction ([A] ``reg_loss_class``, Tanaka et al. 2018,
+    "Joint Optimization Framework for Learning with Noisy Labels", eq. 6).
 
-    ``R = sum_c (1/C) log((1/C) / pbar_c)``, ``pbar = mean_i softmax(out_i)``. It keeps the model from
-    assigning every sample to one class once its own predictions become (part of) the target.
+    ``R = sum_c p_c log(p_c / pbar_c)``, ``pbar = mean_i softmax(out_i)``, ``p`` the prior: uniform
+    (None; [A], whose data sets are balanced) or given class shares (`class_shares`), a class of
+    share 0 adding nothing (0 log 0 = 0). It keeps the model from assigning every sample to one
+    class once its own predictions become (part of) the target.
     """
     num_classes = logits.shape[1]
     mean_prediction = F.softmax(logits, dim=1).mean(dim=0)
-    prior = 1.0 / num_classes
-    return (prior * (math.log(prior) - torch.log(mean_prediction))).sum()
+    if prior is None:
+        prior = 1.0 / num_classes
+        return (prior * (math.log(prior) - torch.log(mean_prediction))).sum()
+    prior = prior.to(device=logits.device, dtype=mean_prediction.dtype)
+    return (torch.xlogy(prior, prior) - prior * torch.log(mean_prediction)).sum()
+
+
+def class_shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Each class's share of `labels` (C,) float32: the class prior the given labels imply, the
+    prior of the regularizer in `latentmix train` (``--class-prior labels``). Under symmetric noise
+    at rate r the given labels' shares are (1 - r) pi + r / C for true shares pi: the data's
+    imbalance, shrunk toward uniform; on balanced data, uniform up to the sampling of the labels."""
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return counts / counts.sum()
 
 
 def bootstrapped_mixup_loss(
     logits: torch.Tensor, y: torch.Tensor, plan: MixPlan, targets: Optional[torch.Tensor], correction: str,
-    reg_weight: float, soft_side_weighting: str = "lam",
+    reg_weight: float, soft_side_weighting: str = "lam", prior: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """A training step's loss on the mixed forward's `logits` (computed in float32):
 
         targets None (warm-up, no correction): mixed CE, lam CE(out, y) + (1 - lam) CE(out, y[perm]);
         else: `bootstrapping_objective` against the un-mixed bootstrapping target rows (B, C)
               (`bootstrap_targets`) mixed like the hidden state, a t_i + (1 - a) t_perm(i),
-              a = lam (hard; soft "lam") or 0.5 (soft "half"), plus reg_weight * the prior regularizer.
+              a = lam (hard; soft "lam") or 0.5 (soft "half"), plus reg_weight * the prior regularizer
+              (`prior`: uniform when None, `prior_regularizer`).
 
     With targets from `bootstrap_targets` this is `hard_bootstrapping_loss` / `soft_bootstrapping_loss`
     + ``reg_weight * prior_regularizer`` ([A] adds the regularizer with bootstrapping only)."""
@@ -136,20 +154,28 @@ def bootstrapped_mixup_loss(
     if targets is None:
         return mixed_cross_entropy(logits, y, plan)
     lam = plan.lam if correction == "hard" else side_lam(plan, soft_side_weighting)
-    return bootstrapping_objective(logits, mix_targets(targets, plan, lam), reg_weight)
+    return bootstrapping_objective(logits, mix_targets(targets, plan, lam), reg_weight, prior)
 
 
-def bootstrapping_objective(logits: torch.Tensor, targets: torch.Tensor, reg_weight: float) -> torch.Tensor:
+def bootstrapping_objective(logits: torch.Tensor, targets: torch.Tensor, reg_weight: float,
+                            prior: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The loss of a bootstrapping step: soft-target cross-entropy against the (mixed)
     bootstrapping `targets` plus `reg_weight` times the prior regularizer, sharing one log_softmax::
 
         L = -(1/B) sum_ic t_ic lp_ic + reg_weight * (log(B/C) - (1/C) sum_c log sum_i exp(lp_ic))
 
     i.e. ``soft_target_cross_entropy(logits, targets) + reg_weight * prior_regularizer(logits)``
-    (``log pbar_c = log sum_i exp(lp_ic) - log B``), in 9 autograd nodes instead of about 15.
+    (``log pbar_c = log sum_i exp(lp_ic) - log B``), in 9 autograd nodes instead of about 15. With
+    class shares `prior` p in place of the uniform 1/C, the regularizer is
+    ``log B + sum_c p_c log p_c - sum_c p_c log sum_i exp(lp_ic)``.
     """
     log_probs = F.log_softmax(logits, dim=1)
     batch, num_classes = log_probs.shape
     nll = soft_target_nll(log_probs, targets)
-    log_column_sums = log_probs.exp().sum(dim=0).log().sum()  # sum_c log(B pbar_c)
-    return torch.add(nll, log_column_sums, alpha=-reg_weight / num_classes) + reg_weight * math.log(batch / num_classes)
+    if prior is None:
+        log_column_sums = log_probs.exp().sum(dim=0).log().sum()  # sum_c log(B pbar_c)
+        return torch.add(nll, log_column_sums, alpha=-reg_weight / num_classes) + reg_weight * math.log(batch / num_classes)
+    prior = prior.to(device=log_probs.device, dtype=log_probs.dtype)
+    weighted_log_sums = (prior * log_probs.exp().sum(dim=0).log()).sum()  # sum_c p_c log(B pbar_c)
+    constant = torch.xlogy(prior, prior).sum() + math.log(batch)  # a tensor: no host synchronisation
+    return torch.add(nll, weighted_log_sums, alpha=-reg_weight) + reg_weight * constant

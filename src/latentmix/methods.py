@@ -19,6 +19,8 @@ from latentmix.mixing import format_layers, parse_layers
 from latentmix.robust_losses import PAPER_PARAMS, ROBUST_LOSSES
 
 CORRECTIONS = ("none", "soft", "hard")
+# the prior of the bootstrapping loss's regularizer: the given labels' class shares, or uniform ([A])
+CLASS_PRIORS = ("labels", "uniform")
 # M-DYR-S: how the two mixed samples' soft targets are weighted ([A]'s current code "lam", its 2019 release "half")
 SIDE_WEIGHTINGS = ("lam", "half")
 # DivideMix (Li et al. 2020, LiJunnan1992/DivideMix Train_cifar.py): the clean-probability threshold,
@@ -43,7 +45,7 @@ class Method:
         correction: "none", "soft" (M-DYR-S) or "hard" (M-DYR-H) dynamic bootstrapping.
         warmup_epochs: epochs of plain (mixed) cross-entropy before bootstrapping starts; None
             takes the protocol's (105 of 300 in the CIFAR protocol, scaled with --epochs).
-        reg_weight: weight of the uniform-prior regularizer, added with bootstrapping only.
+        reg_weight: weight of the prior regularizer, added with bootstrapping only.
         soft_side_weighting: "lam" ([A]'s current code) or "half" (its 2019 release), soft only.
         loss: "ce" (the cross-entropy, which `correction` may bootstrap) or a peer's robust loss,
             "gce", "sce" or "elr" (`latentmix.robust_losses`), mixed as mixup mixes the
