@@ -73,43 +73,28 @@ def test_warm_up_loss_is_plain_mixed_cross_entropy():
     assert correction.loss(out, y).item() == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-6)
 
 
-def test_hard_loss_is_the_reference_formula_term_by_term():
-    out, y, clean, w = _batch(1)
+@pytest.mark.parametrize("seed, lam, reg_weight, given, shares", [
+    (1, 0.65, 0.7, None, None),  # [A]'s uniform prior
+    # the regularizer's prior from the labels' class shares (counts are normalised; a class no label
+    # names adds nothing): KL(p || pbar) = sum_c p_c log(p_c / pbar_c)
+    (3, 0.4, 1.5, [2, 1, 1], [0.5, 0.25, 0.25]),
+    (3, 0.4, 1.5, [0.7, 0.3, 0.0], [0.7, 0.3, 0.0]),
+    (3, 0.4, 1.5, [1, 1, 1], None),  # equal shares: [A]'s loss
+])
+def test_hard_loss_is_the_reference_formula_term_by_term(seed, lam, reg_weight, given, shares):
+    out, y, clean, w = _batch(seed)
     out.requires_grad_(True)
     perm = torch.tensor([3, 0, 1, 2, 7, 4, 5, 6])
-    plan = MixPlan(layer=0, lam=0.65, perm=perm)
+    plan = MixPlan(layer=1, lam=lam, perm=perm)
     z = clean.argmax(1)
     targets = (1 - w[:, None]) * F.one_hot(y, 3).float() + w[:, None] * F.one_hot(z, 3).float()
-    correction = LossCorrection(100, correction="hard", reg_weight=0.7)
+    correction = LossCorrection(100, correction="hard", reg_weight=reg_weight, class_prior=given)
     got = correction.loss(out, y, plan, targets)
-    expected = _hand_hard_loss(out, y, z, w, 0.65, perm, 0.7)
+    expected = _hand_hard_loss(out, y, z, w, lam, perm, reg_weight, prior=shares)
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     grad_got, = torch.autograd.grad(got, out)
     grad_expected, = torch.autograd.grad(expected, out)
     torch.testing.assert_close(grad_got, grad_expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("given, shares", [([2, 1, 1], [0.5, 0.25, 0.25]), ([0.7, 0.3, 0.0], [0.7, 0.3, 0.0])])
-def test_hard_loss_with_a_class_prior_is_the_formula_term_by_term(given, shares):
-    # the regularizer's prior from the labels' class shares (counts are normalised; a class no label
-    # names adds nothing): KL(p || pbar) = sum_c p_c log(p_c / pbar_c), by hand
-    out, y, clean, w = _batch(3)
-    out.requires_grad_(True)
-    perm = torch.tensor([2, 3, 0, 1, 6, 7, 4, 5])
-    plan = MixPlan(layer=1, lam=0.4, perm=perm)
-    z = clean.argmax(1)
-    targets = (1 - w[:, None]) * F.one_hot(y, 3).float() + w[:, None] * F.one_hot(z, 3).float()
-    correction = LossCorrection(100, correction="hard", reg_weight=1.5, class_prior=given)
-    got = correction.loss(out, y, plan, targets)
-    expected = _hand_hard_loss(out, y, z, w, 0.4, perm, 1.5, prior=shares)
-    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
-    grad_got, = torch.autograd.grad(got, out)
-    grad_expected, = torch.autograd.grad(expected, out)
-    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-5, atol=1e-6)
-    # the uniform shares give [A]'s loss
-    uniform = LossCorrection(100, correction="hard", reg_weight=1.5, class_prior=[1, 1, 1])
-    assert uniform.loss(out, y, plan, targets).item() == pytest.approx(
-        _hand_hard_loss(out, y, z, w, 0.4, perm, 1.5).item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("given", [[-1.0, 2.0], [1.0], [float("nan"), 1.0], [0, 0, 0], "abc", [[1, 2], [3]]])
