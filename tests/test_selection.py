@@ -98,6 +98,39 @@ def test_noise_estimate_doubts_follow_from_what_the_estimate_claims():
     assert noise_estimate_doubt(rows, None, 5) is None
 
 
+def test_a_split_scored_against_clean_labels_bounds_the_estimate_by_its_given_labels():
+    """A user's split scored against a clean-label column still has the file's given labels, as
+    noisy as the training ones: the model's agreement with them bounds the estimate as a noisy
+    holdout does."""
+    rows = [{"epoch": e, "select_acc": 0.6, "select_acc_given": g, "flagged_share": 0.16, "separation": 0.3}
+            for e, g in [(1, 0.85), (2, 0.88), (3, 0.90), (4, 0.89), (5, 0.89)]]
+    # 16% wrong leaves at most 0.84 right; 0.90 > 0.84 + 2 sqrt(0.9 * 0.1 / 300) = 0.8746
+    doubt = noise_estimate_doubt(rows, 0.16, 5, holdout_size=300, holdout_is_noisy=False)
+    assert doubt is not None and "0.900 of the held-out given labels" in doubt and "0.840" in doubt
+    # 0.90 < 0.88 + 0.035: possible for 12%
+    assert noise_estimate_doubt(rows, 0.12, 5, holdout_size=300, holdout_is_noisy=False) is None
+
+
+def test_an_estimate_below_what_the_network_already_fits_is_doubted():
+    """While the flagged share counts the labels the network has not learnt, it agrees with at most
+    the 1 - r right ones; a median training agreement above 1 - r + 2 se over the estimate's
+    epochs (3-5 here) means the network had learnt wrong labels the count misses, or r is too
+    high. Epochs outside the estimate's window do not count."""
+    fits = [(1, 0.40), (2, 0.70), (3, 0.84), (4, 0.90), (5, 0.86), (6, 0.99), (7, 0.99)]
+    rows = [{"epoch": e, "select_acc": 0.3, "train_acc_noisy": a, "flagged_share": 0.2, "separation": 0.3}
+            for e, a in fits]
+    # median of 0.84, 0.90, 0.86 = 0.86 > 0.80 + 2 sqrt(0.86 * 0.14 / 1000) = 0.8219
+    doubt = noise_estimate_doubt(rows, 0.2, 5, holdout_size=400, train_size=1000)
+    assert doubt is not None and "agreed with 0.860 of its training labels" in doubt and "0.800" in doubt
+    # an estimate of 15% leaves 0.85 right: 0.86 < 0.85 + 0.0219, within 2 se, no doubt
+    assert noise_estimate_doubt(rows, 0.15, 5, holdout_size=400, train_size=1000) is None
+    # with 50 samples the margin is 2 sqrt(0.86 * 0.14 / 50) = 0.098: 0.86 < 0.80 + 0.098
+    assert noise_estimate_doubt(rows, 0.2, 5, holdout_size=400, train_size=50) is None
+    # the window's own epochs fit 0.5: the 0.99 of epochs 6-7, after early learning, do not count
+    early = [{**row, "train_acc_noisy": 0.5} if row["epoch"] in (3, 4, 5) else row for row in rows]
+    assert noise_estimate_doubt(early, 0.2, 5, holdout_size=400, train_size=1000) is None
+
+
 def test_an_estimate_from_fewer_than_three_epochs_is_doubted():
     """The median over the early-learning epochs is there to shrug off one odd epoch; of two or one
     epochs it cannot (`MEDIAN_EPOCHS`). Epochs 1-2 never count, so early learning that ends at

@@ -93,6 +93,13 @@ def test_the_summary_names_the_selecting_and_scoring_sets_and_warns_when_they_ar
     out = capsys.readouterr().out
     split = "a validation split of your file (its labels as given)"
     assert f"selected by {split}, scored on {split}" in out and "warning: the selected accuracy" in out
+    # with clean labels in the file, its split is scored against them: said so, not "as given"
+    x, clean, noisy = _features(300, seed=0)
+    np.savez(tmp_path / "known.npz", features=x, labels=noisy, clean_labels=clean)
+    assert main(command + ["--data", str(tmp_path / "known.npz"), "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    split = "a validation split of your file (its clean labels)"
+    assert f"selected by {split}, scored on {split}" in out and "warning: the selected accuracy" in out
 
     # a noisy split of the training labels selects: the validation set only scores, no warning
     assert main(command + ["--data", str(plain), "--val-split", "0.2", "--out", str(tmp_path / "c")]) == 0

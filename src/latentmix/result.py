@@ -125,7 +125,9 @@ class RunResult:
         if self.holdout is not None:
             selecting = "the noisy held-out split"
         elif self.extra_rows is not None:  # the validation rows are a split of the user's file (--val-split)
-            selecting = "a validation split of your file (its labels as given)"
+            # a file with clean labels (a clean_label column, clean_labels arrays) scores its split against them
+            clean = "truly_noisy" in self.extra_rows
+            selecting = f"a validation split of your file ({'its clean labels' if clean else 'its labels as given'})"
         else:
             selecting = "your validation set"
         if self.selected_test_acc is not None:

@@ -347,7 +347,8 @@ MEDIAN_EPOCHS = 3
 
 
 def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learning_end: Optional[int], *,
-                         holdout_size: Optional[int] = None, holdout_is_noisy: bool = True) -> Optional[str]:
+                         holdout_size: Optional[int] = None, holdout_is_noisy: bool = True,
+                         train_size: Optional[int] = None) -> Optional[str]:
     """Why the estimated share of wrong labels (`estimate_noise_rate`) cannot be trusted, in words,
     or None when nothing speaks against it. Each reason follows from what the estimate claims:
 
@@ -363,8 +364,20 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
     * the held-out given labels contradict it: if a share r of the labels is wrong, a model agrees
       with at most 1 - r of them (all the right ones), so a best noisy-validation accuracy s above
       1 - r + 2 se is impossible for that r (`holdout_is_noisy`: the split keeps its given labels;
-      a clean validation set says nothing of them).
-    A too-low estimate contradicts none of these, so an estimate without a doubt can still be low
+      where the split is scored against clean labels, the labels the file gives its rows,
+      ``select_acc_given``, are as noisy as the training ones and stand in; a clean validation set
+      without them says nothing). A model that does agree with some wrong held-out labels (noise
+      that the inputs predict) breaks the bound only by predicting labels that no loss can flag,
+      which the count then misses: either way the estimate is off;
+    * the training labels contradict it, by the estimate's own premise: the flagged share is a
+      count of the labels the network has not learnt, taken while it learns the right labels and
+      not yet the wrong ones (`estimate_noise_rate`). Then it agrees with at most the 1 - r right
+      ones, so a median training agreement above 1 - r + 2 se over the epochs the estimate is the
+      median of (`train_size` samples) means either r is too high, or the network had learnt wrong
+      labels by then, which the count misses (too low: instance-dependent noise on the robustness
+      suite, docs/robustness-suite.md, "Doubting a low estimate").
+    An estimate that none of these contradicts can still be off: a network that never learns the
+    wrong labels it cannot tell from hard ones looks the same as one on cleaner labels
     (docs/robustness-suite.md measures how far)."""
     if estimate is None:
         return None
@@ -382,12 +395,21 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
         epochs = ", ".join(str(int(row["epoch"])) for row in used)
         return (f"the estimate rests on {len(used)} epoch{'s' if len(used) != 1 else ''} ({epochs}), fewer than the "
                 f"{MEDIAN_EPOCHS} a median needs to shrug off one odd epoch")
-    scored = [float(row["select_acc"]) for row in rows if row.get("select_acc") is not None]
-    if holdout_is_noisy and scored:
+    given = "select_acc" if holdout_is_noisy else "select_acc_given"
+    scored = [float(row[given]) for row in rows if row.get(given) is not None]
+    if scored:
         best = max(scored)
         if best > 1.0 - estimate + 2 * standard_error(best, holdout_size):
             return (f"the model agrees with {best:.3f} of the held-out given labels, more than the {1.0 - estimate:.3f} "
                     "that can be right if the estimate were true")
+    fitted = [float(row["train_acc_noisy"]) for row in used if row.get("train_acc_noisy") is not None]
+    if fitted:
+        agreement = float(np.median(fitted))
+        if agreement > 1.0 - estimate + 2 * standard_error(agreement, train_size):
+            return (f"over the epochs the estimate is the median of, the network agreed with {agreement:.3f} of its "
+                    f"training labels, more than the {1.0 - estimate:.3f} that are right if the estimate were true: "
+                    "either the estimate is too high, or the network had already learnt wrong labels, which a count "
+                    "of the labels it has not learnt then misses")
     return None
 
 
