@@ -17,3 +17,16 @@ def write_wide_gaussians(path):
     np.savez(path, features=x[:800], labels=noisy[:800], clean_labels=y[:800], val_features=x[800:],
              val_labels=y[800:])
     return path
+
+
+def three_noisy_classes(n, seed=0):
+    """Three learnable classes in 6 features (feature 0 moves with the class), 30% of the labels
+    redrawn to another class: (features, clean labels, noisy labels)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x[:, 0] += 2.5 * y
+    noisy = y.copy()
+    flip = rng.random(n) < 0.3
+    noisy[flip] = (y[flip] + 1 + rng.integers(0, 2, flip.sum())) % 3
+    return x, y, noisy

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_helpers import three_noisy_classes
 from latentmix.errors import ConfigError
 from latentmix.selection import (
     early_learning_end, estimate_noise_rate, estimate_rows, flagged_confusion, flagged_share, holdout_split,
@@ -209,17 +210,6 @@ def test_flagged_confusion_and_ranking():
 # in a run
 
 
-def _features(n=240, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(size=(n, 6)).astype(np.float32)
-    x[:, 0] += 2.5 * y
-    noisy = y.copy()
-    flip = rng.random(n) < 0.3
-    noisy[flip] = (y[flip] + 1 + rng.integers(0, 2, flip.sum())) % 3
-    return x, y, noisy
-
-
 def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_itself(tmp_path, monkeypatch):
     import latentmix.training as training
     from latentmix.models import build_model
@@ -238,8 +228,8 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
 
     monkeypatch.setattr(training, "epoch_view", recording_view)
 
-    x, y, noisy = _features(600)  # 60 held out: enough to tell the model from chance (24 are not)
-    xt, yt, _ = _features(120, seed=1)
+    x, y, noisy = three_noisy_classes(600)  # 60 held out: enough to tell the model from chance (24 are not)
+    xt, yt, _ = three_noisy_classes(120, seed=1)
     path = tmp_path / "mine.npz"
     np.savez(path, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
     # the file's val_* arrays are a clean test set; 10% of the noisy training data selects the checkpoint

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_helpers import three_noisy_classes
 from latentmix.cli import main
 from latentmix.config import RunConfig
 from latentmix.data import load_dataset
@@ -18,23 +19,11 @@ from latentmix.models import build_model
 from latentmix.training import train
 
 
-def _features(n, seed):
-    """Three learnable classes (feature 0 moves with the class), 30% of the labels redrawn wrong."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(size=(n, 6)).astype(np.float32)
-    x[:, 0] += 2.5 * y
-    noisy = y.copy()
-    flip = rng.random(n) < 0.3
-    noisy[flip] = (y[flip] + 1 + rng.integers(0, 2, flip.sum())) % 3
-    return x, y, noisy
-
-
 def _files(tmp_path):
     """The same training and validation arrays twice: without and with a test set."""
-    x, _, noisy = _features(300, seed=0)
-    xv, yv, _ = _features(60, seed=1)
-    xt, yt, _ = _features(90, seed=2)
+    x, _, noisy = three_noisy_classes(300, seed=0)
+    xv, yv, _ = three_noisy_classes(60, seed=1)
+    xt, yt, _ = three_noisy_classes(90, seed=2)
     common = dict(features=x, labels=noisy, val_features=xv, val_labels=yv)
     np.savez(tmp_path / "plain.npz", **common)
     np.savez(tmp_path / "tested.npz", **common, test_features=xt, test_labels=yt)
@@ -87,14 +76,14 @@ def test_the_summary_names_the_selecting_and_scoring_sets_and_warns_when_they_ar
     assert "selected by your validation set, scored on your test set: test acc" in out and "warning" not in out
 
     # a file without val_* arrays: a split of it selects and scores, said as what it is, with the warning
-    x, _, noisy = _features(300, seed=0)
+    x, _, noisy = three_noisy_classes(300, seed=0)
     np.savez(tmp_path / "bare.npz", features=x, labels=noisy)
     assert main(command + ["--data", str(tmp_path / "bare.npz"), "--out", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
     split = "a validation split of your file (its labels as given)"
     assert f"selected by {split}, scored on {split}" in out and "warning: the selected accuracy" in out
     # with clean labels in the file, its split is scored against them: said so, not "as given"
-    x, clean, noisy = _features(300, seed=0)
+    x, clean, noisy = three_noisy_classes(300, seed=0)
     np.savez(tmp_path / "known.npz", features=x, labels=noisy, clean_labels=clean)
     assert main(command + ["--data", str(tmp_path / "known.npz"), "--out", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
@@ -118,7 +107,7 @@ def test_the_summary_names_the_selecting_and_scoring_sets_and_warns_when_they_ar
      "label array 'test_labels' holds class id 7"),
 ])
 def test_bad_test_arrays_are_one_clear_error(tmp_path, arrays, message):
-    x, y, _ = _features(60, seed=0)
+    x, y, _ = three_noisy_classes(60, seed=0)
     np.savez(tmp_path / "bad.npz", features=x, labels=y, **arrays)
     with pytest.raises(ConfigError) as error:
         load_arrays(tmp_path / "bad.npz")
@@ -126,8 +115,8 @@ def test_bad_test_arrays_are_one_clear_error(tmp_path, arrays, message):
 
 
 def test_test_arrays_are_never_inputs_nor_split(tmp_path):
-    x, y, _ = _features(100, seed=0)
-    xt, yt, _ = _features(30, seed=3)
+    x, y, _ = three_noisy_classes(100, seed=0)
+    xt, yt, _ = three_noisy_classes(30, seed=3)
     np.savez(tmp_path / "d.npz", features=x, labels=y, test_features=xt, test_labels=yt)
     dataset = load_arrays(tmp_path / "d.npz", val_fraction=0.2)
     assert (dataset.num_train, dataset.num_val, dataset.num_test) == (80, 20, 30)  # the split is of the 100 only
