@@ -53,9 +53,13 @@ ENCODERS = {
     "bag-only": "sum of embeddings -> Linear -> ReLU (a bag only)",
     "width-3-small-init": "width 3, embeddings initialised N(0, 0.1)",
     "widths-1-3-arrays-lr": "widths 1 and 3 at the `arrays` protocol's lr 0.05 / batch 64",
+    "widths-1-3-max-mean": "widths 1 and 3, 32 channels each, max and mean pooled side by side",
+    "width-1-mean-3-max": "width 1 mean pooled (counts) beside width 3 max pooled, 64 channels each",
 }
-# the two compared for the default, and the default at the other schedule: both seeds
-SEEDS = {"width-3": (0, 1), "widths-1-3": (0, 1), "widths-1-3-arrays-lr": (0, 1)}
+# the two compared for the default, the default at the other schedule, and the two pooled by mean as
+# well (a count of the keywords, which max pooling cannot give): both seeds
+SEEDS = {"width-3": (0, 1), "widths-1-3": (0, 1), "widths-1-3-arrays-lr": (0, 1), "widths-1-3-max-mean": (0, 1),
+         "width-1-mean-3-max": (0, 1)}
 EXTRA_ARGS = {"widths-1-3-arrays-lr": ["--lr", "0.05", "--batch-size", "64"]}
 
 
@@ -158,6 +162,30 @@ def _encoder_class(name: str):
         return Width3Plus
     if name == "bag-only":
         return BagOnly
+
+    class MaxMean(nn.Module):
+        """Mean pooling beside max pooling: the mean of a width-1 channel counts its tokens (a bag of
+        words), which a maximum cannot (fastai's / ULMFiT's concat pooling pools both ways)."""
+
+        def __init__(self, embed_dim, hidden, **kwargs):
+            super().__init__()
+            half = hidden // 2
+            if name == "widths-1-3-max-mean":  # 64 channels, each pooled twice: `hidden` features
+                self.c1 = nn.Conv1d(embed_dim, half // 2, 1)
+                self.c3 = nn.Conv1d(embed_dim, half - half // 2, 3, padding=1)
+            else:
+                self.c1, self.c3 = nn.Conv1d(embed_dim, half, 1), nn.Conv1d(embed_dim, hidden - half, 3, padding=1)
+
+        def forward(self, x):
+            x = x.transpose(1, 2)
+            h1, h3 = torch.relu(self.c1(x)), torch.relu(self.c3(x))
+            if name == "widths-1-3-max-mean":
+                h = torch.cat([h1, h3], 1)
+                return torch.cat([h.amax(2), h.mean(2)], 1)
+            return torch.cat([h1.mean(2), h3.amax(2)], 1)
+
+    if name in ("widths-1-3-max-mean", "width-1-mean-3-max"):
+        return MaxMean
     raise SystemExit(f"unknown encoder {name!r}; choose from {', '.join(ENCODERS)}")
 
 
