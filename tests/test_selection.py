@@ -11,6 +11,7 @@ import torch
 from data_helpers import three_noisy_classes
 from latentmix.errors import ConfigError
 from latentmix.selection import (
+    above_chance,
     early_learning_end, estimate_noise_rate, estimate_rows, flagged_confusion, flagged_share, holdout_split,
     never_learnt, noise_estimate_doubt, ranking_order, selected_epoch, separation,
 )
@@ -130,6 +131,22 @@ def test_an_estimate_below_what_the_network_already_fits_is_doubted():
     # the window's own epochs fit 0.5: the 0.99 of epochs 6-7, after early learning, do not count
     early = [{**row, "train_acc_noisy": 0.5} if row["epoch"] in (3, 4, 5) else row for row in rows]
     assert noise_estimate_doubt(early, 0.2, 5, holdout_size=400, train_size=1000) is None
+
+
+def test_an_estimate_from_a_network_not_yet_above_chance_is_doubted():
+    """A count of the labels a network has not learnt means nothing while it has learnt next to
+    none: over the estimate's epochs (3-5) a median validation accuracy within 2 s.e. of chance
+    doubts it, whatever the epochs before or after did."""
+    rows = [{"epoch": e, "select_acc": a, "flagged_share": 0.6, "separation": 0.3}
+            for e, a in [(1, 0.12), (2, 0.17), (3, 0.15), (4, 0.14), (5, 0.16), (6, 0.30)]]
+    # median 0.15 <= 0.11 + 2 sqrt(0.15 * 0.85 / 300) = 0.1512
+    doubt = noise_estimate_doubt(rows, 0.6, 5, holdout_size=300, chance=0.11)
+    assert doubt is not None and "median validation accuracy 0.150" in doubt and "(0.110" in doubt
+    # on 3,000 samples the margin is 0.0130: 0.15 > 0.123, told apart from chance
+    assert noise_estimate_doubt(rows, 0.6, 5, holdout_size=3000, chance=0.11) is None
+    assert noise_estimate_doubt(rows, 0.6, 5, holdout_size=300) is None  # no chance level: no test
+    # 0.152 > 0.11 + 2 sqrt(0.152 * 0.848 / 300) = 0.15146; 0.151 < 0.11 + 0.04134 = 0.15134
+    assert above_chance(0.152, 0.11, 300) and not above_chance(0.151, 0.11, 300)
 
 
 def test_an_estimate_from_fewer_than_three_epochs_is_doubted():

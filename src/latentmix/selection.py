@@ -23,7 +23,7 @@ import numpy as np
 from latentmix.errors import ConfigError
 
 __all__ = [
-    "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
+    "above_chance", "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
     "flagged_confusion", "ranking_order", "memorisation_check", "MemorisationCheck",
     "NOT_STARTED",
 ]
@@ -66,6 +66,13 @@ def standard_error(accuracy: float, samples: Optional[int]) -> float:
     return float(np.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / samples))
 
 
+def above_chance(accuracy: float, chance: float, samples: Optional[int]) -> bool:
+    """Whether an accuracy measured on `samples` samples tells the model apart from the best
+    constant prediction's `chance`: above it by more than twice its standard error
+    (`standard_error`), a > c + 2 sqrt(a (1 - a) / n)."""
+    return accuracy > chance + 2 * standard_error(accuracy, samples)
+
+
 def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = None, chance: Optional[float] = None,
                        patience: int = 3, latest: Optional[int] = None) -> Optional[LearningEnd]:
     """The last epoch of the early-learning phase (bootstrapping starts after it with
@@ -101,8 +108,7 @@ def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = No
         epoch = int(row["epoch"])
         select = row.get("select_acc")
         if select is not None:
-            se = standard_error(float(select), holdout_size)
-            learnt = learnt or chance is None or select > chance + 2 * se
+            learnt = learnt or chance is None or above_chance(float(select), chance, holdout_size)
             if select > best:
                 best, best_epoch = float(select), epoch
         if select is not None and learnt and epoch - best_epoch >= patience:
@@ -237,9 +243,9 @@ def never_learnt(rows: Sequence[dict], *, holdout_size: Optional[int], chance: O
     if not scored or chance is None:
         return None
     best = max(scored)
-    se = standard_error(best, holdout_size)
-    if best > chance + 2 * se:
+    if above_chance(best, chance, holdout_size):
         return None
+    se = standard_error(best, holdout_size)
     size = f" on {holdout_size} samples" if holdout_size else ""
     return (f"the model was never told apart from chance on the noisy validation split: its best accuracy there, "
             f"{best:.3f}, is within twice its standard error ({2 * se:.3f}{size}) of the most common class alone "
@@ -348,7 +354,7 @@ MEDIAN_EPOCHS = 3
 
 def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learning_end: Optional[int], *,
                          holdout_size: Optional[int] = None, holdout_is_noisy: bool = True,
-                         train_size: Optional[int] = None) -> Optional[str]:
+                         train_size: Optional[int] = None, chance: Optional[float] = None) -> Optional[str]:
     """Why the estimated share of wrong labels (`estimate_noise_rate`) cannot be trusted, in words,
     or None when nothing speaks against it. Each reason follows from what the estimate claims:
 
@@ -375,7 +381,11 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
       ones, so a median training agreement above 1 - r + 2 se over the epochs the estimate is the
       median of (`train_size` samples) means either r is too high, or the network had learnt wrong
       labels by then, which the count misses (too low: instance-dependent noise on the robustness
-      suite, docs/robustness-suite.md, "Doubting a low estimate").
+      suite, docs/robustness-suite.md, "Doubting a low estimate");
+    * the network had not learnt by then: over the same epochs its median accuracy on the selection
+      split is not above `chance` (`above_chance`, the test early learning needs to end at all), so
+      it had learnt next to none of the right labels either, and a count of the unlearnt labels
+      counts right ones as wrong (too high: the slow learner at 60% noise on the suite).
     An estimate that none of these contradicts can still be off: a network that never learns the
     wrong labels it cannot tell from hard ones looks the same as one on cleaner labels
     (docs/robustness-suite.md measures how far)."""
@@ -410,6 +420,14 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
                     f"training labels, more than the {1.0 - estimate:.3f} that are right if the estimate were true: "
                     "either the estimate is too high, or the network had already learnt wrong labels, which a count "
                     "of the labels it has not learnt then misses")
+    selecting = [float(row["select_acc"]) for row in used if row.get("select_acc") is not None]
+    if selecting and chance is not None:
+        accuracy = float(np.median(selecting))
+        if not above_chance(accuracy, chance, holdout_size):
+            return (f"over the epochs the estimate is the median of, the network's median validation accuracy "
+                    f"{accuracy:.3f} was not told apart from the most common class alone ({chance:.3f}, within twice "
+                    "its standard error): a network that has learnt next to nothing counts right labels among the "
+                    "ones it has not learnt")
     return None
 
 

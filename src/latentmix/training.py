@@ -489,7 +489,7 @@ class Run:
             correction_kept=correction_kept, correction_stopped=None if collapse is None else collapse.reason,
             noise_estimate_doubt=noise_estimate_doubt(
                 metrics, estimate, None if decision is None else decision.epoch, holdout_size=self.select_size,
-                holdout_is_noisy=self.select_is_noisy, train_size=len(self.trained_np)),
+                holdout_is_noisy=self.select_is_noisy, train_size=len(self.trained_np), chance=self.chance),
             training_note=never_learnt(metrics, holdout_size=self.select_size, chance=self.chance),
             selected_model_state=log.selected_state,
             **test_figures(metrics, chosen),
