@@ -11,7 +11,7 @@ import torch
 from data_helpers import three_noisy_classes
 from latentmix.errors import ConfigError
 from latentmix.selection import (
-    above_chance,
+    clearly_above,
     early_learning_end, estimate_noise_rate, estimate_rows, flagged_confusion, flagged_share, holdout_split,
     never_learnt, noise_estimate_doubt, ranking_order, selected_epoch, separation,
 )
@@ -146,7 +146,7 @@ def test_an_estimate_from_a_network_not_yet_above_chance_is_doubted():
     assert noise_estimate_doubt(rows, 0.6, 5, holdout_size=3000, chance=0.11) is None
     assert noise_estimate_doubt(rows, 0.6, 5, holdout_size=300) is None  # no chance level: no test
     # 0.152 > 0.11 + 2 sqrt(0.152 * 0.848 / 300) = 0.15146; 0.151 < 0.11 + 0.04134 = 0.15134
-    assert above_chance(0.152, 0.11, 300) and not above_chance(0.151, 0.11, 300)
+    assert clearly_above(0.152, 0.11, 300) and not clearly_above(0.151, 0.11, 300)
 
 
 def test_an_estimate_from_fewer_than_three_epochs_is_doubted():

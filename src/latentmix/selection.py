@@ -23,7 +23,7 @@ import numpy as np
 from latentmix.errors import ConfigError
 
 __all__ = [
-    "above_chance", "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
+    "clearly_above", "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
     "flagged_confusion", "ranking_order", "memorisation_check", "MemorisationCheck",
     "NOT_STARTED",
 ]
@@ -66,11 +66,12 @@ def standard_error(accuracy: float, samples: Optional[int]) -> float:
     return float(np.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / samples))
 
 
-def above_chance(accuracy: float, chance: float, samples: Optional[int]) -> bool:
-    """Whether an accuracy measured on `samples` samples tells the model apart from the best
-    constant prediction's `chance`: above it by more than twice its standard error
-    (`standard_error`), a > c + 2 sqrt(a (1 - a) / n)."""
-    return accuracy > chance + 2 * standard_error(accuracy, samples)
+def clearly_above(accuracy: float, level: float, samples: Optional[int]) -> bool:
+    """Whether an accuracy (or agreement) measured on `samples` samples is above `level` by more
+    than twice its standard error (`standard_error`), a > level + 2 sqrt(a (1 - a) / n): the test
+    that a model is told apart from chance (level: the best constant prediction's accuracy), and
+    that an agreement contradicts a noise estimate r (level: the 1 - r right labels)."""
+    return accuracy > level + 2 * standard_error(accuracy, samples)
 
 
 def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = None, chance: Optional[float] = None,
@@ -108,7 +109,7 @@ def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = No
         epoch = int(row["epoch"])
         select = row.get("select_acc")
         if select is not None:
-            learnt = learnt or chance is None or above_chance(float(select), chance, holdout_size)
+            learnt = learnt or chance is None or clearly_above(float(select), chance, holdout_size)
             if select > best:
                 best, best_epoch = float(select), epoch
         if select is not None and learnt and epoch - best_epoch >= patience:
@@ -243,7 +244,7 @@ def never_learnt(rows: Sequence[dict], *, holdout_size: Optional[int], chance: O
     if not scored or chance is None:
         return None
     best = max(scored)
-    if above_chance(best, chance, holdout_size):
+    if clearly_above(best, chance, holdout_size):
         return None
     se = standard_error(best, holdout_size)
     size = f" on {holdout_size} samples" if holdout_size else ""
@@ -383,7 +384,7 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
       labels by then, which the count misses (too low: instance-dependent noise on the robustness
       suite, docs/robustness-suite.md, "Doubting a low estimate");
     * the network had not learnt by then: over the same epochs its median accuracy on the selection
-      split is not above `chance` (`above_chance`, the test early learning needs to end at all), so
+      split is not above `chance` (`clearly_above`, the test early learning needs to end at all), so
       it had learnt next to none of the right labels either, and a count of the unlearnt labels
       counts right ones as wrong (too high: the slow learner at 60% noise on the suite).
     An estimate that none of these contradicts can still be off: a network that never learns the
@@ -409,13 +410,13 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
     scored = [float(row[given]) for row in rows if row.get(given) is not None]
     if scored:
         best = max(scored)
-        if best > 1.0 - estimate + 2 * standard_error(best, holdout_size):
+        if clearly_above(best, 1.0 - estimate, holdout_size):
             return (f"the model agrees with {best:.3f} of the held-out given labels, more than the {1.0 - estimate:.3f} "
                     "that can be right if the estimate were true")
     fitted = [float(row["train_acc_noisy"]) for row in used if row.get("train_acc_noisy") is not None]
     if fitted:
         agreement = float(np.median(fitted))
-        if agreement > 1.0 - estimate + 2 * standard_error(agreement, train_size):
+        if clearly_above(agreement, 1.0 - estimate, train_size):
             return (f"over the epochs the estimate is the median of, the network agreed with {agreement:.3f} of its "
                     f"training labels, more than the {1.0 - estimate:.3f} that are right if the estimate were true: "
                     "either the estimate is too high, or the network had already learnt wrong labels, which a count "
@@ -423,7 +424,7 @@ def noise_estimate_doubt(rows: Sequence[dict], estimate: Optional[float], learni
     selecting = [float(row["select_acc"]) for row in used if row.get("select_acc") is not None]
     if selecting and chance is not None:
         accuracy = float(np.median(selecting))
-        if not above_chance(accuracy, chance, holdout_size):
+        if not clearly_above(accuracy, chance, holdout_size):
             return (f"over the epochs the estimate is the median of, the network's median validation accuracy "
                     f"{accuracy:.3f} was not told apart from the most common class alone ({chance:.3f}, within twice "
                     "its standard error): a network that has learnt next to nothing counts right labels among the "
