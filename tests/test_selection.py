@@ -170,6 +170,35 @@ def test_selected_epoch_is_the_first_of_equal_maxima():
     assert selected_epoch(_rows([None, None])) is None
 
 
+def test_selected_epoch_breaks_ties_of_equal_fractions_by_the_first_epoch_whatever_the_rounding():
+    # a run of the robustness suite (`few` class30, CE, seed 0), 50 held-out samples: epochs 10-12
+    # score 0.62, 0.74, 0.74, 0.62, so the 3-epoch means of epochs 11 and 12 are both 105/150 = 0.7;
+    # summed in the two orders, metrics.csv's values made epoch 12's mean the larger by one ulp
+    csv_values = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.62, 0.74, 0.74, 0.62]
+    assert selected_epoch(_rows(csv_values)) == 11
+    float32_values = [float(np.float32(k / 50)) for k in (25,) * 8 + (31, 37, 37, 31)]
+    assert selected_epoch(_rows(float32_values)) == 11
+    # a mean higher by one sample of 3 x 50 (1/150) still wins
+    assert selected_epoch(_rows(csv_values[:-1] + [0.64])) == 12
+
+
+def test_selected_epoch_matches_exact_fractions_read_as_a_run_and_as_metrics_csv():
+    from fractions import Fraction
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.choice([20, 50, 100, 300, 2000]))
+        epochs = int(rng.integers(1, 40))
+        # counts near each other, so that equal trailing sums are common
+        counts = np.clip(int(rng.integers(0, n)) + rng.integers(-2, 3, size=epochs), 0, n)
+        exact = [sum(Fraction(int(k), n) for k in counts[max(0, i - 2):i + 1]) / len(counts[max(0, i - 2):i + 1])
+                 for i in range(epochs)]
+        expected = 1 + max(range(epochs), key=lambda i: (exact[i], -i))
+        as_run = [float(np.float32(int(k) / n)) for k in counts]  # the run's float32 accuracies
+        as_csv = [float(f"{value:.6g}") for value in as_run]  # what metrics.csv holds
+        assert selected_epoch(_rows(as_run)) == expected, (trial, n, counts)
+        assert selected_epoch(_rows(as_csv)) == expected, (trial, n, counts)
+
+
 def test_selected_epoch_averages_the_trailing_window():
     # one lucky early epoch (0.6) against a steady later plateau (0.5, 0.5, 0.5): trailing means of
     # 3 are 0.1, 0.35, 0.3667 (0.1, 0.6, 0.4), 0.5 (0.6, 0.4, 0.5), 0.4667, 0.5 (0.5, 0.5, 0.5)
