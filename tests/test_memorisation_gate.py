@@ -13,7 +13,8 @@ import pytest
 
 from data_helpers import write_wide_gaussians
 from latentmix.cli import main
-from latentmix.selection import memorisation_check
+from latentmix.selection import memorisation_after, memorisation_check
+from latentmix.training import Run
 
 
 def test_memorisation_check_by_hand():
@@ -32,6 +33,36 @@ def test_memorisation_check_by_hand():
     assert "epoch 9" in below.reason and "nothing to correct" in below.reason and "-0.020" in below.reason
     # no gap is no sign of memorisation
     assert not memorisation_check(0.5, 0.5, train_size=10, holdout_size=10, epoch=1).memorising
+
+
+def test_memorisation_after_the_end_of_early_learning_by_hand():
+    at_end = memorisation_check(0.60, 0.62, train_size=900, holdout_size=100, epoch=9)
+    rows = [
+        {"epoch": 8, "train_acc_noisy": 0.99, "select_acc": 0.10},  # before the end: not read again
+        {"epoch": 9, "train_acc_noisy": 0.60, "select_acc": 0.62},
+        # g = 0.08, se = sqrt(0.7 * 0.3 / 900 + 0.62 * 0.38 / 100) = 0.050883: above one se, not two
+        {"epoch": 10, "train_acc_noisy": 0.70, "select_acc": 0.62},
+        {"epoch": 11, "train_acc_noisy": None, "select_acc": 0.20},  # no training agreement: skipped
+        # g = 0.15, se = sqrt(0.75 * 0.25 / 900 + 0.6 * 0.4 / 100) = 0.051072: above two (0.102144)
+        {"epoch": 12, "train_acc_noisy": 0.75, "select_acc": 0.60},
+        {"epoch": 13, "train_acc_noisy": 0.90, "select_acc": 0.50},
+    ]
+    later = memorisation_after(rows, at_end, train_size=900, holdout_size=100)
+    assert later.memorising and later.epoch == 12
+    assert later.gap == pytest.approx(0.15) and later.standard_error == pytest.approx(0.051072, abs=1e-5)
+    assert later.reason.startswith(at_end.reason) and "until epoch 12" in later.reason and "+0.150" in later.reason
+    # the correction starts after that epoch (a run without a fixed warm-up)
+    run = type("R", (), {"warmup": None, "trains_plainly": staticmethod(Run.trains_plainly)})()
+    assert Run.warmup_end(run, 9, later) == 12 and Run.warmup_end(run, 9, at_end) is None
+    # none crosses twice its standard error: the verdict at the end of early learning stands
+    assert memorisation_after(rows[:4], at_end, train_size=900, holdout_size=100) is at_end
+    # a network that had begun to memorise by the end of early learning is corrected from there
+    memorising = memorisation_check(0.75, 0.67, train_size=900, holdout_size=400, epoch=7)
+    assert memorisation_after(rows, memorising, train_size=900, holdout_size=400) is memorising
+    assert Run.warmup_end(run, 7, memorising) == 7
+    # a split scored against clean labels: its given labels' agreement is what the gap reads
+    given = [{**row, "select_acc": 0.99, "select_acc_given": row["select_acc"]} for row in rows]
+    assert memorisation_after(given, at_end, train_size=900, holdout_size=100, holdout_key="select_acc_given").epoch == 12
 
 
 def _blobs(path, seed=3):

@@ -59,7 +59,7 @@ from latentmix.run_log import RunLog
 from latentmix.run_setup import RunSetup, RunStreams, build_run, describe_optimizer, resolve_device
 from latentmix.selection import (
     NOT_STARTED, Collapse, LearningEnd, MemorisationCheck, correction_collapse, early_learning_end, estimate_noise_rate,
-    memorisation_check, never_learnt, noise_estimate_doubt, selected_epoch,
+    memorisation_after, memorisation_check, never_learnt, noise_estimate_doubt, selected_epoch,
 )
 from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
@@ -281,30 +281,37 @@ class Run:
 
     def memorisation(self, metrics: list[dict], learning_end: Optional[int]) -> Optional[MemorisationCheck]:
         """With the automatic warm-up of a bootstrapping method: whether the network had begun to
-        memorise labels at the last epoch of early learning (`latentmix.selection.memorisation_check`);
-        None where that cannot be told (a fixed warm-up, a method without bootstrapping, early
-        learning not over, no held-out split with the given labels)."""
+        memorise labels at the last epoch of early learning (`latentmix.selection.memorisation_check`),
+        or, where it had not, at a later epoch of the plain training after it
+        (`latentmix.selection.memorisation_after`: the correction starts after that epoch); None where
+        that cannot be told (a fixed warm-up, a method without bootstrapping, early learning not over,
+        no held-out split with the given labels)."""
         if self.warmup is not None or not self.method.corrects or learning_end is None:
             return None
+        holdout_key = "select_acc" if self.select_is_noisy else "select_acc_given"
         row = next((r for r in metrics if int(r["epoch"]) == int(learning_end)), None)
-        holdout = None if row is None else (row.get("select_acc") if self.select_is_noisy else row.get("select_acc_given"))
-        if row is None or row.get("train_acc_noisy") is None or holdout is None:
+        if row is None or row.get("train_acc_noisy") is None or row.get(holdout_key) is None:
             return None
-        return memorisation_check(row["train_acc_noisy"], holdout, train_size=len(self.trained_np),
-                                  holdout_size=self.select_size, epoch=int(learning_end))
+        at_end = memorisation_check(row["train_acc_noisy"], row[holdout_key], train_size=len(self.trained_np),
+                                    holdout_size=self.select_size, epoch=int(learning_end))
+        return memorisation_after(metrics, at_end, train_size=len(self.trained_np), holdout_size=self.select_size,
+                                  holdout_key=holdout_key)
 
     def warmup_end(self, learning_end: Optional[int], check: Optional[MemorisationCheck]) -> Optional[int]:
-        """The last epoch before bootstrapping: the fixed warm-up, or the end of early learning when
-        the network had begun to memorise by then (`check`, `memorisation`); None: not (yet)
-        bootstrapping."""
+        """The last epoch before bootstrapping: the fixed warm-up, or the epoch by which the network
+        had begun to memorise (`check`, `memorisation`: the end of early learning, or a later epoch
+        of the plain training after it); None: not (yet) bootstrapping."""
         if self.warmup is not None:
             return self.warmup
-        return None if self.trains_plainly(check) else learning_end
+        if self.trains_plainly(check):
+            return None
+        return learning_end if check is None else check.epoch
 
     @staticmethod
     def trains_plainly(check: Optional[MemorisationCheck]) -> bool:
         """Whether the run trains on as plain CE from the end of early learning: the network had
-        memorised no label by then (`check`), so there is nothing for the correction to undo, and
+        memorised no label by then (`check`; until a later epoch shows it has begun to,
+        `latentmix.selection.memorisation_after`), so there is nothing for the correction to undo, and
         latent mixup, the regulariser against memorising wrong labels, has nothing to hold back
         while it costs a network limited by its capacity (measured on the robustness suite's weak
         tanh network: LR-M 2-25 points below CE; docs/robust-defaults.md). The lr decays at the end
