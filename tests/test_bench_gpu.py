@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmark_scripts import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_ONLY = "plain,ce,lr-m-dyr-h/tracked,lr-m-dyr-h/reference,ce+compile"
 
@@ -173,11 +175,8 @@ def test_bad_options_are_one_line(bench, capsys):
 
 @pytest.fixture(scope="module")
 def table_time():
-    spec = importlib.util.spec_from_file_location("gpu_table_time", ROOT / "benchmarks" / "gpu_table_time.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_table_time"] = module
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_module("gpu_table_time") as module:
+        yield module
 
 
 def _fake_run(folder: Path, wall: float, finished: bool = True) -> None:

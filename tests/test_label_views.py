@@ -1,27 +1,16 @@
 """benchmarks/label_views.py on a fabricated run folder: the AUC of each per-sample view kept in a
 checkpoint, by hand."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def views_module():
-    spec = importlib.util.spec_from_file_location("label_views", ROOT / "benchmarks" / "label_views.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("label_views") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
 
 def test_each_view_is_scored_against_the_truly_wrong_labels(tmp_path, views_module):
     # 4 samples, 1 and 3 wrong (3 held out); the label issues list them in the file's order
@@ -37,7 +26,6 @@ def test_each_view_is_scored_against_the_truly_wrong_labels(tmp_path, views_modu
         "tracked": {"losses": losses},
     }, tmp_path / "checkpoint.pt")
     assert views_module.run_views(tmp_path) == {"kept": 1.0, "warmup": 0.0, "all": 1.0}
-
 
 def test_the_ranking_auc_counts_pairs_in_the_label_issues_order(views_module):
     # order by P(noisy): samples 2, 0, 3, 1; wrong: 0 and 1. Pairs (wrong ahead of right): 0 > 3

@@ -3,39 +3,28 @@ records alone (the run folders under runs/ are not kept in the repository), the 
 estimate from the record or, for an older record, from its run folder's result.json, and the worst
 cell and mean gain over CE by hand."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def compare_module():
-    spec = importlib.util.spec_from_file_location("robustness_compare", ROOT / "benchmarks" / "robustness_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("robustness_compare") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
 
 def _write(out: Path, records: list[dict]) -> None:
     (out / "jobs").mkdir(parents=True)
     for index, record in enumerate(records):
         (out / "jobs" / f"{index}.json").write_text(json.dumps(record))
 
-
 def _run(data, noise, method, seed, selected, auc, estimate=0.3, **extra):
     return {"kind": "latentmix", "data": data, "noise": noise, "method": method, "schedule": "default", "seed": seed,
             "selected_val_acc": selected, "ranking_auc": auc, "estimated_noise_rate": estimate,
             "actual_noise_rate": 0.3, "run_dir": f"runs/{data}/{noise}/{method}-{seed}", **extra}
-
 
 def test_checks_from_the_records_alone(tmp_path, compare_module):
     doubt = {"noise_estimate_doubt": "the shares moved"}
@@ -64,7 +53,6 @@ def test_checks_from_the_records_alone(tmp_path, compare_module):
     assert "worst cell `a` sym40 -9.0 points, mean over the 2 cells -1.50." in text
     # the short cell seed by seed: 0.70 - 0.80 and 0.72 - 0.80
     assert "seed by seed (points): `a` sym40 -10.0, -8.0." in text
-
 
 def test_an_older_record_reads_its_run_folder(tmp_path, compare_module):
     records = [_run("a", "sym40", "ce", 0, 0.8, 0.9), _run("a", "sym40", "lr-m-dyr-h", 0, 0.8, 0.9, 0.5)]

@@ -2,32 +2,22 @@
 named), the layer range a mixing preset gets on a data set that cannot mix its input, and the
 table of every method, on fabricated job records."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("robustness_suite", ROOT / "benchmarks" / "robustness_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("robustness_suite") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
 
 def test_default_methods_are_todays_pair(suite):
     grid = suite.grid_for(suite.DATASETS["tokens"], "sym40", "default", Path("/x/tokens-sym40.npz"))
     assert [(m.method, m.layers) for m in grid.methods] == [("ce", None), ("lr-m-dyr-h", "1-3")]
     assert suite.DEFAULT_METHODS == ("ce", "lr-m-dyr-h")  # --methods' default
-
 
 def test_named_methods_and_their_layers(suite):
     names = suite.parse_methods(" CE, lr-m-dyr-h,gce ,lr-m-elr,m-dyr-h")
@@ -40,7 +30,6 @@ def test_named_methods_and_their_layers(suite):
     assert all(m.layers is None for m in slow.methods)  # no range set: each preset's own
     assert len(slow.runs()) == 5 * len(suite.SEEDS)
 
-
 @pytest.mark.parametrize("text", ["ce,nope", " , "])
 def test_bad_methods_exit_with_one_line(suite, text):
     with pytest.raises(SystemExit) as error:
@@ -50,11 +39,9 @@ def test_bad_methods_exit_with_one_line(suite, text):
     if "nope" in text:
         assert "nope" in message
 
-
 def _record(method, seed, schedule, acc, auc):
     return {"kind": "latentmix", "data": "slow", "noise": "sym40", "method": method, "seed": seed,
             "schedule": schedule, "selected_val_acc": acc, "ranking_auc": auc}
-
 
 def test_methods_table_by_hand(suite):
     records = [_record("ce", s, "default", 0.70, 0.90) for s in (0, 1)]
@@ -67,13 +54,11 @@ def test_methods_table_by_hand(suite):
     # gce: default mean (0.81 + 0.84) / 2 = 82.5, 3x 75.0; AUC (0.93 + 0.96) / 2 = 94.5, 3x 90.0
     assert "| slow | sym40 | 70.0 / —, 90.0 / — | 80.0 / —, 95.0 / — | 82.5 / 75.0, 94.5 / 90.0 |" in text
 
-
 def test_the_tools_own_methods_are_read_from_the_presets(suite):
     assert suite.is_latentmix_method("lr-m-dyr-h") and suite.is_latentmix_method("m-dyr-h")  # correct labels
     assert suite.is_latentmix_method("lr-m-elr") and suite.is_latentmix_method("lr-m-coteaching")  # latent mixup
     for peer in ("ce", "gce", "sce", "elr", "coteaching", "dividemix"):
         assert not suite.is_latentmix_method(peer), peer
-
 
 def test_leaders_table_by_hand(suite):
     # seeds 0, 1, 2; ours: lr-m-dyr-h 80/81/82 (mean 81), lr-m-elr 82/80/83 (81.67)
@@ -92,7 +77,6 @@ def test_leaders_table_by_hand(suite):
     alone = [r for r in records if r["method"] != "elr"]
     assert "| slow |" not in suite.leaders_table(alone)
 
-
 def test_seeds_option(suite):
     assert suite.parse_seeds("0,1,2") == (0, 1, 2) and suite.parse_seeds(" 2, 0 ") == (0, 2)
     for bad in ("", "a,b", "-1"):
@@ -101,7 +85,6 @@ def test_seeds_option(suite):
         assert "--seeds" in str(error.value)
     grid = suite.grid_for(suite.DATASETS["slow"], "sym40", "default", Path("/x/s.npz"), ("ce",), (0, 1, 2))
     assert sorted(c.seed for c in grid.runs()) == [0, 1, 2]
-
 
 def test_checks_read_the_doubt_and_test_figures_from_the_records(suite):
     def run(method, seed, selected, estimate=0.45, **extra):
@@ -121,7 +104,6 @@ def test_checks_read_the_doubt_and_test_figures_from_the_records(suite):
     tested = suite.with_test_figures([run("ce", 0, 0.9, selected_test_acc=0.6, best_test_acc=0.65, last_test_acc=0.5)])
     assert (tested[0]["selected_val_acc"], tested[0]["best_val_acc"], tested[0]["last_val_acc"]) == (0.6, 0.65, 0.5)
     assert suite.with_test_figures([run("ce", 0, 0.9)])[0]["selected_val_acc"] == 0.9
-
 
 def test_plan_runs_the_default_schedule_first_and_the_costliest_cells_first(suite):
     import argparse

@@ -2,27 +2,18 @@
 check that flags a stored selection today's rule does not pick, and the suite's accuracy check
 (LR-M-DYR-H below CE - 0.5) under a rule."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def rules_module():
-    spec = importlib.util.spec_from_file_location("selection_rules", ROOT / "benchmarks" / "selection_rules.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("selection_rules") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
 
 def _run_folder(suite: Path, method: str, select: list, test: list, stored: int, holdout: int = 100) -> None:
     folder = suite / "runs" / "blobs" / "sym40" / "default" / "runs" / f"{method}_n0_s0"
@@ -35,10 +26,8 @@ def _run_folder(suite: Path, method: str, select: list, test: list, stored: int,
     (folder / "label_issues.csv").write_text("\n".join(rows) + "\n")
     (folder / "result.json").write_text(json.dumps({"selected_epoch": stored}))
 
-
 # held-out accuracies on 100 samples; 3-epoch trailing means 0.50, 0.55, 0.5733, 0.6067, 0.60
 SELECT = [0.50, 0.60, 0.62, 0.60, 0.58]
-
 
 def test_each_rule_picks_the_hand_computed_epoch(tmp_path, rules_module):
     _run_folder(tmp_path, "ce", SELECT, [0.70, 0.72, 0.74, 0.76, 0.78], stored=4)
@@ -51,12 +40,10 @@ def test_each_rule_picks_the_hand_computed_epoch(tmp_path, rules_module):
                     "latest-1se": 5, "earliest-1se": 3, "last": 5}
     assert rules_module.test_accuracy(run["rows"], pick["latest-1se"]) == pytest.approx(0.78)
 
-
 def test_a_stored_selection_that_todays_rule_does_not_pick_is_reported(tmp_path, rules_module):
     _run_folder(tmp_path, "ce", SELECT, [0.7] * 5, stored=3)
     mismatches = rules_module.check_replay(rules_module.load_runs(tmp_path))
     assert len(mismatches) == 1 and "stored 3, replayed 4" in mismatches[0]
-
 
 def test_the_accuracy_check_under_a_rule(tmp_path, rules_module):
     # CE peaks early (0.80 at epoch 3 and 4), LR-M-DYR-H late (0.79 at epoch 5)
