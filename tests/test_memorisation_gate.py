@@ -140,6 +140,46 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_plain_run_that_begins_to_memorise_later_is_corrected_from_there(tmp_path, monkeypatch):
+    """The loop obeys a later reading of the gap: the weak tanh network of the test above trains
+    plainly from the end of early learning; a stand-in for `memorisation_after` that reads
+    memorisation 3 epochs later must start the correction, and the mixing, after that epoch, at
+    the decayed lr, and the run must say so."""
+    import latentmix.training as training
+    from latentmix.mixing import LatentMixup
+    from latentmix.selection import MemorisationCheck
+
+    mixing = []
+    start_epoch = LatentMixup.start_epoch
+
+    def spy(self, *args, **kwargs):
+        mixing.append(self.enabled)
+        return start_epoch(self, *args, **kwargs)
+
+    def three_epochs_later(rows, at_end, **sizes):
+        if at_end.memorising or not any(int(r["epoch"]) >= at_end.epoch + 3 for r in rows):
+            return at_end
+        return MemorisationCheck(True, 0.2, 0.05, at_end.reason + "; until epoch X (stand-in)", at_end.epoch + 3)
+
+    monkeypatch.setattr(LatentMixup, "start_epoch", spy)
+    monkeypatch.setattr(training, "memorisation_after", three_epochs_later)
+    data = _blobs(tmp_path / "blobs.npz")
+    assert main(["train", "--data", str(data), "--model", "spiral-mlp", "--epochs", "30", "--val-split", "0.1",
+                 "--seed", "0", "--device", "cpu", "--quiet", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    reason = result["bootstrap_start_reason"]
+    end = int(reason.split("at the end of early learning (epoch ")[1].split(")")[0])
+    assert result["bootstrap_start_epoch"] == end + 4
+    assert reason.startswith("early learning ended: ") and reason.endswith("until epoch X (stand-in)")
+    # mixed warm-up, 3 plain epochs, then mixed and corrected
+    assert mixing == [True] * end + [False] * 3 + [True] * (30 - end - 3)
+    rows = _metrics(tmp_path / "run")
+    assert [r["bootstrapping"] == "True" for r in rows] == [False] * (end + 3) + [True] * (30 - end - 3)
+    protocol = json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]
+    assert float(rows[end + 3]["lr"]) == pytest.approx(protocol["lr"] * protocol["lr_decay"])
+
+
+@pytest.mark.slow
 def test_a_network_that_memorises_is_corrected_and_says_why(tmp_path):
     result = _train_wide(tmp_path, val_split="0.1")
     assert result["bootstrap_start_epoch"] is not None
