@@ -24,7 +24,7 @@ from latentmix.errors import ConfigError
 
 __all__ = [
     "clearly_above", "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
-    "flagged_confusion", "ranking_order", "memorisation_check", "memorisation_after", "MemorisationCheck",
+    "flagged_confusion", "ranking_order", "memorisation_check", "memorisation_gap", "memorisation_after", "MemorisationCheck",
     "NOT_STARTED",
 ]
 
@@ -176,8 +176,7 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
     `standard_error` = sqrt(t (1 - t) / n_train + h (1 - h) / n_holdout) is reported beside the gap.
     """
     t, h = float(train_agreement), float(holdout_agreement)
-    gap = t - h
-    se = float(np.sqrt(max(t * (1 - t), 0.0) / max(int(train_size), 1) + max(h * (1 - h), 0.0) / max(int(holdout_size), 1)))
+    gap, se = memorisation_gap(t, h, train_size, holdout_size)
     memorising = gap > se
     if memorising:
         reason = (f"at epoch {epoch} the network agreed with its training labels more than with held-out ones "
@@ -189,6 +188,14 @@ def memorisation_check(train_agreement: float, holdout_agreement: float, *, trai
                   "nothing to correct, and its predictions were no better than the given labels; "
                   "the run trained on plainly, as CE: no correction, no mixing")
     return MemorisationCheck(memorising, gap, se, reason, int(epoch))
+
+
+def memorisation_gap(train_agreement: float, holdout_agreement: float, train_size: int,
+                     holdout_size: int) -> tuple[float, float]:
+    """(g, se) of `memorisation_check`: g = t - h, se = sqrt(t (1 - t) / n_train + h (1 - h) / n_holdout)."""
+    t, h = float(train_agreement), float(holdout_agreement)
+    se = float(np.sqrt(max(t * (1 - t), 0.0) / max(int(train_size), 1) + max(h * (1 - h), 0.0) / max(int(holdout_size), 1)))
+    return t - h, se
 
 
 def memorisation_after(rows: Sequence[dict], at_end: MemorisationCheck, *, train_size: int, holdout_size: int,
@@ -215,14 +222,13 @@ def memorisation_after(rows: Sequence[dict], at_end: MemorisationCheck, *, train
         train, holdout = row.get("train_acc_noisy"), row.get(holdout_key)
         if int(row["epoch"]) <= at_end.epoch or train is None or holdout is None:
             continue
-        later = memorisation_check(train, holdout, train_size=train_size, holdout_size=holdout_size,
-                                   epoch=int(row["epoch"]))
-        if later.gap > 2 * later.standard_error:
-            t, h = float(train), float(holdout)
-            reason = (f"{at_end.reason}; until epoch {later.epoch}, when it agreed with its training labels more than "
-                      f"with held-out ones ({t:.3f} vs {h:.3f}, gap {later.gap:+.3f}, above twice its standard error "
-                      f"{later.standard_error:.3f}): it had begun to memorise, and the correction started")
-            return MemorisationCheck(True, later.gap, later.standard_error, reason, later.epoch)
+        gap, se = memorisation_gap(train, holdout, train_size, holdout_size)
+        if gap > 2 * se:
+            epoch = int(row["epoch"])
+            reason = (f"{at_end.reason}; until epoch {epoch}, when it agreed with its training labels more than "
+                      f"with held-out ones ({float(train):.3f} vs {float(holdout):.3f}, gap {gap:+.3f}, above twice "
+                      f"its standard error {se:.3f}): it had begun to memorise, and the correction started")
+            return MemorisationCheck(True, gap, se, reason, epoch)
     return at_end
 
 
