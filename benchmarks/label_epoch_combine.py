@@ -8,6 +8,12 @@ on the same generated / Fashion-MNIST files), keeps every epoch's per-sample P(n
   * kept     - the epoch `train` keeps for label_issues.csv (best noisy-validation accuracy);
   * mean-p   - P(noisy) averaged over epochs 1 .. the kept epoch;
   * mean-p-3 - the same from epoch 3 on (the first epochs' mixture fits are rough);
+  * mean-p-learnt - the same from the first epoch whose noisy-validation accuracy tells the
+               network apart from chance (`latentmix.selection.learnt_from`): the run's own rule
+               since 2026-12-07;
+  * stored   - the run's own P(noisy), as label_issues.csv ranks it: mean-p-learnt, except in a run
+               that trains plainly from the end of early learning, whose mean restarts there
+               (`RunLog.restart_posterior_mean`);
   * rank     - each epoch's loss rank (0..1) averaged over epochs 1 .. the kept epoch, the
                "training dynamics" scores of Pleiss et al. 2020 (AUM) and Swayamdipta et al.
                2020 (data maps) in their simplest form;
@@ -15,7 +21,7 @@ on the same generated / Fashion-MNIST files), keeps every epoch's per-sample P(n
   * oracle   - the run's best single epoch (needs the clean labels to pick).
 
     python benchmarks/label_epoch_combine.py --data fmnist:1000,fmnist:4000,gen:1000,gen:4000 \
-        --noise 0.2,0.4,0.6 --seeds 2 --out benchmarks/results/label-epoch-combine
+        --noise 0.2,0.4,0.6 --seeds 2 --epochs 50 --out benchmarks/results/label-epoch-combine-learnt
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import robust_defaults  # noqa: E402 - the grid's data files and settings
 
-RULES = ("kept", "mean-p", "mean-p-3", "rank", "all-p", "oracle")
+RULES = ("kept", "mean-p", "mean-p-3", "mean-p-learnt", "stored", "rank", "all-p", "oracle")
 
 
 def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dict:
@@ -39,6 +45,7 @@ def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dic
     import latentmix.training as training
     from latentmix.noise_model import detection_metrics
     from latentmix.config import RunConfig
+    from latentmix.selection import learnt_from
     from latentmix.training import train
 
     torch.set_num_threads(1)
@@ -71,7 +78,13 @@ def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dic
         return float(detection_metrics(score, truth[trained])["auc"])
 
     start3 = min(2, kept)
+    # the selection split's chance level and size, as the run reads them (`training.selection_signal`)
+    held = np.asarray(result.noisy_labels)[result.holdout]
+    first = learnt_from(result.metrics, holdout_size=len(held), chance=float(np.bincount(held).max() / len(held)))
+    learnt = [i for i, epoch in enumerate(epochs_seen[:kept + 1]) if first is not None and epoch >= first]
     scores = {"kept": auc(p[kept]), "mean-p": auc(p[:kept + 1].mean(0)), "mean-p-3": auc(p[start3:kept + 1].mean(0)),
+              "mean-p-learnt": auc(p[learnt].mean(0) if learnt else p[kept]),
+              "stored": auc(np.asarray(result.p_noisy)[trained]),
               "rank": auc(ranks[:kept + 1].mean(0)), "all-p": auc(p.mean(0)),
               "oracle": max(auc(p[i]) for i in range(len(p)))}
     return {**scores, "kept_epoch": result.label_issues_epoch}

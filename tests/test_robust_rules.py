@@ -144,3 +144,39 @@ def test_the_regularizer_prior_is_the_class_shares_of_the_trained_labels(tmp_pat
              val_features=rng.normal(size=(8, 4)).astype(np.float32), val_labels=np.arange(8) % 4)
     balanced = build_run(RunConfig(data=str(tmp_path / "balanced.npz"), method="lr-m-dyr-h", noise=0.5))
     assert balanced.placed.correction.class_prior is None
+
+
+def test_the_label_issues_average_only_epochs_told_apart_from_chance(tmp_path, monkeypatch):
+    """A run whose first epoch is at chance on its noisy held-out split: the P(noisy) that
+    label_issues.csv ranks by is the mean of the epochs' posteriors from the first epoch told apart
+    from chance (held-out accuracy a > chance + 2 sqrt(a (1 - a) / n), computed here by hand) to the
+    kept one, recorded as the run computes them; the first epoch's stays out."""
+    import latentmix.training as training
+    from latentmix.config import RunConfig
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 800)
+    x = (rng.normal(size=(800, 6)) + 1.5 * np.eye(3, 6)[y]).astype(np.float32)
+    noisy = np.where(rng.random(800) < 0.3, (y + rng.integers(1, 3, 800)) % 3, y)
+    np.savez(tmp_path / "slow.npz", features=x[:600], labels=noisy[:600], val_features=x[600:], val_labels=y[600:])
+    posteriors = []
+    original = training.epoch_view
+
+    def recording(tracked, noise_model, trained, val_tracked):
+        view = original(tracked, noise_model, trained, val_tracked)
+        posteriors.append(view["p_noisy"].numpy().copy())
+        return view
+
+    monkeypatch.setattr(training, "epoch_view", recording)
+    config = RunConfig(dataset="slow", data=str(tmp_path / "slow.npz"), method="ce", epochs=8, val_split=0.2, lr=0.003,
+                       seed=1, device="cpu")
+    result = training.train(config, progress=False)
+    held = np.asarray(result.noisy_labels)[result.holdout]
+    chance, n = np.bincount(held).max() / len(held), len(held)
+    told_apart = [int(row["epoch"]) for row in result.metrics
+                  if row["select_acc"] > chance + 2 * np.sqrt(row["select_acc"] * (1 - row["select_acc"]) / n)]
+    first, kept = told_apart[0], result.label_issues_epoch
+    assert len(posteriors) == 8 and 1 < first < kept  # the case: epoch 1 at chance, the kept epoch later
+    expected = np.mean(posteriors[first - 1:kept], axis=0)
+    assert np.allclose(result.p_noisy, expected)
+    assert not np.allclose(result.p_noisy, np.mean(posteriors[:kept], axis=0))  # the mean from epoch 1 differs

@@ -13,7 +13,7 @@ from latentmix.errors import ConfigError
 from latentmix.selection import (
     clearly_above,
     early_learning_end, estimate_noise_rate, estimate_rows, flagged_confusion, flagged_share, holdout_split,
-    never_learnt, noise_estimate_doubt, ranking_order, selected_epoch, separation,
+    learnt_from, never_learnt, noise_estimate_doubt, ranking_order, selected_epoch, separation,
 )
 
 
@@ -452,3 +452,39 @@ def test_a_run_that_trains_plainly_averages_the_plain_epochs_posteriors_only():
             assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.0)  # (1 + 2 + 3) / 3
     assert log.snapshot["epoch"] == 6
     assert float(log.snapshot["p_noisy"][0]) == pytest.approx(5.0)  # (4 + 5 + 6) / 3, not 3.5
+
+
+def test_learnt_from_is_the_first_epoch_told_apart_from_chance_by_hand():
+    # chance 0.2 on 100 held-out samples: 0.28 is within 2 se of it (2 * sqrt(.28 * .72 / 100) =
+    # 0.0898: it would need > 0.2898), 0.30 is beyond (> 0.2 + 0.0917); a later dip does not undo it
+    rows = [{"epoch": 1, "select_acc": 0.22}, {"epoch": 2, "select_acc": 0.28}, {"epoch": 3, "select_acc": 0.30},
+            {"epoch": 4, "select_acc": 0.21}]
+    assert learnt_from(rows, holdout_size=100, chance=0.2) == 3
+    assert learnt_from(rows[:2], holdout_size=100, chance=0.2) is None
+    # 400 samples: 2 se of 0.28 is 0.0449, so epoch 2 already tells it apart
+    assert learnt_from(rows, holdout_size=400, chance=0.2) == 2
+    # no selection split, no chance level: every epoch counts
+    assert learnt_from([{"epoch": 1, "select_acc": None}], holdout_size=None, chance=None) == 1
+
+
+def test_the_label_view_averages_the_epochs_from_the_first_told_apart_from_chance():
+    """Epochs before the network is told apart from chance (`learnt_from`) stay out of the mean
+    P(noisy) of the label issues; until one is, the kept view is the epoch's own. By hand: chance
+    0.2 on 100 samples, noisy-validation accuracy 0.22, 0.28, 0.30, 0.35 (told apart from epoch 3),
+    P(noisy) equal to the epoch number."""
+    from latentmix.run_log import RunLog
+
+    model = torch.nn.Linear(1, 1)
+    log = RunLog(holdout_size=100, chance=0.2)
+    kept = []
+    for epoch, acc in [(1, 0.22), (2, 0.28), (3, 0.30), (4, 0.35)]:
+        view = {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)), "val_p_noisy": None}
+        log.add({"epoch": epoch, "select_acc": acc}, view, model)
+        kept.append(float(log.snapshot["p_noisy"][0]))
+    assert kept == pytest.approx([1.0, 2.0, 3.0, 3.5])  # epoch 4: (3 + 4) / 2, not (1 + 2 + 3 + 4) / 4
+    # without a chance level (a RunLog of your own loop) every epoch counts, as before
+    log = RunLog()
+    for epoch, acc in [(1, 0.22), (2, 0.28), (3, 0.30), (4, 0.35)]:
+        log.add({"epoch": epoch, "select_acc": acc}, {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)),
+                                                      "val_p_noisy": None}, model)
+    assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.5)

@@ -9,7 +9,7 @@ from typing import Optional
 
 from torch import nn
 
-from latentmix.selection import selected_epoch
+from latentmix.selection import learnt_from, selected_epoch
 
 
 @dataclass
@@ -23,6 +23,10 @@ class RunLog:
     selected_state: Optional[dict] = None
     posterior_sums: Optional[dict] = None  # every tracked epoch's P(noisy) summed, see `add_posteriors`
     warmup_snapshot: Optional[dict] = None  # `snapshot` as the warm-up left it (the guard's fallback)
+    # the selection split's size and chance level (`latentmix.training.selection_signal`): P(noisy)
+    # is averaged from the first epoch that tells the network apart from chance (`add_posteriors`)
+    holdout_size: Optional[int] = None
+    chance: Optional[float] = None
 
     def add(self, row: dict, view: Optional[dict], model: nn.Module) -> None:
         if row.get("bootstrapping") and self.warmup_snapshot is None and self.snapshot is not None \
@@ -40,11 +44,17 @@ class RunLog:
         # lower for CE, -1.6 to +1.2 for LR-M-DYR-H; docs/robust-defaults.md)
         if view is None:
             return
-        self.posterior_sums = add_posteriors(self.posterior_sums, view)
+        # an epoch before the network is told apart from chance says nothing about which labels are
+        # wrong (its losses rank what a network that has learnt nothing happens to output), so its
+        # P(noisy) does not enter the mean (`learnt_from`; measured in docs/robust-defaults.md)
+        if row["select_acc"] is None or learnt_from(self.metrics, holdout_size=self.holdout_size,
+                                                    chance=self.chance) is not None:
+            self.posterior_sums = add_posteriors(self.posterior_sums, view)
         if label_view_improves(self.snapshot, view, row["select_acc"], improved):
             # with a selection signal, each sample's P(noisy) is its mean over the epochs so far
-            # (`mean_posteriors` says why and what it measured)
-            averaged = mean_posteriors(self.posterior_sums) if row["select_acc"] is not None else {}
+            # (`mean_posteriors` says why and what it measured); none learnt yet: the epoch's own
+            averaged = mean_posteriors(self.posterior_sums) \
+                if row["select_acc"] is not None and self.posterior_sums is not None else {}
             self.snapshot = {"epoch": row["epoch"], **view, **averaged}
 
     def restart_posterior_mean(self) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from latentmix.errors import ConfigError
 
 __all__ = [
-    "clearly_above", "holdout_split", "early_learning_end", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
+    "clearly_above", "holdout_split", "early_learning_end", "learnt_from", "LearningEnd", "never_learnt", "noise_estimate_doubt", "selected_epoch", "separation", "flagged_share", "estimate_noise_rate",
     "flagged_confusion", "ranking_order", "memorisation_check", "memorisation_gap", "memorisation_after", "MemorisationCheck",
     "NOT_STARTED",
 ]
@@ -117,6 +117,18 @@ def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = No
                                       f"{best_epoch}, none better in the {patience} epochs since)")
         if latest is not None and epoch >= latest and (learnt or select is None):
             return LearningEnd(epoch, f"the first lr decay (epoch {latest})")
+    return None
+
+
+def learnt_from(rows: Sequence[dict], *, holdout_size: Optional[int], chance: Optional[float]) -> Optional[int]:
+    """The first epoch whose noisy-validation accuracy tells the network apart from chance (above
+    `chance`, the best constant prediction's, by more than twice its standard error: the test
+    `early_learning_end` needs before the phase can end), or None while none has; with no chance
+    level (no selection split), the first epoch."""
+    for row in rows:
+        select = row.get("select_acc")
+        if chance is None or (select is not None and clearly_above(float(select), chance, holdout_size)):
+            return int(row["epoch"])
     return None
 
 

@@ -232,7 +232,7 @@ class Run:
         self.run_path = Path(run_dir) if run_dir is not None else None
         self.start_epoch = 1
         self.tracked: Optional[Tracked] = None
-        self.log = RunLog()
+        self.log = RunLog(holdout_size=self.select_size, chance=self.chance)
         if run_folder is not None:  # accepted only if it is a new run, or the one the folder holds
             state = run_folder.accept(run_record(setup), resume=resume, overwrite=overwrite, device=device,
                                       noisy_labels=noisy_labels)
