@@ -146,11 +146,12 @@ def test_the_regularizer_prior_is_the_class_shares_of_the_trained_labels(tmp_pat
     assert balanced.placed.correction.class_prior is None
 
 
-def test_the_label_issues_average_only_epochs_told_apart_from_chance(tmp_path, monkeypatch):
+def test_the_label_issues_average_only_epochs_told_apart_from_chance(tmp_path, monkeypatch, capsys):
     """A run whose first epoch is at chance on its noisy held-out split: the P(noisy) that
     label_issues.csv ranks by is the mean of the epochs' posteriors from the first epoch told apart
     from chance (held-out accuracy a > chance + 2 sqrt(a (1 - a) / n), computed here by hand) to the
-    kept one, recorded as the run computes them; the first epoch's stays out."""
+    kept one, recorded as the run computes them; the first epoch's stays out. result.json says where
+    the mean starts, and `detect` prints the epochs."""
     import latentmix.training as training
     from latentmix.config import RunConfig
 
@@ -170,7 +171,7 @@ def test_the_label_issues_average_only_epochs_told_apart_from_chance(tmp_path, m
     monkeypatch.setattr(training, "epoch_view", recording)
     config = RunConfig(dataset="slow", data=str(tmp_path / "slow.npz"), method="ce", epochs=8, val_split=0.2, lr=0.003,
                        seed=1, device="cpu")
-    result = training.train(config, progress=False)
+    result = training.train(config, run_dir=tmp_path / "run", progress=False)
     held = np.asarray(result.noisy_labels)[result.holdout]
     chance, n = np.bincount(held).max() / len(held), len(held)
     told_apart = [int(row["epoch"]) for row in result.metrics
@@ -180,3 +181,7 @@ def test_the_label_issues_average_only_epochs_told_apart_from_chance(tmp_path, m
     expected = np.mean(posteriors[first - 1:kept], axis=0)
     assert np.allclose(result.p_noisy, expected)
     assert not np.allclose(result.p_noisy, np.mean(posteriors[:kept], axis=0))  # the mean from epoch 1 differs
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert summary["label_issues_from_epoch"] == first and summary["label_issues_epoch"] == kept
+    assert main(["detect", str(tmp_path / "run"), "--top", "1"]) == 0
+    assert f"label issues of epoch {kept}, each a mean over epochs {first}-{kept};" in capsys.readouterr().out

@@ -452,6 +452,7 @@ def test_a_run_that_trains_plainly_averages_the_plain_epochs_posteriors_only():
             assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.0)  # (1 + 2 + 3) / 3
     assert log.snapshot["epoch"] == 6
     assert float(log.snapshot["p_noisy"][0]) == pytest.approx(5.0)  # (4 + 5 + 6) / 3, not 3.5
+    assert log.snapshot["first_epoch"] == 4
 
 
 def test_learnt_from_is_the_first_epoch_told_apart_from_chance_by_hand():
@@ -480,11 +481,12 @@ def test_the_label_view_averages_the_epochs_from_the_first_told_apart_from_chanc
     for epoch, acc in [(1, 0.22), (2, 0.28), (3, 0.30), (4, 0.35)]:
         view = {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)), "val_p_noisy": None}
         log.add({"epoch": epoch, "select_acc": acc}, view, model)
-        kept.append(float(log.snapshot["p_noisy"][0]))
-    assert kept == pytest.approx([1.0, 2.0, 3.0, 3.5])  # epoch 4: (3 + 4) / 2, not (1 + 2 + 3 + 4) / 4
+        kept.append((float(log.snapshot["p_noisy"][0]), log.snapshot["first_epoch"]))
+    # epochs 1-2: each its own view; 3: its own, the mean's first; 4: (3 + 4) / 2, not (1 + 2 + 3 + 4) / 4
+    assert kept == [(1.0, 1), (2.0, 2), (3.0, 3), (3.5, 3)]
     # without a chance level (a RunLog of your own loop) every epoch counts, as before
     log = RunLog()
     for epoch, acc in [(1, 0.22), (2, 0.28), (3, 0.30), (4, 0.35)]:
         log.add({"epoch": epoch, "select_acc": acc}, {"separation": 0.1, "p_noisy": torch.full((3,), float(epoch)),
                                                       "val_p_noisy": None}, model)
-    assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.5)
+    assert float(log.snapshot["p_noisy"][0]) == pytest.approx(2.5) and log.snapshot["first_epoch"] == 1

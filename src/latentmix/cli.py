@@ -208,9 +208,11 @@ def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
     if summary.noise_estimate_doubt:
         print(f"  unreliable: {summary.noise_estimate_doubt}")
     epoch = f" of epoch {summary.label_issues_epoch}" if summary.label_issues_epoch else ""
+    first, kept = summary.label_issues_from_epoch, summary.label_issues_epoch
+    mean = (f"each a mean over epochs {first}-{kept}" if first is not None and kept is not None and first < kept
+            else "each that epoch's" if first is not None and first == kept else "each a mean over the epochs up to it")
     print(f"  (the count above is not that estimate: it thresholds the P(noisy) of all {num_rows} rows of the label "
-          f"issues{epoch}, each a mean over the epochs up to it; rank the labels by P(noisy), size the "
-          "problem by the estimate)")
+          f"issues{epoch}, {mean}; rank the labels by P(noisy), size the problem by the estimate)")
     for pairs, what in ((summary.flagged_noise_pairs, "flagged labels, given -> predicted class"),
                         (summary.true_noise_pairs, "wrong labels, given -> true class")):
         if pairs:

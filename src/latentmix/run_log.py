@@ -49,13 +49,14 @@ class RunLog:
         # P(noisy) does not enter the mean (`learnt_from`; measured in docs/robust-defaults.md)
         if row["select_acc"] is None or learnt_from(self.metrics, holdout_size=self.holdout_size,
                                                     chance=self.chance) is not None:
-            self.posterior_sums = add_posteriors(self.posterior_sums, view)
+            self.posterior_sums = add_posteriors(self.posterior_sums, view, row["epoch"])
         if label_view_improves(self.snapshot, view, row["select_acc"], improved):
             # with a selection signal, each sample's P(noisy) is its mean over the epochs so far
             # (`mean_posteriors` says why and what it measured); none learnt yet: the epoch's own
             averaged = mean_posteriors(self.posterior_sums) \
                 if row["select_acc"] is not None and self.posterior_sums is not None else {}
-            self.snapshot = {"epoch": row["epoch"], **view, **averaged}
+            first = self.posterior_sums.get("first_epoch") if averaged else row["epoch"]
+            self.snapshot = {"epoch": row["epoch"], "first_epoch": first, **view, **averaged}
 
     def restart_posterior_mean(self) -> None:
         """From the next tracked epoch on, each sample's P(noisy) is averaged over the epochs from
@@ -79,13 +80,15 @@ def label_view_improves(current: Optional[dict], candidate: dict, select_acc: Op
     return candidate["separation"] > current["separation"]
 
 
-def add_posteriors(sums: Optional[dict], view: dict) -> dict:
+def add_posteriors(sums: Optional[dict], view: dict, epoch: Optional[int] = None) -> dict:
     """Running sums of each tracked epoch's P(noisy): the training samples' and those of a user's
-    validation rows (`epoch_view`), and how many epochs went in."""
+    validation rows (`epoch_view`), how many epochs went in, and the first of them (`epoch` of the
+    first view added; None where not given, or in sums a checkpoint kept before it was recorded)."""
     val = view.get("val_p_noisy")
     if sums is None:
-        return {"epochs": 1, "p_noisy": view["p_noisy"].clone(), "val_p_noisy": None if val is None else val.clone()}
-    return {"epochs": sums["epochs"] + 1, "p_noisy": sums["p_noisy"] + view["p_noisy"],
+        return {"epochs": 1, "first_epoch": epoch, "p_noisy": view["p_noisy"].clone(),
+                "val_p_noisy": None if val is None else val.clone()}
+    return {"epochs": sums["epochs"] + 1, "first_epoch": sums.get("first_epoch"), "p_noisy": sums["p_noisy"] + view["p_noisy"],
             "val_p_noisy": None if val is None or sums["val_p_noisy"] is None else sums["val_p_noisy"] + val}
 
 

@@ -25,7 +25,8 @@ from typing import Any, Mapping, Optional
 TRAINER_KEYS = (
     "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs", "val_labels",
     "best_val_acc", "last_val_acc", "best_epoch", "selected_val_acc", "selected_epoch", "bootstrap_start_epoch",
-    "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "detection_auc", "detection_precision",
+    "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "label_issues_from_epoch", "detection_auc",
+    "detection_precision",
     "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
     "bootstrap_start_reason", "correction_kept", "correction_stopped", "noise_estimate_doubt", "training_note",
 )
@@ -71,6 +72,7 @@ class RunSummary:
     last_train_acc_noisy: Optional[float] = None  # the last tracked epoch's, against the given labels
     last_train_acc_clean: Optional[float] = None
     label_issues_epoch: Optional[int] = None  # the epoch whose P(noisy) the label issues are
+    label_issues_from_epoch: Optional[int] = None  # the first epoch of that P(noisy)'s mean over epochs
     detection_auc: Optional[float] = None
     detection_precision: Optional[float] = None
     detection_recall: Optional[float] = None

@@ -463,7 +463,8 @@ class Run:
         if log.snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
             tracked = self.track_training_set()
             noise_model = fit_run_noise_model(self.config, tracked.losses[self.trained])
-            log.snapshot = {"epoch": metrics[-1]["epoch"], **epoch_view(tracked, noise_model, self.trained_np, None)}
+            log.snapshot = {"epoch": metrics[-1]["epoch"], "first_epoch": metrics[-1]["epoch"],
+                            **epoch_view(tracked, noise_model, self.trained_np, None)}
         val_accs = [row["val_acc"] for row in metrics]
         best_index = int(np.argmax(val_accs))
         chosen = selected_epoch(metrics)
@@ -490,6 +491,7 @@ class Run:
             epoch_time_s=self.timing.epoch_times(), selected_epoch=chosen,
             selected_val_acc=None if chosen is None else next(r["val_acc"] for r in metrics if r["epoch"] == chosen),
             label_issues_epoch=int(log.snapshot["epoch"]),
+            label_issues_from_epoch=log.snapshot.get("first_epoch"),
             estimated_noise_rate=estimate,
             bootstrap_start_epoch=bootstrap_start,
             bootstrap_start_reason=self.bootstrap_reason(decision, check, started=bootstrap_start is not None),
