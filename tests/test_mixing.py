@@ -650,22 +650,32 @@ def test_latent_mixup_runs_through_distributed_data_parallel():
 
 def _ddp_mixup_step(rank, world_size, port, out_dir):
     """One process of a 2-process gloo group: one LatentMixup step on its half of a batch."""
+    import gc
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        _one_mixed_ddp_step(rank, out_dir)
+        # the DDP wrapper lives on in a reference cycle: free it while the group is up, not at
+        # interpreter exit, where its gloo work can abort the process (latentmix.distributed.distributed_run)
+        gc.collect()
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _one_mixed_ddp_step(rank, out_dir):
     from torch.nn.parallel import DistributedDataParallel
 
     from latentmix.mixing import LatentMixup
 
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        model = DistributedDataParallel(_three_stage_model())
-        x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
-        mine = slice(rank * 6, rank * 6 + 6)
-        mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=1.0, seed=4)
-        logits, plan = mixup(x[mine])
-        mixed_cross_entropy(logits, y[mine], plan).backward()
-        torch.save({"layer": plan.layer, "lam": plan.lam, "perm": plan.perm,
-                    "grad": model.module.first.weight.grad}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        torch.distributed.destroy_process_group()
+    model = DistributedDataParallel(_three_stage_model())
+    x, y = torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), torch.arange(12) % 2
+    mine = slice(rank * 6, rank * 6 + 6)
+    mixup = LatentMixup(model, ["first", "second"], layers="0-2", alpha=1.0, seed=4)
+    logits, plan = mixup(x[mine])
+    mixed_cross_entropy(logits, y[mine], plan).backward()
+    torch.save({"layer": plan.layer, "lam": plan.lam, "perm": plan.perm,
+                "grad": model.module.first.weight.grad}, f"{out_dir}/rank{rank}.pt")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

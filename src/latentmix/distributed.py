@@ -187,10 +187,16 @@ def distributed_run(device_name: str = "auto") -> Iterator[Optional[DistContext]
         cleanup_distributed()  # a failed rank leaves at once: waiting for the others could hang
         raise
     # every rank finished: meet before the group is torn down, so that no rank leaves while a peer's
-    # gloo worker still waits on it (seen once under load: a rank aborted at exit, "terminate called
-    # without an active exception", after its run had finished)
+    # gloo worker still waits on it. Before that, collect the finished run's garbage: a
+    # DistributedDataParallel wrapper that has run a backward keeps itself alive in a reference cycle,
+    # and freed by the garbage collector at interpreter exit, after the group is gone, its gloo work
+    # can abort the process ("terminate called without an active exception" after a finished run, a
+    # rank exiting -6: seen in CI; pytorch/pytorch#179291 describes gloo work freed at finalization)
+    import gc
+
     import torch.distributed as dist
 
+    gc.collect()
     dist.barrier()
     cleanup_distributed()
 
