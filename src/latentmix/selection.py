@@ -104,14 +104,14 @@ def early_learning_end(rows: Sequence[dict], *, holdout_size: Optional[int] = No
     the corrections that gain most (`few` sym40 85.5 -> 82.3, `many-classes` sym40 66.8 -> 64.8,
     `signal` class30 54.5 -> 52.0); a collapse is stopped instead (`correction_collapse`).
     """
-    best, best_epoch, learnt = -1.0, 0, False
+    first_learnt = learnt_from(rows, holdout_size=holdout_size, chance=chance)
+    best, best_epoch = -1.0, 0
     for row in rows:
         epoch = int(row["epoch"])
         select = row.get("select_acc")
-        if select is not None:
-            learnt = learnt or chance is None or clearly_above(float(select), chance, holdout_size)
-            if select > best:
-                best, best_epoch = float(select), epoch
+        learnt = first_learnt is not None and epoch >= first_learnt
+        if select is not None and select > best:
+            best, best_epoch = float(select), epoch
         if select is not None and learnt and epoch - best_epoch >= patience:
             return LearningEnd(epoch, f"noisy-validation accuracy stopped improving (best {best:.3f} at epoch "
                                       f"{best_epoch}, none better in the {patience} epochs since)")
