@@ -4,6 +4,7 @@ table of every method, on fabricated job records."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmark_scripts import benchmark_module
@@ -108,7 +109,8 @@ def test_checks_read_the_doubt_and_test_figures_from_the_records(suite):
 def test_plan_runs_the_default_schedule_first_and_the_costliest_cells_first(suite):
     import argparse
 
-    args = argparse.Namespace(data="few,images-npz,tokens", noise="sym40,inst30", schedules="default,3x", full=False)
+    args = argparse.Namespace(set="suite", data="few,images-npz,tokens", noise="sym40,inst30", schedules="default,3x",
+                              full=False)
     cells = [(data.name, noise, schedule) for data, noise, schedule in suite.plan(args)]
     assert cells == [("images-npz", "sym40", "default"), ("images-npz", "inst30", "default"),
                      ("tokens", "sym40", "default"), ("tokens", "inst30", "default"),
@@ -116,3 +118,26 @@ def test_plan_runs_the_default_schedule_first_and_the_costliest_cells_first(suit
                      ("images-npz", "sym40", "3x"), ("images-npz", "inst30", "3x"),
                      ("tokens", "sym40", "3x"), ("tokens", "inst30", "3x"),
                      ("few", "sym40", "3x"), ("few", "inst30", "3x")]
+
+
+def test_the_held_out_data_sets_are_their_own_set(suite):
+    """`--set held-out` plans the judged-only data sets and nothing of the suite's, and the suite's
+    names are unknown there (a rule chosen on the suite is judged on data it was not chosen on)."""
+    import argparse
+
+    args = argparse.Namespace(set="held-out", data="", noise="sym40", schedules="default", full=False)
+    names = {data.name for data, _, _ in suite.plan(args)}
+    assert names == set(suite.HELD_OUT) and not names & set(suite.DATASETS)
+    with pytest.raises(SystemExit, match="unknown data set.*'slow'.*--set held-out"):
+        suite.plan(argparse.Namespace(set="held-out", data="slow", noise="", schedules="default", full=False))
+    # the token set is order alone: every sequence holds one id of each of the three motif sets,
+    # side by side, and reading their order back gives the class (so every class has the same words)
+    import itertools
+
+    x, y, _, _ = suite.ordered_motifs()
+    orders = list(itertools.permutations(range(3)))
+    for row, label in zip(x, y):
+        where = np.flatnonzero(row >= 65)
+        assert len(where) == 3 and where[2] - where[0] == 2
+        parts = tuple(int(p) for p in (row[where] - 65) // 5)
+        assert sorted(parts) == [0, 1, 2] and orders.index(parts) == label
