@@ -934,6 +934,9 @@ def main(argv=None) -> int:
             os.environ.setdefault(variable, "1")  # scikit-learn's BLAS included (inherited by the spawned workers)
 
         cells = plan(args)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / ".gitignore").exists():  # the job records are kept in git, not the files and run folders
+            (out / ".gitignore").write_text("data/\nruns/\n")
         for data, noise, _ in cells:  # the files once, before the pool
             write_cell(out, data, noise)
         started = time.perf_counter()
