@@ -89,6 +89,16 @@ def within_one_se(latest: bool) -> Callable[[list[dict], int], int]:
     return rule
 
 
+def full_windows(window: int) -> Callable[[list[dict], int], int]:
+    """The trailing mean of `window` epochs, but only full windows compete once there are that
+    many epochs (a one-epoch "mean" is the noisiest estimate, and a maximum favours the noisiest)."""
+    def rule(rows: list[dict], size: int) -> int:
+        epochs, means = _means(rows, window - 1)
+        start = window - 1 if len(epochs) >= window else 0
+        return _first_max(epochs[start:], means[start:])
+    return rule
+
+
 def last_epoch(rows: list[dict], size: int) -> int:
     return int(rows[-1]["epoch"])
 
@@ -96,6 +106,7 @@ def last_epoch(rows: list[dict], size: int) -> int:
 # name -> (rule, what it is); the first is today's
 RULES: dict[str, tuple[Callable[[list[dict], int], int], str]] = {
     "today": (lambda rows, size: selected_epoch(rows), "highest mean over the epoch and the 2 before it (today's)"),
+    "full-3": (full_windows(3), "highest mean over the epoch and the 2 before it, full windows only from epoch 3"),
     "single": (trailing(1), "highest single epoch"),
     "trailing-5": (trailing(5), "highest mean over the epoch and the 4 before it"),
     "trailing-7": (trailing(7), "highest mean over the epoch and the 6 before it"),

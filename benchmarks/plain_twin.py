@@ -1,0 +1,150 @@
+"""A plain-CE twin beside the default run, replayed offline on a robustness-suite folder.
+
+On data whose classes are not convex regions, latent mixing itself holds the network back, and no
+signal a single run reads tells that from a network limited by its data (docs/robustness-suite.md,
+"Data no rule was chosen on"). A run that also trained a plain CE twin (same seed, same held-out
+split) could compare the two on the noisy validation split. The suite trains exactly such a pair
+in every cell: CE and LR-M-DYR-H of the same seed. So two twin rules can be judged from the finished
+runs, without training:
+
+* `end`: the twin trains only until the end of early learning (the last epoch at the initial lr,
+  where every automatic run decays it); the run switches to the plain twin, which goes on as CE,
+  when the twin's trailing mean of 3 noisy-validation accuracies at that epoch is above the mixed
+  network's by more than twice the standard error of the difference (two independent proportions
+  on the split's n rows: conservative, since a real twin would pair the two on the same rows);
+* `whole`: the twin trains the whole run; the run keeps the one whose selected epoch has the
+  higher trailing mean (the selection signal, read across both), LR-M-DYR-H on a tie.
+
+A switched run's outcome is its CE twin's record (selected accuracy, ranking AUC, noise estimate
+and its doubt): in a real run the twin's seed stream would differ in the draws mixing consumes, so
+the replay is close, not exact. Prints and writes the suite's checks before and after, and every
+switch.
+
+    python benchmarks/plain_twin.py benchmarks/results/robustness-held-out [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import robustness_suite as suite  # noqa: E402  (the suite's own checks)
+
+TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_auc", "estimated_noise_rate",
+                   "noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
+
+
+def read_metrics(folder: Path, record: dict) -> Optional[list[dict]]:
+    path = folder / record["run_dir"] / "metrics.csv"
+    if not path.exists():
+        return None
+    return [{"epoch": int(r["epoch"]), "lr": float(r["lr"]),
+             "select_acc": None if r["select_acc"] == "" else float(r["select_acc"])} for r in csv.DictReader(open(path))]
+
+
+def trailing_mean(rows: list[dict], epoch: int, window: int = 3) -> float:
+    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the epochs before."""
+    values = [r["select_acc"] for r in rows if r["epoch"] <= epoch and r["select_acc"] is not None][-window:]
+    return sum(values) / len(values)
+
+
+def learning_end(rows: list[dict]) -> int:
+    """The end of early learning of an automatic run: the last epoch at its initial learning rate."""
+    return max(r["epoch"] for r in rows if r["lr"] == rows[0]["lr"])
+
+
+def holdout_size(folder: Path, record: dict) -> int:
+    """Rows of the run's noisy selection split (label_issues.csv's `holdout` rows)."""
+    with (folder / record["run_dir"] / "label_issues.csv").open() as handle:
+        return sum(row["split"] == "holdout" for row in csv.DictReader(handle))
+
+
+def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], float]:
+    """(records before, records after the twin rule, the switches, the mean share of the schedule the
+    `end` twin trains)."""
+    records = [json.loads(p.read_text()) for p in sorted((folder / "jobs").glob("*.json"))]
+    records = [r for r in records if r.get("seed") in (None, *suite.SEEDS)]
+    by_id = {r["id"]: r for r in records}
+    after, switches, shares = [], [], []
+    for record in records:
+        twin = by_id.get(record["id"].replace("-lr-m-dyr-h-", "-ce-"))
+        if record["kind"] != "latentmix" or record["method"] != "lr-m-dyr-h" or twin is None:
+            after.append(record)
+            continue
+        ours, plain = read_metrics(folder, record), read_metrics(folder, twin)
+        if not ours or not plain:
+            raise SystemExit(f"{record['id']}: no metrics.csv for it or its CE twin under {folder}/runs")
+        end = learning_end(ours)
+        shares.append(end / len(ours))
+        if rule == "end":
+            a, b = trailing_mean(ours, end), trailing_mean(plain, end)
+            n = holdout_size(folder, record)
+            se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
+            switch = b - a > 2 * se
+            why = f"at epoch {end}: twin {b:.3f} vs {a:.3f}, 2 s.e. {2 * se:.3f}"
+        else:
+            a = trailing_mean(ours, int(record["selected_epoch"]))
+            b = trailing_mean(plain, int(twin["selected_epoch"]))
+            switch = b > a + 1e-6
+            why = f"selected epochs' trailing means: twin {b:.3f} vs {a:.3f}"
+        if switch:
+            switches.append(f"{record['id']}: {why}; selected {100 * record['selected_val_acc']:.1f} -> "
+                            f"{100 * twin['selected_val_acc']:.1f}")
+            record = {**record, **{k: twin[k] for k in TAKEN_FROM_TWIN if k in twin}}
+        after.append(record)
+    return records, after, switches, sum(shares) / max(len(shares), 1)
+
+
+def checks(records: list[dict], schedule: str) -> str:
+    """The issue's checks at one schedule: cells short on accuracy, the worst cell and the mean gain
+    over CE, cells short on AUC, estimates off without a doubt."""
+    records = suite.with_test_figures(records)
+    tag = "" if schedule == "default" else "(3x)"
+    cells = sorted({(r["data"], r["noise"]) for r in records if r["kind"] == "latentmix"})
+    acc = auc = est = 0
+    gains = []
+    for data, noise in cells:
+        failed = suite.shortfalls(records, data, noise)
+        acc, auc, est = acc + (f"acc{tag}" in failed), auc + (f"auc{tag}" in failed), est + (f"est{tag}" in failed)
+        means = [suite.mean_of(records, "selected_val_acc", kind="latentmix", data=data, noise=noise, method=m,
+                               schedule=schedule) for m in ("lr-m-dyr-h", "ce")]
+        if None not in means:
+            gains.append((100 * (means[0] - means[1]), f"{data} {noise}"))
+    worst = min(gains)
+    return (f"| {acc} | {worst[0]:+.1f} ({worst[1]}) | {sum(g for g, _ in gains) / len(gains):+.2f} | {auc} | {est} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", type=Path, help="a robustness-suite output folder with its runs/")
+    parser.add_argument("--out", type=Path, default=None, help="write the markdown here as well")
+    args = parser.parse_args(argv)
+    lines = [f"A plain-CE twin replayed on `{args.suite}` (`python benchmarks/plain_twin.py {args.suite}`)", "",
+             "| rule | schedule | `acc` short | worst cell vs CE | mean gain over CE | `auc` short | `est` off, not doubted |",
+             "|---|---|---|---|---|---|---|"]
+    details = []
+    for rule in ("end", "whole"):
+        before, after, switches, share = replay(args.suite, rule)
+        for schedule in suite.SCHEDULES:
+            if rule == "end":
+                lines.append(f"| none (today) | {schedule} " + checks(before, schedule))
+            lines.append(f"| twin, `{rule}` | {schedule} " + checks(after, schedule))
+        details += ["", f"`{rule}`: {len(switches)} of the LR-M-DYR-H runs switch to their twin"
+                    + (f"; the twin trains {100 * share:.0f}% of the schedule on average" if rule == "end" else
+                       "; the twin trains the whole schedule"), ""] + [f"- {s}" for s in switches]
+    text = "\n".join(lines + details) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
