@@ -13,7 +13,9 @@ runs, without training:
   network's by more than twice the standard error of the difference (two independent proportions
   on the split's n rows: conservative, since a real twin would pair the two on the same rows);
 * `whole`: the twin trains the whole run; the run keeps the one whose selected epoch has the
-  higher trailing mean (the selection signal, read across both), LR-M-DYR-H on a tie.
+  higher trailing mean (the selection signal, read across both), LR-M-DYR-H on a tie;
+  `whole-2se` only where the twin's is higher by more than twice the standard error of the
+  difference (as `end`).
 
 A switched run's outcome is its CE twin's record (selected accuracy, ranking AUC, noise estimate
 and its doubt): in a real run the twin's seed stream would differ in the draws mixing consumes, so
@@ -61,9 +63,11 @@ def learning_end(rows: list[dict]) -> int:
 
 
 def holdout_size(folder: Path, record: dict) -> int:
-    """Rows of the run's noisy selection split (label_issues.csv's `holdout` rows)."""
+    """Rows of the split the run selects on: label_issues.csv's `holdout` rows, or its `val` rows
+    where the file's own validation split is the selection split (a CSV; as selection_rules.py)."""
     with (folder / record["run_dir"] / "label_issues.csv").open() as handle:
-        return sum(row["split"] == "holdout" for row in csv.DictReader(handle))
+        splits = [row["split"] for row in csv.DictReader(handle)]
+    return splits.count("holdout") or splits.count("val")
 
 
 def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], float]:
@@ -92,8 +96,11 @@ def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], 
         else:
             a = trailing_mean(ours, int(record["selected_epoch"]))
             b = trailing_mean(plain, int(twin["selected_epoch"]))
-            switch = b > a + 1e-6
-            why = f"selected epochs' trailing means: twin {b:.3f} vs {a:.3f}"
+            n = holdout_size(folder, record)
+            se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
+            # `whole`: the higher signal wins; `whole-2se`: only a twin clearly above does
+            switch = b > a + 1e-6 if rule == "whole" else b - a > 2 * se
+            why = f"selected epochs' trailing means: twin {b:.3f} vs {a:.3f}" + (f", 2 s.e. {2 * se:.3f}" if rule != "whole" else "")
         if switch:
             switches.append(f"{record['id']}: {why}; selected {100 * record['selected_val_acc']:.1f} -> "
                             f"{100 * twin['selected_val_acc']:.1f}")
@@ -130,9 +137,9 @@ def main(argv=None) -> int:
              "| rule | schedule | `acc` short | worst cell vs CE | mean gain over CE | `auc` short | `est` off, not doubted |",
              "|---|---|---|---|---|---|---|"]
     details = []
-    for rule in ("end", "whole"):
+    for rule in ("end", "whole", "whole-2se"):
         before, after, switches, share = replay(args.suite, rule)
-        for schedule in suite.SCHEDULES:
+        for schedule in [s for s in suite.SCHEDULES if any(r.get("schedule") == s for r in before)]:
             if rule == "end":
                 lines.append(f"| none (today) | {schedule} " + checks(before, schedule))
             lines.append(f"| twin, `{rule}` | {schedule} " + checks(after, schedule))

@@ -37,8 +37,18 @@ def test_each_rule_picks_the_hand_computed_epoch(tmp_path, rules_module):
     # one standard error of the best mean: sqrt(0.6067 * 0.3933 / 100) = 0.0489, so the means from
     # 0.5578 up are within it: epochs 3 (0.5733), 4 and 5
     assert pick == {"today": 4, "single": 3, "trailing-5": 4, "trailing-7": 4, "centred-5": 4,
-                    "latest-1se": 5, "earliest-1se": 3, "last": 5}
+                    "latest-1se": 5, "earliest-1se": 3, "last": 5, "full-3": 4}
     assert rules_module.test_accuracy(run["rows"], pick["latest-1se"]) == pytest.approx(0.78)
+
+
+def test_full_windows_keep_a_lone_first_epoch_from_winning(tmp_path, rules_module):
+    # epoch 1 alone scores 0.80; the full 3-epoch means from epoch 3 are 0.7667, 0.7667, 0.7833,
+    # 0.80 (epochs 4-6 all at 0.80): today's rule keeps epoch 1 (its one-epoch mean equals the best,
+    # and the first of equal means wins), the full-window rule epoch 6
+    _run_folder(tmp_path, "ce", [0.80, 0.75, 0.75, 0.80, 0.80, 0.80], [0.77, 0.85, 0.86, 0.88, 0.89, 0.90], stored=1)
+    run = rules_module.load_runs(tmp_path)[0]
+    assert rules_module.RULES["today"][0](run["rows"], run["size"]) == 1
+    assert rules_module.RULES["full-3"][0](run["rows"], run["size"]) == 6
 
 def test_a_stored_selection_that_todays_rule_does_not_pick_is_reported(tmp_path, rules_module):
     _run_folder(tmp_path, "ce", SELECT, [0.7] * 5, stored=3)
