@@ -14,8 +14,9 @@ runs, without training:
   on the split's n rows: conservative, since a real twin would pair the two on the same rows);
 * `whole`: the twin trains the whole run; the run keeps the one whose selected epoch has the
   higher trailing mean (the selection signal, read across both), LR-M-DYR-H on a tie;
-  `whole-2se` only where the twin's is higher by more than twice the standard error of the
-  difference (as `end`).
+  `whole-model` the same, but only the kept model is the twin's: the label issues and the noise
+  estimate stay the corrected run's; `whole-2se` only where the twin's is higher by more than twice
+  the standard error of the difference (as `end`).
 
 A switched run's outcome is its CE twin's record (selected accuracy, ranking AUC, noise estimate
 and its doubt): in a real run the twin's seed stream would differ in the draws mixing consumes, so
@@ -41,6 +42,8 @@ import robustness_suite as suite  # noqa: E402  (the suite's own checks)
 
 TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_auc", "estimated_noise_rate",
                    "noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
+# `whole-model`: the twin's model only; the label issues and the noise estimate stay the corrected run's
+ACCURACY = ("selected_val_acc", "best_val_acc", "last_val_acc", "selected_test_acc", "best_test_acc", "last_test_acc")
 
 
 def read_metrics(folder: Path, record: dict) -> Optional[list[dict]]:
@@ -99,12 +102,13 @@ def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], 
             n = holdout_size(folder, record)
             se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
             # `whole`: the higher signal wins; `whole-2se`: only a twin clearly above does
-            switch = b > a + 1e-6 if rule == "whole" else b - a > 2 * se
-            why = f"selected epochs' trailing means: twin {b:.3f} vs {a:.3f}" + (f", 2 s.e. {2 * se:.3f}" if rule != "whole" else "")
+            switch = b - a > 2 * se if rule == "whole-2se" else b > a + 1e-6
+            why = f"selected epochs' trailing means: twin {b:.3f} vs {a:.3f}" + (f", 2 s.e. {2 * se:.3f}" if rule == "whole-2se" else "")
         if switch:
             switches.append(f"{record['id']}: {why}; selected {100 * record['selected_val_acc']:.1f} -> "
                             f"{100 * twin['selected_val_acc']:.1f}")
-            record = {**record, **{k: twin[k] for k in TAKEN_FROM_TWIN if k in twin}}
+            taken = TAKEN_FROM_TWIN if rule != "whole-model" else ACCURACY
+            record = {**record, **{k: twin[k] for k in taken if k in twin}}
         after.append(record)
     return records, after, switches, sum(shares) / max(len(shares), 1)
 
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
              "| rule | schedule | `acc` short | worst cell vs CE | mean gain over CE | `auc` short | `est` off, not doubted |",
              "|---|---|---|---|---|---|---|"]
     details = []
-    for rule in ("end", "whole", "whole-2se"):
+    for rule in ("end", "whole", "whole-model", "whole-2se"):
         before, after, switches, share = replay(args.suite, rule)
         for schedule in [s for s in suite.SCHEDULES if any(r.get("schedule") == s for r in before)]:
             if rule == "end":
