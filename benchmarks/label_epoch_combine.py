@@ -46,7 +46,7 @@ def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dic
     from latentmix.noise_model import detection_metrics
     from latentmix.config import RunConfig
     from latentmix.selection import learnt_from
-    from latentmix.training import train
+    from latentmix.training import chance_level, train
 
     torch.set_num_threads(1)
     views, epochs_seen = [], []
@@ -79,8 +79,8 @@ def probe(path: Path, method: str, epochs: int, seed: int, run_dir: Path) -> dic
 
     start3 = min(2, kept)
     # the selection split's chance level and size, as the run reads them (`training.selection_signal`)
-    held = np.asarray(result.noisy_labels)[result.holdout]
-    first = learnt_from(result.metrics, holdout_size=len(held), chance=float(np.bincount(held).max() / len(held)))
+    held = torch.as_tensor(np.asarray(result.noisy_labels)[result.holdout])
+    first = learnt_from(result.metrics, holdout_size=len(held), chance=chance_level(held))
     learnt = [i for i, epoch in enumerate(epochs_seen[:kept + 1]) if first is not None and epoch >= first]
     scores = {"kept": auc(p[kept]), "mean-p": auc(p[:kept + 1].mean(0)), "mean-p-3": auc(p[start3:kept + 1].mean(0)),
               "mean-p-learnt": auc(p[learnt].mean(0) if learnt else p[kept]),

@@ -29,7 +29,6 @@ switch.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -39,6 +38,7 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import robustness_suite as suite  # noqa: E402  (the suite's own checks)
+import selection_rules  # noqa: E402  (its reading of a run folder)
 
 TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_auc", "estimated_noise_rate",
                    "noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
@@ -46,31 +46,23 @@ TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_
 ACCURACY = ("selected_val_acc", "best_val_acc", "last_val_acc", "selected_test_acc", "best_test_acc", "last_test_acc")
 
 
-def read_metrics(folder: Path, record: dict) -> Optional[list[dict]]:
-    path = folder / record["run_dir"] / "metrics.csv"
-    if not path.exists():
-        return None
-    return [{"epoch": int(r["epoch"]), "lr": float(r["lr"]),
-             "select_acc": None if r["select_acc"] == "" else float(r["select_acc"])} for r in csv.DictReader(open(path))]
+def read_run(folder: Path, record: dict) -> Optional[dict]:
+    """The record's run folder as `selection_rules.read_run` reads it (metrics rows with numbers
+    parsed, the size of the split it selects on), or None where the folder is gone."""
+    run_dir = folder / record["run_dir"]
+    return selection_rules.read_run(run_dir) if (run_dir / "metrics.csv").exists() else None
 
 
 def trailing_mean(rows: list[dict], epoch: int, window: int = 3) -> float:
-    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the epochs before."""
+    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the epochs
+    before it, as `latentmix.selection.selected_epoch` reads it."""
     values = [r["select_acc"] for r in rows if r["epoch"] <= epoch and r["select_acc"] is not None][-window:]
     return sum(values) / len(values)
 
 
 def learning_end(rows: list[dict]) -> int:
     """The end of early learning of an automatic run: the last epoch at its initial learning rate."""
-    return max(r["epoch"] for r in rows if r["lr"] == rows[0]["lr"])
-
-
-def holdout_size(folder: Path, record: dict) -> int:
-    """Rows of the split the run selects on: label_issues.csv's `holdout` rows, or its `val` rows
-    where the file's own validation split is the selection split (a CSV; as selection_rules.py)."""
-    with (folder / record["run_dir"] / "label_issues.csv").open() as handle:
-        splits = [row["split"] for row in csv.DictReader(handle)]
-    return splits.count("holdout") or splits.count("val")
+    return int(max(r["epoch"] for r in rows if r["lr"] == rows[0]["lr"]))
 
 
 def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], float]:
@@ -85,21 +77,20 @@ def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], 
         if record["kind"] != "latentmix" or record["method"] != "lr-m-dyr-h" or twin is None:
             after.append(record)
             continue
-        ours, plain = read_metrics(folder, record), read_metrics(folder, twin)
-        if not ours or not plain:
+        ours_run, plain_run = read_run(folder, record), read_run(folder, twin)
+        if ours_run is None or plain_run is None:
             raise SystemExit(f"{record['id']}: no metrics.csv for it or its CE twin under {folder}/runs")
+        ours, plain, n = ours_run["rows"], plain_run["rows"], ours_run["size"]
         end = learning_end(ours)
         shares.append(end / len(ours))
         if rule == "end":
             a, b = trailing_mean(ours, end), trailing_mean(plain, end)
-            n = holdout_size(folder, record)
             se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
             switch = b - a > 2 * se
             why = f"at epoch {end}: twin {b:.3f} vs {a:.3f}, 2 s.e. {2 * se:.3f}"
         else:
             a = trailing_mean(ours, int(record["selected_epoch"]))
             b = trailing_mean(plain, int(twin["selected_epoch"]))
-            n = holdout_size(folder, record)
             se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
             # `whole`: the higher signal wins; `whole-2se`: only a twin clearly above does
             switch = b - a > 2 * se if rule == "whole-2se" else b > a + 1e-6

@@ -22,6 +22,7 @@ def _run(folder, data, method, seed, select, lr_drop, selected_epoch, selected, 
     lines = ["epoch,lr,select_acc"] + [f"{e},{0.05 if e <= lr_drop else 0.005},{acc}" for e, acc in enumerate(select, 1)]
     (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
     (run_dir / "label_issues.csv").write_text("split\n" + "holdout\n" * holdout + "train\n" * 900)
+    (run_dir / "result.json").write_text(json.dumps({"selected_epoch": selected_epoch}))
     record = {"id": f"{data}-sym40-{method}-default-s{seed}", "kind": "latentmix", "data": data, "noise": "sym40",
               "method": method, "schedule": "default", "seed": seed, "selected_val_acc": selected,
               "selected_epoch": selected_epoch, "ranking_auc": 0.9, "estimated_noise_rate": 0.4,

@@ -98,7 +98,8 @@ class RunResult:
             bootstrap_start_epoch=self.bootstrap_start_epoch, last_train_acc_noisy=last.get("train_acc_noisy"),
             last_train_acc_clean=last.get("train_acc_clean"), label_issues_epoch=self.label_issues_epoch,
             label_issues_from_epoch=self.label_issues_from_epoch, detection_auc=detection.get("auc"),
-            detection_precision=detection.get("precision"), detection_recall=detection.get("recall"), estimated_noise_rate=self.estimated_noise_rate,
+            detection_precision=detection.get("precision"), detection_recall=detection.get("recall"),
+            estimated_noise_rate=self.estimated_noise_rate,
             # epochs whose noise model found no two groups of losses (the same P(noisy) for all)
             noise_model_collapsed_epochs=sum(1 for row in self.metrics if row.get("separation") == 0.0),
             actual_noise_rate=float(self.is_noisy.mean()) if self.is_noisy is not None else None,

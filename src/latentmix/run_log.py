@@ -88,7 +88,8 @@ def add_posteriors(sums: Optional[dict], view: dict, epoch: Optional[int] = None
     if sums is None:
         return {"epochs": 1, "first_epoch": epoch, "p_noisy": view["p_noisy"].clone(),
                 "val_p_noisy": None if val is None else val.clone()}
-    return {"epochs": sums["epochs"] + 1, "first_epoch": sums.get("first_epoch"), "p_noisy": sums["p_noisy"] + view["p_noisy"],
+    return {"epochs": sums["epochs"] + 1, "first_epoch": sums.get("first_epoch"),
+            "p_noisy": sums["p_noisy"] + view["p_noisy"],
             "val_p_noisy": None if val is None or sums["val_p_noisy"] is None else sums["val_p_noisy"] + val}
 
 

@@ -26,8 +26,7 @@ TRAINER_KEYS = (
     "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs", "val_labels",
     "best_val_acc", "last_val_acc", "best_epoch", "selected_val_acc", "selected_epoch", "bootstrap_start_epoch",
     "last_train_acc_noisy", "last_train_acc_clean", "label_issues_epoch", "label_issues_from_epoch", "detection_auc",
-    "detection_precision",
-    "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
+    "detection_precision", "detection_recall", "estimated_noise_rate", "noise_model_collapsed_epochs", "actual_noise_rate",
     "bootstrap_start_reason", "correction_kept", "correction_stopped", "noise_estimate_doubt", "training_note",
 )
 NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
