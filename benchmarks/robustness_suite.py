@@ -540,7 +540,7 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
     one job file per run."""
     from latentmix.naming import run_id
     from latentmix.experiments.runner import run_grid
-    from latentmix.summary import TEST_KEYS
+    from latentmix.summary import TEST_KEYS, TWIN_KEYS
 
     wanted = {job_id(data.name, noise, m, schedule, s) for m in methods for s in seeds}
     if all((out / "jobs" / f"{j}.json").exists() for j in wanted):
@@ -565,8 +565,16 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
                   # what the run decided and doubted, and a test set's figures (an image folder's
                   # test/), so that the records alone rebuild every check (runs/ is not kept)
                   **{k: summary.get(k) for k in ("noise_estimate_doubt", "correction_kept", "correction_stopped",
-                                                 *TEST_KEYS) if k in summary},
+                                                 *TEST_KEYS, *TWIN_KEYS, "kept_test_acc") if k in summary},
                   "code": code_version()}
+        if summary.get("kept_model") is not None:
+            # a run with a plain CE twin (latentmix.plain_twin): a user obtains the model it keeps, so
+            # the checks read the kept model's selected figures; the run's own stay as own_*
+            record.update({f"own_{k}": record.get(k) for k in ("selected_val_acc", "selected_epoch", "selected_test_acc")
+                           if k in record})
+            record.update(selected_val_acc=summary["kept_val_acc"], selected_epoch=summary["kept_epoch"])
+            if "kept_test_acc" in summary:
+                record["selected_test_acc"] = summary["kept_test_acc"]
         (out / "jobs").mkdir(parents=True, exist_ok=True)
         (out / "jobs" / f"{record['id']}.json").write_text(json.dumps(record, indent=1))
         records.append(record)

@@ -61,7 +61,9 @@ def test_a_collapsed_correction_stops_and_the_run_trains_on_as_ce(tmp_path, caps
     monkeypatch.setattr(LossCorrection, "batch_targets", onto_one_class)
     monkeypatch.setattr(LatentMixup, "start_epoch", spy)
     data = write_wide_gaussians(tmp_path / "wide.npz")
-    common = ["--data", str(data), "--epochs", "30", "--val-split", "0.1", "--seed", "0", "--device", "cpu", "--quiet"]
+    # (the run's own course, without its plain CE twin, whose epochs the spy would see too)
+    common = ["--data", str(data), "--epochs", "30", "--val-split", "0.1", "--seed", "0", "--device", "cpu", "--quiet",
+              "--no-plain-twin"]
     assert main(["train", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "ours"), *common]) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "ours" / "result.json").read_text())

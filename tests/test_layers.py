@@ -21,7 +21,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "math": ("noise", "label_files", "mixing", "mixture_inputs", "beta_mixture", "gaussian_mixture", "noise_model", "losses",
              "robust_losses", "methods", "correction", "peer_losses", "dividemix", "selection", "distributed"),
     "data and models": ("data", "models", "coteaching"),
-    "one run": ("config", "config_checks", "naming", "protocols", "run_setup", "tracking", "run_log", "result",
+    "one run": ("config", "config_checks", "naming", "protocols", "plain_twin", "run_setup", "tracking", "run_log", "result",
                 "run_folder", "label_issues", "progress", "training", "api", "detect", "predict", "lightning"),
     "many runs": ("stacked_mlp", "population", "experiments", "sweep", "tune", "summary_tables", "report_data", "report_tables", "report_figures", "report", "plots"),
     "entry": ("", "__main__", "cli", "report_cli", "sweep.cli"),  # "": the package's own __init__

@@ -111,7 +111,7 @@ def test_a_network_that_memorises_nothing_trains_on_plainly_and_says_why(tmp_pat
     monkeypatch.setattr(LatentMixup, "start_epoch", spy)
     data = _blobs(tmp_path / "blobs.npz")
     common = ["--data", str(data), "--model", "spiral-mlp", "--epochs", "30", "--val-split", "0.1", "--seed", "0",
-              "--device", "cpu", "--quiet"]
+              "--device", "cpu", "--quiet", "--no-plain-twin"]
     assert main(["train", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "ours"), *common]) == 0
     printed = capsys.readouterr().out
     ours_mixing, mixing[:] = list(mixing), []
@@ -165,7 +165,7 @@ def test_a_plain_run_that_begins_to_memorise_later_is_corrected_from_there(tmp_p
     monkeypatch.setattr(training, "memorisation_after", three_epochs_later)
     data = _blobs(tmp_path / "blobs.npz")
     assert main(["train", "--data", str(data), "--model", "spiral-mlp", "--epochs", "30", "--val-split", "0.1",
-                 "--seed", "0", "--device", "cpu", "--quiet", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "run")]) == 0
+                 "--seed", "0", "--device", "cpu", "--quiet", "--no-plain-twin", "--method", "lr-m-dyr-h", "--out", str(tmp_path / "run")]) == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     reason = result["bootstrap_start_reason"]
     end = int(reason.split("at the end of early learning (epoch ")[1].split(")")[0])

@@ -127,7 +127,8 @@ def test_fit_result_and_fit_folder(tmp_path):
     before = {key: value.clone() for key, value in result.model.state_dict().items()}
     loaded = latentmix.load_run(result)
     correct = int((loaded.predict(inputs[300:]).labels == labels[300:].numpy()).sum())
-    selected_acc = next(row["val_acc"] for row in result.metrics if row["epoch"] == result.selected_epoch)
+    kept = result.kept  # the run's own result, or its plain CE twin's when the run kept that model
+    selected_acc = next(row["val_acc"] for row in kept.metrics if row["epoch"] == kept.selected_epoch)
     assert loaded.weights == "selected" and correct == round(selected_acc * 100)
     assert all(torch.equal(before[key], value) for key, value in result.model.state_dict().items())  # a copy
     # the folder of a fit() run: the user's architecture must be passed

@@ -280,7 +280,7 @@ def test_user_file_run_selects_by_noisy_validation_and_starts_bootstrapping_by_i
     np.savez(path, features=x, labels=noisy, clean_labels=y, val_features=xt, val_labels=yt)
     # the file's val_* arrays are a clean test set; 10% of the noisy training data selects the checkpoint
     config = RunConfig(dataset="mine", data=str(path), method="lr-m-dyr-h", layers="0-1", epochs=12, seed=0,
-                       val_split=0.1)
+                       val_split=0.1, plain_twin=False)
     result = train(config, run_dir=tmp_path / "run", progress=False)
     with (tmp_path / "run" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, run_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                        distributed=dist)
         if dist is None or dist.is_main:
-            _print_summary(result.run_summary(), out, result.wall_time_s, result.selection_sets())
+            wall_time_s = result.wall_time_s + (result.twin.wall_time_s if result.twin is not None else 0.0)
+            _print_summary(result.run_summary(), out, wall_time_s, result.selection_sets())
     return 0
 
 
@@ -77,6 +78,8 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
     print("  " + accuracy_text(summary))
     for line in selection_lines(summary, selection_sets):
         print("  " + line)
+    if summary.kept_model is not None:
+        print("  " + kept_model_text(summary))
     if summary.bootstrap_start_epoch is not None:
         reason = f" ({summary.bootstrap_start_reason})" if summary.bootstrap_start_reason else ""
         print(f"  bootstrapping from epoch {summary.bootstrap_start_epoch}{reason}")
@@ -110,7 +113,22 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
     if summary.detection_auc is not None:
         print(f"  noise detection: AUC {summary.detection_auc:.4f}, precision {summary.detection_precision:.3f}, "
               f"recall {summary.detection_recall:.3f} at P(noisy) > 0.5")
-    print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json)")
+    twin = ", the plain CE twin in plain-twin/" if summary.kept_model is not None else ""
+    print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json{twin})")
+
+
+def kept_model_text(summary: RunSummary) -> str:
+    """Which model a run with a plain CE twin keeps, and the two selection signals that decided."""
+    from latentmix.plain_twin import TWIN_FOLDER
+    from latentmix.selection import SELECTION_WINDOW
+
+    scores = (f"on the validation split, mean accuracy over the {SELECTION_WINDOW} epochs up to each selected epoch: "
+              f"this run {summary.selection_score:.4f}, the plain CE twin {summary.twin_selection_score:.4f}")
+    if summary.kept_model == TWIN_FOLDER:
+        return (f"kept: the plain CE twin's model ({TWIN_FOLDER}/, epoch {summary.kept_epoch}, accuracy "
+                f"{summary.kept_val_acc:.4f}), which scores higher {scores}; predict and load_run use it, the label "
+                "issues and the noise estimate are this run's")
+    return f"kept: this run's model, which scores at least as high {scores}"
 
 
 # How `estimated_noise_rate` is computed (latentmix.selection.estimate_noise_rate), in words.

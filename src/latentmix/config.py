@@ -151,6 +151,15 @@ class RunConfig:
         "reference", METHOD, "reference: two extra forwards per batch as [A]; single: one (faster); tracked: none, "
                              "targets and P(noisy) from the previous epoch's tracking pass (fastest) (default {default})",
         choices=BOOTSTRAP_FORWARDS)
+    # A plain CE run of the same data, seed and split, trained after the run; the run keeps the model
+    # that scores higher on the noisy validation split (`latentmix.plain_twin`). None: the protocol's
+    # (on for a mixing or correcting method on your own data).
+    plain_twin: Optional[bool] = option(
+        None, METHOD, "also train a plain CE twin (same data, seed and validation split, in RUN/plain-twin) and keep "
+                      "the model that scores higher on the noisy validation split; the label issues and noise estimate "
+                      "stay this run's (default: on for a method that mixes or corrects on your own data; about 1.9x "
+                      "the time)",
+        check=boolean, switch="on/off")
     noise: float = option(
         0.0, DATA, "synthetic noise rate in [0, 1] (default {default})",
         parse=float, check=number(0.0, strict=False, high=1.0), fix="a fraction of the training labels",

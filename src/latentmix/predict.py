@@ -153,9 +153,10 @@ def _from_result(result: Any, model: Optional[nn.Module], weights: str, device: 
     if network is None:
         raise ConfigError("this RunResult holds no model; pass model=YourModel() or load its run folder")
     chosen, epoch = "last", len(result.metrics) or None
-    if weights == "selected" and result.selected_model_state is not None:
-        _load_weights(network, result.selected_model_state, "the RunResult's selected_model_state")
-        chosen, epoch = "selected", result.selected_epoch
+    kept = result.kept  # the run's own result, or its plain CE twin's when the run kept that model
+    if weights == "selected" and kept.selected_model_state is not None:
+        _load_weights(network, kept.selected_model_state, "the RunResult's selected_model_state")
+        chosen, epoch = "selected", kept.selected_epoch
     elif model is not None and result.model is not None:
         _load_weights(network, result.model.state_dict(), "the RunResult's model")
     transform, info, classes = _identity, {"source": "tensors"}, None
@@ -202,14 +203,22 @@ def _from_folder(path: Path, model: Optional[nn.Module], weights: str, device: t
 
 def _run_weights(folder: Any, weights: str) -> tuple[dict, str, Optional[int]]:
     """(state dict, "selected" / "last", its epoch) of a run folder."""
-    from latentmix.run_folder import CHECKPOINT_NAME
+    from latentmix.plain_twin import TWIN_FOLDER
+    from latentmix.run_folder import CHECKPOINT_NAME, RunFolder
     from latentmix.selection import selected_epoch
 
     has_checkpoint = folder.file(CHECKPOINT_NAME).exists()
     if weights == "selected":
+        result = folder.read_result() or {}
+        if result.get("kept_model") == TWIN_FOLDER:  # the run kept its plain CE twin's model (latentmix.plain_twin)
+            twin = RunFolder(folder.path / TWIN_FOLDER)
+            selected = twin.load_selected("cpu")
+            if selected is None:
+                raise ConfigError(f"{folder.path} keeps its plain CE twin's model, but {twin.file('selected_model.pt')} "
+                                  "is missing: restore the twin's folder, or load weights='last' (this run's own)")
+            return selected, "selected", result.get("kept_epoch")
         selected = folder.load_selected("cpu")
         if selected is not None:
-            result = folder.read_result() or {}
             epoch = result.get("selected_epoch")
             if epoch is None and has_checkpoint:
                 epoch = selected_epoch(folder.load_checkpoint("cpu")["metrics"])

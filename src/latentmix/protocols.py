@@ -37,6 +37,9 @@ class Protocol:
     val_split: float = 0.0
     # the first lr decay comes when early learning ends, if that is before the first milestone
     decay_at_learning_end: bool = False
+    # a mixing or correcting run also trains a plain CE twin and keeps the better model
+    # (`latentmix.plain_twin`): on for a user's own data, where nothing says the method suits it
+    plain_twin: bool = False
 
     def scaled(self, epochs: int) -> "Protocol":
         """The same protocol over `epochs` epochs: milestones and a fixed warm-up scaled in
@@ -81,7 +84,8 @@ PROTOCOLS: dict[str, Protocol] = {
     # (docs/robust-defaults.md); the checkpoint is selected by the user's validation set (a file
     # without one has --val-split, default 10%, held out with its given labels).
     "arrays": Protocol(epochs=50, batch_size=64, lr=0.05, milestones=(25, 40), weight_decay=1e-4,
-                       alpha=2.0, warmup_epochs=None, eval_batch_size=2000, decay_at_learning_end=True),
+                       alpha=2.0, warmup_epochs=None, eval_batch_size=2000, decay_at_learning_end=True,
+                       plain_twin=True),
 }
 
 # A user's images through the default image model (SmallCNN): at the arrays MLP's lr 0.05 it dies

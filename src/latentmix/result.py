@@ -19,7 +19,8 @@ from latentmix.mixing import format_layers
 from latentmix.noise import NoisyLabels
 from latentmix.noise_model import detection_metrics
 from latentmix.selection import flagged_confusion, ranking_order
-from latentmix.summary import POPULATION_KEYS, TEST_KEYS, TRAINER_KEYS, RunSummary
+from latentmix.plain_twin import TWIN_FOLDER
+from latentmix.summary import POPULATION_KEYS, TEST_KEYS, TRAINER_KEYS, TWIN_KEYS, RunSummary
 
 
 @dataclass
@@ -75,6 +76,17 @@ class RunResult:
     selected_test_acc: Optional[float] = None
     best_test_acc: Optional[float] = None
     last_test_acc: Optional[float] = None
+    # a run with a plain CE twin (`latentmix.plain_twin`): the twin's result, which model the run
+    # keeps ("run" or "plain-twin"), and the selection signal of each at its selected epoch
+    twin: Optional["RunResult"] = None
+    kept_model: Optional[str] = None
+    selection_score: Optional[float] = None
+    twin_selection_score: Optional[float] = None
+
+    @property
+    def kept(self) -> "RunResult":
+        """The result whose selected model the run keeps: its twin's when the twin won, else its own."""
+        return self.twin if self.twin is not None and self.kept_model == TWIN_FOLDER else self
 
     def run_summary(self) -> RunSummary:
         """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it: the
@@ -110,7 +122,14 @@ class RunResult:
             last_test_acc=self.last_test_acc, **confusion,
         )
         tested = TEST_KEYS if self.last_test_acc is not None else ()  # a run without a test set: its file as always
-        keys = POPULATION_KEYS if population else TRAINER_KEYS + tested + tuple(confusion)
+        twinned = ()
+        if self.kept_model is not None:  # a run with a plain CE twin: the model it keeps, and why
+            kept = self.kept
+            values.update(kept_model=self.kept_model, selection_score=self.selection_score,
+                          twin_selection_score=self.twin_selection_score, kept_val_acc=kept.selected_val_acc,
+                          kept_epoch=kept.selected_epoch, kept_test_acc=kept.selected_test_acc)
+            twinned = TWIN_KEYS + (("kept_test_acc",) if tested else ())
+        keys = POPULATION_KEYS if population else TRAINER_KEYS + tested + twinned + tuple(confusion)
         return RunSummary(**{key: value for key, value in values.items() if key in keys}, keys=keys)
 
     def summary(self) -> dict:

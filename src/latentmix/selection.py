@@ -348,6 +348,29 @@ def selected_epoch(rows: Sequence[dict], window: int = SELECTION_WINDOW) -> Opti
     return chosen
 
 
+def selection_score(rows: Sequence[dict], epoch: Optional[int], window: int = SELECTION_WINDOW) -> Optional[float]:
+    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the
+    `window - 1` epochs before it that have one (fewer at the start), the mean that
+    `selected_epoch` maximises; None when the run selects no epoch."""
+    if epoch is None:
+        return None
+    values = [float(row["select_acc"]) for row in rows
+              if row.get("select_acc") is not None and int(row["epoch"]) <= epoch][-window:]
+    return sum(values) / len(values) if values else None
+
+
+def keeps_plain_twin(score: Optional[float], twin_score: Optional[float]) -> bool:
+    """Whether a run keeps its plain CE twin's model over its own: the twin's selection signal at
+    its selected epoch is higher (by more than `SAME_MEAN`: a tie keeps the run's own).
+
+    Why the higher signal and not a test of the difference: both read the same held-out rows, so
+    the one with the higher noisy-validation accuracy is the one `selected_epoch` would pick if the
+    two runs were one trajectory; a 2-standard-error margin (unpaired) kept mixed networks 12-33
+    points below their twin on data whose classes mixing does not suit (robustness suite, held-out
+    data: benchmarks/plain_twin.py, rule `whole-2se` against `whole`)."""
+    return score is not None and twin_score is not None and twin_score > score + SAME_MEAN
+
+
 def separation(p_noisy: np.ndarray, losses: np.ndarray) -> float:
     """How well the noise model's split separates the losses, without clean labels: Otsu's
     between-class share of the variance with the posterior as a soft assignment,

@@ -33,6 +33,9 @@ NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
 # The keys a run with a test set adds (a file's test_* arrays, an image folder's test/): its accuracy
 # on that set, which selects nothing, at the selected epoch, its maximum and its last epoch's.
 TEST_KEYS = ("selected_test_acc", "best_test_acc", "last_test_acc")
+# The keys a run with a plain CE twin adds (`latentmix.plain_twin`; `kept_test_acc` too with a test
+# set): which model it keeps, the two selection signals that decided, and the kept model's figures.
+TWIN_KEYS = ("kept_model", "selection_score", "twin_selection_score", "kept_val_acc", "kept_epoch")
 # The keys of a population run's result.json: what it measures, and how it was trained.
 POPULATION_KEYS = (
     "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs",
@@ -90,6 +93,16 @@ class RunSummary:
     selected_test_acc: Optional[float] = None
     best_test_acc: Optional[float] = None
     last_test_acc: Optional[float] = None
+    # a run with a plain CE twin (in its folder's plain-twin/): the model it keeps ("run": its own,
+    # "plain-twin": the twin's), the selection signal of each at its selected epoch (the trailing
+    # mean of noisy-validation accuracy), and the kept model's selected accuracy and epoch (its
+    # test accuracy too, with a test set): what a user obtains from the run
+    kept_model: Optional[str] = None
+    selection_score: Optional[float] = None
+    twin_selection_score: Optional[float] = None
+    kept_val_acc: Optional[float] = None
+    kept_epoch: Optional[int] = None
+    kept_test_acc: Optional[float] = None
     flagged_noise_pairs: Optional[list] = None  # [given, predicted, count] rows of the flagged labels
     true_noise_pairs: Optional[list] = None  # [given, clean, count] rows of the wrong labels
     trained_as: Optional[str] = None  # "population of N" (the sweep store adds "sequential" / "reused")

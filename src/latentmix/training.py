@@ -65,6 +65,7 @@ from latentmix.tracking import (
     Tracked, epoch_view, evaluate, fit_run_noise_model, track_training_losses, tracking_pass, tracks_at,
 )
 from latentmix.noise_model import detection_metrics
+from latentmix.plain_twin import TWIN_FOLDER, keep_better, twin_config, twin_model, wants_plain_twin
 
 
 def train(
@@ -86,6 +87,8 @@ def train(
     are built from `config`) and return its `RunResult`. The epochs below are the algorithm, the loop
     of docs/own-loop.md; `Run` holds what they use and the bookkeeping, and says what the other
     arguments do."""
+    # the network a plain CE twin starts from: the user's model as given, before the run trains it
+    initial_model = twin_model(model) if config.plain_twin is not False else None
     run = Run(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, resume=resume,
               overwrite=overwrite, distributed=distributed, optimizer=optimizer, scheduler=scheduler)
     method, protocol, dist, device = run.method, run.protocol, run.dist, run.device
@@ -161,7 +164,15 @@ def train(
         run.save_epoch(epoch)
         if on_epoch_end is not None:
             on_epoch_end(row)
-    return run.finish()
+    if not run.trains_twin:
+        return run.finish()
+    # the same run without mixing or correction (`latentmix.plain_twin`): the run keeps the model that
+    # scores higher on the noisy validation split; result.json is written once both are known
+    result = run.finish(write_result=False)
+    # (your model's copy mixes nothing: it needs no mix points; a built model names its own)
+    twin = train(twin_config(config), dataset=dataset, model=initial_model, run_dir=run.twin_dir, resume=resume,
+                 overwrite=overwrite, progress=progress, mix_points=() if initial_model is not None else None)
+    return run.keep_better(result, twin)
 
 
 def batch_indices(positions: torch.Tensor, batch_size: int, rng: np.random.Generator) -> list[torch.Tensor]:
@@ -245,6 +256,12 @@ class Run:
         # (DDP broadcasts rank 0's weights); the run's mixing stream draws the plans
         self.mixup = placed.mixup
         self.mixup.mixer = dist.wrap_mixer(placed.mixer)
+        # a plain CE twin trained after the run, in its folder's plain-twin/ (`latentmix.plain_twin`)
+        self.trains_twin = wants_plain_twin(config, self.method, self.protocol, distributed=dist.is_distributed,
+                                            optimizer=optimizer, scheduler=scheduler, model=model)
+        self.twin_dir = self.run_path / TWIN_FOLDER if self.trains_twin and self.run_path is not None else None
+        if self.twin_dir is not None:  # a twin folder that holds another run is refused now, not after the run
+            RunFolder(self.twin_dir).check_command(resume=resume, overwrite=overwrite)
 
     def _restore(self, state: dict) -> None:
         """Continue from a verified checkpoint: model, optimizer, streams, scheduler, the metrics so
@@ -456,9 +473,10 @@ class Run:
         return reason if started else NOT_STARTED + reason
 
     # ---- the end -----------------------------------------------------------------------------
-    def finish(self) -> RunResult:
+    def finish(self, write_result: bool = True) -> RunResult:
         """The `RunResult` (best / last / selected accuracy, the per-sample view kept for the label
-        issues, the noise-rate estimate), and the run folder's result files."""
+        issues, the noise-rate estimate), and the run folder's result files (result.json only with
+        `write_result`: a run with a twin writes it in `keep_better`, once the twin is known)."""
         log, metrics = self.log, self.log.metrics
         if log.snapshot is None:  # a checkpoint from before label snapshots: the final per-sample view
             tracked = self.track_training_set()
@@ -506,8 +524,17 @@ class Run:
         if self.run_folder is not None:
             self.run_folder.write_metrics(metrics)
             self.run_folder.write_label_issues(result)
-            self.run_folder.write_result(result.summary())
+            if write_result:
+                self.run_folder.write_result(result.summary())
             self.run_folder.write_timing(self.timing)
+        return result
+
+    def keep_better(self, result: RunResult, twin: RunResult) -> RunResult:
+        """The run's result with its twin's (`latentmix.plain_twin.keep_better`: the model that
+        scores higher on the noisy validation split is kept), and its result.json."""
+        result = keep_better(result, twin)
+        if self.run_folder is not None:
+            self.run_folder.write_result(result.summary())
         return result
 
 

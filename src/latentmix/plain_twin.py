@@ -1,0 +1,102 @@
+"""A plain CE twin beside a run, and the model the run keeps.
+
+Latent mixing is a regulariser that assumes the classes are convex regions of the representation:
+two samples of a class mix to a point of the same class. Where they are not (classes nested as
+shells, ordered classes cut from one score), a mixed point lands in another class's region
+(manifold intrusion, Guo, Mao & Zhang 2019, "MixUp as Locally Linear Out-of-Manifold
+Regularization") and the mixed network ends far below plain training: 3-34 points below CE on the
+robustness suite's held-out data (docs/robustness-suite.md, "Data no rule was chosen on"). Nothing
+one run reads tells a network held back by its regulariser from one limited by its data.
+
+A second run can: the twin is the same run without mixing or correction (`twin_config`: the
+user's data, seed, validation split, model and schedule, ``--method ce``), trained after the run in
+its folder's ``plain-twin/``. Both select their checkpoint on the same noisy held-out rows, so the
+run keeps the twin's model when its selection signal is higher (`latentmix.selection.
+keeps_plain_twin`), its own on a tie. Only the model competes: the label issues and the noise
+estimate stay the run's, whose noise model (with the correction's evidence and doubts) is the
+detector the robustness suite judges. The choice is in result.json (`kept_model`, both scores,
+`kept_val_acc`), in the summary, and `latentmix predict` / `load_run` load the kept model.
+
+Replayed on the suite's 43 cells before it was built (`benchmarks/plain_twin.py`, rule
+`whole-model`): accuracy short of CE in 4 / 4 cells at 50 / 150 epochs instead of 7 / 5, the worst
+cell -1.5 instead of -12.2 points; on the held-out data 3 / 1 instead of 12 / 13. The cost is the
+twin's training: about 0.85 of the run's own time.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any, Optional
+
+from torch import nn
+
+from latentmix.config import RunConfig
+from latentmix.errors import ConfigError
+from latentmix.methods import Method
+from latentmix.protocols import Protocol
+from latentmix.selection import keeps_plain_twin, selection_score
+
+# The twin's run folder, inside the run's.
+TWIN_FOLDER = "plain-twin"
+# `kept_model` of a run with a twin: the run's own model, or the twin's.
+KEPT_RUN, KEPT_TWIN = "run", TWIN_FOLDER
+
+
+def is_plain(method: Method) -> bool:
+    """A method with nothing for a twin to check: plain cross-entropy on one network."""
+    return (not method.mix_layers and method.correction == "none" and method.loss == "ce" and method.networks == 1
+            and method.selection == "none")
+
+
+def wants_plain_twin(config: RunConfig, method: Method, protocol: Protocol, *, distributed: bool, optimizer: Any,
+                     scheduler: Any, model: Optional[nn.Module]) -> bool:
+    """Whether the run trains a plain CE twin: `config.plain_twin` where given, else the protocol's
+    choice (a user's own data) for a method of the paper's family (latent mixing, the loss
+    correction) on one network with the default optimizer. A twin asked for where it cannot be
+    trained is a `ConfigError` naming the reason and the fix."""
+    asked = config.plain_twin
+    if asked is False:
+        return False
+    reasons = []
+    if is_plain(method):
+        reasons.append(f"--method {config.method} is plain CE already")
+    if distributed:
+        reasons.append("a data-parallel run trains one model at a time")
+    if optimizer is not None or scheduler is not None:
+        reasons.append("your optimizer or scheduler is built on the run's own model")
+    if model is not None and method.networks == 2:
+        reasons.append("your model is the two-network method's pair")
+    if asked is None:
+        family = method.loss == "ce" and method.networks == 1 and method.selection == "none"
+        return protocol.plain_twin and family and not reasons
+    if reasons:
+        raise ConfigError(f"--plain-twin (plain_twin=True) cannot train a twin here: {'; '.join(reasons)}; "
+                          "leave it out or pass --no-plain-twin")
+    return True
+
+
+def twin_config(config: RunConfig) -> RunConfig:
+    """The twin's settings: the run's, as ``--method ce`` (no mixing, no correction, none of the
+    method's own settings), without a twin of its own."""
+    return replace(config, method="ce", layers=None, alpha=None, correction=None, reg_weight=None,
+                   soft_side_weighting=None, plain_twin=False).validate()
+
+
+def twin_model(model: Optional[nn.Module]) -> Optional[nn.Module]:
+    """The twin's network: a copy of the user's model as given, before the run trains it (None:
+    the twin builds the run's default model from its settings, as the run does)."""
+    return copy.deepcopy(model) if model is not None else None
+
+
+def keep_better(result: Any, twin: Any) -> Any:
+    """`result` (a `latentmix.result.RunResult`) with its twin's and the kept model's figures: the
+    twin's model is kept when its selection signal at its selected epoch is higher than the
+    run's (`keeps_plain_twin`)."""
+    score = selection_score(result.metrics, result.selected_epoch)
+    twin_score = selection_score(twin.metrics, twin.selected_epoch)
+    kept = twin if keeps_plain_twin(score, twin_score) else result
+    result.twin = twin
+    result.kept_model = KEPT_TWIN if kept is twin else KEPT_RUN
+    result.selection_score, result.twin_selection_score = score, twin_score
+    return result
