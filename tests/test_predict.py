@@ -137,3 +137,24 @@ def test_fit_result_and_fit_folder(tmp_path):
     fresh = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
     from_folder = latentmix.load_run(tmp_path / "fit", model=fresh)
     assert from_folder.predict(inputs[300:]).labels.tolist() == loaded.predict(inputs[300:]).labels.tolist()
+
+
+def test_arrays_as_the_file_stores_them_predict_as_the_file_does(tmp_path):
+    """An image .npz stores (N, H, W); `load_run(...).predict` takes that layout as `latentmix
+    predict` reads it from the file (the channel axis added), and the layout the network takes."""
+    from latentmix.config import RunConfig
+    from latentmix.predict import read_prediction_inputs
+    from latentmix.training import train
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((120, 10, 10)) * 255).astype(np.uint8)
+    labels = (images[:, :5].mean(axis=(1, 2)) > images[:, 5:].mean(axis=(1, 2))).astype(np.int64)
+    np.savez(tmp_path / "images.npz", x=images, y=labels)
+    train(RunConfig(dataset="images", data=str(tmp_path / "images.npz"), method="ce", epochs=2, device="cpu"),
+          run_dir=tmp_path / "run", progress=False)
+    trained = latentmix.load_run(tmp_path / "run")
+    from_file = trained.predict(read_prediction_inputs(tmp_path / "images.npz", trained).inputs)
+    as_stored = trained.predict(images)
+    channel_first = trained.predict(torch.from_numpy(images[:, None]))
+    assert from_file.labels.tolist() == as_stored.labels.tolist() == channel_first.labels.tolist()
+    assert np.allclose(from_file.probabilities, as_stored.probabilities)

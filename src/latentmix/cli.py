@@ -113,7 +113,9 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
     if summary.detection_auc is not None:
         print(f"  noise detection: AUC {summary.detection_auc:.4f}, precision {summary.detection_precision:.3f}, "
               f"recall {summary.detection_recall:.3f} at P(noisy) > 0.5")
-    twin = ", the plain CE twin in plain-twin/" if summary.kept_model is not None else ""
+    from latentmix.plain_twin import TWIN_FOLDER
+
+    twin = f", the plain CE twin in {TWIN_FOLDER}/" if summary.kept_model is not None else ""
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json{twin})")
 
 

@@ -90,6 +90,33 @@ class TrainedModel(nn.Module):
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.network(self.transform(inputs))
 
+    def in_training_layout(self, inputs: Any) -> Any:
+        """Arrays as a run's data file stores them, in the layout the run trained on, as
+        `read_prediction_inputs` reads a file (`latentmix.data.array_checks.classify_input`): an image
+        array (N, H, W) gets its channel axis, a channels-last one is transposed, a 1-D feature
+        column becomes (N, 1). Inputs of another kind than the run's, and runs of a built-in data
+        set, are left as given."""
+        kinds = self.input_kinds
+        if not kinds:
+            return inputs
+
+        def layout(value: Any, kind: str, key: str) -> Any:
+            if not isinstance(value, (np.ndarray, torch.Tensor)) or (isinstance(value, torch.Tensor)
+                                                                      and value.device.type != "cpu"):
+                return value
+            try:
+                found, array = classify_input(np.asarray(value), key)
+            except ConfigError:
+                return value  # not a file's array: the network says what it expected
+            return to_tensor(array, kind) if found == kind else value
+
+        if isinstance(inputs, dict):
+            return {key: layout(value, kinds[key], key) if key in kinds else value for key, value in inputs.items()}
+        if len(kinds) == 1:
+            key, kind = next(iter(kinds.items()))
+            return layout(inputs, kind, key)
+        return inputs
+
     @torch.no_grad()
     def predict(self, inputs: Any, batch_size: int = 1000) -> Predictions:
         """Predicted class and class probabilities of `inputs` (a tensor or array, a tuple or a dict
@@ -99,7 +126,7 @@ class TrainedModel(nn.Module):
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        inputs = _as_inputs(inputs, "inputs")
+        inputs = _as_inputs(self.in_training_layout(inputs), "inputs")
         lengths = []
         map_inputs(inputs, lambda t: lengths.append(int(t.shape[0])) or t)
         if not lengths or len(set(lengths)) != 1:

@@ -22,6 +22,7 @@ from latentmix.report_figures import dataset_figures
 from latentmix.report_tables import CSV_FIELDS, DatasetTables, dataset_tables
 from latentmix.summary_tables import UNKNOWN_RATE, column_label, column_order, noise_column, row_order
 from latentmix.selection import NOT_STARTED
+from latentmix.plain_twin import TWIN_FOLDER
 
 
 @dataclass
@@ -37,7 +38,7 @@ class ReportFiles:
 RUN_FIELDS = ("run_id", "dataset", "row", "method", "noise", "noise_kind", "seed", "finished", "epochs", "val_labels", BEST, "best_epoch", LAST,
               SELECTED, "selected_epoch", "last_train_acc_noisy", "last_train_acc_clean", AUC, EST_NOISE, ACTUAL_NOISE,
               "bootstrap_start_epoch", "bootstrap_start_reason", "correction_kept", "correction_stopped", "noise_estimate_doubt",
-              "training_note", "wall_time_s", "run_dir")
+              "training_note", "kept_model", "kept_val_acc", "kept_epoch", "wall_time_s", "run_dir")
 
 
 def run_rows(data: ReportData) -> list[dict]:
@@ -76,7 +77,8 @@ def decision_counts(data: ReportData) -> str:
     """What the finished runs decided by themselves that a reader of the tables should know (issue
     24): how many doubt their noise estimate, kept their warm-up over the correction, stopped a
     correction that collapsed the network, never started
-    it (no memorisation to undo), or were never told apart from chance; each run's reason is in runs.csv. Empty when none did."""
+    it (no memorisation to undo), were never told apart from chance, or kept their plain CE twin's model
+    (`latentmix.plain_twin`); each run's reason is in runs.csv. Empty when none did."""
     finished = [r.summary() for r in data.runs if r.finished]
     counts = [(sum(1 for s in finished if s.get("noise_estimate_doubt")), "doubt their estimated share of wrong labels"),
               (sum(1 for s in finished if s.get("correction_kept") is False and not s.get("correction_stopped")),
@@ -86,7 +88,10 @@ def decision_counts(data: ReportData) -> str:
               (sum(1 for s in finished if str(s.get("bootstrap_start_reason") or "").startswith(NOT_STARTED)),
                "never started the correction and trained on as plain CE: the network had not measurably begun to "
                "memorise by the end of early learning"),
-              (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance")]
+              (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance"),
+              (sum(1 for s in finished if s.get("kept_model") == TWIN_FOLDER),
+               "kept their plain CE twin's model, which scored higher on the validation split (the tables give each "
+               "run's own; kept_val_acc in runs.csv)")]
     said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]
     return "; ".join(said) + ("; the reasons are in runs.csv" if said else "")
 
