@@ -50,6 +50,10 @@ TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_
 ACCURACY = ("selected_val_acc", "best_val_acc", "last_val_acc", "selected_test_acc", "best_test_acc", "last_test_acc")
 
 
+# the rules replayed from metrics alone (`whole-paired` loads every run's selected model)
+DEFAULT_RULES = "end,whole,whole-model,whole-2se"
+
+
 def read_run(folder: Path, record: dict) -> Optional[dict]:
     """The record's run folder as `selection_rules.read_run` reads it (metrics rows with numbers
     parsed, the size of the split it selects on), or None where the folder is gone."""
@@ -208,7 +212,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suite", type=Path, help="a robustness-suite output folder with its runs/")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown here as well")
-    parser.add_argument("--rules", default="end,whole,whole-model,whole-2se",
+    parser.add_argument("--rules", default=DEFAULT_RULES,
                         help="rules replayed, comma-separated (also whole-paired: McNemar's test on the held-out rows, "
                              "which loads every run's selected model and reads the suite's data files)")
     parser.add_argument("--built", type=Path, default=None,
@@ -226,7 +230,8 @@ def main(argv=None) -> int:
         if args.out:
             args.out.write_text(text)
         return 1 if differences else 0
-    lines = [f"A plain-CE twin replayed on `{args.suite}` (`python benchmarks/plain_twin.py {args.suite}`)", "",
+    rules = "" if args.rules == DEFAULT_RULES else f" --rules {args.rules}"
+    lines = [f"A plain-CE twin replayed on `{args.suite}` (`python benchmarks/plain_twin.py {args.suite}{rules}`)", "",
              "| rule | schedule | `acc` short | worst cell vs CE | mean gain over CE | `auc` short | `est` off, not doubted |",
              "|---|---|---|---|---|---|---|"]
     details = []
