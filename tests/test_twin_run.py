@@ -145,3 +145,11 @@ def test_the_summary_says_which_model_is_kept(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--method", "lr-m", "--epochs", "6", "--out", str(tmp_path / "n"),
                  "--quiet", "--no-plain-twin"]) == 0
     assert "kept:" not in capsys.readouterr().out and not (tmp_path / "n" / "plain-twin").exists()
+    # the report counts the runs that kept their twin's model, from their result.json
+    from latentmix.report import decision_counts
+    from latentmix.report_data import load_report_data
+
+    counts = decision_counts(load_report_data(str(tmp_path), progress=False))
+    kept = "kept their plain CE twin's model"
+    assert (f"1 of 2 runs {kept}" in counts) == (summary["kept_model"] == "plain-twin")
+    assert summary["kept_model"] == "plain-twin" or kept not in counts
