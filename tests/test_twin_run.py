@@ -153,3 +153,36 @@ def test_the_summary_says_which_model_is_kept(tmp_path, capsys):
     kept = "kept their plain CE twin's model"
     assert (f"1 of 2 runs {kept}" in counts) == (summary["kept_model"] == "plain-twin")
     assert summary["kept_model"] == "plain-twin" or kept not in counts
+
+
+def test_your_optimizer_factory_builds_the_twins_own(tmp_path):
+    import latentmix
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 6)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    built = []
+
+    def adamw(params):
+        built.append(torch.optim.AdamW(params, lr=1e-2))
+        return built[-1]
+
+    def model():
+        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+    first = model()
+    result = latentmix.fit(first, x[:240], y[:240], val_inputs=x[240:], val_labels=y[240:], method="m", epochs=3,
+                           device="cpu", progress=False, optimizer=adamw)
+    assert result.twin is not None and len(built) == 2
+    # the twin's optimizer holds the twin's parameters, not the run's
+    run_params = {id(p) for p in result.model.parameters()}
+    assert not run_params & {id(p) for group in built[1].param_groups for p in group["params"]}
+    # an instance is built on one model: no twin by default, a clear error when asked for
+    net = model()
+    instance = torch.optim.SGD(net.parameters(), lr=0.05)
+    assert latentmix.fit(net, x[:240], y[:240], val_inputs=x[240:], val_labels=y[240:], method="m", epochs=2,
+                         device="cpu", progress=False, optimizer=instance).twin is None
+    with pytest.raises(ConfigError, match="factory"):
+        latentmix.fit(net, x[:240], y[:240], val_inputs=x[240:], val_labels=y[240:], method="m", epochs=2,
+                      device="cpu", progress=False, optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
+                      plain_twin=True)

@@ -35,7 +35,7 @@ from torch import nn
 from latentmix.config import RunConfig
 from latentmix.errors import ConfigError
 from latentmix.methods import Method
-from latentmix.protocols import Protocol
+from latentmix.protocols import Protocol, base_protocol
 from latentmix.selection import keeps_plain_twin, selection_score
 
 # The twin's run folder, inside the run's.
@@ -50,12 +50,18 @@ def is_plain(method: Method) -> bool:
             and method.selection == "none")
 
 
+def built_on_a_model(part: Any) -> bool:
+    """Whether the user's optimizer or scheduler is an instance (built on one model's parameters,
+    which the twin cannot share) rather than None or a factory the twin can call for its own."""
+    return part is not None and not callable(part)
+
+
 def wants_plain_twin(config: RunConfig, method: Method, protocol: Protocol, *, distributed: bool, optimizer: Any,
                      scheduler: Any, model: Optional[nn.Module]) -> bool:
     """Whether the run trains a plain CE twin: `config.plain_twin` where given, else the protocol's
     choice (a user's own data) for a method of the paper's family (latent mixing, the loss
-    correction) on one network with the default optimizer. A twin asked for where it cannot be
-    trained is a `ConfigError` naming the reason and the fix."""
+    correction) on one network, with the default optimizer or the user's factories. A twin asked for
+    where it cannot be trained is a `ConfigError` naming the reason and the fix."""
     asked = config.plain_twin
     if asked is False:
         return False
@@ -64,8 +70,9 @@ def wants_plain_twin(config: RunConfig, method: Method, protocol: Protocol, *, d
         reasons.append(f"--method {config.method} is plain CE already")
     if distributed:
         reasons.append("a data-parallel run trains one model at a time")
-    if optimizer is not None or scheduler is not None:
-        reasons.append("your optimizer or scheduler is built on the run's own model")
+    if built_on_a_model(optimizer) or built_on_a_model(scheduler):
+        reasons.append("your optimizer or scheduler is an instance built on the run's own model (pass a factory, "
+                       "e.g. optimizer=lambda params: torch.optim.AdamW(params), and the twin builds its own)")
     if model is not None and method.networks == 2:
         reasons.append("your model is the two-network method's pair")
     if asked is None:
@@ -84,10 +91,13 @@ def twin_config(config: RunConfig) -> RunConfig:
                    soft_side_weighting=None, plain_twin=False).validate()
 
 
-def twin_model(model: Optional[nn.Module]) -> Optional[nn.Module]:
-    """The twin's network: a copy of the user's model as given, before the run trains it (None:
-    the twin builds the run's default model from its settings, as the run does)."""
-    return copy.deepcopy(model) if model is not None else None
+def twin_model(model: Optional[nn.Module], config: RunConfig) -> Optional[nn.Module]:
+    """The twin's network: a copy of the user's model as given, before the run trains it, where a
+    twin may be trained (asked for, or the default of the run's protocol); else None, as when the
+    twin builds the run's default model from its settings. Taken before the run is set up, since
+    the run trains the model in place."""
+    may_train = config.plain_twin is True or (config.plain_twin is None and base_protocol(config).plain_twin)
+    return copy.deepcopy(model) if model is not None and may_train else None
 
 
 def keep_better(result: Any, twin: Any) -> Any:

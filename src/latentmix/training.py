@@ -86,9 +86,11 @@ def train(
     """Train one run (`config`; a `dataset` and `model` with its `mix_points` may be given, else they
     are built from `config`) and return its `RunResult`. The epochs below are the algorithm, the loop
     of docs/own-loop.md; `Run` holds what they use and the bookkeeping, and says what the other
-    arguments do."""
+    arguments do. A run with a plain CE twin (`latentmix.plain_twin`: by default a mixing or
+    correcting method on your own data) then trains the twin, itself as `--method ce`, and keeps
+    the model that scores higher on the noisy validation split."""
     # the network a plain CE twin starts from: the user's model as given, before the run trains it
-    initial_model = twin_model(model) if config.plain_twin is not False else None
+    initial_model = twin_model(model, config)
     run = Run(config, dataset=dataset, model=model, mix_points=mix_points, run_dir=run_dir, resume=resume,
               overwrite=overwrite, distributed=distributed, optimizer=optimizer, scheduler=scheduler)
     method, protocol, dist, device = run.method, run.protocol, run.dist, run.device
@@ -170,8 +172,10 @@ def train(
     # scores higher on the noisy validation split; result.json is written once both are known
     result = run.finish(write_result=False)
     # (your model's copy mixes nothing: it needs no mix points; a built model names its own)
+    # (your optimizer and scheduler factories, if any, build the twin's own)
     twin = train(twin_config(config), dataset=dataset, model=initial_model, run_dir=run.twin_dir, resume=resume,
-                 overwrite=overwrite, progress=progress, mix_points=() if initial_model is not None else None)
+                 overwrite=overwrite, progress=progress, mix_points=() if initial_model is not None else None,
+                 optimizer=optimizer, scheduler=scheduler)
     return run.keep_better(result, twin)
 
 
