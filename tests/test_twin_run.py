@@ -186,3 +186,22 @@ def test_your_optimizer_factory_builds_the_twins_own(tmp_path):
         latentmix.fit(net, x[:240], y[:240], val_inputs=x[240:], val_labels=y[240:], method="m", epochs=2,
                       device="cpu", progress=False, optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
                       plain_twin=True)
+
+
+def test_a_twin_that_diverges_leaves_the_run_its_own_model(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from latentmix import plain_twin, training
+    from latentmix.cli import main
+
+    data = write_shells(tmp_path / "shells.npz", n=300)
+    # the twin at the highest lr a run takes, which no network here survives: its loss turns non-finite within the first epochs
+    monkeypatch.setattr(training, "twin_config", lambda config: replace(plain_twin.twin_config(config), lr=1000.0))
+    assert main(["train", "--data", str(data), "--method", "lr-m", "--epochs", "6", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    summary = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert summary["kept_model"] == "run" and summary["twin_selection_score"] is None
+    assert summary["twin_failed"].startswith("the plain CE twin training diverged")
+    assert summary["kept_val_acc"] == summary["selected_val_acc"]
+    assert "nothing was compared" in capsys.readouterr().out
+    assert load_run(tmp_path / "r").epoch == summary["selected_epoch"]

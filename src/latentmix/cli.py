@@ -124,6 +124,8 @@ def kept_model_text(summary: RunSummary) -> str:
     from latentmix.plain_twin import TWIN_FOLDER
     from latentmix.selection import SELECTION_WINDOW
 
+    if summary.twin_failed:
+        return f"kept: this run's model; {summary.twin_failed}, so nothing was compared"
     scores = (f"on the validation split, mean accuracy over the {SELECTION_WINDOW} epochs up to each selected epoch: "
               f"this run {summary.selection_score:.4f}, the plain CE twin {summary.twin_selection_score:.4f}")
     if summary.kept_model == TWIN_FOLDER:

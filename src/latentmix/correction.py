@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentmix.errors import ConfigError
+from latentmix.errors import ConfigError, TrainingDiverged
 from latentmix.losses import bootstrap_targets, bootstrapped_mixup_loss, prior_regularizer
 from latentmix.methods import CORRECTIONS, SIDE_WEIGHTINGS
 from latentmix.mixing import NO_MIX, MixPlan
@@ -241,7 +241,7 @@ def check_finite_losses(values: np.ndarray, fix: str = "lower the learning rate 
     """Non-finite tracked losses mean the training diverged: say so, with what to change."""
     bad = int((~np.isfinite(values)).sum())
     if bad:
-        raise ConfigError(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; {fix}")
+        raise TrainingDiverged(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; {fix}")
 
 
 # --------------------------------------------------------------------------------------------------

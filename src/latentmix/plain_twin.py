@@ -100,14 +100,15 @@ def twin_model(model: Optional[nn.Module], config: RunConfig) -> Optional[nn.Mod
     return copy.deepcopy(model) if model is not None and may_train else None
 
 
-def keep_better(result: Any, twin: Any) -> Any:
+def keep_better(result: Any, twin: Any, twin_failed: Optional[str] = None) -> Any:
     """`result` (a `latentmix.result.RunResult`) with its twin's and the kept model's figures: the
     twin's model is kept when its selection signal at its selected epoch is higher than the
-    run's (`keeps_plain_twin`)."""
+    run's (`keeps_plain_twin`). A twin that failed (`twin` None, `twin_failed` why: plain CE
+    diverged) leaves the run its own model, and says so."""
     score = selection_score(result.metrics, result.selected_epoch)
-    twin_score = selection_score(twin.metrics, twin.selected_epoch)
-    kept = twin if keeps_plain_twin(score, twin_score) else result
-    result.twin = twin
+    twin_score = selection_score(twin.metrics, twin.selected_epoch) if twin is not None else None
+    kept = twin if twin is not None and keeps_plain_twin(score, twin_score) else result
+    result.twin, result.twin_failed = twin, twin_failed
     result.kept_model = KEPT_TWIN if kept is twin else KEPT_RUN
     result.selection_score, result.twin_selection_score = score, twin_score
     return result

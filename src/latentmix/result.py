@@ -82,6 +82,7 @@ class RunResult:
     kept_model: Optional[str] = None
     selection_score: Optional[float] = None
     twin_selection_score: Optional[float] = None
+    twin_failed: Optional[str] = None  # why the twin could not be compared (it diverged); None: it was
 
     @property
     def kept(self) -> "RunResult":
@@ -127,7 +128,8 @@ class RunResult:
             kept = self.kept
             values.update(kept_model=self.kept_model, selection_score=self.selection_score,
                           twin_selection_score=self.twin_selection_score, kept_val_acc=kept.selected_val_acc,
-                          kept_epoch=kept.selected_epoch, kept_test_acc=kept.selected_test_acc)
+                          kept_epoch=kept.selected_epoch, kept_test_acc=kept.selected_test_acc,
+                          twin_failed=self.twin_failed)
             twinned = TWIN_KEYS + (("kept_test_acc",) if tested else ())
         keys = POPULATION_KEYS if population else TRAINER_KEYS + tested + twinned + tuple(confusion)
         return RunSummary(**{key: value for key, value in values.items() if key in keys}, keys=keys)

@@ -19,7 +19,7 @@ from latentmix.correction import track_losses
 from latentmix.data import Inputs, index_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import ONE_PROCESS, DistContext
-from latentmix.errors import ConfigError
+from latentmix.errors import ConfigError, TrainingDiverged
 from latentmix.methods import Method
 from latentmix.models.paired import PairedNetworks
 from latentmix.noise_model import fit_noise_model
@@ -166,7 +166,7 @@ def fit_run_noise_model(config: RunConfig, losses: torch.Tensor):
     bad = int((~np.isfinite(values)).sum())
     if bad:
         lr = f"{config.lr:g}" if config.lr is not None else "the protocol's"
-        raise ConfigError(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; "
+        raise TrainingDiverged(f"training diverged: {bad} of {values.size} per-sample training losses are NaN/inf; "
                           f"lower the learning rate (--lr / lr, now {lr}) or check the inputs' scale")
     options = {"lookup": config.posterior_lookup} if config.noise_model == "beta" else {}
     return fit_noise_model(values, kind=config.noise_model, **options)

@@ -49,7 +49,7 @@ from latentmix.config import RunConfig
 from latentmix.data import Dataset, index_inputs, subset_inputs
 from latentmix.data.streamed import read_batches
 from latentmix.distributed import DistContext, single_process
-from latentmix.errors import ConfigError
+from latentmix.errors import ConfigError, TrainingDiverged
 from latentmix.methods import method_record
 from latentmix.progress import EpochProgress
 from latentmix.protocols import first_milestone, lr_at_epoch
@@ -161,7 +161,7 @@ def train(
         log.add(row, view, run.model)
         run.timing.epoch_done(epoch, time.perf_counter() - epoch_started)
         if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
+            raise TrainingDiverged(f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr")
         bar.epoch_done(row)  # a terminal's bar, or one line per epoch in a log
         run.save_epoch(epoch)
         if on_epoch_end is not None:
@@ -173,9 +173,12 @@ def train(
     result = run.finish(write_result=False)
     # (your model's copy mixes nothing: it needs no mix points; a built model names its own)
     # (your optimizer and scheduler factories, if any, build the twin's own)
-    twin = train(twin_config(config), dataset=dataset, model=initial_model, run_dir=run.twin_dir, resume=resume,
-                 overwrite=overwrite, progress=progress, mix_points=() if initial_model is not None else None,
-                 optimizer=optimizer, scheduler=scheduler)
+    try:
+        twin = train(twin_config(config), dataset=dataset, model=initial_model, run_dir=run.twin_dir, resume=resume,
+                     overwrite=overwrite, progress=progress, mix_points=() if initial_model is not None else None,
+                     optimizer=optimizer, scheduler=scheduler)
+    except TrainingDiverged as error:  # plain CE diverged where the run did not: the run keeps its own model
+        return run.keep_better(result, None, twin_failed=f"the plain CE twin {error}")
     return run.keep_better(result, twin)
 
 
@@ -533,10 +536,11 @@ class Run:
             self.run_folder.write_timing(self.timing)
         return result
 
-    def keep_better(self, result: RunResult, twin: RunResult) -> RunResult:
+    def keep_better(self, result: RunResult, twin: Optional[RunResult], twin_failed: Optional[str] = None) -> RunResult:
         """The run's result with its twin's (`latentmix.plain_twin.keep_better`: the model that
-        scores higher on the noisy validation split is kept), and its result.json."""
-        result = keep_better(result, twin)
+        scores higher on the noisy validation split is kept; the run's own when the twin failed),
+        and its result.json."""
+        result = keep_better(result, twin, twin_failed)
         if self.run_folder is not None:
             self.run_folder.write_result(result.summary())
         return result
