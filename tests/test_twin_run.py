@@ -205,3 +205,13 @@ def test_a_twin_that_diverges_leaves_the_run_its_own_model(tmp_path, monkeypatch
     assert summary["kept_val_acc"] == summary["selected_val_acc"]
     assert "nothing was compared" in capsys.readouterr().out
     assert load_run(tmp_path / "r").epoch == summary["selected_epoch"]
+
+
+def test_overwriting_without_a_twin_removes_the_replaced_runs_twin(tmp_path):
+    data = write_shells(tmp_path / "shells.npz", n=200)
+    train(config(data, method="lr-m", epochs=3), run_dir=tmp_path / "r", progress=False)
+    assert (tmp_path / "r" / "plain-twin" / "result.json").exists()
+    train(config(data, method="lr-m", epochs=3, plain_twin=False), run_dir=tmp_path / "r", overwrite=True,
+          progress=False)
+    assert not [p.name for p in (tmp_path / "r" / "plain-twin").iterdir()]
+    assert "kept_model" not in json.loads((tmp_path / "r" / "result.json").read_text())

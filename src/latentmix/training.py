@@ -269,6 +269,10 @@ class Run:
         self.twin_dir = self.run_path / TWIN_FOLDER if self.trains_twin and self.run_path is not None else None
         if self.twin_dir is not None:  # a twin folder that holds another run is refused now, not after the run
             RunFolder(self.twin_dir).check_command(resume=resume, overwrite=overwrite)
+        elif overwrite and run_folder is not None and run_folder.writer:  # the replaced run's twin goes with it
+            stale = RunFolder(self.run_path / TWIN_FOLDER)
+            for name in stale.present():
+                stale.file(name).unlink()
 
     def _restore(self, state: dict) -> None:
         """Continue from a verified checkpoint: model, optimizer, streams, scheduler, the metrics so
