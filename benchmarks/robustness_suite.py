@@ -537,16 +537,20 @@ def job_id(data: str, noise: str, method: str, schedule: str, seed: int) -> str:
 def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFAULT_METHODS,
              seeds=SEEDS) -> list[dict]:
     """Train the cell's runs not yet finished (the sweep store skips the finished ones) and write
-    one job file per run."""
+    one job file per run. With LR-M-DYR-H among the methods, CE is not trained on its own: each
+    LR-M-DYR-H run trains its plain CE twin (`latentmix.plain_twin`), which is exactly `--method
+    ce` of the same seed (benchmarks/plain_twin.py --built checked it on every run of both sets),
+    and the CE record is read from that twin's folder."""
     from latentmix.naming import run_id
     from latentmix.experiments.runner import run_grid
-    from latentmix.summary import TEST_KEYS, TWIN_KEYS
+    from latentmix.run_folder import read_wall_time
 
     wanted = {job_id(data.name, noise, m, schedule, s) for m in methods for s in seeds}
     if all((out / "jobs" / f"{j}.json").exists() for j in wanted):
         return [json.loads((out / "jobs" / f"{j}.json").read_text()) for j in sorted(wanted)]
     path = write_cell(out, data, noise)
-    grid = grid_for(data, noise, schedule, path, methods, seeds)
+    twin_is_ce = "ce" in methods and "lr-m-dyr-h" in methods
+    grid = grid_for(data, noise, schedule, path, trained_methods(methods), seeds)
     store = out / "runs" / data.name / noise / schedule
     summaries = {s["run_id"]: s for s in run_grid(grid, store, workers=1, vectorized=False, progress=False)}
     records = []
@@ -554,31 +558,53 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
         summary = summaries.get(run_id(config))
         if summary is None:
             continue
-        auc, truth = ranking_auc(Path(summary["run_dir"]), path, data)
-        record = {"id": job_id(data.name, noise, config.method, schedule, config.seed), "kind": "latentmix",
-                  "data": data.name, "noise": noise, "method": config.method, "schedule": schedule,
-                  "epochs": config.epochs or DEFAULT_EPOCHS, "seed": config.seed, "ranking_auc": auc,
-                  "actual_noise_rate": truth, "run_dir": str(Path(summary["run_dir"]).relative_to(out.resolve())),
-                  **{k: summary.get(k) for k in ("best_val_acc", "last_val_acc", "selected_val_acc", "selected_epoch",
-                                                 "bootstrap_start_epoch", "label_issues_epoch",
-                                                 "estimated_noise_rate", "wall_time_s")},
-                  # what the run decided and doubted, and a test set's figures (an image folder's
-                  # test/), so that the records alone rebuild every check (runs/ is not kept)
-                  **{k: summary.get(k) for k in ("noise_estimate_doubt", "correction_kept", "correction_stopped",
-                                                 *TEST_KEYS, *TWIN_KEYS, "kept_test_acc") if k in summary},
-                  "code": code_version()}
-        if summary.get("kept_model") is not None:
-            # a run with a plain CE twin (latentmix.plain_twin): a user obtains the model it keeps, so
-            # the checks read the kept model's selected figures; the run's own stay as own_*
-            record.update({f"own_{k}": record.get(k) for k in ("selected_val_acc", "selected_epoch", "selected_test_acc")
-                           if k in record})
-            record.update(selected_val_acc=summary["kept_val_acc"], selected_epoch=summary["kept_epoch"])
-            if "kept_test_acc" in summary:
-                record["selected_test_acc"] = summary["kept_test_acc"]
-        (out / "jobs").mkdir(parents=True, exist_ok=True)
-        (out / "jobs" / f"{record['id']}.json").write_text(json.dumps(record, indent=1))
-        records.append(record)
+        run_dir = Path(summary["run_dir"])
+        epochs = config.epochs or DEFAULT_EPOCHS
+        records.append(write_job(out, data, noise, config.method, schedule, config.seed, epochs, summary, run_dir, path))
+        twin_dir = run_dir / "plain-twin"
+        if twin_is_ce and config.method == "lr-m-dyr-h" and (twin_dir / "result.json").exists():
+            twin = {**json.loads((twin_dir / "result.json").read_text()), "wall_time_s": read_wall_time(twin_dir)}
+            records.append(write_job(out, data, noise, "ce", schedule, config.seed, epochs, twin, twin_dir, path,
+                                     twin_of=records[-1]["id"]))
     return records
+
+
+def trained_methods(methods) -> tuple:
+    """The methods a cell trains: CE is read from LR-M-DYR-H's plain CE twin where both are asked for."""
+    return tuple(m for m in methods if not (m == "ce" and "lr-m-dyr-h" in methods))
+
+
+def write_job(out: Path, data: SuiteData, noise: str, method: str, schedule: str, seed: int, epochs: int,
+              summary: dict, run_dir: Path, path: Path, twin_of: Optional[str] = None) -> dict:
+    """The job record of one finished run (its summary, the ranking AUC of its label issues, where
+    its folder is), written to OUT/jobs/ID.json. `twin_of`: the run whose plain CE twin it is."""
+    from latentmix.summary import TEST_KEYS, TWIN_KEYS
+
+    auc, truth = ranking_auc(run_dir, path, data)
+    record = {"id": job_id(data.name, noise, method, schedule, seed), "kind": "latentmix",
+              "data": data.name, "noise": noise, "method": method, "schedule": schedule,
+              "epochs": epochs, "seed": seed, "ranking_auc": auc,
+              "actual_noise_rate": truth, "run_dir": str(run_dir.resolve().relative_to(out.resolve())),
+              **{k: summary.get(k) for k in ("best_val_acc", "last_val_acc", "selected_val_acc", "selected_epoch",
+                                             "bootstrap_start_epoch", "label_issues_epoch",
+                                             "estimated_noise_rate", "wall_time_s")},
+              # what the run decided and doubted, and a test set's figures (an image folder's
+              # test/), so that the records alone rebuild every check (runs/ is not kept)
+              **{k: summary.get(k) for k in ("noise_estimate_doubt", "correction_kept", "correction_stopped",
+                                             *TEST_KEYS, *TWIN_KEYS, "kept_test_acc") if k in summary},
+              **({"twin_of": twin_of} if twin_of else {}),
+              "code": code_version()}
+    if summary.get("kept_model") is not None:
+        # a run with a plain CE twin (latentmix.plain_twin): a user obtains the model it keeps, so
+        # the checks read the kept model's selected figures; the run's own stay as own_*
+        record.update({f"own_{k}": record.get(k) for k in ("selected_val_acc", "selected_epoch", "selected_test_acc")
+                       if k in record})
+        record.update(selected_val_acc=summary["kept_val_acc"], selected_epoch=summary["kept_epoch"])
+        if "kept_test_acc" in summary:
+            record["selected_test_acc"] = summary["kept_test_acc"]
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    (out / "jobs" / f"{record['id']}.json").write_text(json.dumps(record, indent=1))
+    return record
 
 
 def run_cleanlab(out: Path, data: SuiteData, noise: str) -> dict:

@@ -141,3 +141,9 @@ def test_the_held_out_data_sets_are_their_own_set(suite):
         assert len(where) == 3 and where[2] - where[0] == 2
         parts = tuple(int(p) for p in (row[where] - 65) // 5)
         assert sorted(parts) == [0, 1, 2] and orders.index(parts) == label
+
+def test_ce_is_read_from_the_default_runs_twin_not_trained_twice(suite):
+    assert suite.trained_methods(("ce", "lr-m-dyr-h")) == ("lr-m-dyr-h",)
+    assert suite.trained_methods(("ce", "lr-m-dyr-h", "gce")) == ("lr-m-dyr-h", "gce")
+    assert suite.trained_methods(("ce", "gce")) == ("ce", "gce")  # no twin to read it from
+    assert suite.trained_methods(("lr-m-dyr-h",)) == ("lr-m-dyr-h",)
