@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import robustness_suite as suite  # noqa: E402  (the suite's own checks)
 import selection_rules  # noqa: E402  (its reading of a run folder)
+from latentmix.selection import selection_score  # noqa: E402  (the run's own selection signal)
 
 TAKEN_FROM_TWIN = ("selected_val_acc", "best_val_acc", "last_val_acc", "ranking_auc", "estimated_noise_rate",
                    "noise_estimate_doubt", "selected_test_acc", "best_test_acc", "last_test_acc")
@@ -59,13 +60,6 @@ def read_run(folder: Path, record: dict) -> Optional[dict]:
     parsed, the size of the split it selects on), or None where the folder is gone."""
     run_dir = folder / record["run_dir"]
     return selection_rules.read_run(run_dir) if (run_dir / "metrics.csv").exists() else None
-
-
-def trailing_mean(rows: list[dict], epoch: int, window: int = 3) -> float:
-    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the epochs
-    before it, as `latentmix.selection.selected_epoch` reads it."""
-    values = [r["select_acc"] for r in rows if r["epoch"] <= epoch and r["select_acc"] is not None][-window:]
-    return sum(values) / len(values)
 
 
 def mcnemar_p(twin_only: int, ours_only: int) -> float:
@@ -128,7 +122,7 @@ def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], 
         end = learning_end(ours)
         shares.append(end / len(ours))
         if rule == "end":
-            a, b = trailing_mean(ours, end), trailing_mean(plain, end)
+            a, b = selection_score(ours, end), selection_score(plain, end)
             se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
             switch = b - a > 2 * se
             why = f"at epoch {end}: twin {b:.3f} vs {a:.3f}, 2 s.e. {2 * se:.3f}"
@@ -139,8 +133,8 @@ def replay(folder: Path, rule: str) -> tuple[list[dict], list[dict], list[str], 
             switch = p < 0.05
             why = f"held-out rows right for the twin only {twin_only}, for ours only {ours_only}: p = {p:.3f}"
         else:
-            a = trailing_mean(ours, int(record["selected_epoch"]))
-            b = trailing_mean(plain, int(twin["selected_epoch"]))
+            a = selection_score(ours, int(record["selected_epoch"]))
+            b = selection_score(plain, int(twin["selected_epoch"]))
             se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
             # `whole`: the higher signal wins; `whole-2se`: only a twin clearly above does
             switch = b - a > 2 * se if rule == "whole-2se" else b > a + 1e-6
@@ -225,11 +219,7 @@ def main(argv=None) -> int:
                  f"(`python benchmarks/plain_twin.py {args.suite} --built {args.built}`): "
                  + (f"{len(differences)} differences" if differences else "every LR-M-DYR-H run as replayed, and "
                     "every twin the cell's CE run")] + [f"- {d}" for d in differences]
-        text = "\n".join(lines) + "\n"
-        print(text)
-        if args.out:
-            args.out.write_text(text)
-        return 1 if differences else 0
+        return emit("\n".join(lines) + "\n", args.out, 1 if differences else 0)
     rules = "" if args.rules == DEFAULT_RULES else f" --rules {args.rules}"
     lines = [f"A plain-CE twin replayed on `{args.suite}` (`python benchmarks/plain_twin.py {args.suite}{rules}`)", "",
              "| rule | schedule | `acc` short | worst cell vs CE | mean gain over CE | `auc` short | `est` off, not doubted |",
@@ -244,11 +234,15 @@ def main(argv=None) -> int:
         details += ["", f"`{rule}`: {len(switches)} of the LR-M-DYR-H runs switch to their twin"
                     + (f"; the twin trains {100 * share:.0f}% of the schedule on average" if rule == "end" else
                        "; the twin trains the whole schedule"), ""] + [f"- {s}" for s in switches]
-    text = "\n".join(lines + details) + "\n"
+    return emit("\n".join(lines + details) + "\n", args.out)
+
+
+def emit(text: str, out: Optional[Path], status: int = 0) -> int:
+    """Print `text`, write it to `out` as well when given, and return the exit status."""
     print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    if out:
+        out.write_text(text)
+    return status
 
 
 if __name__ == "__main__":

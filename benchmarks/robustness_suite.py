@@ -549,8 +549,9 @@ def run_cell(out: Path, data: SuiteData, noise: str, schedule: str, methods=DEFA
     if all((out / "jobs" / f"{j}.json").exists() for j in wanted):
         return [json.loads((out / "jobs" / f"{j}.json").read_text()) for j in sorted(wanted)]
     path = write_cell(out, data, noise)
-    twin_is_ce = "ce" in methods and "lr-m-dyr-h" in methods
-    grid = grid_for(data, noise, schedule, path, trained_methods(methods), seeds)
+    trained = trained_methods(methods)
+    twin_is_ce = "ce" in methods and "ce" not in trained  # CE read from LR-M-DYR-H's twins
+    grid = grid_for(data, noise, schedule, path, trained, seeds)
     store = out / "runs" / data.name / noise / schedule
     summaries = {s["run_id"]: s for s in run_grid(grid, store, workers=1, vectorized=False, progress=False)}
     records = []

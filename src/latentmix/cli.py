@@ -121,14 +121,14 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
 
 def kept_model_text(summary: RunSummary) -> str:
     """Which model a run with a plain CE twin keeps, and the two selection signals that decided."""
-    from latentmix.plain_twin import TWIN_FOLDER
+    from latentmix.plain_twin import KEPT_TWIN, TWIN_FOLDER
     from latentmix.selection import SELECTION_WINDOW
 
     if summary.twin_failed:
         return f"kept: this run's model; {summary.twin_failed}, so nothing was compared"
     scores = (f"on the validation split, mean accuracy over the {SELECTION_WINDOW} epochs up to each selected epoch: "
               f"this run {summary.selection_score:.4f}, the plain CE twin {summary.twin_selection_score:.4f}")
-    if summary.kept_model == TWIN_FOLDER:
+    if summary.kept_model == KEPT_TWIN:
         return (f"kept: the plain CE twin's model ({TWIN_FOLDER}/, epoch {summary.kept_epoch}, accuracy "
                 f"{summary.kept_val_acc:.4f}), which scores higher {scores}; predict and load_run use it, the label "
                 "issues and the noise estimate are this run's")

@@ -230,14 +230,14 @@ def _from_folder(path: Path, model: Optional[nn.Module], weights: str, device: t
 
 def _run_weights(folder: Any, weights: str) -> tuple[dict, str, Optional[int]]:
     """(state dict, "selected" / "last", its epoch) of a run folder."""
-    from latentmix.plain_twin import TWIN_FOLDER
+    from latentmix.plain_twin import KEPT_TWIN, TWIN_FOLDER
     from latentmix.run_folder import CHECKPOINT_NAME, RunFolder
     from latentmix.selection import selected_epoch
 
     has_checkpoint = folder.file(CHECKPOINT_NAME).exists()
     if weights == "selected":
         result = folder.read_result() or {}
-        if result.get("kept_model") == TWIN_FOLDER:  # the run kept its plain CE twin's model (latentmix.plain_twin)
+        if result.get("kept_model") == KEPT_TWIN:  # the run kept its plain CE twin's model (latentmix.plain_twin)
             twin = RunFolder(folder.path / TWIN_FOLDER)
             selected = twin.load_selected("cpu")
             if selected is None:

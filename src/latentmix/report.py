@@ -22,7 +22,7 @@ from latentmix.report_figures import dataset_figures
 from latentmix.report_tables import CSV_FIELDS, DatasetTables, dataset_tables
 from latentmix.summary_tables import UNKNOWN_RATE, column_label, column_order, noise_column, row_order
 from latentmix.selection import NOT_STARTED
-from latentmix.plain_twin import TWIN_FOLDER
+from latentmix.plain_twin import KEPT_TWIN
 
 
 @dataclass
@@ -89,7 +89,7 @@ def decision_counts(data: ReportData) -> str:
                "never started the correction and trained on as plain CE: the network had not measurably begun to "
                "memorise by the end of early learning"),
               (sum(1 for s in finished if s.get("training_note")), "were never told apart from chance"),
-              (sum(1 for s in finished if s.get("kept_model") == TWIN_FOLDER),
+              (sum(1 for s in finished if s.get("kept_model") == KEPT_TWIN),
                "kept their plain CE twin's model, which scored higher on the validation split (the tables give each "
                "run's own; kept_val_acc in runs.csv)")]
     said = [f"{n} of {len(finished)} runs {what}" for n, what in counts if n]

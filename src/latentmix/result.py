@@ -19,7 +19,7 @@ from latentmix.mixing import format_layers
 from latentmix.noise import NoisyLabels
 from latentmix.noise_model import detection_metrics
 from latentmix.selection import flagged_confusion, ranking_order
-from latentmix.plain_twin import TWIN_FOLDER
+from latentmix.plain_twin import KEPT_TWIN
 from latentmix.summary import POPULATION_KEYS, TEST_KEYS, TRAINER_KEYS, TWIN_KEYS, RunSummary
 
 
@@ -87,7 +87,7 @@ class RunResult:
     @property
     def kept(self) -> "RunResult":
         """The result whose selected model the run keeps: its twin's when the twin won, else its own."""
-        return self.twin if self.twin is not None and self.kept_model == TWIN_FOLDER else self
+        return self.twin if self.twin is not None and self.kept_model == KEPT_TWIN else self
 
     def run_summary(self) -> RunSummary:
         """The run's summary (`latentmix.summary.RunSummary`), as its result.json holds it: the

@@ -338,25 +338,28 @@ def selected_epoch(rows: Sequence[dict], window: int = SELECTION_WINDOW) -> Opti
     epoch is picked only when its mean is higher by more than `SAME_MEAN`: otherwise the rounding
     of the sums (0.62 + 0.74 + 0.74 against 0.74 + 0.74 + 0.62) would decide, differently for the
     run's float32 accuracies and for the 6 digits of metrics.csv that an offline replay reads."""
-    scored = [(float(row["select_acc"]), int(row["epoch"])) for row in rows if row.get("select_acc") is not None]
     best_mean, chosen = -np.inf, None
-    for i, (_, epoch) in enumerate(scored):
-        trailing = scored[max(0, i - window + 1):i + 1]
-        mean = sum(value for value, _ in trailing) / len(trailing)
+    for epoch, mean in trailing_means(rows, window):
         if mean > best_mean + SAME_MEAN:
             best_mean, chosen = mean, epoch
     return chosen
 
 
+def trailing_means(rows: Sequence[dict], window: int = SELECTION_WINDOW) -> list[tuple[int, float]]:
+    """(epoch, the selection signal there) for each epoch with a noisy-validation accuracy: the mean
+    of it and the `window - 1` scored epochs before it (fewer at the start)."""
+    scored = [(float(row["select_acc"]), int(row["epoch"])) for row in rows if row.get("select_acc") is not None]
+    means = []
+    for i, (_, epoch) in enumerate(scored):
+        trailing = scored[max(0, i - window + 1):i + 1]
+        means.append((epoch, sum(value for value, _ in trailing) / len(trailing)))
+    return means
+
+
 def selection_score(rows: Sequence[dict], epoch: Optional[int], window: int = SELECTION_WINDOW) -> Optional[float]:
-    """The selection signal at `epoch`: the mean noisy-validation accuracy over it and the
-    `window - 1` epochs before it that have one (fewer at the start), the mean that
-    `selected_epoch` maximises; None when the run selects no epoch."""
-    if epoch is None:
-        return None
-    values = [float(row["select_acc"]) for row in rows
-              if row.get("select_acc") is not None and int(row["epoch"]) <= epoch][-window:]
-    return sum(values) / len(values) if values else None
+    """The selection signal at `epoch` (`trailing_means`), the mean `selected_epoch` maximises;
+    None when the run selects no epoch."""
+    return dict(trailing_means(rows, window)).get(epoch) if epoch is not None else None
 
 
 def keeps_plain_twin(score: Optional[float], twin_score: Optional[float]) -> bool:
