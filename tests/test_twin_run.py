@@ -87,6 +87,57 @@ def test_a_run_on_your_own_data_trains_the_plain_twin_and_keeps_the_higher(tmp_p
     assert np.allclose(load_run(result).predict(x).probabilities, kept.predict(x).probabilities)
 
 
+def read_issues(path):
+    """label_issues.csv as {index: row}, and the indices in file order."""
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return {int(r["index"]): r for r in rows}, [int(r["index"]) for r in rows]
+
+
+def mann_whitney_auc(scores, positive):
+    """P(a wrong label scores above a right one), ties counting half: the AUC by its definition."""
+    pos, neg = scores[positive], scores[~positive]
+    return ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
+
+
+def test_the_label_issues_average_the_run_and_its_twin(tmp_path):
+    """Each sample's P(noisy) and loss are the means of the run's own (the same run without a twin)
+    and its twin's, ranked by P(noisy) then loss; result.json's detection AUC is that ranking's, and
+    `detect` rebuilds the file as written."""
+    from latentmix.cli import main
+
+    data = write_shells(tmp_path / "shells.npz", n=400)
+    train(config(data, method="lr-m-dyr-h", epochs=8), run_dir=tmp_path / "run", progress=False)
+    train(config(data, method="lr-m-dyr-h", epochs=8, plain_twin=False), run_dir=tmp_path / "own", progress=False)
+    both, order = read_issues(tmp_path / "run" / "label_issues.csv")
+    own, _ = read_issues(tmp_path / "own" / "label_issues.csv")
+    twin, _ = read_issues(tmp_path / "run" / "plain-twin" / "label_issues.csv")
+    assert set(both) == set(own) == set(twin) == set(range(400))
+    p = np.array([float(both[i]["p_noisy"]) for i in order])
+    loss = np.array([float(both[i]["loss"]) for i in order])
+    for i in order:
+        assert float(both[i]["p_noisy"]) == pytest.approx((float(own[i]["p_noisy"]) + float(twin[i]["p_noisy"])) / 2,
+                                                          abs=1e-5)
+        assert float(both[i]["loss"]) == pytest.approx((float(own[i]["loss"]) + float(twin[i]["loss"])) / 2,
+                                                       rel=1e-4, abs=1e-5)
+        assert both[i]["given_label"] == own[i]["given_label"] and both[i]["split"] == own[i]["split"]
+    # most suspicious first: P(noisy) never rises down the file, and within equal P(noisy) the loss does not
+    assert np.all(np.diff(p) <= 0)
+    assert all(loss[k] >= loss[k + 1] for k in range(len(p) - 1) if p[k] == p[k + 1])
+    # the two rankings differ (else the average would show nothing)
+    assert [i for i in order] != [int(r) for r in sorted(own, key=lambda i: -float(own[i]["p_noisy"]))]
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+    twin_summary = json.loads((tmp_path / "run" / "plain-twin" / "result.json").read_text())
+    assert summary["twin_label_issues_epoch"] == twin_summary["label_issues_epoch"]
+    truly = np.array([both[i]["truly_noisy"] == "1" for i in order])
+    assert summary["detection_auc"] == pytest.approx(mann_whitney_auc(p, truly), abs=2e-3)
+    # detect rebuilds the averaged file from the two checkpoints when the file is gone
+    written = (tmp_path / "run" / "label_issues.csv").read_bytes()
+    (tmp_path / "run" / "label_issues.csv").unlink()
+    assert main(["detect", str(tmp_path / "run"), "--top", "3"]) == 0
+    assert (tmp_path / "run" / "label_issues.csv").read_bytes() == written
+
+
 def test_a_twin_interrupted_resumes_and_the_run_is_not_finished_before(tmp_path, monkeypatch):
     from latentmix import training
 
@@ -107,7 +158,7 @@ def test_a_twin_interrupted_resumes_and_the_run_is_not_finished_before(tmp_path,
     with pytest.raises(ConfigError, match="unfinished run"):
         train(config(data, method="lr-m", epochs=6), run_dir=tmp_path / "cut", progress=False)
     train(config(data, method="lr-m", epochs=6), run_dir=tmp_path / "cut", resume=True, progress=False)
-    for name in ("result.json", "plain-twin/result.json", "plain-twin/metrics.csv"):
+    for name in ("result.json", "label_issues.csv", "plain-twin/result.json", "plain-twin/metrics.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert whole.kept_model in ("run", "plain-twin")
 
@@ -205,6 +256,11 @@ def test_a_twin_that_diverges_leaves_the_run_its_own_model(tmp_path, monkeypatch
     assert summary["kept_val_acc"] == summary["selected_val_acc"]
     assert "nothing was compared" in capsys.readouterr().out
     assert load_run(tmp_path / "r").epoch == summary["selected_epoch"]
+    # and its own label issues: those of the same run without a twin
+    assert summary["twin_label_issues_epoch"] is None
+    assert main(["train", "--data", str(data), "--method", "lr-m", "--epochs", "6", "--out", str(tmp_path / "n"),
+                 "--quiet", "--no-plain-twin"]) == 0
+    assert (tmp_path / "r" / "label_issues.csv").read_bytes() == (tmp_path / "n" / "label_issues.csv").read_bytes()
 
 
 def test_overwriting_without_a_twin_removes_the_replaced_runs_twin(tmp_path):

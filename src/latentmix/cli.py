@@ -103,7 +103,7 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
             print(f"  the estimate is unreliable: {summary.noise_estimate_doubt}")
         pairs = summary.flagged_noise_pairs or []
         if pairs:
-            print(f"  flagged labels (label issues of epoch {summary.label_issues_epoch}), given -> predicted class: "
+            print(f"  flagged labels (label issues {label_issues_source(summary)}), given -> predicted class: "
                   + ", ".join(f"{a}->{b} ({n})" for a, b, n in pairs[:5]))
     collapsed = summary.noise_model_collapsed_epochs or 0
     if collapsed:
@@ -117,6 +117,15 @@ def _print_summary(summary: RunSummary, out: Path, wall_time_s: float,
 
     twin = f", the plain CE twin in {TWIN_FOLDER}/" if summary.kept_model is not None else ""
     print(f"  {wall_time_s:.1f} s; results in {out}/ (result.json, metrics.csv, label_issues.csv, timing.json{twin})")
+
+
+def label_issues_source(summary: RunSummary) -> str:
+    """Which epoch's noise model the label issues come from: the run's, and its plain CE twin's
+    where the two were averaged (`latentmix.plain_twin.with_twin_label_issues`)."""
+    if summary.twin_label_issues_epoch is None:
+        return f"of epoch {summary.label_issues_epoch}"
+    return (f"of epoch {summary.label_issues_epoch}, P(noisy) averaged with the plain CE twin's of epoch "
+            f"{summary.twin_label_issues_epoch}")
 
 
 def kept_model_text(summary: RunSummary) -> str:
@@ -229,7 +238,7 @@ def _print_noise_estimate(run_dir: Path, num_rows: int) -> None:
           + (f" (actual {actual:.3f})" if actual is not None else "") + f", {ESTIMATE_SOURCE}")
     if summary.noise_estimate_doubt:
         print(f"  unreliable: {summary.noise_estimate_doubt}")
-    epoch = f" of epoch {summary.label_issues_epoch}" if summary.label_issues_epoch else ""
+    epoch = f" {label_issues_source(summary)}" if summary.label_issues_epoch else ""
     first, kept = summary.label_issues_from_epoch, summary.label_issues_epoch
     mean = (f"each a mean over epochs {first}-{kept}" if first is not None and kept is not None and first < kept
             else "each that epoch's" if first is not None and first == kept else "each a mean over the epochs up to it")

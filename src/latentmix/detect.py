@@ -8,7 +8,8 @@ last checkpoint: the per-sample losses of the run's last tracking pass (kept in 
 for a checkpoint without one, one eval-mode pass over the training set) get a fresh noise model,
 and the samples are ranked by P(noisy), as `train` ranks them at the end of a run. A checkpoint
 keeps the per-sample view that `train` writes the label issues from, so a finished run's file is
-rebuilt as it was.
+rebuilt as it was; a run whose label issues average its noise model with its plain CE twin's
+(`latentmix.plain_twin`) is rebuilt from both folders' checkpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from latentmix.data import DATASETS
 from latentmix.errors import ConfigError
 from latentmix.run_folder import CHECKPOINT_NAME, LABEL_ISSUES_NAME, RunFolder, run_fingerprints
 from latentmix.config import RunConfig
+from latentmix.plain_twin import TWIN_FOLDER, with_twin_label_issues
 from latentmix.result import per_sample_results, RunResult
 from latentmix.run_setup import build_run, RunSetup
 from latentmix.tracking import epoch_view, fit_run_noise_model, track_training_losses, Tracked
@@ -120,12 +122,38 @@ def detect_from_checkpoint(run_dir: str | Path) -> Path:
     result = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
                        last_val_acc=float("nan"), best_epoch=0,
                        **per_sample_results(view, setup.dataset, setup.labels, setup.holdout))
+    twin_view = _twin_label_view(folder)
+    if twin_view is not None:  # the label issues of a run with a plain CE twin average both noise models
+        twin = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
+                         last_val_acc=float("nan"), best_epoch=0,
+                         **per_sample_results(twin_view, setup.dataset, setup.labels, setup.holdout))
+        with_twin_label_issues(result, twin)
     try:
         return folder.write_label_issues(result)
     except OSError as error:
         raise ConfigError(f"cannot write {folder.file(LABEL_ISSUES_NAME)} ({error.strerror or type(error).__name__}): "
                           "detect rebuilds it in the run folder; copy the run folder to a place you can write to, "
                           "and run detect on the copy") from None
+
+
+def _twin_label_view(folder: RunFolder) -> Optional[dict]:
+    """The per-sample view of the run's plain CE twin that its label issues were averaged with
+    (`latentmix.plain_twin.with_twin_label_issues`), from the twin's verified checkpoint; None for a
+    run whose result.json names no such twin (none was trained, it failed, or the run is unfinished:
+    its label issues are then its own)."""
+    record = folder.read_result() or {}
+    if record.get("twin_label_issues_epoch") is None:
+        return None
+    twin = RunFolder(folder.path / TWIN_FOLDER)
+    if not twin.file(CHECKPOINT_NAME).exists():
+        raise ConfigError(f"{folder.path}'s label issues average its noise model with its plain CE twin's, and "
+                          f"{twin.path} has no {CHECKPOINT_NAME} to rebuild the twin's part from; train the run "
+                          "again with --overwrite")
+    view = twin.load_checkpoint("cpu").get("label_snapshot")
+    if view is None:
+        raise ConfigError(f"{twin.file(CHECKPOINT_NAME)} keeps no label view to rebuild the label issues from "
+                          "(a checkpoint of an older version); train the run again with --overwrite")
+    return view
 
 
 def _last_tracking_pass(state: dict, setup: RunSetup, checkpoint_path: Path) -> Tracked:

@@ -12,10 +12,10 @@ A second run can: the twin is the same run without mixing or correction (`twin_c
 user's data, seed, validation split, model and schedule, ``--method ce``), trained after the run in
 its folder's ``plain-twin/``. Both select their checkpoint on the same noisy held-out rows, so the
 run keeps the twin's model when its selection signal is higher (`latentmix.selection.
-keeps_plain_twin`), its own on a tie. Only the model competes: the label issues and the noise
-estimate stay the run's, whose noise model (with the correction's evidence and doubts) is the
-detector the robustness suite judges. The choice is in result.json (`kept_model`, both scores,
-`kept_val_acc`), in the summary, and `latentmix predict` / `load_run` load the kept model.
+keeps_plain_twin`), its own on a tie. The choice is in result.json (`kept_model`, both scores,
+`kept_val_acc`), in the summary, and `latentmix predict` / `load_run` load the kept model. The label
+issues average the two noise models' P(noisy) (`with_twin_label_issues`); the noise estimate and
+its doubt stay the run's.
 
 Replayed on the suite's 43 cells before it was built (`benchmarks/plain_twin.py`, rule
 `whole-model`): accuracy short of CE in 4 / 4 cells at 50 / 150 epochs instead of 7 / 5, the worst
@@ -30,6 +30,7 @@ import copy
 from dataclasses import replace
 from typing import Any, Optional
 
+import numpy as np
 from torch import nn
 
 from latentmix.config import RunConfig
@@ -103,12 +104,51 @@ def twin_model(model: Optional[nn.Module], config: RunConfig) -> Optional[nn.Mod
 def keep_better(result: Any, twin: Any, twin_failed: Optional[str] = None) -> Any:
     """`result` (a `latentmix.result.RunResult`) with its twin's and the kept model's figures: the
     twin's model is kept when its selection signal at its selected epoch is higher than the
-    run's (`keeps_plain_twin`). A twin that failed (`twin` None, `twin_failed` why: plain CE
-    diverged) leaves the run its own model, and says so."""
+    run's (`keeps_plain_twin`), and the label issues are both noise models' (`with_twin_label_issues`).
+    A twin that failed (`twin` None, `twin_failed` why: plain CE diverged) leaves the run its own
+    model and label issues, and says so."""
     score = selection_score(result.metrics, result.selected_epoch)
     twin_score = selection_score(twin.metrics, twin.selected_epoch) if twin is not None else None
     kept = twin if twin is not None and keeps_plain_twin(score, twin_score) else result
     result.twin, result.twin_failed = twin, twin_failed
     result.kept_model = KEPT_TWIN if kept is twin else KEPT_RUN
     result.selection_score, result.twin_selection_score = score, twin_score
+    if twin is not None:
+        with_twin_label_issues(result, twin)
+    return result
+
+
+def averaged_view(own: dict, twin: dict) -> dict:
+    """One sample view (`p_noisy` and `loss` / `losses` arrays, with the rest of `own`'s fields)
+    from two noise models of the same samples: each sample's P(noisy) and loss the mean of the two,
+
+        p = (p_run + p_twin) / 2,
+
+    the two posteriors weighted equally (a model average of two estimates of the same event: the
+    label is wrong). Equal P(noisy) are then ranked by the mean loss, as one run ranks by its own."""
+    averaged = dict(own)
+    for key in ("p_noisy", "losses", "loss"):
+        if key in own and own[key] is not None:
+            averaged[key] = (np.asarray(own[key], dtype=np.float64) + np.asarray(twin[key], dtype=np.float64)) / 2
+    return averaged
+
+
+def with_twin_label_issues(result: Any, twin: Any) -> Any:
+    """`result` whose label issues (every sample's P(noisy) and loss, the validation rows of the
+    user's file included) average its own noise model's and its twin's (`averaged_view`); the
+    result.json's detection figures and flagged counts follow, and `twin_label_issues_epoch` says
+    which of the twin's epochs took part.
+
+    Why both: each network's losses miss wrong labels the other finds. Where mixing holds the run
+    back (classes that are not convex regions) its losses hardly tell wrong labels from hard ones
+    and the plain twin's do; where correction helps, the run's do better. Replayed on the
+    robustness suite's three sets before it was built (`benchmarks/twin_detection.py`), the average
+    left fewer cells below CE's or cleanlab's detection AUC than the run's own ranking on each
+    (docs/robustness-suite.md, "Label issues from both")."""
+    own = {"p_noisy": result.p_noisy, "losses": result.losses}
+    averaged = averaged_view(own, {"p_noisy": twin.p_noisy, "losses": twin.losses})
+    result.p_noisy, result.losses = averaged["p_noisy"], averaged["losses"]
+    if result.extra_rows and twin.extra_rows:  # the validation rows of the user's file
+        result.extra_rows = averaged_view(result.extra_rows, twin.extra_rows)
+    result.twin_label_issues_epoch = twin.label_issues_epoch
     return result

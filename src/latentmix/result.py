@@ -83,6 +83,7 @@ class RunResult:
     selection_score: Optional[float] = None
     twin_selection_score: Optional[float] = None
     twin_failed: Optional[str] = None  # why the twin could not be compared (it diverged); None: it was
+    twin_label_issues_epoch: Optional[int] = None  # the twin's epoch whose P(noisy) the label issues average in
 
     @property
     def kept(self) -> "RunResult":
@@ -129,7 +130,7 @@ class RunResult:
             values.update(kept_model=self.kept_model, selection_score=self.selection_score,
                           twin_selection_score=self.twin_selection_score, kept_val_acc=kept.selected_val_acc,
                           kept_epoch=kept.selected_epoch, kept_test_acc=kept.selected_test_acc,
-                          twin_failed=self.twin_failed)
+                          twin_failed=self.twin_failed, twin_label_issues_epoch=self.twin_label_issues_epoch)
             twinned = TWIN_KEYS + (("kept_test_acc",) if tested else ())
         keys = POPULATION_KEYS if population else TRAINER_KEYS + tested + twinned + tuple(confusion)
         return RunSummary(**{key: value for key, value in values.items() if key in keys}, keys=keys)

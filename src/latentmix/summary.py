@@ -35,7 +35,10 @@ NOISE_PAIR_KEYS = ("flagged_noise_pairs", "true_noise_pairs")
 TEST_KEYS = ("selected_test_acc", "best_test_acc", "last_test_acc")
 # The keys a run with a plain CE twin adds (`latentmix.plain_twin`; `kept_test_acc` too with a test
 # set): which model it keeps, the two selection signals that decided, and the kept model's figures.
-TWIN_KEYS = ("kept_model", "selection_score", "twin_selection_score", "kept_val_acc", "kept_epoch", "twin_failed")
+# The label issues then average the run's and the twin's noise models: `twin_label_issues_epoch` is
+# the twin's epoch that took part (None: the twin failed, and the label issues are the run's own).
+TWIN_KEYS = ("kept_model", "selection_score", "twin_selection_score", "kept_val_acc", "kept_epoch", "twin_failed",
+             "twin_label_issues_epoch")
 # The keys of a population run's result.json: what it measures, and how it was trained.
 POPULATION_KEYS = (
     "method", "mix_layers", "correction", "dataset", "noise", "noise_kind", "seed", "epochs",
@@ -104,6 +107,8 @@ class RunSummary:
     kept_epoch: Optional[int] = None
     kept_test_acc: Optional[float] = None
     twin_failed: Optional[str] = None  # why the twin could not be compared (it diverged): the run's own model is kept
+    # the twin's epoch whose P(noisy) the label issues average with the run's (`latentmix.plain_twin`)
+    twin_label_issues_epoch: Optional[int] = None
     flagged_noise_pairs: Optional[list] = None  # [given, predicted, count] rows of the flagged labels
     true_noise_pairs: Optional[list] = None  # [given, clean, count] rows of the wrong labels
     trained_as: Optional[str] = None  # "population of N" (the sweep store adds "sequential" / "reused")

@@ -542,10 +542,12 @@ class Run:
 
     def keep_better(self, result: RunResult, twin: Optional[RunResult], twin_failed: Optional[str] = None) -> RunResult:
         """The run's result with its twin's (`latentmix.plain_twin.keep_better`: the model that
-        scores higher on the noisy validation split is kept; the run's own when the twin failed),
-        and its result.json."""
+        scores higher on the noisy validation split is kept, the label issues average both noise
+        models; the run's own when the twin failed), its label_issues.csv and result.json."""
         result = keep_better(result, twin, twin_failed)
         if self.run_folder is not None:
+            if twin is not None:  # the label issues now average both noise models
+                self.run_folder.write_label_issues(result)
             self.run_folder.write_result(result.summary())
         return result
 
