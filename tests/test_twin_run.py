@@ -193,6 +193,10 @@ def test_the_summary_says_which_model_is_kept(tmp_path, capsys):
     assert len(kept) == 1
     assert f"{summary['selection_score']:.4f}" in kept[0] and f"{summary['twin_selection_score']:.4f}" in kept[0]
     assert ("plain CE twin's model" in kept[0]) == (summary["kept_model"] == "plain-twin")
+    assert summary["kept_model"] == "run" or "the noise estimate is this run's and the label issues both runs'" in kept[0]
+    # where the label issues come from: both runs, each at its own epoch
+    assert (f"label issues of epoch {summary['label_issues_epoch']}, P(noisy) averaged with the plain CE twin's of "
+            f"epoch {summary['twin_label_issues_epoch']}") in out
     assert main(["train", "--data", str(data), "--method", "lr-m", "--epochs", "6", "--out", str(tmp_path / "n"),
                  "--quiet", "--no-plain-twin"]) == 0
     assert "kept:" not in capsys.readouterr().out and not (tmp_path / "n" / "plain-twin").exists()

@@ -139,8 +139,8 @@ def kept_model_text(summary: RunSummary) -> str:
               f"this run {summary.selection_score:.4f}, the plain CE twin {summary.twin_selection_score:.4f}")
     if summary.kept_model == KEPT_TWIN:
         return (f"kept: the plain CE twin's model ({TWIN_FOLDER}/, epoch {summary.kept_epoch}, accuracy "
-                f"{summary.kept_val_acc:.4f}), which scores higher {scores}; predict and load_run use it, the label "
-                "issues and the noise estimate are this run's")
+                f"{summary.kept_val_acc:.4f}), which scores higher {scores}; predict and load_run use it, the noise "
+                "estimate is this run's and the label issues both runs'")
     return f"kept: this run's model, which scores at least as high {scores}"
 
 
