@@ -593,16 +593,23 @@ def ranking_auc(run_dir: Path, path: Path, data: SuiteData) -> tuple[float, floa
     against which labels truly are wrong."""
     from latentmix.noise_model import detection_metrics
 
+    rows, truth = scored_issues(run_dir, path, data)
+    return detection_metrics(-np.arange(len(rows), dtype=float), truth)["auc"], float(truth.mean())
+
+
+def scored_issues(run_dir: Path, path: Path, data: SuiteData) -> tuple[list[dict], np.ndarray]:
+    """The rows of a run's label_issues.csv the suite scores (a CSV's validation rows left out), in
+    the file's order (most suspicious first), and whether each given label is truly wrong."""
     with (run_dir / "label_issues.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] != "val"]
     if data.fmt == "folder":
         clean = np.load(truth_path(path))
         # the given class is the image's folder (the run numbers the folders in sorted order)
-        truth = np.array([int(clean[int(Path(r["file"]).stem)] != FMNIST_CLASSES.index(Path(r["file"]).parent.name))
-                          for r in rows])
+        truth = np.array([clean[int(Path(r["file"]).stem)] != FMNIST_CLASSES.index(Path(r["file"]).parent.name)
+                          for r in rows], dtype=bool)
     else:
-        truth = np.array([int(r["truly_noisy"]) for r in rows])
-    return detection_metrics(-np.arange(len(rows), dtype=float), truth.astype(bool))["auc"], float(truth.mean())
+        truth = np.array([r["truly_noisy"] == "1" for r in rows], dtype=bool)
+    return rows, truth
 
 
 def suite_methods(data: SuiteData, names=DEFAULT_METHODS) -> tuple:

@@ -27,7 +27,6 @@ by construction (it is the CE run), so its count says little; `mean` and `rank-m
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -44,25 +43,9 @@ from latentmix.selection import ranking_order  # noqa: E402
 VIEWS = ("run", "twin", "kept", "mean", "rank-mean")
 
 
-def scored_rows(run_dir: Path) -> list[dict]:
-    """The rows of a run's label_issues.csv the suite scores (a CSV's validation rows left out), in
-    the file's order: most suspicious first."""
-    with (run_dir / "label_issues.csv").open() as handle:
-        return [row for row in csv.DictReader(handle) if row["split"] != "val"]
-
-
 def sample_key(row: dict) -> str:
     """A sample's identity in both files: an image folder's file, else the row index."""
     return row.get("file") or row["index"]
-
-
-def truth_of(rows: list[dict], out: Path, data: suite.SuiteData, noise: str) -> np.ndarray:
-    """Whether each row's given label is wrong (an image folder's from the clean labels beside it)."""
-    if data.fmt == "folder":
-        clean = np.load(suite.truth_path(suite.cell_path(out, data, noise)))
-        return np.array([clean[int(Path(r["file"]).stem)] != suite.FMNIST_CLASSES.index(Path(r["file"]).parent.name)
-                         for r in rows])
-    return np.array([r["truly_noisy"] == "1" for r in rows])
 
 
 def positions(order_of: dict, rows: list[dict]) -> np.ndarray:
@@ -70,9 +53,11 @@ def positions(order_of: dict, rows: list[dict]) -> np.ndarray:
     return np.array([-float(order_of[sample_key(r)]) for r in rows])
 
 
-def view_scores(run_dir: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """The run's scored rows and, per view, a suspicion score for each (higher: more suspicious)."""
-    ours, twin = scored_rows(run_dir), scored_rows(run_dir / "plain-twin")
+def view_scores(run_dir: Path, path: Path, data: suite.SuiteData) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Whether each scored row of the run is truly wrong and, per view, a suspicion score for each
+    (higher: more suspicious)."""
+    ours, truth = suite.scored_issues(run_dir, path, data)
+    twin, _ = suite.scored_issues(run_dir / "plain-twin", path, data)
     twin_by_key = {sample_key(r): r for r in twin}
     twin_rows = [twin_by_key[sample_key(r)] for r in ours]
     ours_order = {sample_key(r): i for i, r in enumerate(ours)}
@@ -86,7 +71,7 @@ def view_scores(run_dir: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
     mean_score[by_mean] = -np.arange(len(ours), dtype=float)
     run_score, twin_score = positions(ours_order, ours), positions(twin_order, ours)
     kept = json.loads((run_dir / "result.json").read_text()).get("kept_model")
-    return ours, {"run": run_score, "twin": twin_score, "kept": twin_score if kept == "plain-twin" else run_score,
+    return truth, {"run": run_score, "twin": twin_score, "kept": twin_score if kept == "plain-twin" else run_score,
                   "mean": mean_score, "rank-mean": run_score + twin_score}
 
 
@@ -99,8 +84,7 @@ def replay(out: Path) -> dict[tuple[str, str, str], dict[str, list[float]]]:
         if not (run_dir / "plain-twin" / "label_issues.csv").exists():
             continue
         data = suite.KNOWN[job["data"]]
-        rows, scores = view_scores(run_dir)
-        truth = truth_of(rows, out, data, job["noise"])
+        truth, scores = view_scores(run_dir, suite.cell_path(out, data, job["noise"]), data)
         cell = cells.setdefault((job["data"], job["noise"], job["schedule"]), {v: [] for v in VIEWS})
         for view in VIEWS:
             cell[view].append(detection_metrics(scores[view], truth)["auc"])
@@ -152,8 +136,8 @@ def check_built(built: Path, reference: Path) -> list[str]:
     for record in sorted(reference.glob("jobs/*-lr-m-dyr-h-*.json")):
         job = json.loads(record.read_text())
         if (reference / job["run_dir"] / "plain-twin" / "label_issues.csv").exists():
-            rows, scores = view_scores(reference / job["run_dir"])
-            truth = truth_of(rows, reference, suite.KNOWN[job["data"]], job["noise"])
+            data = suite.KNOWN[job["data"]]
+            truth, scores = view_scores(reference / job["run_dir"], suite.cell_path(reference, data, job["noise"]), data)
             expected[job["id"]] = detection_metrics(scores["mean"], truth)["auc"]
     differences = []
     for record in sorted(built.glob("jobs/*-lr-m-dyr-h-*.json")):

@@ -156,8 +156,9 @@ class RunConfig:
     # (on for a mixing or correcting method on your own data).
     plain_twin: Optional[bool] = option(
         None, METHOD, "also train a plain CE twin (same data, seed and validation split, in RUN/plain-twin) and keep "
-                      "the model that scores higher on the noisy validation split; the label issues and noise estimate "
-                      "stay this run's (default: on for a method that mixes or corrects on your own data; about 1.75x "
+                      "the model that scores higher on the noisy validation split; the label issues average both runs' "
+                      "P(noisy), the noise estimate stays this run's (default: on for a method that mixes or corrects on "
+                      "your own data; about 1.75x "
                       "the time)",
         check=boolean, switch="on/off")
     noise: float = option(

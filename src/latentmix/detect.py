@@ -119,15 +119,16 @@ def detect_from_checkpoint(run_dir: str | Path) -> Path:
     if view is None:  # the run's last tracking pass, with a fresh noise model
         tracked = _last_tracking_pass(state, setup, checkpoint_path)
         view = epoch_view(tracked, fit_run_noise_model(setup.config, tracked.losses[setup.trained]), setup.trained, None)
-    result = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
-                       last_val_acc=float("nan"), best_epoch=0,
-                       **per_sample_results(view, setup.dataset, setup.labels, setup.holdout))
+
+    def labels_of(sample_view: dict) -> RunResult:  # the per-sample part of a result, for the label issues
+        return RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
+                         last_val_acc=float("nan"), best_epoch=0,
+                         **per_sample_results(sample_view, setup.dataset, setup.labels, setup.holdout))
+
+    result = labels_of(view)
     twin_view = _twin_label_view(folder)
     if twin_view is not None:  # the label issues of a run with a plain CE twin average both noise models
-        twin = RunResult(config=setup.config, method=setup.method, metrics=[], best_val_acc=float("nan"),
-                         last_val_acc=float("nan"), best_epoch=0,
-                         **per_sample_results(twin_view, setup.dataset, setup.labels, setup.holdout))
-        with_twin_label_issues(result, twin)
+        with_twin_label_issues(result, labels_of(twin_view))
     try:
         return folder.write_label_issues(result)
     except OSError as error:
